@@ -1,0 +1,418 @@
+# distutils: language = c++
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled core of phasic: state-space construction, elimination traces, replay,
+distribution functions and sampling. Typed arrays in, typed arrays out."""
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy
+from libc.math cimport isfinite, INFINITY
+from libcpp.vector cimport vector
+from libcpp cimport bool as cbool
+
+from phasic.exceptions import GraphConstructionError, StateSpaceTooLarge
+
+cnp.import_array()
+
+cdef extern from "statetable.hpp" namespace "phasic":
+    cdef cppclass StateTable:
+        StateTable(int d) except +
+        int state_length()
+        int64_t size()
+        const int32_t* row(int64_t i)
+        int64_t append_unindexed(const int32_t* s) except +
+        int64_t find(const int32_t* s)
+        int64_t find_or_create(const int32_t* s, cbool* created) except +
+        void reindex(int64_t skip) except +
+        void load(const int32_t* data, int64_t n) except +
+
+cdef extern from "elim.hpp" namespace "phasic":
+    cdef cppclass Trace:
+        vector[uint8_t] code
+        vector[int64_t] a, b, c, xi, xj, xs, xinit, order, scc_ptr, seg_ptr, xseg_ptr
+        int64_t n_forward_x
+    void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T) except + nogil
+    void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
+                   vector[int64_t]& order, vector[int64_t]& scc_ptr) except + nogil
+    cbool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
+                    const int64_t* c, const double* w, double* val) nogil
+    void replay(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+                const double* val, double* x) nogil
+    void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+                        const double* val, double* x) nogil
+
+cdef extern from "dist.hpp" namespace "phasic":
+    void forward_steps(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
+                       const double* lam, double L, int64_t K, vector[double]& exit,
+                       vector[double]& mass) except + nogil
+    void uniformised(const vector[double]& exit, const vector[double]& mass, double L,
+                     int64_t nt, const double* t, double m_total, double* pdf, double* cdf) nogil
+    int64_t steps_needed(double L, double tmax) nogil
+    void c_sample "phasic::sample"(int64_t V, const int64_t* indptr, const int32_t* target,
+                  const double* w, const double* lam, const double* reward, cbool discrete,
+                  uint64_t seed, int64_t n, double* outv) nogil
+
+
+# ---------------------------------------------------------------------------------------
+# states
+
+cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
+    """Copies a user state (sequence of ints) into buf, with clear errors."""
+    cdef Py_ssize_t i, n
+    cdef object x
+    cdef long long val
+    if isinstance(s, np.ndarray):
+        if s.ndim != 1 or s.dtype.kind not in "iub":
+            raise TypeError(f"{where}: state {s!r} must be a 1-D sequence of integers")
+        seq = s.tolist()
+    elif isinstance(s, (list, tuple)):
+        seq = s
+    else:
+        raise TypeError(f"{where}: state {s!r} must be a list/tuple/array of integers, "
+                        f"not {type(s).__name__}")
+    n = len(seq)
+    if n != d:
+        raise GraphConstructionError(
+            f"{where}: state {list(seq)!r} has length {n}, expected {d} "
+            f"(all states of a graph have the same length)")
+    for i in range(n):
+        x = seq[i]
+        if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+            val = x
+        elif isinstance(x, bool):
+            val = int(x)
+        else:
+            raise TypeError(f"{where}: state {list(seq)!r} has non-integer entry {x!r} "
+                            f"at position {i}; states are integer vectors")
+        if val < -2147483648 or val > 2147483647:
+            raise GraphConstructionError(f"{where}: state entry {x!r} does not fit in int32")
+        buf[i] = <int32_t>val
+    return 0
+
+
+cdef class StateSpace:
+    """Hash table of fixed-length integer states (vertex 0 is the unindexed start)."""
+    cdef StateTable* t
+    cdef int d
+    cdef vector[int32_t] buf
+
+    def __cinit__(self, int d):
+        if d < 1:
+            raise ValueError(f"state_length must be >= 1, got {d!r}")
+        self.d = d
+        self.t = new StateTable(d)
+        self.buf.resize(d)
+        self.t.append_unindexed(self.buf.data())  # the start vertex: state of zeros
+
+    def __dealloc__(self):
+        del self.t
+
+    @property
+    def state_length(self):
+        return self.d
+
+    def __len__(self):
+        return self.t.size()
+
+    def find(self, state):
+        fill_state(state, self.d, self.buf.data(), "find_vertex")
+        return self.t.find(self.buf.data())
+
+    def find_or_create(self, state):
+        cdef cbool created = False
+        fill_state(state, self.d, self.buf.data(), "find_or_create_vertex")
+        idx = self.t.find_or_create(self.buf.data(), &created)
+        return idx, bool(created)
+
+    def create_unindexed(self, state):
+        fill_state(state, self.d, self.buf.data(), "create_vertex")
+        return self.t.append_unindexed(self.buf.data())
+
+    def states(self):
+        cdef int64_t n = self.t.size()
+        out = np.empty((n, self.d), dtype=np.int32)
+        cdef int32_t[:, ::1] o = out
+        if n:
+            memcpy(&o[0, 0], self.t.row(0), sizeof(int32_t) * n * self.d)
+        return out
+
+    @staticmethod
+    def from_states(cnp.ndarray states):
+        cdef int32_t[:, ::1] s = np.ascontiguousarray(states, dtype=np.int32)
+        cdef StateSpace sp = StateSpace(s.shape[1])
+        sp.t.load(&s[0, 0], s.shape[0])
+        sp.t.reindex(1)
+        return sp
+
+
+# ---------------------------------------------------------------------------------------
+# construction from a callback (Alg. 1): visit vertices in creation order
+
+cdef inline bint is_number(object r):
+    return isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool)
+
+
+def build(callback, list ipv, int d, dict params, int64_t max_vertices, object theta_dim):
+    """Builds the state space reachable from `ipv` with `callback`.
+
+    Returns (StateSpace, indptr int64, target int32, weight float64, coef (E, p) or None).
+    Parameterised edges have weight = coef . ones until re-weighted.
+    """
+    cdef StateSpace sp = StateSpace(d)
+    cdef vector[int64_t] indptr
+    cdef vector[int32_t] target
+    cdef vector[double] weight
+    cdef vector[int64_t] coef_edge
+    cdef list coef_rows = []
+    cdef int64_t i, z, p = -1 if theta_dim is None else <int64_t>theta_dim
+    cdef cbool created
+    cdef int32_t* buf = sp.buf.data()
+    cdef double r
+    cdef object state_arr, result, item, rate
+    cdef int32_t[::1] sview
+
+    indptr.push_back(0)
+    for item in ipv:
+        st, prob = item
+        fill_state(st, d, buf, "initial distribution (IPV)")
+        z = sp.t.find_or_create(buf, &created)
+        target.push_back(<int32_t>z)
+        weight.push_back(<double>prob)
+    indptr.push_back(target.size())
+
+    i = 1
+    while i < sp.t.size():
+        state_arr = np.empty(d, dtype=np.int32)
+        sview = state_arr
+        memcpy(&sview[0], sp.t.row(i), sizeof(int32_t) * d)
+        try:
+            result = callback(state_arr, **params)
+        except Exception as exc:
+            exc.add_note(f"phasic: raised by the callback for state {state_arr.tolist()!r} (vertex {i})")
+            raise
+        if result is None:
+            result = ()
+        elif not isinstance(result, (list, tuple)):
+            raise GraphConstructionError(
+                f"callback returned {result!r} for state {state_arr.tolist()!r}; expected a list of "
+                f"[next_state, rate] pairs ([] for an absorbing state)")
+        for item in result:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise GraphConstructionError(
+                    f"callback returned a malformed edge {item!r} for state {state_arr.tolist()!r}; "
+                    f"each edge must be [next_state, rate]")
+            nxt = item[0]
+            rate = item[1]
+            fill_state(nxt, d, buf, f"callback result for state {state_arr.tolist()!r}")
+            if is_number(rate):
+                r = rate
+                if not isfinite(r) or r < 0:
+                    raise GraphConstructionError(
+                        f"callback returned rate {rate!r} for the edge {state_arr.tolist()!r} -> "
+                        f"{list(nxt) if not isinstance(nxt, np.ndarray) else nxt.tolist()!r}; "
+                        f"rates must be finite and >= 0")
+                crow = None
+            elif isinstance(rate, (list, tuple, np.ndarray)):
+                crow = np.asarray(rate, dtype=np.float64)
+                if crow.ndim != 1 or crow.size == 0 or not np.all(np.isfinite(crow)):
+                    raise GraphConstructionError(
+                        f"callback returned coefficients {rate!r} for state {state_arr.tolist()!r}; "
+                        f"expected a non-empty list of finite numbers")
+                if p < 0:
+                    p = crow.size
+                elif crow.size != p:
+                    raise GraphConstructionError(
+                        f"callback returned {crow.size} coefficients {rate!r} for state "
+                        f"{state_arr.tolist()!r}, but theta has dimension {p}")
+                r = crow.sum()
+            else:
+                raise GraphConstructionError(
+                    f"callback returned rate {rate!r} ({type(rate).__name__}) for state "
+                    f"{state_arr.tolist()!r}; expected a number or a list of coefficients")
+            z = sp.t.find_or_create(buf, &created)
+            if created and sp.t.size() > max_vertices:
+                raise StateSpaceTooLarge(
+                    f"the state space grew past max_vertices={max_vertices} (at state "
+                    f"{np.asarray(<int32_t[:d]>buf).tolist()!r}); the model may be unbounded, "
+                    f"or pass a larger max_vertices=")
+            if z == i:
+                continue  # a self-transition does not change the process
+            if crow is not None:
+                coef_edge.push_back(target.size())
+                coef_rows.append(crow)
+            target.push_back(<int32_t>z)
+            weight.push_back(r)
+        indptr.push_back(target.size())
+        i += 1
+
+    ip = np.asarray(<int64_t[:indptr.size()]>indptr.data()).copy()
+    tg = np.asarray(<int32_t[:target.size()]>target.data()).copy() if target.size() else np.zeros(0, np.int32)
+    wt = np.asarray(<double[:weight.size()]>weight.data()).copy() if weight.size() else np.zeros(0)
+    coef = None
+    if p > 0:
+        coef = np.zeros((tg.size, p))
+        if coef_rows:
+            idx = np.asarray(<int64_t[:coef_edge.size()]>coef_edge.data()).copy()
+            coef[idx] = np.vstack(coef_rows)
+    return sp, ip, tg, wt, coef
+
+
+# ---------------------------------------------------------------------------------------
+# traces
+
+cdef object _vec64(vector[int64_t]& v):
+    if v.size() == 0:
+        return np.zeros(0, np.int64)
+    return np.asarray(<int64_t[:v.size()]>v.data()).copy()
+
+
+def record_trace(const int64_t[::1] indptr, const int32_t[::1] target):
+    """Records the elimination of a graph (CSR) as a tape + reward program (dict of arrays)."""
+    cdef Trace T
+    cdef int64_t V = indptr.shape[0] - 1
+    with nogil:
+        record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T)
+    code = np.asarray(<uint8_t[:T.code.size()]>T.code.data()).copy() if T.code.size() else np.zeros(0, np.uint8)
+    return {
+        "code": code, "a": _vec64(T.a), "b": _vec64(T.b), "c": _vec64(T.c),
+        "xi": _vec64(T.xi), "xj": _vec64(T.xj), "xs": _vec64(T.xs),
+        "xinit": _vec64(T.xinit), "order": _vec64(T.order), "scc_ptr": _vec64(T.scc_ptr),
+        "seg_ptr": _vec64(T.seg_ptr), "xseg_ptr": _vec64(T.xseg_ptr),
+        "n_forward_x": np.int64(T.n_forward_x),
+    }
+
+
+def scc(const int64_t[::1] indptr, const int32_t[::1] target):
+    """Strongly connected components in topological order: (order, scc_ptr)."""
+    cdef vector[int64_t] order, ptr
+    with nogil:
+        scc_order(indptr.shape[0] - 1, &indptr[0], &target[0] if target.shape[0] else NULL, order, ptr)
+    return _vec64(order), _vec64(ptr)
+
+
+def evaluate_tape(const uint8_t[::1] code, const int64_t[::1] a, const int64_t[::1] b,
+                  const int64_t[::1] c, const double[::1] w):
+    """Values of every tape op for one edge-weight vector."""
+    cdef int64_t n = code.shape[0]
+    val = np.empty(n)
+    cdef double[::1] v = val
+    if n:
+        with nogil:
+            eval_tape(n, &code[0], &a[0], &b[0], &c[0], &w[0] if w.shape[0] else NULL, &v[0])
+    return val
+
+
+def run_program(const int64_t[::1] xi, const int64_t[::1] xj, const int64_t[::1] xs,
+                const double[::1] val, double[::1] x, bint adjoint=False):
+    """Applies the reward program (or its transpose) to x in place."""
+    cdef int64_t n = xi.shape[0]
+    if n == 0:
+        return
+    with nogil:
+        if adjoint:
+            replay_adjoint(n, &xi[0], &xj[0], &xs[0], &val[0], &x[0])
+        else:
+            replay(n, &xi[0], &xj[0], &xs[0], &val[0], &x[0])
+
+
+def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_target,
+                      const int64_t[::1] a_edge, const double[::1] rewards, int k):
+    """First k reward moments of a CPH for each row of W (edge weights), by tape replay.
+
+    a_target/a_edge: the start vertex's edges (initial distribution).
+    Returns (B, k); a row with a non-finite value marks a degenerate weight vector.
+    """
+    cdef const uint8_t[::1] code = tr["code"]
+    cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+    cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+    cdef int64_t B = W.shape[0], n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
+    cdef int64_t na = a_target.shape[0], bi, v, j, e
+    out = np.empty((B, k))
+    cdef double[:, ::1] o = out
+    cdef vector[double] val, x, y
+    cdef double fact, s
+    val.resize(n + 1); x.resize(V); y.resize(V)
+    with nogil:
+        for bi in range(B):
+            if n:
+                eval_tape(n, &code[0], &ta[0], &tb[0], &tc[0], &W[bi, 0], val.data())
+            for v in range(V):
+                y[v] = 1.0
+            fact = 1.0
+            for j in range(k):
+                fact *= (j + 1)
+                for v in range(V):
+                    x[v] = rewards[v] * y[v] * val[xinit[v]] if xinit[v] >= 0 else 0.0
+                if nx:
+                    replay(nx, &xi[0], &xj[0], &xs[0], val.data(), x.data())
+                s = 0.0
+                for e in range(na):
+                    s += W[bi, a_edge[e]] * x[a_target[e]]
+                o[bi, j] = fact * s
+                for v in range(V):
+                    y[v] = x[v]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# distributions and sampling
+
+def uniformisation(const int64_t[::1] indptr, const int32_t[::1] target, const double[::1] w,
+                   const double[::1] lam, const double[::1] t):
+    """(pdf, cdf) of a CPH at times t >= 0 by uniformisation."""
+    cdef int64_t V = indptr.shape[0] - 1, nt = t.shape[0], K, i
+    cdef double L = 0.0, tmax = 0.0
+    for i in range(1, V):
+        if lam[i] > L:
+            L = lam[i]
+    for i in range(nt):
+        if t[i] > tmax:
+            tmax = t[i]
+    pdf = np.zeros(nt)
+    cdf = np.zeros(nt)
+    cdef double[::1] pv = pdf, cv = cdf
+    cdef vector[double] ex, mass
+    if L <= 0.0:
+        L = 1.0
+    K = steps_needed(L, tmax)
+    with nogil:
+        forward_steps(V, &indptr[0], &target[0] if target.shape[0] else NULL, &w[0] if w.shape[0] else NULL,
+                      &lam[0], L, K, ex, mass)
+        if nt:
+            uniformised(ex, mass, L, nt, &t[0], 0.0, &pv[0], &cv[0])
+    return pdf, cdf
+
+
+def dph_forward(const int64_t[::1] indptr, const int32_t[::1] target, const double[::1] w,
+                const double[::1] lam, int64_t K):
+    """(pmf[0..K], survival[0..K]) of a DPH by the forward algorithm."""
+    cdef int64_t V = indptr.shape[0] - 1, k
+    cdef vector[double] ex, mass
+    with nogil:
+        forward_steps(V, &indptr[0], &target[0] if target.shape[0] else NULL, &w[0] if w.shape[0] else NULL,
+                      &lam[0], 1.0, K, ex, mass)
+    pmf = np.zeros(K + 1)
+    surv = np.zeros(K + 1)
+    for k in range(K + 1):
+        surv[k] = mass[k]
+        if k >= 1:
+            pmf[k] = ex[k - 1]
+    return pmf, surv
+
+
+def sample(const int64_t[::1] indptr, const int32_t[::1] target, const double[::1] w,
+           const double[::1] lam, rewards, bint discrete, uint64_t seed, int64_t n):
+    """n simulated absorption times (or accumulated rewards)."""
+    out = np.empty(n)
+    cdef double[::1] o = out
+    cdef const double[::1] r
+    cdef const double* rp = NULL
+    if rewards is not None:
+        r = rewards
+        rp = &r[0]
+    if n:
+        with nogil:
+            c_sample(indptr.shape[0] - 1, &indptr[0], &target[0] if target.shape[0] else NULL,
+                     &w[0] if w.shape[0] else NULL, &lam[0], rp, discrete, seed, n, &o[0])
+    return out

@@ -1,0 +1,231 @@
+// Graph elimination (Roikjer, Hobolth & Munch 2022, Alg. 3) recorded as a trace.
+//
+// The elimination never looks at weight values: it records the arithmetic it would do as
+// an SSA tape over the edge weights (ops WEIGHT/ADD/DIV/INV/MUL/FMA/INV1M).  Evaluating
+// the tape for a weight vector gives the multipliers of the "reward compute" program
+// (xprog), a list of x[i] += m * x[j] and x[i] *= m updates.  Replaying xprog on
+// x = r / lambda gives U r with U = (-S)^-1 (CPH) or (I - T)^-1 (DPH), per vertex.
+// Vertices are eliminated SCC by SCC in topological order, so each SCC's ops form one
+// contiguous, self-contained segment of the tape (used by hierarchical trace caching).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace phasic {
+
+enum Op : uint8_t { OP_WEIGHT = 0, OP_ADD = 1, OP_DIV = 2, OP_INV = 3, OP_MUL = 4, OP_FMA = 5, OP_INV1M = 6 };
+
+struct Trace {
+  // tape
+  std::vector<uint8_t> code;
+  std::vector<int64_t> a, b, c;
+  // reward-compute program: x[xi] += val[xs] * x[xj] (xj >= 0) or x[xi] *= val[xs] (xj < 0)
+  std::vector<int64_t> xi, xj, xs;
+  std::vector<int64_t> xinit;   // per vertex: op of 1/lambda, or -1 (absorbing / start)
+  std::vector<int64_t> order;   // elimination order (vertex ids), start vertex excluded
+  std::vector<int64_t> scc_ptr; // SCC boundaries in `order`
+  std::vector<int64_t> seg_ptr; // tape segment of each SCC: ops [seg_ptr[k], seg_ptr[k+1])
+  std::vector<int64_t> xseg_ptr;// forward xprog segment of each SCC
+  int64_t n_forward_x = 0;      // xprog entries before back-substitution
+
+  int64_t emit(uint8_t op, int64_t x, int64_t y = -1, int64_t z = -1) {
+    code.push_back(op); a.push_back(x); b.push_back(y); c.push_back(z);
+    return (int64_t)code.size() - 1;
+  }
+};
+
+// Tarjan's algorithm, iterative. Returns SCCs in topological order (sources first),
+// vertices inside an SCC sorted by id. Vertex 0 (the start) is excluded.
+inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
+                      std::vector<int64_t>& order, std::vector<int64_t>& scc_ptr) {
+  std::vector<int64_t> index(V, -1), low(V, 0), stack, comp_of(V, -1);
+  std::vector<char> on(V, 0);
+  std::vector<std::pair<int64_t, int64_t>> call;  // (vertex, next edge)
+  std::vector<std::vector<int64_t>> comps;
+  int64_t counter = 0;
+  for (int64_t root = 1; root < V; ++root) {
+    if (index[root] >= 0) continue;
+    call.push_back({root, indptr[root]});
+    index[root] = low[root] = counter++;
+    stack.push_back(root); on[root] = 1;
+    while (!call.empty()) {
+      int64_t v = call.back().first;
+      int64_t& e = call.back().second;
+      if (e < indptr[v + 1]) {
+        int64_t w = target[e++];
+        if (w == 0 || w == v) continue;
+        if (index[w] < 0) {
+          index[w] = low[w] = counter++;
+          stack.push_back(w); on[w] = 1;
+          call.push_back({w, indptr[w]});
+        } else if (on[w]) {
+          low[v] = std::min(low[v], index[w]);
+        }
+      } else {
+        if (low[v] == index[v]) {
+          std::vector<int64_t> comp;
+          int64_t w;
+          do { w = stack.back(); stack.pop_back(); on[w] = 0; comp.push_back(w); } while (w != v);
+          std::sort(comp.begin(), comp.end());
+          comps.push_back(std::move(comp));
+        }
+        call.pop_back();
+        if (!call.empty()) {
+          int64_t u = call.back().first;
+          low[u] = std::min(low[u], low[v]);
+        }
+      }
+    }
+  }
+  order.clear(); scc_ptr.assign(1, 0);
+  for (auto it = comps.rbegin(); it != comps.rend(); ++it) {
+    for (int64_t v : *it) order.push_back(v);
+    scc_ptr.push_back((int64_t)order.size());
+  }
+}
+
+using EdgeList = std::vector<std::pair<int64_t, int64_t>>;  // (target, op) sorted by target
+
+inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
+  auto it = std::lower_bound(l.begin(), l.end(), std::make_pair(z, (int64_t)-1));
+  return (it != l.end() && it->first == z) ? it : l.end();
+}
+
+// Records the elimination of the graph given in CSR form. Vertex 0 is the start vertex;
+// its edges (the initial distribution) are not part of the trace.
+inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T) {
+  scc_order(V, indptr, target, T.order, T.scc_ptr);
+  std::vector<int64_t> ord(V, -1), scc(V, -1);
+  int64_t nscc = (int64_t)T.scc_ptr.size() - 1;
+  for (int64_t k = 0; k < nscc; ++k)
+    for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) { ord[T.order[i]] = i; scc[T.order[i]] = k; }
+  std::vector<EdgeList> out(V);
+  std::vector<std::vector<int64_t>> par(V);
+  T.xinit.assign(V, -1);
+  T.seg_ptr.assign(1, 0); T.xseg_ptr.assign(1, 0);
+  for (int64_t k = 0; k < nscc; ++k) {
+    // normalisation of this SCC's vertices: lambda, 1/lambda, p = w / lambda
+    for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
+      int64_t v = T.order[i];
+      EdgeList w;
+      for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
+        int64_t z = target[e];
+        if (z == v) continue;  // self-transitions do not change the chain
+        w.push_back({z, T.emit(OP_WEIGHT, e)});
+      }
+      if (w.empty()) continue;  // absorbing
+      std::stable_sort(w.begin(), w.end(), [](auto& x, auto& y) { return x.first < y.first; });
+      EdgeList m;  // merge duplicate targets
+      for (auto& p : w) {
+        if (!m.empty() && m.back().first == p.first) m.back().second = T.emit(OP_ADD, m.back().second, p.second);
+        else m.push_back(p);
+      }
+      int64_t lam = m[0].second;
+      for (size_t j = 1; j < m.size(); ++j) lam = T.emit(OP_ADD, lam, m[j].second);
+      T.xinit[v] = T.emit(OP_INV, lam);
+      for (auto& p : m) {
+        p.second = T.emit(OP_DIV, p.second, lam);
+        if (scc[p.first] == k) par[p.first].push_back(v);
+      }
+      out[v] = std::move(m);
+    }
+    // elimination inside the SCC
+    if (T.scc_ptr[k + 1] - T.scc_ptr[k] > 1) {
+      for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
+        int64_t v = T.order[i];
+        std::vector<int64_t> parents;
+        parents.swap(par[v]);
+        std::sort(parents.begin(), parents.end());
+        parents.erase(std::unique(parents.begin(), parents.end()), parents.end());
+        for (int64_t u : parents) {
+          if (ord[u] <= ord[v]) continue;
+          auto it = find_edge(out[u], v);
+          if (it == out[u].end()) continue;
+          int64_t puv = it->second;
+          out[u].erase(it);
+          T.xi.push_back(u); T.xj.push_back(v); T.xs.push_back(puv);
+          int64_t self = -1;
+          EdgeList merged;
+          merged.reserve(out[u].size() + out[v].size());
+          auto a = out[u].begin(), ae = out[u].end();
+          auto b = out[v].begin(), be = out[v].end();
+          while (a != ae || b != be) {
+            if (b == be || (a != ae && a->first < b->first)) { merged.push_back(*a++); continue; }
+            int64_t z = b->first, pvz = b->second;
+            if (z == u) {
+              self = self < 0 ? T.emit(OP_MUL, puv, pvz) : T.emit(OP_FMA, self, puv, pvz);
+              ++b;
+              if (a != ae && a->first == z) merged.push_back(*a++);
+              continue;
+            }
+            if (a != ae && a->first == z) {
+              merged.push_back({z, T.emit(OP_FMA, a->second, puv, pvz)});
+              ++a;
+            } else {
+              merged.push_back({z, T.emit(OP_MUL, puv, pvz)});
+              if (scc[z] == scc[u] && ord[u] > ord[z]) par[z].push_back(u);
+            }
+            ++b;
+          }
+          if (self >= 0) {
+            int64_t sc = T.emit(OP_INV1M, self);
+            for (auto& p : merged) p.second = T.emit(OP_MUL, p.second, sc);
+            T.xi.push_back(u); T.xj.push_back(-1); T.xs.push_back(sc);
+          }
+          out[u].swap(merged);
+        }
+      }
+    }
+    T.seg_ptr.push_back((int64_t)T.code.size());
+    T.xseg_ptr.push_back((int64_t)T.xi.size());
+  }
+  T.n_forward_x = (int64_t)T.xi.size();
+  // back-substitution in reverse elimination order; absorbing targets hold x = 0
+  for (int64_t i = (int64_t)T.order.size() - 1; i >= 0; --i) {
+    int64_t v = T.order[i];
+    for (auto& p : out[v]) {
+      if (out[p.first].empty()) continue;
+      T.xi.push_back(v); T.xj.push_back(p.first); T.xs.push_back(p.second);
+    }
+  }
+}
+
+// Evaluates the tape for one weight vector. Returns false if a value is not finite.
+inline bool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
+                      const int64_t* c, const double* w, double* val) {
+  for (int64_t i = 0; i < n; ++i) {
+    switch (code[i]) {
+      case OP_WEIGHT: val[i] = w[a[i]]; break;
+      case OP_ADD: val[i] = val[a[i]] + val[b[i]]; break;
+      case OP_DIV: val[i] = val[a[i]] / val[b[i]]; break;
+      case OP_INV: val[i] = 1.0 / val[a[i]]; break;
+      case OP_MUL: val[i] = val[a[i]] * val[b[i]]; break;
+      case OP_FMA: val[i] = val[a[i]] + val[b[i]] * val[c[i]]; break;
+      case OP_INV1M: val[i] = 1.0 / (1.0 - val[a[i]]); break;
+    }
+  }
+  return true;
+}
+
+// x <- program applied to x (in place).
+inline void replay(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+                   const double* val, double* x) {
+  for (int64_t k = 0; k < n; ++k) {
+    if (xj[k] >= 0) x[xi[k]] += val[xs[k]] * x[xj[k]];
+    else x[xi[k]] *= val[xs[k]];
+  }
+}
+
+// Transposed program, applied in reverse order (x <- M^T x).
+inline void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+                           const double* val, double* x) {
+  for (int64_t k = n - 1; k >= 0; --k) {
+    if (xj[k] >= 0) x[xj[k]] += val[xs[k]] * x[xi[k]];
+    else x[xi[k]] *= val[xs[k]];
+  }
+}
+
+}  // namespace phasic

@@ -1,0 +1,52 @@
+"""phasic: phase-type distributions from state-space graphs, with caching.
+
+Heavy dependencies (JAX, Dask, Snakemake) are imported only by the functions that use them;
+the cache API is loaded on first use.
+"""
+from phasic.callbacks import with_ipv
+from phasic.exceptions import (CorruptEntryError, DistributedError, GraphConstructionError,
+                               ParameterError, PhasicError, StateSpaceTooLarge, StoreError,
+                               TraceError, UnhashableError, UnsafeArchiveError)
+from phasic.graph import Graph
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # graph/trace store and the unified cache API
+    "GraphCache": "phasic.cache",
+    "print_graph_cache_info": "phasic.cache",
+    "get_graph_cache_stats": "phasic.cache",
+    "print_trace_cache_info": "phasic.cache",
+    "get_trace_cache_stats": "phasic.cache",
+    "print_all_cache_info": "phasic.cache",
+    "get_all_cache_stats": "phasic.cache",
+    "clear_caches": "phasic.cache",
+    "clear_model_cache": "phasic.cache",
+    # JAX compilation cache
+    "print_jax_cache_info": "phasic.jax_cache",
+    "get_jax_cache_stats": "phasic.jax_cache",
+    "cache_info": "phasic.jax_cache",
+    "clear_jax_cache": "phasic.jax_cache",
+    # JAX functions
+    "pmf_from_graph": "phasic.jax_ops",
+    "moments_from_graph": "phasic.jax_ops",
+}
+
+__all__ = ["Graph", "with_ipv", "PhasicError", "GraphConstructionError", "StateSpaceTooLarge",
+           "ParameterError", "UnhashableError", "StoreError", "CorruptEntryError",
+           "UnsafeArchiveError", "TraceError", "DistributedError", *_LAZY]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'phasic' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

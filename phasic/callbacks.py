@@ -1,0 +1,106 @@
+"""Callbacks: the initial-distribution protocol (`with_ipv`) and how `Graph` calls them."""
+from __future__ import annotations
+
+import functools
+import inspect
+
+from phasic.exceptions import GraphConstructionError
+
+
+def normalize_ipv(ipv) -> list:
+    """Returns the IPV as a list of ``[state, probability]`` pairs.
+
+    ``[10]`` (one start state) means ``[[[10], 1.0]]``; ``[[10, 0]]`` is ambiguous and is
+    read as one state unless its items are ``[state, prob]`` pairs.
+    """
+    if ipv is None:
+        raise GraphConstructionError("no initial distribution: decorate the callback with "
+                                     "@with_ipv(...) or pass Graph(callback, ipv=...)")
+    if not isinstance(ipv, (list, tuple)) or len(ipv) == 0:
+        raise GraphConstructionError(f"IPV {ipv!r} must be a start state like [10] or a "
+                                     f"non-empty list of [state, probability] pairs")
+    pairs = all(isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple))
+                for x in ipv)
+    if not pairs:
+        return [[list(ipv), 1.0]]
+    out, total = [], 0.0
+    for state, prob in ipv:
+        try:
+            p = float(prob)
+        except (TypeError, ValueError):
+            raise GraphConstructionError(f"IPV probability {prob!r} for state {state!r} is not a number")
+        if not (p >= 0.0) or p == float("inf"):
+            raise GraphConstructionError(f"IPV probability {prob!r} for state {state!r} must be >= 0")
+        total += p
+        out.append([list(state), p])
+    if total > 1.0 + 1e-12:
+        raise GraphConstructionError(f"IPV probabilities sum to {total!r} > 1 in {ipv!r}")
+    return out
+
+
+def with_ipv(ipv):
+    """Attaches an initial distribution to a state-space callback.
+
+    Parameters
+    ----------
+    ipv : list
+        One start state (``[10]``) or a list of ``[state, probability]`` pairs.
+
+    The wrapped function keeps ``__wrapped__`` and exposes ``.ipv``; called with an empty
+    state it returns the IPV (the reference protocol), otherwise it calls the callback.
+
+    Examples
+    --------
+    >>> @with_ipv([3])
+    ... def kingman(state):
+    ...     n = state[0]
+    ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+    >>> kingman([])
+    [[[3], 1.0]]
+    """
+    normalized = normalize_ipv(ipv)
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(state, *args, **kwargs):
+            if state is None or len(state) == 0:
+                return [[list(s), p] for s, p in normalized]
+            return fn(state, *args, **kwargs)
+
+        wrapper.ipv = [[list(s), p] for s, p in normalized]
+        return wrapper
+
+    return decorate
+
+
+def callback_ipv(callback, ipv=None):
+    """The IPV for `callback`: an explicit `ipv`, its ``.ipv``, or what it returns for []."""
+    if ipv is not None:
+        return normalize_ipv(ipv)
+    attached = getattr(callback, "ipv", None)
+    if attached is not None:
+        return normalize_ipv(attached)
+    # the reference protocol: a callback called with an empty state returns its IPV
+    try:
+        result = callback([])
+    except Exception:
+        return None
+    if isinstance(result, (list, tuple)) and result:
+        try:
+            return normalize_ipv(result)
+        except GraphConstructionError:
+            return None
+    return None
+
+
+def accepted_extras(callback, extras: dict) -> dict:
+    """The subset of `extras` (model=, indexer=) the callback's signature accepts."""
+    if not extras:
+        return {}
+    try:
+        sig = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return {}
+    params = sig.parameters
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {k: v for k, v in extras.items() if v is not None and (k in params or var_kw)}

@@ -1,0 +1,46 @@
+"""Exceptions raised by phasic.
+
+Every phasic error derives from :class:`PhasicError`; most also derive from the
+builtin that fits (``ValueError``, ``TypeError``, ``OSError``) so callers that
+catch the builtin keep working.
+"""
+
+
+class PhasicError(Exception):
+    """Base class of every error raised by phasic."""
+
+
+class GraphConstructionError(PhasicError, ValueError):
+    """A callback returned something that cannot become a graph (bad edge, state, rate, IPV)."""
+
+
+class StateSpaceTooLarge(GraphConstructionError):
+    """The state space grew past ``max_vertices``."""
+
+
+class ParameterError(PhasicError, ValueError):
+    """A parameter vector (theta), reward vector or time grid is malformed."""
+
+
+class UnhashableError(PhasicError, TypeError):
+    """The inputs of a cached computation cannot be turned into a stable key."""
+
+
+class StoreError(PhasicError, OSError):
+    """The content-addressed store could not read or write an entry."""
+
+
+class CorruptEntryError(StoreError):
+    """A store entry failed verification (bad checksum, truncated, wrong key)."""
+
+
+class UnsafeArchiveError(StoreError, ValueError):
+    """A cache archive holds a member that must not be extracted."""
+
+
+class TraceError(PhasicError, ValueError):
+    """A trace cannot be recorded or replayed for the given graph or parameters."""
+
+
+class DistributedError(PhasicError, RuntimeError):
+    """A Dask task failed; the message names the model spec and the cause."""

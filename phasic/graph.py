@@ -1,0 +1,332 @@
+"""`Graph`: a phase-type distribution as a state-space graph, over the compiled core."""
+from __future__ import annotations
+
+import numpy as np
+
+from phasic import _core
+from phasic.callbacks import accepted_extras, callback_ipv, normalize_ipv
+from phasic.exceptions import GraphConstructionError, ParameterError
+
+DEFAULT_MAX_VERTICES = 50_000_000
+
+
+class Graph:
+    """A phase-type distribution given by its state-space graph.
+
+    Parameters
+    ----------
+    callback : callable, optional
+        ``callback(state, **params)`` returns ``[[next_state, rate], ...]`` (``[]`` when
+        absorbing). A rate may be a list of coefficients ``c``: the rate is then ``c . theta``
+        (see :meth:`update_weights`).
+    ipv : list, optional
+        Initial distribution when the callback has none attached by :func:`with_ipv`.
+    theta_dim : int, optional
+        Dimension of theta for parameterised edges (else the coefficient lists' length).
+    discrete : bool
+        Discrete phase-type: weights are probabilities, the missing mass is a self-loop.
+    cache : bool
+        Load the graph from the content-addressed store, or build and store it
+        (``graph_cache=`` is accepted as an alias).
+    hierarchical : bool
+        Record the elimination per strongly connected component as traces kept in the store,
+        so later parameter vectors (and later processes) replay them.
+    model, indexer : objects with ``to_dict``, optional
+        Passed to the callback when its signature accepts them; part of the cache key.
+    max_vertices : int
+        Guard against unbounded state spaces.
+    state_length : int, optional
+        Start an empty graph for manual construction.
+    **params
+        Passed to the callback.
+
+    Examples
+    --------
+    >>> from phasic import Graph, with_ipv
+    >>> @with_ipv([4])
+    ... def kingman(state):
+    ...     n = state[0]
+    ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+    >>> round(Graph(kingman).expectation(), 12)
+    1.5
+    """
+
+    def __init__(self, callback=None, *, ipv=None, theta_dim=None, discrete=False, cache=False,
+                 graph_cache=None, hierarchical=False, model=None, indexer=None,
+                 max_vertices=DEFAULT_MAX_VERTICES, state_length=None, **params):
+        if isinstance(callback, (int, np.integer)) and not isinstance(callback, bool):
+            state_length, callback = int(callback), None
+        self._discrete = bool(discrete)
+        self._hierarchical = bool(hierarchical)
+        self._theta = None
+        self._trace = None
+        self._val = None
+        self._lam = None
+        self._coo = None
+        self._callback_name = None
+        if graph_cache is not None:
+            cache = bool(graph_cache)
+        if callback is None:
+            if state_length is None:
+                raise TypeError("Graph() needs a callback or state_length= for manual construction")
+            if int(state_length) < 1:
+                raise ValueError(f"state_length must be >= 1, got {state_length!r}")
+            self._space = _core.StateSpace(int(state_length))
+            self._set_csr(np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0), None)
+            self._theta_dim = None if theta_dim is None else int(theta_dim)
+            return
+        if not callable(callback):
+            raise TypeError(f"callback {callback!r} is not callable")
+        self._callback_name = getattr(callback, "__qualname__", repr(callback))
+        if cache:
+            from phasic.cache import cached_graph
+
+            options = {"theta_dim": theta_dim, "discrete": self._discrete}
+            built = cached_graph(
+                callback, params=params, ipv=ipv, model=model, indexer=indexer, options=options,
+                build=lambda: Graph(callback, ipv=ipv, theta_dim=theta_dim, discrete=discrete,
+                                    model=model, indexer=indexer, max_vertices=max_vertices,
+                                    **params))
+            self.__dict__.update(built.__dict__)
+            self._hierarchical = bool(hierarchical)
+            return
+        ipv_pairs = callback_ipv(callback, ipv)
+        if ipv_pairs is None:
+            raise GraphConstructionError(
+                f"callback {self._callback_name!r} has no initial distribution: decorate it with "
+                f"@phasic.with_ipv(...) or pass Graph(callback, ipv=...)")
+        d = len(ipv_pairs[0][0])
+        for s, _ in ipv_pairs:
+            if len(s) != d:
+                raise GraphConstructionError(f"IPV states {[s for s, _ in ipv_pairs]!r} differ in length")
+        call_params = dict(params)
+        call_params.update(accepted_extras(callback, {"model": model, "indexer": indexer}))
+        if theta_dim is not None and int(theta_dim) < 1:
+            raise ValueError(f"theta_dim must be >= 1, got {theta_dim!r}")
+        space, indptr, target, weight, coef = _core.build(
+            callback, ipv_pairs, d, call_params, int(max_vertices),
+            None if theta_dim is None else int(theta_dim))
+        self._space = space
+        self._set_csr(indptr, target, weight, coef)
+        self._theta_dim = None if coef is None else coef.shape[1]
+
+    # ------------------------------------------------------------------ structure
+    def _set_csr(self, indptr, target, weight, coef):
+        self._indptr, self._target = indptr, target
+        self._coef = coef
+        if coef is not None:
+            param = np.any(coef != 0, axis=1)
+            self._base = np.where(param, 0.0, weight)
+        else:
+            self._base = weight
+        self._w = weight.astype(np.float64, copy=True)
+        self._invalidate(structure=True)
+
+    def _invalidate(self, structure=False):
+        self._val = None
+        self._lam = None
+        if structure:
+            self._trace = None
+
+    def _flush(self):
+        """Turns manually added edges into CSR arrays (stable by source)."""
+        if self._coo is None:
+            return
+        src, tgt, w, coefs = self._coo
+        self._coo = None
+        V = len(self._space)
+        src = np.asarray(src, np.int64)
+        order = np.argsort(src, kind="stable")
+        indptr = np.zeros(V + 1, np.int64)
+        np.cumsum(np.bincount(src, minlength=V), out=indptr[1:])
+        target = np.asarray(tgt, np.int32)[order]
+        weight = np.asarray(w, np.float64)[order]
+        coef = None
+        if self._theta_dim:
+            coef = np.zeros((len(tgt), self._theta_dim))
+            for i, c in enumerate(coefs):
+                if c is not None:
+                    coef[i] = c
+            coef = coef[order]
+        theta = self._theta
+        self._set_csr(indptr, target, weight, coef)
+        if theta is not None:
+            self.update_weights(theta)
+
+    def _edit(self):
+        if self._coo is None:
+            n = np.diff(self._indptr)
+            src = np.repeat(np.arange(len(n)), n).tolist()
+            coefs = [None] * len(self._target) if self._coef is None else list(self._coef)
+            self._coo = (src, self._target.tolist(), self._w.tolist(), coefs)
+        return self._coo
+
+    def starting_vertex(self) -> int:
+        """Index of the starting vertex (always 0); its out-edges are the IPV."""
+        return 0
+
+    def find_vertex(self, state) -> int:
+        """Index of the vertex with `state`, or -1."""
+        return int(self._space.find(state))
+
+    def find_or_create_vertex(self, state) -> int:
+        """Index of the vertex with `state`, created if absent."""
+        idx, _ = self._space.find_or_create(state)
+        return int(idx)
+
+    def create_vertex(self, state) -> int:
+        """Creates a vertex (even if `state` exists; it is then not found by state)."""
+        return int(self._space.create_unindexed(state))
+
+    def add_edge(self, source: int, target: int, weight, coefficients=None) -> None:
+        """Adds the edge ``source -> target`` with a rate (or probability) or coefficients."""
+        V = len(self._space)
+        for name, v in (("source", source), ("target", target)):
+            if not isinstance(v, (int, np.integer)) or not 0 <= v < V:
+                raise ValueError(f"{name} vertex {v!r} is not a vertex index in [0, {V})")
+        if target == 0:
+            raise ValueError("the starting vertex 0 cannot have in-edges")
+        if source == target:
+            raise ValueError(f"self-loop on vertex {source!r}: self-transitions are implicit")
+        w = float(weight)
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"edge weight {weight!r} ({source} -> {target}) must be finite and >= 0")
+        if coefficients is not None:
+            c = np.asarray(coefficients, np.float64)
+            if c.ndim != 1 or not np.all(np.isfinite(c)):
+                raise ValueError(f"coefficients {coefficients!r} must be a 1-D finite vector")
+            if self._theta_dim is None:
+                self._theta_dim = c.size
+            elif c.size != self._theta_dim:
+                raise ValueError(f"{c.size} coefficients given, theta has dimension {self._theta_dim}")
+            coefficients = c
+        src, tgt, ws, coefs = self._edit()
+        src.append(int(source)); tgt.append(int(target)); ws.append(w); coefs.append(coefficients)
+        self._invalidate(structure=True)
+
+    def vertices_length(self) -> int:
+        return len(self._space)
+
+    def edges_length(self) -> int:
+        self._flush()
+        return int(self._target.size)
+
+    @property
+    def state_length(self) -> int:
+        return self._space.state_length
+
+    @property
+    def theta_dim(self):
+        return self._theta_dim
+
+    @property
+    def discrete(self) -> bool:
+        return self._discrete
+
+    @property
+    def theta(self):
+        return None if self._theta is None else self._theta.copy()
+
+    def states(self) -> np.ndarray:
+        """``(V, d)`` int32 array; row 0 (zeros) is the starting vertex."""
+        return self._space.states()
+
+    def edges(self):
+        """CSR arrays ``(indptr int64, target int32, weight float64)`` (current weights)."""
+        self._flush()
+        return self._indptr.copy(), self._target.copy(), self._w.copy()
+
+    def coefficients(self):
+        """``(E, p)`` coefficient matrix of parameterised edges, or None."""
+        self._flush()
+        return None if self._coef is None else self._coef.copy()
+
+    def update_weights(self, theta) -> None:
+        """Re-weights parameterised edges: ``weight = base + coef . theta``; no rebuild."""
+        self._flush()
+        if self._coef is None:
+            raise ParameterError("this graph has no parameterised edges (callback rates are numbers)")
+        th = np.asarray(theta, dtype=np.float64).reshape(-1)
+        if th.size != self._coef.shape[1]:
+            raise ParameterError(f"theta {theta!r} has length {th.size}, expected {self._coef.shape[1]}")
+        if not np.all(np.isfinite(th)):
+            raise ParameterError(f"theta {theta!r} has non-finite entries")
+        w = self._base + self._coef @ th
+        bad = np.flatnonzero(~(w >= 0))
+        if bad.size:
+            e = int(bad[0])
+            u = int(np.searchsorted(self._indptr, e, side="right") - 1)
+            st = self._space.states()
+            raise ParameterError(
+                f"theta {th.tolist()!r} gives edge {st[u].tolist()} -> {st[self._target[e]].tolist()} "
+                f"the rate {w[e]!r}; rates must be >= 0")
+        self._w = w
+        self._theta = th
+        self._invalidate()
+
+    def __repr__(self):
+        kind = "discrete" if self._discrete else "continuous"
+        extra = f", theta_dim={self._theta_dim}" if self._theta_dim else ""
+        return (f"<phasic.Graph {kind}: {self.vertices_length()} vertices, {self.edges_length()} edges, "
+                f"state_length={self.state_length}{extra}>")
+
+    # ------------------------------------------------------------------ arrays
+    def to_arrays(self):
+        """``(arrays, attrs)``: the graph as plain typed arrays (used by the store, pickling)."""
+        self._flush()
+        arrays = {"states": self.states(), "edges/indptr": self._indptr, "edges/target": self._target,
+                  "edges/weight": self._base if self._coef is not None else self._w}
+        if self._coef is not None:
+            arrays["edges/coef"] = self._coef
+        attrs = {"discrete": self._discrete, "theta_dim": int(self._theta_dim or 0),
+                 "state_length": self.state_length}
+        return arrays, attrs
+
+    @classmethod
+    def from_arrays(cls, arrays, attrs):
+        """Inverse of :meth:`to_arrays`."""
+        g = cls.__new__(cls)
+        g._discrete = bool(attrs.get("discrete", False))
+        g._hierarchical = False
+        g._theta = None
+        g._coo = None
+        g._trace = None
+        g._callback_name = attrs.get("callback")
+        g._space = _core.StateSpace.from_states(np.asarray(arrays["states"], np.int32))
+        coef = arrays.get("edges/coef")
+        indptr = np.ascontiguousarray(arrays["edges/indptr"], np.int64)
+        target = np.ascontiguousarray(arrays["edges/target"], np.int32)
+        weight = np.ascontiguousarray(arrays["edges/weight"], np.float64)
+        if coef is not None:
+            coef = np.ascontiguousarray(coef, np.float64)
+            weight = weight + coef.sum(axis=1)  # theta = ones until update_weights
+        g._set_csr(indptr, target, weight, coef)
+        g._theta_dim = None if coef is None else coef.shape[1]
+        return g
+
+    def __reduce__(self):
+        arrays, attrs = self.to_arrays()
+        return (_from_state, (arrays, attrs, self._theta, self._hierarchical))
+
+    def copy(self) -> "Graph":
+        return _from_state(*self.__reduce__()[1])
+
+    # ------------------------------------------------------------------ computations
+    from phasic.moments import (covariance, expectation, expected_sojourn_time, moments,  # noqa: E402
+                                variance)
+    from phasic.distributions import as_matrices, cdf, pdf, pmf, sample, transient_vertices  # noqa: E402
+    from phasic.rewards import reward_transform  # noqa: E402
+
+    def pmf_from_graph(self, discrete=None, **kwargs):
+        """JAX function of ``(theta, times)``; see :func:`phasic.pmf_from_graph`."""
+        from phasic.jax_ops import pmf_from_graph
+
+        return pmf_from_graph(self, discrete=discrete, **kwargs)
+
+
+def _from_state(arrays, attrs, theta, hierarchical):
+    g = Graph.from_arrays(arrays, attrs)
+    g._hierarchical = hierarchical
+    if theta is not None:
+        g.update_weights(theta)
+    return g

@@ -1,0 +1,132 @@
+"""Moments by replaying the elimination trace (Roikjer et al. 2022, sections 2.4-2.8).
+
+The trace's reward program maps x = r / lambda to U r, with U = (-S)^-1 for a continuous
+and U = (I - T)^-1 for a discrete phase-type distribution, for every vertex at once.
+These functions are bound as methods of :class:`phasic.Graph`.
+"""
+from __future__ import annotations
+
+from math import comb, factorial
+
+import numpy as np
+
+from phasic import _core
+from phasic.exceptions import ParameterError
+
+
+def _state(g):
+    """(trace, tape values, 1/lambda per vertex) for the current weights."""
+    g._flush()
+    if g._val is None:
+        from phasic.traces import graph_trace
+
+        tr = graph_trace(g)
+        val = _core.evaluate_tape(tr["code"], tr["a"], tr["b"], tr["c"], g._w)
+        xinit = tr["xinit"]
+        inv = np.where(xinit >= 0, val[np.maximum(xinit, 0)] if val.size else 0.0, 0.0)
+        if not (np.all(np.isfinite(val)) and np.all(np.isfinite(inv))):
+            where = "" if g._theta is None else f" at theta={g._theta.tolist()!r}"
+            raise ParameterError(f"elimination gave non-finite values{where}: some vertex has "
+                                 f"total out-rate 0 or cannot reach an absorbing state")
+        g._val, g._inv = val, inv
+    return g._trace, g._val, g._inv
+
+
+def _rewards(g, rewards, name="rewards"):
+    V = g.vertices_length()
+    if rewards is None:
+        r = np.ones(V)
+    else:
+        r = np.asarray(rewards, dtype=np.float64)
+        if r.ndim != 1 or r.size != V:
+            raise ParameterError(f"{name} has shape {np.shape(rewards)!r}; expected one value per "
+                                 f"vertex, shape ({V},)")
+        if not np.all(np.isfinite(r)):
+            raise ParameterError(f"{name} has non-finite entries")
+        r = r.copy()
+    r[0] = 0.0
+    return r
+
+
+def _solve(g, r):
+    """U r for every vertex (r: per-vertex rewards)."""
+    tr, val, inv = _state(g)
+    x = r * inv
+    _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, x)
+    return x
+
+
+def _alpha_dot(g, x):
+    lo, hi = g._indptr[0], g._indptr[1]
+    return float(np.dot(g._w[lo:hi], x[g._target[lo:hi]]))
+
+
+def moments(self, power: int = 2, rewards=None):
+    """The first `power` raw moments ``[E[Y], E[Y^2], ...]`` of the (reward-weighted) time.
+
+    Continuous: ``E[Y^k] = k! alpha (U diag r)^k 1``. Discrete: from factorial moments
+    ``E[(tau)_j] = j! pi T^(j-1) U^j 1`` (rewards supported for power <= 2).
+    """
+    if not isinstance(power, (int, np.integer)) or power < 1:
+        raise ParameterError(f"power must be a positive integer, got {power!r}")
+    r = _rewards(self, rewards)
+    if not self._discrete:
+        out, y = [], np.ones_like(r)
+        for k in range(1, power + 1):
+            y = _solve(self, r * y)
+            out.append(factorial(k) * _alpha_dot(self, y))
+        return out
+    if rewards is not None:
+        if power > 2:
+            raise ParameterError("discrete reward moments are available up to power=2")
+        y1 = _solve(self, r)
+        out = [_alpha_dot(self, y1)]
+        if power == 2:
+            out.append(2 * _alpha_dot(self, _solve(self, r * y1)) - _alpha_dot(self, _solve(self, r * r)))
+        return out
+    # z[m] = pi U^m 1
+    z, y = [], np.ones_like(r)
+    for _ in range(power):
+        y = _solve(self, r * y)
+        z.append(_alpha_dot(self, y))
+    fact = []  # falling factorial moments E[(tau)_j] = j! pi (U - I)^(j-1) U 1
+    for j in range(1, power + 1):
+        s = sum(comb(j - 1, m) * (-1) ** (j - 1 - m) * z[m] for m in range(j))
+        fact.append(factorial(j) * s)
+    return [sum(_stirling2(k, j) * fact[j - 1] for j in range(1, k + 1)) for k in range(1, power + 1)]
+
+
+def _stirling2(n, k):
+    return sum((-1) ** i * comb(k, i) * (k - i) ** n for i in range(k + 1)) // factorial(k)
+
+
+def expectation(self, rewards=None) -> float:
+    """Expected (reward-weighted) time to absorption."""
+    return moments(self, 1, rewards)[0]
+
+
+def variance(self, rewards=None) -> float:
+    """Variance of the (reward-weighted) time to absorption."""
+    m1, m2 = moments(self, 2, rewards)
+    return m2 - m1 * m1
+
+
+def covariance(self, rewards1, rewards2) -> float:
+    """``Cov(Y1, Y2)`` of two reward-weighted times (multivariate phase-type)."""
+    r1 = _rewards(self, rewards1, "rewards1")
+    r2 = _rewards(self, rewards2, "rewards2")
+    y1, y2 = _solve(self, r1), _solve(self, r2)
+    cross = _alpha_dot(self, _solve(self, r1 * y2)) + _alpha_dot(self, _solve(self, r2 * y1))
+    if self._discrete:
+        cross -= _alpha_dot(self, _solve(self, r1 * r2))
+    return cross - _alpha_dot(self, y1) * _alpha_dot(self, y2)
+
+
+def expected_sojourn_time(self) -> np.ndarray:
+    """Expected total time (discrete: number of steps) spent in each vertex, ``alpha U``."""
+    tr, val, inv = _state(self)
+    a = np.zeros(self.vertices_length())
+    lo, hi = self._indptr[0], self._indptr[1]
+    np.add.at(a, self._target[lo:hi], self._w[lo:hi])
+    _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, a, True)
+    return a * inv
