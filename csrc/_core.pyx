@@ -32,7 +32,22 @@ cdef extern from "elim.hpp" namespace "phasic":
         vector[uint8_t] code
         vector[int64_t] a, b, c, xi, xj, xs, xinit, order, scc_ptr, seg_ptr, xseg_ptr
         int64_t n_forward_x
-    void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T) except + nogil
+        vector[int64_t] fin_ptr, fin_tgt, fin_op
+    cdef cppclass LocalTrace:
+        int64_t n_ops, n_fx
+        const uint8_t* code
+        const int64_t* a
+        const int64_t* b
+        const int64_t* c
+        const int64_t* xi
+        const int64_t* xj
+        const int64_t* xs
+        const int64_t* xinit
+        const int64_t* fin_ptr
+        const int64_t* fin_tgt
+        const int64_t* fin_op
+    void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
+                const vector[const LocalTrace*]* provided) except + nogil
     void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
                    vector[int64_t]& order, vector[int64_t]& scc_ptr) except + nogil
     cbool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
@@ -267,12 +282,49 @@ cdef object _vec64(vector[int64_t]& v):
     return np.asarray(<int64_t[:v.size()]>v.data()).copy()
 
 
-def record_trace(const int64_t[::1] indptr, const int32_t[::1] target):
-    """Records the elimination of a graph (CSR) as a tape + reward program (dict of arrays)."""
+cdef const int64_t* _ptr64(object arr, list keep) except? NULL:
+    cdef const int64_t[::1] m = np.ascontiguousarray(arr, dtype=np.int64)
+    keep.append(m)
+    return &m[0] if m.shape[0] else NULL
+
+
+def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict provided=None):
+    """Records the elimination of a graph (CSR) as a tape + reward program (dict of arrays).
+
+    `provided` maps SCC indices (in topological order) to traces recorded for that SCC
+    alone (see phasic.traces); those SCCs are spliced in instead of being eliminated.
+    """
     cdef Trace T
     cdef int64_t V = indptr.shape[0] - 1
+    cdef vector[LocalTrace] locals_
+    cdef vector[const LocalTrace*] ptrs
+    cdef const uint8_t[::1] cm
+    cdef list keep = []
+    cdef int64_t k, nmax = 0
+    if provided:
+        nmax = max(provided) + 1
+        locals_.resize(len(provided))
+        ptrs.assign(nmax, NULL)
+        for j, (k, lt) in enumerate(sorted(provided.items())):
+            cm = np.ascontiguousarray(lt["code"], dtype=np.uint8)
+            keep.append(cm)
+            locals_[j].n_ops = cm.shape[0]
+            locals_[j].n_fx = int(lt["n_forward_x"])
+            locals_[j].code = &cm[0] if cm.shape[0] else NULL
+            locals_[j].a = _ptr64(lt["a"], keep)
+            locals_[j].b = _ptr64(lt["b"], keep)
+            locals_[j].c = _ptr64(lt["c"], keep)
+            locals_[j].xi = _ptr64(lt["xi"], keep)
+            locals_[j].xj = _ptr64(lt["xj"], keep)
+            locals_[j].xs = _ptr64(lt["xs"], keep)
+            locals_[j].xinit = _ptr64(lt["xinit"], keep)
+            locals_[j].fin_ptr = _ptr64(lt["fin_ptr"], keep)
+            locals_[j].fin_tgt = _ptr64(lt["fin_tgt"], keep)
+            locals_[j].fin_op = _ptr64(lt["fin_op"], keep)
+            ptrs[k] = &locals_[j]
     with nogil:
-        record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T)
+        record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T,
+               &ptrs if nmax else NULL)
     code = np.asarray(<uint8_t[:T.code.size()]>T.code.data()).copy() if T.code.size() else np.zeros(0, np.uint8)
     return {
         "code": code, "a": _vec64(T.a), "b": _vec64(T.b), "c": _vec64(T.c),
@@ -280,6 +332,7 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target):
         "xinit": _vec64(T.xinit), "order": _vec64(T.order), "scc_ptr": _vec64(T.scc_ptr),
         "seg_ptr": _vec64(T.seg_ptr), "xseg_ptr": _vec64(T.xseg_ptr),
         "n_forward_x": np.int64(T.n_forward_x),
+        "fin_ptr": _vec64(T.fin_ptr), "fin_tgt": _vec64(T.fin_tgt), "fin_op": _vec64(T.fin_op),
     }
 
 

@@ -30,6 +30,8 @@ struct Trace {
   std::vector<int64_t> seg_ptr; // tape segment of each SCC: ops [seg_ptr[k], seg_ptr[k+1])
   std::vector<int64_t> xseg_ptr;// forward xprog segment of each SCC
   int64_t n_forward_x = 0;      // xprog entries before back-substitution
+  // out-edges left after elimination (CSR over vertices): target and probability op
+  std::vector<int64_t> fin_ptr, fin_tgt, fin_op;
 
   int64_t emit(uint8_t op, int64_t x, int64_t y = -1, int64_t z = -1) {
     code.push_back(op); a.push_back(x); b.push_back(y); c.push_back(z);
@@ -89,6 +91,16 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
 
 using EdgeList = std::vector<std::pair<int64_t, int64_t>>;  // (target, op) sorted by target
 
+// A trace recorded for one SCC on its own ("local" graph: vertex 0 a dummy start, 1..m the
+// SCC's vertices in id order, then its external targets in id order), spliced in by record().
+struct LocalTrace {
+  int64_t n_ops = 0, n_fx = 0;
+  const uint8_t* code = nullptr;
+  const int64_t *a = nullptr, *b = nullptr, *c = nullptr;
+  const int64_t *xi = nullptr, *xj = nullptr, *xs = nullptr, *xinit = nullptr;
+  const int64_t *fin_ptr = nullptr, *fin_tgt = nullptr, *fin_op = nullptr;
+};
+
 inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
   auto it = std::lower_bound(l.begin(), l.end(), std::make_pair(z, (int64_t)-1));
   return (it != l.end() && it->first == z) ? it : l.end();
@@ -96,7 +108,8 @@ inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
 
 // Records the elimination of the graph given in CSR form. Vertex 0 is the start vertex;
 // its edges (the initial distribution) are not part of the trace.
-inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T) {
+inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
+                   const std::vector<const LocalTrace*>* provided = nullptr) {
   scc_order(V, indptr, target, T.order, T.scc_ptr);
   std::vector<int64_t> ord(V, -1), scc(V, -1);
   int64_t nscc = (int64_t)T.scc_ptr.size() - 1;
@@ -107,6 +120,45 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
   T.xinit.assign(V, -1);
   T.seg_ptr.assign(1, 0); T.xseg_ptr.assign(1, 0);
   for (int64_t k = 0; k < nscc; ++k) {
+    const LocalTrace* L = (provided && k < (int64_t)provided->size()) ? (*provided)[k] : nullptr;
+    if (L) {
+      // splice a pre-recorded SCC trace: map local vertices, edges and ops to global ones
+      std::vector<int64_t> gv(1, -1), ge;
+      for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) gv.push_back(T.order[i]);
+      int64_t m = (int64_t)gv.size() - 1;
+      std::vector<int64_t> ext;
+      for (int64_t i = 1; i <= m; ++i)
+        for (int64_t e = indptr[gv[i]]; e < indptr[gv[i] + 1]; ++e) {
+          ge.push_back(e);
+          if (scc[target[e]] != k) ext.push_back(target[e]);
+        }
+      std::sort(ext.begin(), ext.end());
+      ext.erase(std::unique(ext.begin(), ext.end()), ext.end());
+      gv.insert(gv.end(), ext.begin(), ext.end());
+      int64_t off = (int64_t)T.code.size();
+      for (int64_t j = 0; j < L->n_ops; ++j) {
+        if (L->code[j] == OP_WEIGHT) T.emit(OP_WEIGHT, ge[L->a[j]]);
+        else T.emit(L->code[j], L->a[j] + off, L->b[j] < 0 ? -1 : L->b[j] + off,
+                    L->c[j] < 0 ? -1 : L->c[j] + off);
+      }
+      for (int64_t i = 1; i <= m; ++i) {
+        int64_t v = gv[i];
+        T.xinit[v] = L->xinit[i] < 0 ? -1 : L->xinit[i] + off;
+        EdgeList fe;
+        for (int64_t e = L->fin_ptr[i]; e < L->fin_ptr[i + 1]; ++e)
+          fe.push_back({gv[L->fin_tgt[e]], L->fin_op[e] + off});
+        std::sort(fe.begin(), fe.end());
+        out[v] = std::move(fe);
+      }
+      for (int64_t j = 0; j < L->n_fx; ++j) {
+        T.xi.push_back(gv[L->xi[j]]);
+        T.xj.push_back(L->xj[j] < 0 ? -1 : gv[L->xj[j]]);
+        T.xs.push_back(L->xs[j] + off);
+      }
+      T.seg_ptr.push_back((int64_t)T.code.size());
+      T.xseg_ptr.push_back((int64_t)T.xi.size());
+      continue;
+    }
     // normalisation of this SCC's vertices: lambda, 1/lambda, p = w / lambda
     for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
       int64_t v = T.order[i];
@@ -183,6 +235,11 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
     T.xseg_ptr.push_back((int64_t)T.xi.size());
   }
   T.n_forward_x = (int64_t)T.xi.size();
+  T.fin_ptr.assign(1, 0);
+  for (int64_t v = 0; v < V; ++v) {
+    for (auto& p : out[v]) { T.fin_tgt.push_back(p.first); T.fin_op.push_back(p.second); }
+    T.fin_ptr.push_back((int64_t)T.fin_tgt.size());
+  }
   // back-substitution in reverse elimination order; absorbing targets hold x = 0
   for (int64_t i = (int64_t)T.order.size() - 1; i >= 0; --i) {
     int64_t v = T.order[i];

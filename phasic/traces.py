@@ -1,10 +1,98 @@
-"""Elimination traces: recording, structure keys and the trace cache."""
+"""Elimination traces: recording, structure keys, the trace cache and batch replay.
+
+A trace is the elimination of a graph recorded once as a flat op program over the edge
+weights (see csrc/elim.hpp). It depends only on the graph's *structure* (CSR indptr and
+targets): not on states, rates or coefficients, which enter as inputs. Its key is the
+sha256 of that structure, so every graph of the same shape shares one trace entry.
+
+``hierarchical=True`` also records each cyclic strongly connected component (SCC) on its
+own, keyed by the component's local structure, and composes the graph's trace from them
+in topological order: components shared between graphs (common sub-models) are taken from
+the store instead of being eliminated again.
+"""
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
 from phasic import _core
-from phasic.exceptions import GraphConstructionError
+from phasic.exceptions import GraphConstructionError, ParameterError, TraceError
+
+TRACE_FORMAT = 1
+_INT_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit", "order", "scc_ptr", "seg_ptr",
+               "xseg_ptr", "fin_ptr", "fin_tgt", "fin_op")
+
+
+def _structure_key(kind: str, indptr, target) -> str:
+    h = hashlib.sha256(f"phasic-trace-v{TRACE_FORMAT}:{kind}:".encode())
+    h.update(np.ascontiguousarray(indptr, np.int64).tobytes())
+    h.update(b"|")
+    h.update(np.ascontiguousarray(target, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def trace_key(g) -> str:
+    """Key of `g`'s trace: the hash of its structure (edges), not of its weights."""
+    g._flush()
+    return _structure_key("graph", g._indptr, g._target)
+
+
+def _store(store=None):
+    if store is not None:
+        return store
+    from phasic.store import Store
+
+    return Store()
+
+
+def _to_entry(tr: dict):
+    arrays = {"code": tr["code"]}
+    for f in _INT_FIELDS:
+        v = tr[f]
+        arrays[f] = v.astype(np.int32) if v.size == 0 or (v.max() < 2**31 and v.min() >= -2**31) else v
+    attrs = {"trace_format": TRACE_FORMAT, "n_forward_x": int(tr["n_forward_x"]),
+             "n_ops": int(tr["code"].size)}
+    return arrays, attrs
+
+
+def _from_entry(arrays, attrs) -> dict:
+    try:
+        tr = {"code": np.ascontiguousarray(arrays["code"], np.uint8)}
+        for f in _INT_FIELDS:
+            tr[f] = np.ascontiguousarray(arrays[f], np.int64)
+        tr["n_forward_x"] = np.int64(attrs["n_forward_x"])
+    except KeyError as exc:
+        raise TraceError(f"trace entry lacks field {exc.args[0]!r}") from None
+    if int(attrs.get("trace_format", -1)) != TRACE_FORMAT:
+        raise TraceError(f"trace entry has format {attrs.get('trace_format')!r}, expected {TRACE_FORMAT}")
+    return tr
+
+
+def _valid_for(tr, g) -> bool:
+    V, E = g.vertices_length(), g._target.size
+    n = tr["code"].size
+    if tr["xinit"].size != V or tr["fin_ptr"].size != V + 1:
+        return False
+    w = tr["a"][tr["code"] == 0]
+    return bool(w.size == 0 or (w.min() >= 0 and w.max() < E)) and bool(
+        tr["xs"].size == 0 or tr["xs"].max() < n)
+
+
+def load_trace(key: str, store=None):
+    """The stored trace with `key`, or None."""
+    found = _store(store).get("traces", key)
+    if found is None:
+        return None
+    try:
+        return _from_entry(*found)
+    except TraceError:
+        return None
+
+
+def trace_entry_path(g, store=None):
+    """Where `g`'s trace lives in the store."""
+    return _store(store).path("traces", trace_key(g))
 
 
 def _check_closed_classes(g, tr):
@@ -28,10 +116,172 @@ def _check_closed_classes(g, tr):
             f"class that never reaches an absorbing state; the time to absorption is infinite")
 
 
-def graph_trace(g):
-    """The elimination trace of `g`'s structure (recorded on first use)."""
+def local_structure(indptr, target, verts):
+    """CSR of one SCC on its own: 0 dummy start, 1..m `verts` (sorted), then externals."""
+    verts = np.asarray(verts, np.int64)
+    counts = indptr[verts + 1] - indptr[verts]
+    eidx = np.concatenate([np.arange(indptr[v], indptr[v + 1]) for v in verts]) if verts.size else np.zeros(0, np.int64)
+    tg = target[eidx].astype(np.int64)
+    pos = np.searchsorted(verts, tg)
+    inside = (pos < verts.size) & (verts[np.minimum(pos, verts.size - 1)] == tg)
+    ext = np.unique(tg[~inside])
+    local = np.where(inside, pos + 1, verts.size + 1 + np.searchsorted(ext, tg))
+    m, X = verts.size, ext.size
+    lp = np.zeros(m + X + 2, np.int64)
+    lp[2:m + 2] = np.cumsum(counts)
+    lp[m + 2:] = lp[m + 1]
+    return lp, local.astype(np.int32)
+
+
+def _record_hierarchical(g, store):
+    """Trace of `g` composed from per-SCC traces kept in the store."""
+    order, ptr = _core.scc(g._indptr, g._target)
+    sizes = np.diff(ptr)
+    provided = {}
+    stats = {"components": int((sizes > 1).sum()), "reused": 0, "recorded": 0}
+    for k in np.flatnonzero(sizes > 1).tolist():
+        lp, lt = local_structure(g._indptr, g._target, order[ptr[k]:ptr[k + 1]])
+        key = _structure_key("scc", lp, lt)
+        found = store.get("traces", key)
+        local = None
+        if found is not None:
+            try:
+                local = _from_entry(*found)
+            except TraceError:
+                local = None
+        if local is None:
+            local = _core.record_trace(lp, lt)
+            arrays, attrs = _to_entry(local)
+            attrs["scope"] = "scc"
+            store.put("traces", key, arrays, attrs)
+            stats["recorded"] += 1
+        else:
+            stats["reused"] += 1
+        provided[k] = local
+    tr = _core.record_trace(g._indptr, g._target, provided)
+    g._hierarchy_stats = stats
+    return tr
+
+
+def graph_trace(g, store=None):
+    """The elimination trace of `g`'s structure.
+
+    Plain graphs record it in memory on first use; ``hierarchical=True`` graphs load it from
+    the store (or compose it from stored per-SCC traces) and store what they record.
+    """
+    g._flush()
     if g._trace is None:
-        tr = _core.record_trace(g._indptr, g._target)
+        if getattr(g, "_hierarchical", False):
+            st = _store(store)
+            key = trace_key(g)
+            tr = load_trace(key, st)
+            if tr is not None and not _valid_for(tr, g):
+                tr = None
+            if tr is None:
+                tr = _record_hierarchical(g, st)
+                _check_closed_classes(g, tr)
+                arrays, attrs = _to_entry(tr)
+                attrs["scope"] = "graph"
+                st.put("traces", key, arrays, attrs)
+        else:
+            tr = _core.record_trace(g._indptr, g._target)
         _check_closed_classes(g, tr)
         g._trace = tr
     return g._trace
+
+
+def ensure_trace(g, store=None) -> str:
+    """Records `g`'s trace if the store lacks it, stores it, and returns its key."""
+    st = _store(store)
+    key = trace_key(g)
+    if not st.contains("traces", key):
+        tr = graph_trace(g, st)
+        arrays, attrs = _to_entry(tr)
+        attrs["scope"] = "graph"
+        st.get_or_create("traces", key, lambda: (arrays, attrs))
+    return key
+
+
+# ------------------------------------------------------------------------------ replay
+def _weights(g, thetas):
+    th = np.asarray(thetas, dtype=np.float64)
+    if g._coef is None:
+        raise ParameterError("evaluate_batch needs a parameterised graph (coefficient edges)")
+    p = g._coef.shape[1]
+    if th.ndim == 1:
+        th = th.reshape(1, -1)
+    if th.ndim != 2 or th.shape[1] != p:
+        raise ParameterError(f"thetas has shape {np.shape(thetas)!r}; expected (B, {p})")
+    if not np.all(np.isfinite(th)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(th), axis=1))[0])
+        raise ParameterError(f"theta {th[bad].tolist()!r} (row {bad}) has non-finite entries")
+    return th
+
+
+def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
+    """Evaluates many parameter vectors on `g` by trace replay, in one core call per block.
+
+    Parameters
+    ----------
+    g : Graph
+        A parameterised graph (rates ``coef . theta``).
+    thetas : array (B, p)
+    what : {"moments", "expectation", "variance", "pdf", "cdf"}
+    k : int
+        Number of moments for ``what="moments"``.
+    rewards : array (V,), optional
+    times : array, for ``pdf``/``cdf``
+
+    Returns
+    -------
+    ndarray: (B, k) moments, (B,) expectation/variance, (B, len(times)) pdf/cdf.
+    """
+    th = _weights(g, thetas)
+    B = th.shape[0]
+    if what in ("pdf", "cdf"):
+        if times is None:
+            raise ParameterError(f"what={what!r} needs times=")
+        h = g.copy()
+        out = []
+        for row in th:
+            h.update_weights(row)
+            out.append(h.pdf(times) if what == "pdf" else h.cdf(times))
+        return np.asarray(out).reshape(B, -1)
+    if what not in ("moments", "expectation", "variance"):
+        raise ParameterError(f"what={what!r} is not one of moments, expectation, variance, pdf, cdf")
+    kk = {"moments": k, "expectation": 1, "variance": 2}[what]
+    if not isinstance(kk, (int, np.integer)) or kk < 1:
+        raise ParameterError(f"k must be a positive integer, got {k!r}")
+    if g._discrete:
+        h = g.copy()
+        res = []
+        for row in th:
+            h.update_weights(row)
+            res.append(h.moments(kk, rewards))
+        res = np.asarray(res)
+    else:
+        from phasic.moments import _rewards
+
+        tr = graph_trace(g)
+        r = _rewards(g, rewards)
+        lo, hi = int(g._indptr[0]), int(g._indptr[1])
+        a_edge = np.arange(lo, hi, dtype=np.int64)
+        a_target = g._target[lo:hi].astype(np.int64)
+        E = max(g._target.size, 1)
+        block = max(1, int(4_000_000 // E))
+        res = np.empty((B, kk))
+        for s in range(0, B, block):
+            W = np.ascontiguousarray(g._base + th[s:s + block] @ g._coef.T)
+            neg = np.flatnonzero(np.any(W < 0, axis=1))
+            if neg.size:
+                raise ParameterError(f"theta {th[s + neg[0]].tolist()!r} gives a negative rate")
+            res[s:s + block] = _core.cph_moments_batch(tr, W, a_target, a_edge, r, kk)
+        bad = np.flatnonzero(~np.all(np.isfinite(res), axis=1))
+        if bad.size:
+            raise ParameterError(f"theta {th[bad[0]].tolist()!r} gives non-finite moments: some "
+                                 f"vertex has total rate 0 or cannot reach absorption")
+    if what == "expectation":
+        return res[:, 0]
+    if what == "variance":
+        return res[:, 1] - res[:, 0] ** 2
+    return res
