@@ -11,7 +11,7 @@ from libc.math cimport isfinite, INFINITY
 from libcpp.vector cimport vector
 from libcpp cimport bool as cbool
 
-from phasic.exceptions import GraphConstructionError, StateSpaceTooLarge
+from phasic.exceptions import GraphConstructionError, StateSpaceTooLarge, StateTypeError
 
 cnp.import_array()
 
@@ -79,12 +79,12 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
     cdef long long val
     if isinstance(s, np.ndarray):
         if s.ndim != 1 or s.dtype.kind not in "iub":
-            raise TypeError(f"{where}: state {s!r} must be a 1-D sequence of integers")
+            raise StateTypeError(f"{where}: state {s!r} must be a 1-D sequence of integers")
         seq = s.tolist()
     elif isinstance(s, (list, tuple)):
         seq = s
     else:
-        raise TypeError(f"{where}: state {s!r} must be a list/tuple/array of integers, "
+        raise StateTypeError(f"{where}: state {s!r} must be a list/tuple/array of integers, "
                         f"not {type(s).__name__}")
     n = len(seq)
     if n != d:
@@ -98,7 +98,7 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
         elif isinstance(x, bool):
             val = int(x)
         else:
-            raise TypeError(f"{where}: state {list(seq)!r} has non-integer entry {x!r} "
+            raise StateTypeError(f"{where}: state {list(seq)!r} has non-integer entry {x!r} "
                             f"at position {i}; states are integer vectors")
         if val < -2147483648 or val > 2147483647:
             raise GraphConstructionError(f"{where}: state entry {x!r} does not fit in int32")

@@ -39,7 +39,8 @@ def _cph(g, t):
     arr = _times(t)
     flat = arr.reshape(-1)
     pos = np.ascontiguousarray(np.maximum(flat, 0.0))
-    pdf, cdf = _core.uniformisation(g._indptr, g._target, g._w, _lam(g), pos)
+    lam = _lam(g)
+    pdf, cdf = _core.uniformisation(g._indptr, g._target, g._w, lam, pos)
     neg = flat < 0
     pdf[neg] = 0.0
     cdf[neg] = 0.0
@@ -60,13 +61,12 @@ def _steps(k):
 def _dph(g, k):
     arr = _steps(k)
     kmax = int(max(arr.max(initial=0), 0))
-    pmf, surv = _core.dph_forward(g._indptr, g._target, g._w, _lam(g), kmax)
-    lo, hi = g._indptr[0], g._indptr[1]
+    lam = _lam(g)
+    pmf, surv = _core.dph_forward(g._indptr, g._target, g._w, lam, kmax)
     pmf[0] = max(0.0, 1.0 - surv[0])
     idx = np.clip(arr, 0, None)
     p = np.where(arr < 0, 0.0, pmf[idx])
     c = np.where(arr < 0, 0.0, 1.0 - surv[idx])
-    del lo, hi
     return p, c
 
 
@@ -100,7 +100,8 @@ def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
         from phasic.moments import _rewards
 
         r = _rewards(self, rewards)
-    return _core.sample(self._indptr, self._target, self._w, _lam(self), r, self._discrete,
+    lam = _lam(self)
+    return _core.sample(self._indptr, self._target, self._w, lam, r, self._discrete,
                         int(seed) & 0xFFFFFFFFFFFFFFFF, int(n))
 
 

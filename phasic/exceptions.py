@@ -14,6 +14,10 @@ class GraphConstructionError(PhasicError, ValueError):
     """A callback returned something that cannot become a graph (bad edge, state, rate, IPV)."""
 
 
+class StateTypeError(GraphConstructionError, TypeError):
+    """A state or edge has the wrong type (e.g. a non-integer state entry)."""
+
+
 class StateSpaceTooLarge(GraphConstructionError):
     """The state space grew past ``max_vertices``."""
 

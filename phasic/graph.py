@@ -183,22 +183,26 @@ class Graph:
         V = len(self._space)
         for name, v in (("source", source), ("target", target)):
             if not isinstance(v, (int, np.integer)) or not 0 <= v < V:
-                raise ValueError(f"{name} vertex {v!r} is not a vertex index in [0, {V})")
+                raise GraphConstructionError(f"{name} vertex {v!r} is not a vertex index in [0, {V})")
         if target == 0:
-            raise ValueError("the starting vertex 0 cannot have in-edges")
+            raise GraphConstructionError("the starting vertex 0 cannot have in-edges")
         if source == target:
-            raise ValueError(f"self-loop on vertex {source!r}: self-transitions are implicit")
-        w = float(weight)
+            raise GraphConstructionError(f"self-loop on vertex {source!r}: self-transitions are implicit")
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise GraphConstructionError(f"edge weight {weight!r} ({source} -> {target}) is not a number") from None
         if not np.isfinite(w) or w < 0:
-            raise ValueError(f"edge weight {weight!r} ({source} -> {target}) must be finite and >= 0")
+            raise GraphConstructionError(f"edge weight {weight!r} ({source} -> {target}) must be finite and >= 0")
         if coefficients is not None:
             c = np.asarray(coefficients, np.float64)
             if c.ndim != 1 or not np.all(np.isfinite(c)):
-                raise ValueError(f"coefficients {coefficients!r} must be a 1-D finite vector")
+                raise GraphConstructionError(f"coefficients {coefficients!r} must be a 1-D finite vector")
             if self._theta_dim is None:
                 self._theta_dim = c.size
             elif c.size != self._theta_dim:
-                raise ValueError(f"{c.size} coefficients given, theta has dimension {self._theta_dim}")
+                raise GraphConstructionError(
+                    f"{c.size} coefficients {coefficients!r} given, theta has dimension {self._theta_dim}")
             coefficients = c
         src, tgt, ws, coefs = self._edit()
         src.append(int(source)); tgt.append(int(target)); ws.append(w); coefs.append(coefficients)

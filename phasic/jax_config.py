@@ -16,6 +16,9 @@ What ``apply()`` sets
 ``jax_persistent_cache_min_entry_size_bytes``   ``min_entry_size_bytes``
 ``jax_enable_x64``                              ``enable_x64``
 ``jax_platforms``                               ``platform`` (only when not None)
+``jax_persistent_cache_enable_xla_caches``      ``None``, or
+                                                ``"xla_gpu_per_fusion_autotune_cache_dir"``
+                                                when ``gpu_autotune_cache``
 ==============================================  =========================================
 
 XLA flags, merged into the environment variable ``XLA_FLAGS`` (a flag of the same name
@@ -40,7 +43,12 @@ the CPUs the process may run on, so cap it with ``taskset`` or Slurm's
 ``--cpus-per-task``.
 
 The optimisation level and the other XLA flags are part of JAX's cache key: an entry
-compiled under one preset is not reused under another.
+compiled under one preset is not reused under another. So is, when XLA's GPU autotune
+sub-cache is on (JAX's default), the absolute path of the cache directory, which JAX
+passes to XLA as the autotune directory: an entry then only hits from a directory of the
+same path, never after a copy or under another mount point. ``gpu_autotune_cache=False``
+(the default here) turns that sub-cache off, which makes entries portable between
+directories and machines; it costs nothing on CPU.
 
 Cache strategies
 ----------------
@@ -52,7 +60,8 @@ Cache strategies
 ``"layered"``
     JAX reads and writes ``cache_dir`` (fast node-local disk); ``apply()`` first copies
     into it every entry of ``shared_cache_dir`` it lacks, and
-    :meth:`~CompilationConfig.push_to_shared` copies new local entries back.
+    :meth:`~CompilationConfig.push_to_shared` copies new local entries back. Needs
+    ``gpu_autotune_cache=False`` (see above), else copied entries would never hit.
 
 When ``cache_strategy`` is not given it is ``"layered"`` if ``shared_cache_dir`` is set
 and ``"local"`` otherwise; ``"local"`` together with a ``shared_cache_dir`` is rejected,
@@ -168,6 +177,10 @@ class CompilationConfig:
     cache_strategy : {"local", "shared", "layered"}, optional
         Which directory JAX uses; see the module docstring. Default ``"layered"`` when
         `shared_cache_dir` is set, else ``"local"``.
+    gpu_autotune_cache : bool
+        Keep XLA's GPU per-fusion autotune cache inside the cache directory (JAX's own
+        default). Off by default because it ties every cache entry to the directory's
+        absolute path; not allowed with ``"layered"``.
 
     Raises
     ------
@@ -195,6 +208,7 @@ class CompilationConfig:
     platform: str | None = None
     cpu_threads: int | None = None
     cache_strategy: str | None = None
+    gpu_autotune_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.cache_strategy is None:
@@ -223,7 +237,7 @@ class CompilationConfig:
                 f"optimization_level must be an integer from 0 to 3, got {level!r}"
             )
         self.optimization_level = int(level)
-        for name in ("parallel_compile", "enable_x64"):
+        for name in ("parallel_compile", "enable_x64", "gpu_autotune_cache"):
             if not isinstance(getattr(self, name), bool):
                 raise CompilationConfigError(
                     f"{name} must be True or False, got {getattr(self, name)!r}"
@@ -267,6 +281,12 @@ class CompilationConfig:
                 f"cache_strategy='local' would leave shared_cache_dir="
                 f"{self.shared_cache_dir!r} unused; use 'layered' or 'shared', or drop "
                 "shared_cache_dir"
+            )
+        if strategy == "layered" and self.gpu_autotune_cache:
+            raise CompilationConfigError(
+                "cache_strategy='layered' needs gpu_autotune_cache=False: with the "
+                "autotune cache on, JAX puts the cache directory's path into every key, "
+                "so entries copied from shared_cache_dir would never be used"
             )
         return self
 
@@ -427,6 +447,9 @@ class CompilationConfig:
             "jax_persistent_cache_min_entry_size_bytes": self.min_entry_size_bytes,
             "jax_enable_x64": self.enable_x64,
         }
+        options["jax_persistent_cache_enable_xla_caches"] = (
+            "xla_gpu_per_fusion_autotune_cache_dir" if self.gpu_autotune_cache else None
+        )
         if self.platform is not None:
             options["jax_platforms"] = self.platform
         return options

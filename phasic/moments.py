@@ -41,8 +41,9 @@ def _rewards(g, rewards, name="rewards"):
         if r.ndim != 1 or r.size != V:
             raise ParameterError(f"{name} has shape {np.shape(rewards)!r}; expected one value per "
                                  f"vertex, shape ({V},)")
-        if not np.all(np.isfinite(r)):
-            raise ParameterError(f"{name} has non-finite entries")
+        bad = np.flatnonzero(~np.isfinite(r))
+        if bad.size:
+            raise ParameterError(f"{name}[{bad[0]}] is {r[bad[0]]!r}; rewards must be finite")
         r = r.copy()
     r[0] = 0.0
     return r

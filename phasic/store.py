@@ -671,11 +671,11 @@ class Store:
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.25)
                 continue
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the build lock {str(lock)!r}: {exc.strerror or exc}; "
-                    "point PHASIC_CACHE_DIR at a writable directory"
-                ) from exc
+            except OSError:
+                # no lock possible (read-only or full store): build here; put() reports the failure
+                arrays, attrs = build()
+                _, arrays, attrs = self._put(kind, key, arrays, attrs)
+                return arrays, attrs
             stop = threading.Event()
             try:
                 with os.fdopen(fd, "w") as fh:

@@ -8,7 +8,8 @@
 # while its process still carries PHASIC_SLURM_STATEDIR=STATEDIR in its
 # environment, so a recycled pid or a daemon of another instance is never
 # touched. Finally kills leftover processes of the instance (e.g. slurmstepd)
-# found by the same marker. With --rm the state directory is removed afterwards.
+# found by the same marker, and /etc/slurm/slurm.conf if it names this
+# instance. With --rm the state directory is removed afterwards.
 set -u
 
 if [ $# -lt 1 ]; then
@@ -74,6 +75,12 @@ for dir in /proc/[0-9]*; do
         kill -KILL "$pid" 2>/dev/null || true
     fi
 done
+
+# The copy at the default config path, if it is this instance's.
+SYS_CONF=/etc/slurm/slurm.conf
+if [ -f "$SYS_CONF" ] && [ "$(sed -n 's/^# phasic-slurm-statedir: //p' "$SYS_CONF" | head -n 1)" = "$STATEDIR" ]; then
+    rm -f "$SYS_CONF"
+fi
 
 if [ "$REMOVE" = 1 ]; then
     rm -rf "$STATEDIR"

@@ -7,8 +7,10 @@
 # Unix socket paths are limited to ~100 characters): its own munge key and
 # munged socket, a MariaDB data directory on a free TCP port, slurmdbd,
 # slurmctld and slurmd on free ports, configs, logs and spool directories.
-# Nothing under /etc is written and no system daemon is touched, so several
-# instances (e.g. a stale one from an earlier session) can coexist.
+# No system daemon is touched, so several instances (e.g. a stale one from an
+# earlier session) can coexist. The one file written outside STATEDIR is a copy
+# of the config at /etc/slurm/slurm.conf (see below; PHASIC_SLURM_SYSTEM_CONF=0
+# turns it off), needed by clients that drop SLURM_CONF from the environment.
 #
 # Needs root (all daemons run as root; jobs run as the submitting user) and the
 # packages from scripts/install_system_deps.sh.
@@ -18,6 +20,7 @@
 #   STATEDIR/pids         "name pid" per daemon started, in start order
 #   STATEDIR/info         key=value: partition, cluster, node, cpus, ports, ...
 #   STATEDIR/jobcomp.txt  job-completion records (jobcomp/filetxt)
+#   /etc/slurm/slurm.conf  copy of the config, when free (info: system_conf=)
 # On failure stops every daemon it started, prints the reason and the tail of
 # the failing daemon's log on stderr and exits non-zero.
 #
@@ -249,6 +252,38 @@ EOF
 export SLURM_CONF="$ETC/slurm.conf"
 : > "$STATEDIR/jobcomp.txt"
 
+# ---- /etc/slurm/slurm.conf ------------------------------------------------------------
+# Clients find the config through SLURM_CONF, but some strip SLURM_* variables
+# before calling srun inside a job (snakemake-executor-plugin-slurm-jobstep
+# does), so a copy at the default path is needed for those. It is written only
+# when no such file exists or the existing one was written by an instance of
+# this script that is no longer running; it carries a marker line naming its
+# state directory, and slurm_down.sh removes it again.
+SYS_CONF=/etc/slurm/slurm.conf
+SYS_CONF_INSTALLED=""
+marker_alive() {  # marker_alive DIR: true if DIR's slurmctld is still running
+    local pid
+    pid="$(awk '$1 == "slurmctld" {print $2}' "$1/pids" 2>/dev/null | tail -n 1)"
+    [ -n "$pid" ] && { tr '\0' '\n' < "/proc/$pid/environ"; } 2>/dev/null \
+        | grep -qxF "PHASIC_SLURM_STATEDIR=$1"
+}
+if [ "${PHASIC_SLURM_SYSTEM_CONF:-1}" != 0 ]; then
+    owner=""
+    [ -e "$SYS_CONF" ] && owner="$(sed -n 's/^# phasic-slurm-statedir: //p' "$SYS_CONF" | head -n 1)"
+    if [ -e "$SYS_CONF" ] && [ -z "$owner" ]; then
+        echo "slurm_up: warning: $SYS_CONF exists and was not written by slurm_up.sh;" \
+             "leaving it alone (jobs that drop SLURM_CONF will not find this instance)" >&2
+    elif [ -n "$owner" ] && [ "$owner" != "$STATEDIR" ] && marker_alive "$owner"; then
+        echo "slurm_up: warning: $SYS_CONF belongs to the running instance in $owner;" \
+             "leaving it alone (jobs that drop SLURM_CONF will not find this instance)" >&2
+    else
+        mkdir -p "$(dirname "$SYS_CONF")"
+        { echo "# phasic-slurm-statedir: $STATEDIR"; cat "$SLURM_CONF"; } > "$SYS_CONF.phasic.$$"
+        mv -f "$SYS_CONF.phasic.$$" "$SYS_CONF"
+        SYS_CONF_INSTALLED="$SYS_CONF"
+    fi
+fi
+
 # ---- slurmdbd, cluster registration, slurmctld, slurmd ------------------------------
 start_daemon slurmdbd "$LOG/slurmdbd.log" slurmdbd -D
 wait_until slurmdbd "slurmdbd to answer (sacctmgr list cluster)" \
@@ -288,5 +323,6 @@ mariadb_port=$DBPORT
 slurmdbd_port=$DBDPORT
 slurmctld_port=$CTLDPORT
 slurmd_port=$SLURMDPORT
+system_conf=$SYS_CONF_INSTALLED
 EOF
 echo "SLURM_CONF=$SLURM_CONF"

@@ -246,3 +246,12 @@ def test_nan_times(fn):
         with pytest.raises(ParameterError, match="(?i)nan") as info:
             getattr(g, fn)(t)
         assert_value_error(info.value)
+
+
+def test_callback_without_ipv():
+    def no_start_given(state):
+        return []
+
+    with pytest.raises(GraphConstructionError, match="no_start_given") as info:
+        Graph(no_start_given)
+    assert_value_error(info.value)

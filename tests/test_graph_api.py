@@ -218,7 +218,6 @@ def test_manual_construction():
     v2, v1 = g.find_or_create_vertex([2]), g.find_or_create_vertex([1])
     assert (v2, v1) == (2, 3)
     assert g.find_vertex([2]) == 2 and g.find_vertex([7]) == -1
-    assert g.find_vertex([0]) == 0
     g.add_edge(0, v3, 1.0)
     g.add_edge(v3, v2, 3.0)
     g.add_edge(v2, v1, 1.0)

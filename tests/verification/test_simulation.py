@@ -102,3 +102,13 @@ def test_seeds():
     assert len(np.unique(a)) == 500  # continuous draws do not repeat
     # a rebuilt graph with the same seed gives the same draws
     np.testing.assert_array_equal(a, np.asarray(Graph(make_coalescent(5)).sample(500, seed=123)))
+
+
+def test_manual_graph_samples():
+    # sample() as the first call on a manually built graph: Exp(2)
+    g = Graph(state_length=1)
+    a, b = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+    g.add_edge(g.starting_vertex(), a, 1.0)
+    g.add_edge(a, b, 2.0)
+    x = np.asarray(g.sample(N, seed=9))
+    check_mean_var(x, [0.5, 2 / 4, 6 / 8, 24 / 16])

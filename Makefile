@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (see README.md):
+#   make run   - create .venv, build and install phasic, run the example workflow
+#   make test  - the same set-up, then the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.phasic-installed
+
+.PHONY: install run test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# build tools first: the editable install builds without isolation, so that `import phasic`
+# rebuilds the compiled core after edits (meson-python's editable mode)
+$(STAMP): $(PY) pyproject.toml meson.build csrc/meson.build
+	$(PY) -m pip install -q "meson-python>=0.15" "meson>=1.2" ninja "cython>=3.0" "numpy>=1.25"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@bash scripts/run_example.sh
+
+test: install
+	@bash scripts/install_system_deps.sh
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf build $(VENV) results .snakemake
