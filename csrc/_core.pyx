@@ -31,10 +31,8 @@ cdef extern from "elim.hpp" namespace "phasic":
     cdef cppclass Trace:
         vector[uint8_t] code
         vector[int64_t] a, b, c, xi, xj, xs, xinit, order, scc_ptr, seg_ptr, xseg_ptr
-        int64_t n_forward_x
-        vector[int64_t] fin_ptr, fin_tgt, fin_op
     cdef cppclass LocalTrace:
-        int64_t n_ops, n_fx
+        int64_t n_ops, n_x
         const uint8_t* code
         const int64_t* a
         const int64_t* b
@@ -43,11 +41,8 @@ cdef extern from "elim.hpp" namespace "phasic":
         const int64_t* xj
         const int64_t* xs
         const int64_t* xinit
-        const int64_t* fin_ptr
-        const int64_t* fin_tgt
-        const int64_t* fin_op
     void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
-                const vector[const LocalTrace*]* provided) except + nogil
+                const vector[const LocalTrace*]* provided, cbool local) except + nogil
     void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
                    vector[int64_t]& order, vector[int64_t]& scc_ptr) except + nogil
     cbool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
@@ -288,11 +283,14 @@ cdef const int64_t* _ptr64(object arr, list keep) except? NULL:
     return &m[0] if m.shape[0] else NULL
 
 
-def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict provided=None):
+def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict provided=None,
+                 bint local=False):
     """Records the elimination of a graph (CSR) as a tape + reward program (dict of arrays).
 
     `provided` maps SCC indices (in topological order) to traces recorded for that SCC
     alone (see phasic.traces); those SCCs are spliced in instead of being eliminated.
+    `local`: the graph is one SCC's local graph (phasic.traces.local_structure), whose
+    vertices 1..m are the SCC in elimination order and whose other vertices absorb.
     """
     cdef Trace T
     cdef int64_t V = indptr.shape[0] - 1
@@ -309,7 +307,7 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
             cm = np.ascontiguousarray(lt["code"], dtype=np.uint8)
             keep.append(cm)
             locals_[j].n_ops = cm.shape[0]
-            locals_[j].n_fx = int(lt["n_forward_x"])
+            locals_[j].n_x = len(lt["xi"])
             locals_[j].code = &cm[0] if cm.shape[0] else NULL
             locals_[j].a = _ptr64(lt["a"], keep)
             locals_[j].b = _ptr64(lt["b"], keep)
@@ -318,21 +316,16 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
             locals_[j].xj = _ptr64(lt["xj"], keep)
             locals_[j].xs = _ptr64(lt["xs"], keep)
             locals_[j].xinit = _ptr64(lt["xinit"], keep)
-            locals_[j].fin_ptr = _ptr64(lt["fin_ptr"], keep)
-            locals_[j].fin_tgt = _ptr64(lt["fin_tgt"], keep)
-            locals_[j].fin_op = _ptr64(lt["fin_op"], keep)
             ptrs[k] = &locals_[j]
     with nogil:
         record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T,
-               &ptrs if nmax else NULL)
+               &ptrs if nmax else NULL, local)
     code = np.asarray(<uint8_t[:T.code.size()]>T.code.data()).copy() if T.code.size() else np.zeros(0, np.uint8)
     return {
         "code": code, "a": _vec64(T.a), "b": _vec64(T.b), "c": _vec64(T.c),
         "xi": _vec64(T.xi), "xj": _vec64(T.xj), "xs": _vec64(T.xs),
         "xinit": _vec64(T.xinit), "order": _vec64(T.order), "scc_ptr": _vec64(T.scc_ptr),
         "seg_ptr": _vec64(T.seg_ptr), "xseg_ptr": _vec64(T.xseg_ptr),
-        "n_forward_x": np.int64(T.n_forward_x),
-        "fin_ptr": _vec64(T.fin_ptr), "fin_tgt": _vec64(T.fin_tgt), "fin_op": _vec64(T.fin_op),
     }
 
 

@@ -26,12 +26,9 @@ struct Trace {
   std::vector<int64_t> xi, xj, xs;
   std::vector<int64_t> xinit;   // per vertex: op of 1/lambda, or -1 (absorbing / start)
   std::vector<int64_t> order;   // elimination order (vertex ids), start vertex excluded
-  std::vector<int64_t> scc_ptr; // SCC boundaries in `order`
+  std::vector<int64_t> scc_ptr; // SCC boundaries in `order` (topological order)
   std::vector<int64_t> seg_ptr; // tape segment of each SCC: ops [seg_ptr[k], seg_ptr[k+1])
-  std::vector<int64_t> xseg_ptr;// forward xprog segment of each SCC
-  int64_t n_forward_x = 0;      // xprog entries before back-substitution
-  // out-edges left after elimination (CSR over vertices): target and probability op
-  std::vector<int64_t> fin_ptr, fin_tgt, fin_op;
+  std::vector<int64_t> xseg_ptr;// program segment of each SCC (program runs SCCs in reverse)
 
   int64_t emit(uint8_t op, int64_t x, int64_t y = -1, int64_t z = -1) {
     code.push_back(op); a.push_back(x); b.push_back(y); c.push_back(z);
@@ -39,8 +36,10 @@ struct Trace {
   }
 };
 
-// Tarjan's algorithm, iterative. Returns SCCs in topological order (sources first),
-// vertices inside an SCC sorted by id. Vertex 0 (the start) is excluded.
+// Tarjan's algorithm, iterative. Returns SCCs in topological order (sources first).
+// Inside an SCC the vertices keep the order Tarjan pops them, the reverse of their DFS
+// discovery: vertices deep in the search come first, so a path or tree-like component is
+// eliminated from its ends inwards without fill-in. Vertex 0 (the start) is excluded.
 inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
                       std::vector<int64_t>& order, std::vector<int64_t>& scc_ptr) {
   std::vector<int64_t> index(V, -1), low(V, 0), stack, comp_of(V, -1);
@@ -71,7 +70,6 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
           std::vector<int64_t> comp;
           int64_t w;
           do { w = stack.back(); stack.pop_back(); on[w] = 0; comp.push_back(w); } while (w != v);
-          std::sort(comp.begin(), comp.end());
           comps.push_back(std::move(comp));
         }
         call.pop_back();
@@ -91,42 +89,62 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
 
 using EdgeList = std::vector<std::pair<int64_t, int64_t>>;  // (target, op) sorted by target
 
-// A trace recorded for one SCC on its own ("local" graph: vertex 0 a dummy start, 1..m the
-// SCC's vertices in id order, then its external targets in id order), spliced in by record().
-struct LocalTrace {
-  int64_t n_ops = 0, n_fx = 0;
-  const uint8_t* code = nullptr;
-  const int64_t *a = nullptr, *b = nullptr, *c = nullptr;
-  const int64_t *xi = nullptr, *xj = nullptr, *xs = nullptr, *xinit = nullptr;
-  const int64_t *fin_ptr = nullptr, *fin_tgt = nullptr, *fin_op = nullptr;
-};
-
 inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
   auto it = std::lower_bound(l.begin(), l.end(), std::make_pair(z, (int64_t)-1));
   return (it != l.end() && it->first == z) ? it : l.end();
 }
 
+// A trace recorded for one SCC on its own ("local" graph: vertex 0 a dummy start, 1..m the
+// SCC's vertices in elimination order, then its external targets in id order), spliced in
+// by record().
+struct LocalTrace {
+  int64_t n_ops = 0, n_x = 0;
+  const uint8_t* code = nullptr;
+  const int64_t *a = nullptr, *b = nullptr, *c = nullptr;
+  const int64_t *xi = nullptr, *xj = nullptr, *xs = nullptr, *xinit = nullptr;
+};
+
 // Records the elimination of the graph given in CSR form. Vertex 0 is the start vertex;
 // its edges (the initial distribution) are not part of the trace.
+//
+// Within an SCC C only edges between C's vertices take part in the elimination (Gaussian
+// elimination of I - P_CC); edges leaving C keep their normalised probabilities and enter
+// the program as x_v += p_vz x_z before C's own updates. The program visits the SCCs in
+// reverse topological order, so x_z of every target outside C is final by then. Fill-in
+// therefore stays inside SCCs (a path-like SCC has none).
 inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
-                   const std::vector<const LocalTrace*>* provided = nullptr) {
-  scc_order(V, indptr, target, T.order, T.scc_ptr);
+                   const std::vector<const LocalTrace*>* provided = nullptr,
+                   bool local = false) {
+  if (local) {
+    // a local SCC graph: vertices 1..m form the SCC in elimination order, the rest absorb
+    T.order.clear(); T.scc_ptr.assign(1, 0);
+    int64_t m = 0;
+    while (m + 1 < V && indptr[m + 2] > indptr[m + 1]) ++m;
+    for (int64_t v = 1; v < V; ++v) T.order.push_back(v);
+    T.scc_ptr.push_back(m);
+    for (int64_t v = m + 1; v < V; ++v) T.scc_ptr.push_back(v);
+  } else {
+    scc_order(V, indptr, target, T.order, T.scc_ptr);
+  }
   std::vector<int64_t> ord(V, -1), scc(V, -1);
   int64_t nscc = (int64_t)T.scc_ptr.size() - 1;
   for (int64_t k = 0; k < nscc; ++k)
     for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) { ord[T.order[i]] = i; scc[T.order[i]] = k; }
-  std::vector<EdgeList> out(V);
+  std::vector<EdgeList> out(V);                     // edges inside the SCC
   std::vector<std::vector<int64_t>> par(V);
+  // per-SCC programs, recorded in topological order into one buffer, emitted reversed
+  std::vector<int64_t> X, J, S, pseg(1, 0);
+  EdgeList w, m;
   T.xinit.assign(V, -1);
-  T.seg_ptr.assign(1, 0); T.xseg_ptr.assign(1, 0);
+  T.seg_ptr.assign(1, 0);
   for (int64_t k = 0; k < nscc; ++k) {
+    if (k > 0) pseg.push_back((int64_t)X.size());
     const LocalTrace* L = (provided && k < (int64_t)provided->size()) ? (*provided)[k] : nullptr;
     if (L) {
       // splice a pre-recorded SCC trace: map local vertices, edges and ops to global ones
-      std::vector<int64_t> gv(1, -1), ge;
+      std::vector<int64_t> gv(1, -1), ge, ext;
       for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) gv.push_back(T.order[i]);
       int64_t m = (int64_t)gv.size() - 1;
-      std::vector<int64_t> ext;
       for (int64_t i = 1; i <= m; ++i)
         for (int64_t e = indptr[gv[i]]; e < indptr[gv[i] + 1]; ++e) {
           ge.push_back(e);
@@ -141,28 +159,21 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
         else T.emit(L->code[j], L->a[j] + off, L->b[j] < 0 ? -1 : L->b[j] + off,
                     L->c[j] < 0 ? -1 : L->c[j] + off);
       }
-      for (int64_t i = 1; i <= m; ++i) {
-        int64_t v = gv[i];
-        T.xinit[v] = L->xinit[i] < 0 ? -1 : L->xinit[i] + off;
-        EdgeList fe;
-        for (int64_t e = L->fin_ptr[i]; e < L->fin_ptr[i + 1]; ++e)
-          fe.push_back({gv[L->fin_tgt[e]], L->fin_op[e] + off});
-        std::sort(fe.begin(), fe.end());
-        out[v] = std::move(fe);
-      }
-      for (int64_t j = 0; j < L->n_fx; ++j) {
-        T.xi.push_back(gv[L->xi[j]]);
-        T.xj.push_back(L->xj[j] < 0 ? -1 : gv[L->xj[j]]);
-        T.xs.push_back(L->xs[j] + off);
+      for (int64_t i = 1; i <= m; ++i) T.xinit[gv[i]] = L->xinit[i] < 0 ? -1 : L->xinit[i] + off;
+      for (int64_t j = 0; j < L->n_x; ++j) {
+        int64_t tj = L->xj[j] < 0 ? -1 : gv[L->xj[j]];
+        if (tj >= 0 && indptr[tj + 1] == indptr[tj]) continue;  // absorbing here: x = 0
+        X.push_back(gv[L->xi[j]]); J.push_back(tj); S.push_back(L->xs[j] + off);
       }
       T.seg_ptr.push_back((int64_t)T.code.size());
-      T.xseg_ptr.push_back((int64_t)T.xi.size());
       continue;
     }
-    // normalisation of this SCC's vertices: lambda, 1/lambda, p = w / lambda
+    bool single = T.scc_ptr[k + 1] - T.scc_ptr[k] == 1;
+    // normalisation of this SCC's vertices: lambda, 1/lambda, p = w / lambda; edges that
+    // leave the SCC go straight into the program
     for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
       int64_t v = T.order[i];
-      EdgeList w;
+      w.clear(); m.clear();
       for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
         int64_t z = target[e];
         if (z == v) continue;  // self-transitions do not change the chain
@@ -170,7 +181,7 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
       }
       if (w.empty()) continue;  // absorbing
       std::stable_sort(w.begin(), w.end(), [](auto& x, auto& y) { return x.first < y.first; });
-      EdgeList m;  // merge duplicate targets
+      // merge duplicate targets
       for (auto& p : w) {
         if (!m.empty() && m.back().first == p.first) m.back().second = T.emit(OP_ADD, m.back().second, p.second);
         else m.push_back(p);
@@ -180,11 +191,16 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
       T.xinit[v] = T.emit(OP_INV, lam);
       for (auto& p : m) {
         p.second = T.emit(OP_DIV, p.second, lam);
-        if (scc[p.first] == k) par[p.first].push_back(v);
+        int64_t z = p.first;
+        if (!single && scc[z] == k) {
+          out[v].push_back(p);
+          par[z].push_back(v);
+        } else if (local || indptr[z + 1] > indptr[z]) {
+          X.push_back(v); J.push_back(z); S.push_back(p.second);
+        }
       }
-      out[v] = std::move(m);
     }
-    // elimination inside the SCC
+    // Gaussian elimination of I - P_CC in the SCC's order
     if (T.scc_ptr[k + 1] - T.scc_ptr[k] > 1) {
       for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
         int64_t v = T.order[i];
@@ -198,7 +214,7 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
           if (it == out[u].end()) continue;
           int64_t puv = it->second;
           out[u].erase(it);
-          T.xi.push_back(u); T.xj.push_back(v); T.xs.push_back(puv);
+          X.push_back(u); J.push_back(v); S.push_back(puv);
           int64_t self = -1;
           EdgeList merged;
           merged.reserve(out[u].size() + out[v].size());
@@ -207,10 +223,9 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
           while (a != ae || b != be) {
             if (b == be || (a != ae && a->first < b->first)) { merged.push_back(*a++); continue; }
             int64_t z = b->first, pvz = b->second;
+            ++b;
             if (z == u) {
               self = self < 0 ? T.emit(OP_MUL, puv, pvz) : T.emit(OP_FMA, self, puv, pvz);
-              ++b;
-              if (a != ae && a->first == z) merged.push_back(*a++);
               continue;
             }
             if (a != ae && a->first == z) {
@@ -218,35 +233,34 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
               ++a;
             } else {
               merged.push_back({z, T.emit(OP_MUL, puv, pvz)});
-              if (scc[z] == scc[u] && ord[u] > ord[z]) par[z].push_back(u);
+              if (ord[u] > ord[z]) par[z].push_back(u);
             }
-            ++b;
           }
           if (self >= 0) {
             int64_t sc = T.emit(OP_INV1M, self);
             for (auto& p : merged) p.second = T.emit(OP_MUL, p.second, sc);
-            T.xi.push_back(u); T.xj.push_back(-1); T.xs.push_back(sc);
+            X.push_back(u); J.push_back(-1); S.push_back(sc);
           }
           out[u].swap(merged);
         }
       }
+      // back-substitution inside the SCC, in reverse elimination order
+      for (int64_t i = T.scc_ptr[k + 1] - 1; i >= T.scc_ptr[k]; --i) {
+        int64_t v = T.order[i];
+        for (auto& p : out[v]) { X.push_back(v); J.push_back(p.first); S.push_back(p.second); }
+        EdgeList().swap(out[v]);
+      }
     }
     T.seg_ptr.push_back((int64_t)T.code.size());
+  }
+  if (nscc > 0) pseg.push_back((int64_t)X.size());
+  T.xseg_ptr.assign(1, 0);
+  T.xi.reserve(X.size()); T.xj.reserve(X.size()); T.xs.reserve(X.size());
+  for (int64_t k = nscc - 1; k >= 0; --k) {
+    T.xi.insert(T.xi.end(), X.begin() + pseg[k], X.begin() + pseg[k + 1]);
+    T.xj.insert(T.xj.end(), J.begin() + pseg[k], J.begin() + pseg[k + 1]);
+    T.xs.insert(T.xs.end(), S.begin() + pseg[k], S.begin() + pseg[k + 1]);
     T.xseg_ptr.push_back((int64_t)T.xi.size());
-  }
-  T.n_forward_x = (int64_t)T.xi.size();
-  T.fin_ptr.assign(1, 0);
-  for (int64_t v = 0; v < V; ++v) {
-    for (auto& p : out[v]) { T.fin_tgt.push_back(p.first); T.fin_op.push_back(p.second); }
-    T.fin_ptr.push_back((int64_t)T.fin_tgt.size());
-  }
-  // back-substitution in reverse elimination order; absorbing targets hold x = 0
-  for (int64_t i = (int64_t)T.order.size() - 1; i >= 0; --i) {
-    int64_t v = T.order[i];
-    for (auto& p : out[v]) {
-      if (out[p.first].empty()) continue;
-      T.xi.push_back(v); T.xj.push_back(p.first); T.xs.push_back(p.second);
-    }
   }
 }
 

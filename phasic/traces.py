@@ -19,9 +19,9 @@ import numpy as np
 from phasic import _core
 from phasic.exceptions import GraphConstructionError, ParameterError, TraceError
 
-TRACE_FORMAT = 1
+TRACE_FORMAT = 2
 _INT_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit", "order", "scc_ptr", "seg_ptr",
-               "xseg_ptr", "fin_ptr", "fin_tgt", "fin_op")
+               "xseg_ptr")
 
 
 def _structure_key(kind: str, indptr, target) -> str:
@@ -51,8 +51,8 @@ def _to_entry(tr: dict):
     for f in _INT_FIELDS:
         v = tr[f]
         arrays[f] = v.astype(np.int32) if v.size == 0 or (v.max() < 2**31 and v.min() >= -2**31) else v
-    attrs = {"trace_format": TRACE_FORMAT, "n_forward_x": int(tr["n_forward_x"]),
-             "n_ops": int(tr["code"].size)}
+    attrs = {"trace_format": TRACE_FORMAT, "n_ops": int(tr["code"].size),
+             "n_program": int(tr["xi"].size)}
     return arrays, attrs
 
 
@@ -61,7 +61,6 @@ def _from_entry(arrays, attrs) -> dict:
         tr = {"code": np.ascontiguousarray(arrays["code"], np.uint8)}
         for f in _INT_FIELDS:
             tr[f] = np.ascontiguousarray(arrays[f], np.int64)
-        tr["n_forward_x"] = np.int64(attrs["n_forward_x"])
     except KeyError as exc:
         raise TraceError(f"trace entry lacks field {exc.args[0]!r}") from None
     if int(attrs.get("trace_format", -1)) != TRACE_FORMAT:
@@ -72,7 +71,7 @@ def _from_entry(arrays, attrs) -> dict:
 def _valid_for(tr, g) -> bool:
     V, E = g.vertices_length(), g._target.size
     n = tr["code"].size
-    if tr["xinit"].size != V or tr["fin_ptr"].size != V + 1:
+    if tr["xinit"].size != V:
         return False
     w = tr["a"][tr["code"] == 0]
     return bool(w.size == 0 or (w.min() >= 0 and w.max() < E)) and bool(
@@ -117,15 +116,18 @@ def _check_closed_classes(g, tr):
 
 
 def local_structure(indptr, target, verts):
-    """CSR of one SCC on its own: 0 dummy start, 1..m `verts` (sorted), then externals."""
+    """CSR of one SCC on its own: 0 a dummy start, 1..m `verts` (in elimination order),
+    then the SCC's external targets in increasing id order (absorbing here)."""
     verts = np.asarray(verts, np.int64)
     counts = indptr[verts + 1] - indptr[verts]
     eidx = np.concatenate([np.arange(indptr[v], indptr[v + 1]) for v in verts]) if verts.size else np.zeros(0, np.int64)
     tg = target[eidx].astype(np.int64)
-    pos = np.searchsorted(verts, tg)
-    inside = (pos < verts.size) & (verts[np.minimum(pos, verts.size - 1)] == tg)
+    srt = np.argsort(verts)
+    pos = np.searchsorted(verts, tg, sorter=srt)
+    pos_c = np.minimum(pos, verts.size - 1)
+    inside = (pos < verts.size) & (verts[srt[pos_c]] == tg)
     ext = np.unique(tg[~inside])
-    local = np.where(inside, pos + 1, verts.size + 1 + np.searchsorted(ext, tg))
+    local = np.where(inside, srt[pos_c] + 1, verts.size + 1 + np.searchsorted(ext, tg))
     m, X = verts.size, ext.size
     lp = np.zeros(m + X + 2, np.int64)
     lp[2:m + 2] = np.cumsum(counts)
@@ -150,7 +152,7 @@ def _record_hierarchical(g, store):
             except TraceError:
                 local = None
         if local is None:
-            local = _core.record_trace(lp, lt)
+            local = _core.record_trace(lp, lt, None, True)
             arrays, attrs = _to_entry(local)
             attrs["scope"] = "scc"
             store.put("traces", key, arrays, attrs)

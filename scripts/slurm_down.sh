@@ -3,8 +3,8 @@
 #
 # Usage: scripts/slurm_down.sh STATEDIR [--rm]
 #
-# Cancels the instance's jobs, then stops the daemons listed in STATEDIR/pids in
-# reverse start order (SIGTERM, SIGKILL after 10 s). A pid is only signalled
+# Cancels the instance's jobs, then stops the daemons listed in STATEDIR/pids
+# (SIGTERM to all, SIGKILL to those still alive after 10 s). A pid is only signalled
 # while its process still carries PHASIC_SLURM_STATEDIR=STATEDIR in its
 # environment, so a recycled pid or a daemon of another instance is never
 # touched. Finally kills leftover processes of the instance (e.g. slurmstepd)
@@ -19,11 +19,12 @@ fi
 STATEDIR="$1"
 REMOVE=0
 [ "${2:-}" = "--rm" ] && REMOVE=1
-if [ ! -d "$STATEDIR" ]; then
-    echo "slurm_down: no state directory '$STATEDIR'; nothing to stop" >&2
-    exit 0
+if [ -d "$STATEDIR" ]; then
+    STATEDIR="$(cd "$STATEDIR" && pwd)"
+else
+    # Directory already gone: only the sweep by marker below can still apply.
+    echo "slurm_down: no state directory '$STATEDIR'; stopping leftover processes only" >&2
 fi
-STATEDIR="$(cd "$STATEDIR" && pwd)"
 MARK="PHASIC_SLURM_STATEDIR=$STATEDIR"
 unset PHASIC_SLURM_STATEDIR
 
@@ -33,18 +34,6 @@ ours() {  # ours PID: true if PID is a live process of this instance
 
 pid_of() {  # pid_of NAME: pid recorded for daemon NAME
     [ -f "$STATEDIR/pids" ] && awk -v n="$1" '$1 == n {print $2}' "$STATEDIR/pids" | tail -n 1
-}
-
-stop_pid() {  # stop_pid NAME PID
-    local name="$1" pid="$2" i
-    ours "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do
-        ours "$pid" || return 0
-        sleep 0.2
-    done
-    echo "slurm_down: $name (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
 }
 
 # Cancel jobs while slurmctld is still up, so their processes end cleanly.
@@ -61,11 +50,29 @@ if [ -n "$ctld" ] && ours "$ctld" && [ -f "$STATEDIR/etc/slurm.conf" ]; then
     fi
 fi
 
+# Signal all daemons (newest first), then wait for them together; the state
+# is thrown away, so an orderly one-by-one shutdown buys nothing.
+pids=""
 if [ -f "$STATEDIR/pids" ]; then
-    tac "$STATEDIR/pids" | while read -r name pid; do
-        [ -n "$pid" ] && stop_pid "$name" "$pid"
-    done
+    while read -r name pid; do
+        if [ -n "$pid" ] && ours "$pid"; then
+            kill -TERM "$pid" 2>/dev/null && pids="$pids $name:$pid"
+        fi
+    done < <(tac "$STATEDIR/pids")
 fi
+for i in $(seq 1 50); do
+    alive=""
+    for entry in $pids; do
+        ours "${entry#*:}" && alive="$alive $entry"
+    done
+    pids="$alive"
+    [ -z "$pids" ] && break
+    sleep 0.2
+done
+for entry in $pids; do
+    echo "slurm_down: ${entry%%:*} (pid ${entry#*:}) ignored SIGTERM for 10 s; sending SIGKILL" >&2
+    kill -KILL "${entry#*:}" 2>/dev/null || true
+done
 
 # Leftovers of this instance (slurmstepd and the like inherit the marker).
 for dir in /proc/[0-9]*; do

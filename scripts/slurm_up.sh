@@ -72,23 +72,32 @@ chmod 755 "$RUN"
 FAILED_LOG=""
 on_exit() {
     local rc=$?
-    if [ "$rc" != 0 ]; then
-        if [ -n "$FAILED_LOG" ]; then
-            for f in $FAILED_LOG; do
-                if [ -s "$f" ]; then
-                    echo "---- last lines of $f ----" >&2
-                    tail -n 25 "$f" >&2
-                fi
-            done
+    [ "$rc" != 0 ] || return 0
+    # Stop the daemons first, so that a closed stderr (SIGPIPE) cannot leave
+    # them running; then report.
+    trap '' PIPE
+    trap '' INT TERM HUP
+    if [ -z "${PHASIC_SLURM_KEEP_ON_FAILURE:-}" ]; then
+        env -u PHASIC_SLURM_STATEDIR "$HERE/slurm_down.sh" "$STATEDIR" >"$LOG/down.out" 2>&1 || true
+    fi
+    local f
+    for f in $FAILED_LOG; do
+        if [ -s "$f" ]; then
+            echo "---- last lines of $f ----" >&2
+            tail -n 25 "$f" >&2
         fi
-        if [ -n "${PHASIC_SLURM_KEEP_ON_FAILURE:-}" ]; then
-            echo "slurm_up: PHASIC_SLURM_KEEP_ON_FAILURE set; daemons left running (pids in $STATEDIR/pids)" >&2
-            return
-        fi
-        echo "slurm_up: stopping the daemons started so far" >&2
-        env -u PHASIC_SLURM_STATEDIR "$HERE/slurm_down.sh" "$STATEDIR" >&2 || true
+    done
+    if [ -n "${PHASIC_SLURM_KEEP_ON_FAILURE:-}" ]; then
+        echo "slurm_up: PHASIC_SLURM_KEEP_ON_FAILURE set; daemons left running (pids in $STATEDIR/pids)" >&2
+    else
+        echo "slurm_up: stopped the daemons started so far" >&2
     fi
 }
+on_signal() {
+    echo "slurm_up: interrupted" >&2
+    exit 130
+}
+trap on_signal INT TERM HUP
 trap on_exit EXIT
 
 # free_port VAR: set VAR to a free TCP port on 127.0.0.1, distinct from the
@@ -124,13 +133,13 @@ start_daemon() {
 # daemon NAME stays alive, for at most $TIMEOUT seconds.
 wait_until() {
     local name="$1" what="$2"; shift 2
-    local pidvar="PID_$name" deadline=$(( SECONDS + TIMEOUT ))
-    while ! "$@" >/dev/null 2>&1; do
+    local pidvar="PID_$name" deadline=$(( SECONDS + TIMEOUT )) probe="$LOG/probe.out"
+    while ! "$@" >"$probe" 2>&1; do
         if ! kill -0 "${!pidvar}" 2>/dev/null; then
             die "$name (pid ${!pidvar}) exited while waiting for $what"
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
-            die "timed out after ${TIMEOUT}s waiting for $what"
+            die "timed out after ${TIMEOUT}s waiting for $what; last check said: $(tail -n 5 "$probe")"
         fi
         sleep 0.2
     done
@@ -139,6 +148,7 @@ wait_until() {
 HOST="$(hostname -s)"
 NCPU="$(nproc)"
 CPUS="${PHASIC_SLURM_CPUS:-$(( NCPU > 4 ? NCPU : 4 ))}"
+[[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || die "PHASIC_SLURM_CPUS='$CPUS' is not a positive integer; unset it or give e.g. 4"
 MEM="$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n 1)"
 [ -n "$MEM" ] || die "could not read RealMemory from 'slurmd -C'"
 free_port DBPORT; free_port DBDPORT; free_port CTLDPORT; free_port SLURMDPORT
@@ -238,6 +248,7 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 InactiveLimit=0
 KillWait=5
+MailProg=/bin/true
 MinJobAge=300
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd

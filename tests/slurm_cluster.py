@@ -129,6 +129,10 @@ class SlurmCluster:
     def wait_for_job(self, job_id, timeout=60.0):
         """Wait until sacct reports a terminal state for `job_id`; return the record.
 
+        slurmdbd may briefly hold a placeholder record (no partition, name
+        ``allocation``) for a job that ended before its start message was
+        stored, so this also waits for the partition to be filled in.
+
         Raises
         ------
         TimeoutError
@@ -138,7 +142,7 @@ class SlurmCluster:
         rec = {}
         while time.monotonic() < deadline:
             rec = self.sacct(job_id)
-            if rec.get("State", "").split(" ")[0] in TERMINAL_STATES:
+            if rec.get("State", "").split(" ")[0] in TERMINAL_STATES and rec.get("Partition"):
                 return rec
             time.sleep(0.2)
         queue = self.run(["squeue", "-a"], check=False).stdout

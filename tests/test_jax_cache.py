@@ -203,7 +203,7 @@ def run_compile(config, x, steps, push=False):
     args = {"config": config, "x": x.tolist(), "steps": steps, "push": push}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(COMPILE_SCRIPT), json.dumps(args)],
-        cwd=PKG_ROOT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=PKG_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -17,6 +17,11 @@ def test_node_idle_in_default_partition(slurm):
     assert out == [f"{slurm.partition}*", "idle", slurm.node]
     # the environment carries this instance's config for in-process callers
     assert os.environ["SLURM_CONF"] == str(slurm.conf)
+    # the copy at the default path (for clients that drop SLURM_CONF) is this config
+    if slurm.system_conf is not None:
+        marker, rest = slurm.system_conf.read_text().split("\n", 1)
+        assert marker == f"# phasic-slurm-statedir: {slurm.statedir}"
+        assert rest == slurm.conf.read_text()
 
 
 def test_sbatch_job_in_sacct_and_jobcomp(slurm, tmp_path):
@@ -56,7 +61,8 @@ def test_dask_jobqueue_slurmcluster(slurm, tmp_path):
     n = 1000
     with SLURMCluster(cores=1, memory="500MB", queue=slurm.partition,
                       walltime="00:05:00", processes=1, python=sys.executable,
-                      log_directory=str(tmp_path), local_directory=str(tmp_path)) as cluster:
+                      log_directory=str(tmp_path), local_directory=str(tmp_path),
+                      scheduler_options={"dashboard_address": ":0"}) as cluster:
         cluster.scale(1)
         with Client(cluster) as client:
             client.wait_for_workers(1, timeout=60)
