@@ -1,0 +1,216 @@
+"""Traces: replay equals direct elimination (checked against dense linear algebra), batch
+replay equals per-vector replay, SCC composition equals whole-graph elimination, traces
+survive a process restart, corrupt entries are re-recorded, bad parameters fail clearly."""
+import os
+import subprocess
+import sys
+import textwrap
+from math import factorial
+
+import numpy as np
+import pytest
+
+import phasic
+from phasic import Graph, ParameterError
+from phasic.traces import evaluate_batch, graph_trace, load_trace, trace_entry_path, trace_key
+
+
+@phasic.with_ipv([[[5, 0], 1.0]])
+def two_island(state):
+    """Structured coalescent, theta = (coalescence scale, migration rate)."""
+    a, b = int(state[0]), int(state[1])
+    if a + b <= 1:
+        return []
+    out = []
+    if a >= 2:
+        out.append([[a - 1, b], [a * (a - 1) / 2, 0.0]])
+    if b >= 2:
+        out.append([[a, b - 1], [b * (b - 1) / 2, 0.0]])
+    if a > 0:
+        out.append([[a - 1, b + 1], [0.0, a]])
+    if b > 0:
+        out.append([[a + 1, b - 1], [0.0, b]])
+    return out
+
+
+def random_param_graph(seed, n=40, p=3, extra=3):
+    """A random parameterised graph with cycles, built by hand."""
+    rng = np.random.default_rng(seed)
+    g = Graph(state_length=1, theta_dim=p)
+    vs = [g.find_or_create_vertex([i + 1]) for i in range(n)]
+    absorb = g.find_or_create_vertex([n + 1])
+    g.add_edge(0, vs[0], 0.6)
+    g.add_edge(0, vs[1], 0.4)
+    for i, v in enumerate(vs):
+        targets = set(rng.choice(n, size=extra, replace=False).tolist()) - {i}
+        for t in targets:
+            g.add_edge(v, vs[t], 0.0, coefficients=rng.uniform(0, 1, p))
+        g.add_edge(v, absorb, 0.0, coefficients=rng.uniform(0.05, 0.5, p))
+    return g
+
+
+def dense_moments(g, k, rewards=None):
+    alpha, S = g.as_matrices()
+    tv = g.transient_vertices()
+    r = np.ones(tv.size) if rewards is None else np.asarray(rewards)[tv]
+    U = np.linalg.inv(-S)
+    y, out = np.ones(tv.size), []
+    for j in range(1, k + 1):
+        y = U @ (r * y)
+        out.append(factorial(j) * alpha @ y)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_replay_equals_dense_for_many_thetas(seed, cache_dir):
+    g = random_param_graph(seed)
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(5):
+        theta = rng.uniform(0.2, 3.0, 3)
+        g.update_weights(theta)
+        np.testing.assert_allclose(g.moments(3), dense_moments(g, 3), rtol=1e-12)
+
+
+def test_replay_does_not_rerecord(cache_dir):
+    g = random_param_graph(7)
+    g.update_weights([1.0, 1.0, 1.0])
+    g.moments(2)
+    tr = g._trace
+    g.update_weights([2.0, 0.5, 1.5])
+    g.moments(2)
+    assert g._trace is tr
+
+
+def test_batch_equals_single(cache_dir):
+    g = Graph(two_island)
+    thetas = np.random.default_rng(3).uniform(0.1, 3.0, (40, 2))
+    batch = evaluate_batch(g, thetas, what="moments", k=3)
+    h = g.copy()
+    for row, got in zip(thetas, batch):
+        h.update_weights(row)
+        np.testing.assert_allclose(got, h.moments(3), rtol=1e-13)
+        np.testing.assert_allclose(got, dense_moments(h, 3), rtol=1e-12)
+    ev = evaluate_batch(g, thetas, what="variance")
+    np.testing.assert_allclose(ev, batch[:, 1] - batch[:, 0] ** 2, rtol=1e-12)
+    rewards = g.states()[:, 0].astype(float)
+    rb = evaluate_batch(g, thetas[:5], what="expectation", rewards=rewards)
+    for row, got in zip(thetas[:5], rb):
+        h.update_weights(row)
+        np.testing.assert_allclose(got, dense_moments(h, 1, rewards)[0], rtol=1e-12)
+    pdf = evaluate_batch(g, thetas[:3], what="pdf", times=[0.5, 1.0])
+    for row, got in zip(thetas[:3], pdf):
+        h.update_weights(row)
+        np.testing.assert_allclose(got, h.pdf([0.5, 1.0]), rtol=1e-12)
+
+
+def test_batch_bad_input(cache_dir):
+    g = Graph(two_island)
+    with pytest.raises(ParameterError, match=r"\(B, 2\)"):
+        evaluate_batch(g, np.ones((3, 3)))
+    with pytest.raises(ParameterError, match="non-finite"):
+        evaluate_batch(g, [[1.0, np.nan]])
+    with pytest.raises(ParameterError, match="negative rate"):
+        evaluate_batch(g, [[1.0, -1.0]])
+    with pytest.raises(ParameterError, match="what="):
+        evaluate_batch(g, [[1.0, 1.0]], what="median")
+
+
+def test_update_weights_errors():
+    g = Graph(two_island)
+    with pytest.raises(ParameterError, match="length 3"):
+        g.update_weights([1.0, 2.0, 3.0])
+    with pytest.raises(ParameterError, match="non-finite"):
+        g.update_weights([np.nan, 1.0])
+    with pytest.raises(ParameterError, match="rates must be >= 0"):
+        g.update_weights([1.0, -0.5])
+    g.update_weights([0.0, 1.0])  # no coalescence at all: never absorbs
+    with pytest.raises(ParameterError, match="non-finite"):
+        g.moments(1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scc_composition_equals_whole_graph(seed, cache_dir):
+    g = random_param_graph(seed, n=30, extra=2)
+    g.update_weights([0.7, 1.3, 0.4])
+    whole = g.moments(3)
+    h = g.copy()
+    h._hierarchical = True
+    h._trace = None
+    np.testing.assert_allclose(h.moments(3), whole, rtol=1e-12)
+    assert h._hierarchy_stats["recorded"] >= 1
+
+
+def test_hierarchical_reuses_shared_components(cache_dir):
+    def family(n):
+        @phasic.with_ipv([[[n, 0], 1.0]])
+        def model(state):
+            return two_island.__wrapped__(state)
+        return Graph(model, hierarchical=True)
+
+    g6 = family(6)
+    g6.update_weights([1.0, 0.5])
+    m6 = g6.moments(2)
+    g7 = family(7)
+    g7.update_weights([1.0, 0.5])
+    m7 = g7.moments(2)
+    s = g7._hierarchy_stats
+    assert s["reused"] >= 1, s  # the SCCs with fewer than 7 lineages were recorded for n=6
+    np.testing.assert_allclose(m6, dense_moments(g6, 2), rtol=1e-12)
+    np.testing.assert_allclose(m7, dense_moments(g7, 2), rtol=1e-12)
+    assert phasic.get_trace_cache_stats()["total_files"] >= s["components"]
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import phasic
+    from tests.test_traces import two_island
+    g = phasic.Graph(two_island, hierarchical=True)
+    g.update_weights([1.5, 0.25])
+    m = g.moments(2)
+    print(json.dumps({"m": m, "recorded": hasattr(g, "_hierarchy_stats")}))
+""")
+
+
+def test_trace_survives_process_restart(cache_dir):
+    import json
+
+    env = dict(os.environ, PHASIC_CACHE_DIR=str(cache_dir))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
+                                      capture_output=True, text=True, cwd=os.getcwd()).stdout)
+            for _ in range(2)]
+    assert runs[0]["recorded"] is True     # first process records and stores
+    assert runs[1]["recorded"] is False    # second loads it: no elimination
+    assert runs[0]["m"] == runs[1]["m"]
+    g = Graph(two_island)
+    g.update_weights([1.5, 0.25])
+    np.testing.assert_allclose(runs[1]["m"], dense_moments(g, 2), rtol=1e-12)
+
+
+def test_corrupt_trace_is_rerecorded(cache_dir):
+    g = Graph(two_island, hierarchical=True)
+    g.update_weights([1.0, 1.0])
+    ref = g.moments(2)
+    path = trace_entry_path(g)
+    assert load_trace(trace_key(g)) is not None
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    h = Graph(two_island, hierarchical=True)
+    h.update_weights([1.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        got = h.moments(2)
+    assert got == ref
+    assert hasattr(h, "_hierarchy_stats")  # re-recorded
+    assert load_trace(trace_key(g)) is not None
+
+
+def test_trace_key_is_structural():
+    g = Graph(two_island)
+    h = g.copy()
+    h.update_weights([3.0, 0.1])
+    assert trace_key(g) == trace_key(h)
+    other = random_param_graph(1)
+    assert trace_key(other) != trace_key(g)
+    tr = graph_trace(g)
+    assert tr["code"].dtype == np.uint8 and tr["xi"].dtype == np.int64
