@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -29,7 +30,7 @@ import sys
 __all__ = ["main", "build_parser", "register_cache", "GROUP_MODULES"]
 
 #: Modules providing further subcommand groups via ``register(subparsers)``.
-GROUP_MODULES = ("phasic.cli_graph", "phasic.cli_trace", "phasic.cli_evaluate")
+GROUP_MODULES = ("phasic.cli_workflow", "phasic.cli_build")  # graph build, trace record, evaluate; build
 
 
 def _cache_info(args):
@@ -93,21 +94,25 @@ def _cache_import(args):
 def register_cache(subparsers):
     """Add the ``cache`` group: ``info``, ``clear``, ``verify``, ``export``, ``import``."""
     cache = subparsers.add_parser("cache", help="inspect and maintain the graph/trace/JAX caches")
-    sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="cache root (also accepted before the command)")
+    sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    p = sub.add_parser("info", help="show the size of every cache")
+    add = functools.partial(sub.add_parser, parents=[common])
+    p = add("info", help="show the size of every cache")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
     p.set_defaults(func=_cache_info)
-    p = sub.add_parser("clear", help="remove cache entries")
+    p = add("clear", help="remove cache entries")
     p.add_argument("what", nargs="?", default="all", choices=("graphs", "traces", "jax", "all"))
     p.set_defaults(func=_cache_clear)
-    p = sub.add_parser("verify", help="check every entry; bad ones are moved aside (exit 1 if any)")
+    p = add("verify", help="check every entry; bad ones are moved aside (exit 1 if any)")
     p.set_defaults(func=_cache_verify)
-    p = sub.add_parser("export", help="write the entries to a .tar.gz archive")
+    p = add("export", help="write the entries to a .tar.gz archive")
     p.add_argument("file", help="archive to write, e.g. cache.tar.gz")
     p.add_argument("--kind", action="append", choices=("graphs", "traces"), help="only this kind (repeatable)")
     p.set_defaults(func=_cache_export)
-    p = sub.add_parser("import", help="merge a .tar.gz archive into the cache (validated first)")
+    p = add("import", help="merge a .tar.gz archive into the cache (validated first)")
     p.add_argument("file", help="archive to read")
     p.set_defaults(func=_cache_import)
     return cache

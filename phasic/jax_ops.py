@@ -106,7 +106,11 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True):
             S = S - jnp.diag(lam)
             times = jnp.asarray(times, dtype=S.dtype)
             tt_ = jnp.maximum(times.reshape(-1), 0.0)
-            dens = jax.lax.map(lambda t: alpha @ expm(S * t) @ s, tt_)
+            one = lambda t: alpha @ expm(S * t) @ s  # noqa: E731
+            if n * n * tt_.shape[0] <= 20_000_000:
+                dens = jax.vmap(one)(tt_)        # batched small matrices
+            else:
+                dens = jax.lax.map(one, tt_)     # bounded memory for big ones
             return jnp.where(times.reshape(-1) < 0, 0.0, dens).reshape(times.shape)
     else:
         def f(theta, times):

@@ -45,15 +45,11 @@ Examples
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
-import inspect
 import json
-import logging
 import numbers
 import sys
-import textwrap
 import types
 
 from phasic.exceptions import UnhashableError
@@ -102,8 +98,12 @@ KEY_OPTION_DEFAULTS = {"theta_dim": None, "discrete": False}
 # only make a build fail, manual construction) and are left out of the key.
 _UNKEYED_OPTIONS = frozenset({"cache", "graph_cache", "hierarchical", "max_vertices", "state_length"})
 
-# Names bound to these types in a callback's globals are recorded by name only.
-_NAMED_ONLY = (types.ModuleType, types.BuiltinFunctionType, logging.Logger)
+def _named_only(value):
+    """Modules, builtins, classes and loggers are recorded by name only."""
+    if isinstance(value, (type, types.ModuleType, types.BuiltinFunctionType)):
+        return True
+    logging = sys.modules.get("logging")  # a Logger exists only if logging was imported
+    return logging is not None and isinstance(value, logging.Logger)
 
 
 def split_graph_kwargs(kwargs):
@@ -243,7 +243,7 @@ def encode_value(value, *, _seen=None, _where="value"):
             encode_value(value.__self__, _seen=_seen, _where=_where),
             callback_material(value.__func__, _visited=_seen.setdefault("__functions__", {})),
         ]
-    if isinstance(value, _NAMED_ONLY) or isinstance(value, type):
+    if _named_only(value):
         return ["named", type(value).__name__, getattr(value, "__name__", None) and _qualname(value)]
     to_dict = getattr(value, "to_dict", None)
     from_dict = getattr(type(value), "from_dict", None)
@@ -291,7 +291,30 @@ def canonical_json(value):
 
 
 def _function_ast(func):
-    """Return the normalised AST dump of ``func``'s definition."""
+    """Return the normalised AST dump of ``func``'s definition (memoised per code object)."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        cached = _AST_CACHE.get(code)
+        if cached is not None:
+            return cached
+    dump = _function_ast_uncached(func)
+    if code is not None:
+        if len(_AST_CACHE) >= 4096:
+            _AST_CACHE.clear()
+        _AST_CACHE[code] = dump
+    return dump
+
+
+# A code object is immutable, so its source dump never changes while it lives; keying the
+# cache by the code object (not the file) also keeps the key of the code that actually runs.
+_AST_CACHE = {}
+
+
+def _function_ast_uncached(func):
+    import ast
+    import inspect
+    import textwrap
+
     name = getattr(func, "__name__", "?")
     if name == "<lambda>":
         raise UnhashableError(
@@ -427,12 +450,16 @@ def _encode_global(gname, value, func, visited):
             return callback_material(inner, _visited=visited)
         return ["extfunc", _qualname(inner)]
     if isinstance(value, type) and value.__module__ == func.__module__:
+        import ast
+        import inspect
+        import textwrap
+
         try:
             source = ast.dump(ast.parse(textwrap.dedent(inspect.getsource(value))), include_attributes=False)
         except (OSError, TypeError, SyntaxError):
             source = None
         return ["ownclass", value.__qualname__, source]
-    if isinstance(value, _NAMED_ONLY) or isinstance(value, type):
+    if _named_only(value):
         return ["named", type(value).__name__, _qualname(value) if hasattr(value, "__name__") else None]
     import numpy as np
 

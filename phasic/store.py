@@ -18,21 +18,34 @@ attribute the caller passes (str/int/float/bool/None).  No pickles.
 
 Compression
 -----------
-Datasets of at least 64 KiB are written with gzip level 1 plus the shuffle
-filter; smaller ones are stored contiguously.  Measured on the arrays of a
-10,144-vertex block-counting coalescent graph (96,525 edges, 2.58 MB raw): no
-compression 2.58 MB, 1.3 ms to read; gzip-1 + shuffle 0.25 MB, ~8 ms; lzf +
-shuffle 0.33 MB, ~13 ms; gzip-4/6 + shuffle 0.21-0.22 MB at the read speed of
-gzip-1 but 1.5-2x the write time.  gzip-1 + shuffle therefore gives 10x
-smaller files (what matters on shared and network file systems and for
-``export``) for a few milliseconds per hit; ``Store(compression="none")``
-trades the space back for speed and ``"lzf"`` is available too.
+Measured on the arrays of a 10,144-vertex block-counting coalescent graph
+(96,525 edges, 2.58 MB raw; CPU time of ``Store.get`` including the checksum):
+
+==================  =========  ===========
+filter              file size  read + check
+==================  =========  ===========
+none                2.58 MB    ~6 ms
+gzip-1 + shuffle    0.25 MB    ~15 ms
+lzf + shuffle       0.33 MB    ~17 ms
+gzip-4/6 + shuffle  0.21 MB    ~15 ms (1.5-2x slower writes)
+==================  =========  ===========
+
+Compression buys a 10x smaller file but costs ~2.5x the hit time, and a hit
+is what the store is for (building that graph takes ~2 s, so the hit must
+stay near 10 ms to give the >= 100x speed-up), while archives made by
+:meth:`Store.export` are gzipped as a whole anyway.  The default is therefore
+**no compression**.  ``Store(compression="gzip")`` (gzip level 1 + shuffle,
+the best of the filters measured) or ``$PHASIC_CACHE_COMPRESSION=gzip`` pays
+where space or a slow network file system matters more; it applies to
+datasets of at least 64 KiB.
 
 Concurrency and durability
 --------------------------
-* Writes go to a temporary file in the entry's directory (``.<name>.tmp.*``),
-  are flushed, fsynced, read back and verified, and then renamed over the
-  final name with :func:`os.replace`; readers never see a partial entry.
+* An entry is built as an HDF5 image in memory (h5py's ``core`` driver), then
+  written with plain ``os.write`` to a temporary file in the entry's directory
+  (``.<name>.tmp.*``), fsynced and renamed over the final name with
+  :func:`os.replace`; readers never see a partial entry, and a failing disk
+  gives a clean ``OSError`` instead of an HDF5 library in an error state.
   Temporary files older than :data:`STALE_TEMP_SECONDS` are removed by
   :meth:`Store.put` (in that directory) and :meth:`Store.verify` (everywhere).
 * :meth:`Store.get_or_create` serialises builders of one key with an
@@ -58,7 +71,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -169,6 +181,17 @@ class ImportReport:
     skipped: int = 0
 
 
+def _new_temp(path):
+    """Create an empty ``.<name>.tmp.<random>`` next to ``path`` (mode 0666 & ~umask, unlike mkstemp)."""
+    while True:
+        tmp = path.parent / f".{path.name}.tmp.{uuid.uuid4().hex[:12]}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def _py(value):
     """HDF5 attribute value -> plain Python value."""
     h5py = _h5py()
@@ -236,8 +259,9 @@ class Store:
         Size limit over all kinds; default ``$PHASIC_CACHE_MAX_MB`` (unset:
         no limit).  After each write the least recently used entries are
         evicted until the store fits.
-    compression : {"gzip", "lzf", "none"}
-        Filter for datasets of at least 64 KiB (always with shuffle).
+    compression : {"none", "gzip", "lzf"}, optional
+        Filter for datasets of at least 64 KiB (with shuffle); default
+        ``$PHASIC_CACHE_COMPRESSION`` or ``"none"`` (see the module docstring).
     stale_lock_seconds : float
         How long a build lock may go untouched before waiters take it over.
 
@@ -252,7 +276,7 @@ class Store:
     ([0, 1, 2], 'hi')
     """
 
-    def __init__(self, root=None, max_size_mb=None, compression="gzip", stale_lock_seconds=120.0):
+    def __init__(self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0):
         self.root = Path(root).expanduser() if root is not None else default_root()
         if max_size_mb is None and os.environ.get("PHASIC_CACHE_MAX_MB"):
             raw = os.environ["PHASIC_CACHE_MAX_MB"]
@@ -264,8 +288,12 @@ class Store:
                 ) from None
         if max_size_mb is not None and not max_size_mb > 0:
             raise ParameterError(f"max_size_mb={max_size_mb!r} must be a positive number of MB (or None: no limit)")
+        if compression is None:
+            compression = os.environ.get("PHASIC_CACHE_COMPRESSION") or "none"
         if compression not in ("gzip", "lzf", "none"):
-            raise ParameterError(f"compression={compression!r} is not one of 'gzip', 'lzf', 'none'")
+            raise ParameterError(
+                f"compression={compression!r} (or $PHASIC_CACHE_COMPRESSION) is not one of 'none', 'gzip', 'lzf'"
+            )
         self.max_size_mb = max_size_mb
         self.compression = compression
         self.stale_lock_seconds = float(stale_lock_seconds)
@@ -313,13 +341,18 @@ class Store:
         """Whether an entry file exists (not verified; :meth:`get` verifies)."""
         return self.path(kind, key).is_file()
 
+    def _kind(self, kind):
+        if kind not in KINDS:
+            raise ParameterError(f"store kind {kind!r} is not one of {KINDS}")
+        return kind
+
     def entries(self, kind):
         """Sorted keys of the entries of ``kind``."""
-        return [key for key, _ in self._entry_paths(self._kinds(kind)[0])]
+        return [key for key, _ in self._entry_paths(self._kind(kind))]
 
     def stats(self, kind):
         """``{'cache_dir', 'num_entries', 'total_bytes', 'total_size_mb'}`` of one kind (creates nothing)."""
-        kind = self._kinds(kind)[0]
+        kind = self._kind(kind)
         total = n = 0
         for _, path in self._entry_paths(kind):
             with contextlib.suppress(FileNotFoundError):
@@ -341,7 +374,7 @@ class Store:
         try:
             st = path.stat()
             arrays, attrs, problem = _load(path, key)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         if problem is not None:
             if problem.startswith("newer store format"):
@@ -423,9 +456,10 @@ class Store:
             out[name] = value
         return out
 
-    def _write(self, tmp, arrays, attrs):
+    def _image(self, arrays, attrs):
+        """The entry as HDF5 file bytes, built in memory (HDF5 never touches the disk)."""
         h5py = _h5py()
-        with h5py.File(tmp, "w", locking=False) as f:
+        with h5py.File(f"phasic-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False) as f:
             for name, a in arrays.items():
                 kw = {}
                 if self.compression != "none" and a.ndim >= 1 and a.nbytes >= COMPRESS_MIN_BYTES:
@@ -436,11 +470,22 @@ class Store:
             for name, value in attrs.items():
                 f.attrs[name] = h5py.Empty("f8") if value is None else value
             f.flush()
-        fd = os.open(tmp, os.O_RDONLY)
+            return f.id.get_file_image()
+
+    @staticmethod
+    def _write_bytes(tmp, image):
+        """Write, flush and fsync ``image`` to ``tmp``; every failure is a plain OSError."""
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
+            view = memoryview(image)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
             os.fsync(fd)
         finally:
             os.close(fd)
+        if os.path.getsize(tmp) != len(image):
+            raise OSError(f"short write ({os.path.getsize(tmp)} of {len(image)} bytes)")
 
     def put(self, kind, key, arrays, attrs=None):
         """Write an entry atomically (replacing any entry of that key).
@@ -485,15 +530,11 @@ class Store:
         hint = "free disk space, or point PHASIC_CACHE_DIR (or --cache-dir) at a writable directory with room"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", dir=path.parent)
-            os.close(fd)
+            tmp = _new_temp(path)
         except OSError as exc:
             raise StoreError(f"cannot write store entry {str(path)!r}: {exc.strerror or exc}; {hint}") from exc
         try:
-            self._write(tmp, arrays, full)
-            back, back_attrs, problem = _load(tmp, key)
-            if problem is not None:
-                raise OSError(f"the written file did not verify ({problem})")
+            self._write_bytes(tmp, self._image(arrays, full))
             os.replace(tmp, path)
         except BaseException as exc:
             with contextlib.suppress(OSError):
@@ -510,7 +551,7 @@ class Store:
         self._clean_temps(path.parent)
         if self.max_size_mb is not None:
             self.evict(self.max_size_mb, keep=(path,))
-        return path, back, back_attrs
+        return path, arrays, full
 
     def _clean_temps(self, directory, max_age=STALE_TEMP_SECONDS):
         """Remove stale temp files (and dead lock files) in one directory."""
@@ -715,8 +756,7 @@ class Store:
         tar_path = Path(tar_path).expanduser()
         n = 0
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{tar_path.name}.tmp.", dir=tar_path.parent)
-            os.close(fd)
+            tmp = _new_temp(tar_path)
         except OSError as exc:
             raise StoreError(f"cannot write the archive {str(tar_path)!r}: {exc.strerror or exc}") from exc
         try:
@@ -776,6 +816,8 @@ class Store:
         with tar:
             try:
                 wanted = [(m, kind, key) for m in tar.getmembers() for kind, key in _check_member(m)]
+            except UnsafeArchiveError:
+                raise
             except (tarfile.TarError, EOFError, OSError) as exc:
                 raise StoreError(f"{str(tar_path)!r} is a damaged tar archive ({exc})") from None
             staging = self.root / f".import-{uuid.uuid4().hex}"

@@ -76,6 +76,7 @@ def race_worker(root, key, marker, go_file, out_file):
     """Wait for ``go_file``, then get_or_create ``key``; the build appends to ``marker``."""
     from phasic.store import Store
 
+    open(out_file + ".ready", "w").close()
     while not os.path.exists(go_file):
         time.sleep(0.005)
 
@@ -89,6 +90,29 @@ def race_worker(root, key, marker, go_file, out_file):
     arrays, attrs = Store(root).get_or_create("graphs", key, build)
     with open(out_file, "w") as fh:
         json.dump({"sum": float(arrays["data/x"].sum()), "n": arrays["n"].tolist(), "who": attrs["who"]}, fh)
+
+
+# ----------------------------------------------------------------------------- counted callbacks (cache tests)
+
+
+def counted_coalescent(state, marker="", theta=1.0):
+    """Kingman coalescent from the IPV's n lineages; every call appends a line to ``marker``."""
+    with open(marker, "a") as fh:
+        fh.write("call\n")
+    n = state[0]
+    if n <= 1:
+        return []
+    return [[[n - 1], n * (n - 1) / 2 * theta]]
+
+
+def counted_parameterised(state, marker=""):
+    """The same coalescent with rate n(n-1)/2 * theta given as a coefficient vector."""
+    with open(marker, "a") as fh:
+        fh.write("call\n")
+    n = state[0]
+    if n <= 1:
+        return []
+    return [[[n - 1], [n * (n - 1) / 2]]]
 
 
 def main():

@@ -57,7 +57,7 @@ def _sample_arrays():
 
 
 def test_round_trip_layout_and_attributes(tmp_path):
-    store = Store(tmp_path)
+    store = Store(tmp_path, compression="gzip")
     arrays = _sample_arrays()
     attrs = {"discrete": True, "theta_dim": 0, "ratio": 0.25, "name": "x", "nothing": None,
              "key_material": '{"a":1}', "callback": "mod.fn"}
@@ -84,6 +84,10 @@ def test_round_trip_layout_and_attributes(tmp_path):
     assert store.contains("graphs", K(1)) and not store.contains("traces", K(1))
     assert store.entries("graphs") == [K(1)] and store.entries("traces") == []
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    plain = Store(tmp_path / "plain").put("graphs", K(1), arrays, attrs)  # the default: no compression
+    with h5py.File(plain, "r") as f:
+        assert f["big/zeros"].compression is None
+    assert os.path.getsize(plain) > arrays["big/zeros"].nbytes
 
 
 def test_checksum_covers_names_dtypes_shapes_and_bytes(tmp_path):
@@ -126,6 +130,11 @@ def test_bad_limits_and_env(tmp_path, monkeypatch):
     assert Store(tmp_path).max_size_mb == 1.5
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "envroot"))
     assert Store().root == tmp_path / "envroot"
+    monkeypatch.setenv("PHASIC_CACHE_COMPRESSION", "lzf")
+    assert Store().compression == "lzf"
+    monkeypatch.setenv("PHASIC_CACHE_COMPRESSION", "zstd")
+    with pytest.raises(ParameterError, match="compression='zstd'"):
+        Store()
 
 
 def test_stats_on_missing_root_create_nothing(tmp_path):
@@ -323,7 +332,9 @@ def test_eight_processes_racing_build_once(tmp_path):
     code = "import sys; from tests._keys_helpers import race_worker; race_worker(*sys.argv[1:])"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(root), K(5), str(marker), str(go),
                                str(tmp_path / f"out{i}.json")], cwd=REPO, env=_env()) for i in range(8)]
-    time.sleep(1.0)
+    deadline = time.monotonic() + 90
+    while not all((tmp_path / f"out{i}.json.ready").exists() for i in range(8)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     go.write_text("go")
     assert [p.wait(timeout=120) for p in procs] == [0] * 8
     results = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(8)]
@@ -523,3 +534,12 @@ def test_import_of_missing_or_non_tar_file(tmp_path):
     junk.write_bytes(b"definitely not a tarball")
     with pytest.raises(StoreError, match="not a readable tar archive"):
         store.import_archive(junk)
+
+
+def test_entries_are_readable_by_others_on_a_shared_cache(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = Store(tmp_path).put("graphs", K(1), {"x": np.arange(3)}, {})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
