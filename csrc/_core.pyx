@@ -67,36 +67,48 @@ cdef extern from "dist.hpp" namespace "phasic":
 # ---------------------------------------------------------------------------------------
 # states
 
+cdef str _where(object where):
+    if isinstance(where, np.ndarray):
+        return f"callback result for state {where.tolist()!r}"
+    return str(where)
+
+
 cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
-    """Copies a user state (sequence of ints) into buf, with clear errors."""
+    """Copies a user state (sequence of ints) into buf, with clear errors.
+
+    `where` names the context in messages; an ndarray there means "the callback result for
+    that state" (formatted only when an error is raised)."""
     cdef Py_ssize_t i, n
     cdef object x
     cdef long long val
-    if isinstance(s, np.ndarray):
+    if type(s) is list or type(s) is tuple:
+        seq = s
+    elif isinstance(s, np.ndarray):
         if s.ndim != 1 or s.dtype.kind not in "iub":
-            raise StateTypeError(f"{where}: state {s!r} must be a 1-D sequence of integers")
+            raise StateTypeError(f"{_where(where)}: state {s!r} must be a 1-D sequence of integers")
         seq = s.tolist()
     elif isinstance(s, (list, tuple)):
         seq = s
     else:
-        raise StateTypeError(f"{where}: state {s!r} must be a list/tuple/array of integers, "
-                        f"not {type(s).__name__}")
+        raise StateTypeError(f"{_where(where)}: state {s!r} must be a list/tuple/array of integers, "
+                             f"not {type(s).__name__}")
     n = len(seq)
     if n != d:
         raise GraphConstructionError(
-            f"{where}: state {list(seq)!r} has length {n}, expected {d} "
+            f"{_where(where)}: state {list(seq)!r} has length {n}, expected {d} "
             f"(all states of a graph have the same length)")
     for i in range(n):
         x = seq[i]
-        if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        if type(x) is not int and (isinstance(x, (float, np.floating, complex, str, bytes)) or x is None):
+            raise StateTypeError(f"{_where(where)}: state {list(seq)!r} has non-integer entry {x!r} "
+                                 f"at position {i}; states are integer vectors")
+        try:
             val = x
-        elif isinstance(x, bool):
-            val = int(x)
-        else:
-            raise StateTypeError(f"{where}: state {list(seq)!r} has non-integer entry {x!r} "
-                            f"at position {i}; states are integer vectors")
+        except (TypeError, OverflowError):
+            raise StateTypeError(f"{_where(where)}: state {list(seq)!r} has non-integer entry {x!r} "
+                                 f"at position {i}; states are integer vectors") from None
         if val < -2147483648 or val > 2147483647:
-            raise GraphConstructionError(f"{where}: state entry {x!r} does not fit in int32")
+            raise GraphConstructionError(f"{_where(where)}: state entry {x!r} does not fit in int32")
         buf[i] = <int32_t>val
     return 0
 
@@ -160,6 +172,8 @@ cdef class StateSpace:
 # construction from a callback (Alg. 1): visit vertices in creation order
 
 cdef inline bint is_number(object r):
+    if type(r) is float or type(r) is int:
+        return True
     return isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool)
 
 
@@ -180,7 +194,8 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
     cdef int32_t* buf = sp.buf.data()
     cdef double r
     cdef object state_arr, result, item, rate
-    cdef int32_t[::1] sview
+    cdef cnp.npy_intp dims[1]
+    dims[0] = d
 
     indptr.push_back(0)
     for item in ipv:
@@ -193,9 +208,8 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
 
     i = 1
     while i < sp.t.size():
-        state_arr = np.empty(d, dtype=np.int32)
-        sview = state_arr
-        memcpy(&sview[0], sp.t.row(i), sizeof(int32_t) * d)
+        state_arr = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT32, 0)
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>state_arr), sp.t.row(i), sizeof(int32_t) * d)
         try:
             result = callback(state_arr, **params)
         except Exception as exc:
@@ -208,13 +222,13 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
                 f"callback returned {result!r} for state {state_arr.tolist()!r}; expected a list of "
                 f"[next_state, rate] pairs ([] for an absorbing state)")
         for item in result:
-            if not isinstance(item, (list, tuple)) or len(item) != 2:
+            if not (type(item) is list or type(item) is tuple or isinstance(item, (list, tuple))) or len(item) != 2:
                 raise GraphConstructionError(
                     f"callback returned a malformed edge {item!r} for state {state_arr.tolist()!r}; "
                     f"each edge must be [next_state, rate]")
             nxt = item[0]
             rate = item[1]
-            fill_state(nxt, d, buf, f"callback result for state {state_arr.tolist()!r}")
+            fill_state(nxt, d, buf, state_arr)
             if is_number(rate):
                 r = rate
                 if not isfinite(r) or r < 0:
