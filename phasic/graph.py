@@ -321,6 +321,12 @@ class Graph:
     from phasic.distributions import as_matrices, cdf, pdf, pmf, sample, transient_vertices  # noqa: E402
     from phasic.rewards import reward_transform  # noqa: E402
 
+    def plot(self, ax=None, **kwargs):
+        """Draws a small graph with matplotlib; see :func:`phasic.plot.plot_graph`."""
+        from phasic.plot import plot_graph
+
+        return plot_graph(self, ax=ax, **kwargs)
+
     def pmf_from_graph(self, discrete=None, **kwargs):
         """JAX function of ``(theta, times)``; see :func:`phasic.pmf_from_graph`."""
         from phasic.jax_ops import pmf_from_graph
