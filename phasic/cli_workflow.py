@@ -1,0 +1,625 @@
+"""The ``phasic graph build``, ``phasic trace record`` and ``phasic evaluate`` commands.
+
+These are the steps of the Snakemake workflow (``workflows/rules/*.smk``), usable by hand as
+well.  A model is named by a *model spec* (see :mod:`phasic.models`): ``--spec`` with JSON/YAML
+text or ``@file.yaml`` (a spec, or a workflow config plus ``--model NAME``), or the flags
+``--file``/``--module``, ``--callback`` and ``--param KEY=VALUE``.  ``trace record`` and
+``evaluate`` also take a graph's store entry path instead.  Every command prints a JSON object
+with ``--json`` and shows progress on stderr when that is a terminal.
+
+Examples
+--------
+::
+
+    phasic graph build --file workflows/models/kingman.py --callback kingman --ipv '[20]' --json
+    phasic trace record ~/.phasic_cache/graphs/ab/cdef....h5 --out trace.json
+    phasic evaluate --spec @workflows/config/default.yaml --model two_island \\
+        --moments-out moments.tsv --distribution-out distribution.tsv
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+__all__ = ["register"]
+
+_SPIN = "|/-\\"
+
+
+# ------------------------------------------------------------------------ progress
+class _Progress:
+    """A one-line progress display on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, label, total=None, enabled=None):
+        self.label, self.total, self.done = label, total, 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _line(self):
+        elapsed = time.perf_counter() - self._t0
+        if self.total:
+            width = 30
+            filled = int(width * self.done / self.total)
+            return f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {elapsed:.1f}s"
+        return f"\r{self.label} {_SPIN[int(elapsed * 8) % 4]} {elapsed:.1f}s"
+
+    def _spin(self):
+        while not self._stop.wait(0.125):
+            sys.stderr.write(self._line())
+            sys.stderr.flush()
+
+    def __enter__(self):
+        if self.enabled:
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+        return self
+
+    def advance(self, n=1):
+        self.done += n
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            sys.stderr.write(self._line() + "\n")
+            sys.stderr.flush()
+        return False
+
+
+# ------------------------------------------------------------------------ arguments
+def _add_spec_args(p, entry=False):
+    if entry:
+        p.add_argument("entry", nargs="?", metavar="ENTRY",
+                       help="a graph's store entry (<cache>/graphs/xx/....h5) instead of a model spec")
+    g = p.add_argument_group("model spec")
+    g.add_argument("--spec", metavar="SPEC", help="model spec as JSON/YAML text, or @FILE (a spec, "
+                   "or a config with 'models:' plus --model)")
+    g.add_argument("--model", metavar="NAME", help="the model's name in a config's 'models' list")
+    g.add_argument("--file", metavar="PATH", help="Python file defining the callback")
+    g.add_argument("--module", metavar="NAME", help="importable module defining the callback")
+    g.add_argument("--callback", metavar="NAME", help="the callback's function name")
+    g.add_argument("--param", metavar="KEY=VALUE", action="append", default=[],
+                   help="callback keyword parameter; VALUE is read as YAML (10 is an int, 10.0 a float)")
+    g.add_argument("--ipv", metavar="JSON", help="initial distribution, e.g. '[10]' or '[[[2,0],0.5],[[1,1],0.5]]'")
+    g.add_argument("--discrete", action="store_true", default=None, help="a discrete phase-type graph")
+    g.add_argument("--theta-dim", type=int, metavar="P", help="parameter dimension of coefficient edges")
+    g.add_argument("--max-vertices", type=int, metavar="N", help="fail when the state space grows past N")
+    g.add_argument("--search-dir", metavar="DIR", action="append", default=[],
+                   help="where relative model files are looked for after the working directory")
+
+
+def _add_output_args(p):
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _json_arg(text, flag):
+    from phasic.exceptions import ParameterError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParameterError(f"{flag} {text!r} is not valid JSON ({exc.msg}); e.g. {flag} '[1.0, 2.0]'") from None
+
+
+def _spec_from_args(args, required=True):
+    """The model spec the arguments describe, or None (when not required and none given)."""
+    import yaml
+
+    from phasic.exceptions import ParameterError
+    from phasic.models import check_spec, read_spec
+
+    flags = {k: getattr(args, k) for k in ("file", "module", "callback", "discrete", "theta_dim", "max_vertices")
+             if getattr(args, k, None) is not None}
+    if getattr(args, "ipv", None) is not None:
+        flags["ipv"] = _json_arg(args.ipv, "--ipv")
+    params = {}
+    for item in getattr(args, "param", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ParameterError(f"--param {item!r} must be KEY=VALUE with KEY a Python name, e.g. --param n=10")
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[key] = value
+    if args.spec is None and not flags and not params and args.model is None:
+        if required:
+            raise ParameterError("no model given: use --spec SPEC (or @FILE) or --file/--module with --callback")
+        return None
+    spec = read_spec(args.spec, model=args.model) if args.spec is not None else {}
+    if args.spec is not None and args.spec.startswith("@"):  # files relative to the spec file, too
+        args.search_dir = [*args.search_dir, str(Path(args.spec[1:]).expanduser().resolve().parent)]
+    if args.spec is None and args.model is not None:
+        spec["name"] = args.model
+    if "file" in flags or "module" in flags:
+        spec.pop("file", None)
+        spec.pop("module", None)
+    spec.update(flags)
+    if params:
+        spec["params"] = {**(spec.get("params") or {}), **params}
+    return check_spec(spec)
+
+
+def _store(args, root=None):
+    """The store: ``--cache-dir`` when given, else ``root`` (an entry's store), else the default."""
+    from phasic.store import Store
+
+    if getattr(args, "cache_dir", None) or root is None:
+        return Store()
+    os.environ["PHASIC_CACHE_DIR"] = str(root)  # library defaults (e.g. trace lookups) agree
+    return Store(root)
+
+
+def _load_graph(args, build_missing=True):
+    """``(graph, info, spec, store)`` from an ENTRY argument or a model spec."""
+    from phasic.exceptions import ParameterError, StoreError
+    from phasic.graph import Graph
+    from phasic.models import entry_key, resolve_spec
+
+    spec = _spec_from_args(args, required=args.entry is None)
+    if spec is not None:
+        spec = resolve_spec(spec, args.search_dir)  # relative files become absolute
+    if args.entry is not None:
+        root, kind, key = entry_key(args.entry)
+        if kind != "graphs":
+            raise ParameterError(f"{args.entry!r} is a {kind} entry; give a graph entry (<cache>/graphs/...)")
+        store = _store(args, root)
+        found = store.get("graphs", key)
+        if found is None:
+            raise StoreError(f"no valid graph entry at {args.entry!r} (missing, or moved to the corrupt/ folder "
+                             "after failing verification); build it with: phasic graph build ...")
+        info = {"graph_key": key, "graph_entry": str(store.path("graphs", key)), "built": False}
+        return Graph.from_arrays(*found), info, spec, store
+    store = _store(args)
+    g, info = _build(spec, args, store, build_missing)
+    return g, info, spec, store
+
+
+def _build(spec, args, store, build_missing=True):
+    from phasic.cache import cached_graph, graph_key_for
+    from phasic.exceptions import StoreError
+    from phasic.graph import Graph
+    from phasic.keys import split_graph_kwargs
+    from phasic.models import load_model
+
+    callback, kwargs = load_model(spec, args.search_dir)
+    key, _ = graph_key_for(callback, **kwargs)
+    path = store.path("graphs", key)
+    options, params = split_graph_kwargs(kwargs)
+    built = []
+
+    def build():
+        built.append(True)
+        return Graph(callback, **kwargs)
+
+    if not build_missing and not path.is_file():
+        raise StoreError(f"the graph of {spec.get('name') or spec['callback']!r} is not in {str(store.root)!r}; "
+                         "build it first with: phasic graph build")
+    quiet = getattr(args, "quiet", False)
+    with _Progress(f"graph {spec.get('name') or spec['callback']}", enabled=None if not quiet else False):
+        g = cached_graph(callback, params=params, ipv=options.get("ipv"), options=options, build=build,
+                         store=store)
+    if not path.is_file():
+        raise StoreError(f"the graph was built but could not be stored at {str(path)!r} (see the warning "
+                         "above); check that the cache directory is writable and has space")
+    return g, {"graph_key": key, "graph_entry": str(path), "built": bool(built)}
+
+
+def _graph_info(g):
+    return {"vertices": g.vertices_length(), "edges": g.edges_length(), "state_length": g.state_length,
+            "theta_dim": g.theta_dim or 0, "discrete": g.discrete}
+
+
+def _emit(args, result, human):
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(human)
+
+
+def _atomic_write(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _callback_failure(spec, exc):
+    """One clear line for a callback that raised (the traceback is printed above it)."""
+    traceback.print_exc()
+    notes = "; ".join(str(n).removeprefix("phasic: ") for n in getattr(exc, "__notes__", []) or [])
+    name = (spec.get("name") or spec.get("callback")) if spec else "the model"
+    print(f"phasic: error: building {name!r} failed: {type(exc).__name__}: {exc}"
+          + (f" ({notes})" if notes else "") + "; nothing was stored — fix the callback and run again",
+          file=sys.stderr)
+    return 1
+
+
+# ------------------------------------------------------------------------ graph build
+def _graph_build(args):
+    from phasic.exceptions import ParameterError, PhasicError
+    from phasic.store import Store
+
+    spec = _spec_from_args(args)
+    store = Store()
+    t0 = time.perf_counter()
+    if args.expect:
+        from phasic.models import graph_entry_path
+
+        expected = graph_entry_path(spec, store.root, args.search_dir)
+        if os.path.abspath(args.expect) != str(expected):
+            raise ParameterError(
+                f"--expect {args.expect!r} is not where this model's graph is stored ({str(expected)!r}): "
+                "the workflow computed the key with a different phasic, Python or model file; "
+                "use the same environment for the workflow and its jobs")
+    try:
+        g, info = _build(spec, args, store)
+    except PhasicError:
+        raise
+    except Exception as exc:  # the user's callback raised
+        return _callback_failure(spec, exc)
+    result = {"name": spec.get("name"), **info, **_graph_info(g), "seconds": round(time.perf_counter() - t0, 6)}
+    verb = "built" if info["built"] else "found (not rebuilt)"
+    _emit(args, result, f"{verb} graph {spec.get('name') or spec['callback']!r}: {result['vertices']} vertices, "
+                        f"{result['edges']} edges -> {info['graph_entry']}")
+    return 0
+
+
+# ------------------------------------------------------------------------ trace record
+def _trace_record(args):
+    from phasic.exceptions import PhasicError
+    from phasic.traces import ensure_trace, trace_key
+
+    t0 = time.perf_counter()
+    try:
+        g, info, spec, store = _load_graph(args)
+    except PhasicError:
+        raise
+    except Exception as exc:
+        return _callback_failure(_spec_from_args(args, required=False), exc)
+    key = trace_key(g)
+    existed = store.contains("traces", key)
+    with _Progress("trace", enabled=None if not args.quiet else False):
+        ensure_trace(g, store)
+    result = {"name": (spec or {}).get("name"), **info, **_graph_info(g), "trace_key": key,
+              "trace_entry": str(store.path("traces", key)), "recorded": not existed,
+              "seconds": round(time.perf_counter() - t0, 6)}
+    if args.out:
+        _atomic_write(args.out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    verb = "recorded" if not existed else "found (not re-recorded)"
+    _emit(args, result, f"{verb} trace {key[:12]}... of graph {info['graph_key'][:12]}... -> {result['trace_entry']}")
+    return 0
+
+
+# ------------------------------------------------------------------------ evaluate
+def _parse_times(text, discrete):
+    """``("auto", num)`` or an explicit grid from ``auto``, ``auto:N``, ``START:STOP:NUM`` or JSON."""
+    import numpy as np
+
+    from phasic.exceptions import ParameterError
+
+    if text is None or isinstance(text, dict) or isinstance(text, list):
+        value = text
+    elif text.startswith("auto"):
+        num = text[5:] if text.startswith("auto:") else ""
+        if text not in ("auto",) and not (text.startswith("auto:") and num.isdigit() and int(num) >= 2):
+            raise ParameterError(f"--times {text!r}: write auto, auto:N (N >= 2 points), START:STOP:NUM or a JSON list")
+        return ("auto", int(num) if num else 100)
+    elif text.count(":") == 2 and not text.lstrip().startswith(("[", "{")):
+        try:
+            start, stop, num = text.split(":")
+            value = {"start": float(start), "stop": float(stop), "num": int(num)}
+        except ValueError:
+            raise ParameterError(f"--times {text!r}: START:STOP:NUM needs two numbers and an integer") from None
+    else:
+        value = _json_arg(text, "--times")
+    if value is None or value == "auto":
+        return ("auto", 100)
+    if isinstance(value, dict):
+        unknown = set(value) - {"start", "stop", "num"}
+        num = value.get("num", 100)
+        if unknown or not isinstance(num, int) or num < 2:
+            raise ParameterError(f"times {value!r} must be {{start, stop, num}} with num >= 2 "
+                                 "(stop omitted: chosen from the moments)")
+        if "stop" not in value:
+            return ("auto", num)
+        grid = np.linspace(float(value.get("start", 0.0)), float(value["stop"]), num)
+    else:
+        grid = np.asarray(value, dtype=np.float64).reshape(-1)
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0) or np.any(np.diff(grid) < 0):
+        raise ParameterError(f"times {value!r:.100} must be finite, non-negative and increasing")
+    if discrete:
+        if not np.all(grid == np.round(grid)):
+            raise ParameterError(f"times {value!r:.100} must be whole numbers for a discrete graph")
+    return grid
+
+
+def _auto_grid(mean, sd, num, discrete):
+    import numpy as np
+
+    stop = float(np.max(mean + 5.0 * sd))
+    if not math.isfinite(stop) or stop <= 0:
+        stop = 1.0
+    if discrete:
+        return np.arange(0, int(math.ceil(stop)) + 1, dtype=np.float64)
+    return np.linspace(0.0, stop, num)
+
+
+def _fmt(x):
+    return repr(float(x))
+
+
+def _write_table(path, header, rows):
+    lines = ["\t".join(header)]
+    lines += ["\t".join(r) for r in rows]
+    _atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _chunks(B, progress):
+    step = max(1, math.ceil(B / 50)) if progress.enabled else B
+    for s in range(0, B, step):
+        yield slice(s, min(B, s + step))
+
+
+def _evaluate_thetas(g, thetas, k, vectors, times, progress):
+    """Moments ``(R, B, k)`` and distribution ``(2, B, T)`` for a parameterised graph."""
+    import numpy as np
+
+    from phasic.traces import evaluate_batch
+
+    B = thetas.shape[0]
+    R = 1 if vectors is None else vectors.shape[0]
+    mom = np.empty((R, B, k))
+    dist = None if times is None else np.empty((2, B, times.size))
+    for sl in _chunks(B, progress):
+        for r in range(R):
+            rew = None if vectors is None else vectors[r]
+            mom[r, sl] = evaluate_batch(g, thetas[sl], "moments", k=k, rewards=rew)
+        if times is not None:
+            if g.discrete:
+                h = g.copy()
+                for i in range(sl.start, sl.stop):
+                    h.update_weights(thetas[i])
+                    dist[0, i], dist[1, i] = h.pmf(times.astype(np.int64)), h.cdf(times.astype(np.int64))
+            else:
+                dist[0, sl] = evaluate_batch(g, thetas[sl], "pdf", times=times)
+                dist[1, sl] = evaluate_batch(g, thetas[sl], "cdf", times=times)
+        progress.advance(sl.stop - sl.start)
+    return mom, dist
+
+
+def _evaluate_plain(g, k, vectors, times):
+    import numpy as np
+
+    R = 1 if vectors is None else vectors.shape[0]
+    mom = np.empty((R, 1, k))
+    for r in range(R):
+        mom[r, 0] = np.asarray(g.moments(k, rewards=None if vectors is None else vectors[r]), dtype=np.float64)[:k]
+    dist = None
+    if times is not None:
+        if g.discrete:
+            kk = times.astype(np.int64)
+            dist = np.array([[g.pmf(kk)], [g.cdf(kk)]], dtype=np.float64)
+        else:
+            dist = np.array([[g.pdf(times)], [g.cdf(times)]], dtype=np.float64)
+    return mom, dist
+
+
+def _use_stored_trace(g, store):
+    """Replay the stored trace instead of re-recording it (a pure speed-up; see the report)."""
+    from phasic import traces
+
+    try:
+        tr = traces.load_trace(traces.trace_key(g), store)
+        if tr is not None and traces._valid_for(tr, g):
+            g._trace = tr
+    except Exception:  # never let the optimisation break an evaluation
+        pass
+
+
+def _sweep_dask(info, store, thetas, k, vectors, times):
+    """Large sweeps through :func:`phasic.distributed.sweep` (Dask workers read the stored graph)."""
+    import numpy as np
+
+    from phasic.distributed import sweep
+
+    key, root = info["graph_key"], str(store.root)
+    R = 1 if vectors is None else vectors.shape[0]
+    mom = np.empty((R, thetas.shape[0], k))
+    for r in range(R):
+        mom[r] = np.asarray(sweep(key, thetas, what="moments", k=k, cache_dir=root,
+                                  rewards=None if vectors is None else vectors[r])).reshape(-1, k)
+    dist = None
+    if times is not None:
+        dist = np.stack([np.asarray(sweep(key, thetas, what=w, times=times, cache_dir=root))
+                         for w in ("pdf", "cdf")])
+    return mom, dist
+
+
+def _evaluate(args):
+    import numpy as np
+
+    from phasic.exceptions import ParameterError, PhasicError, TraceError
+    from phasic.models import reward_vectors, rewards_reference, theta_matrix, theta_names
+
+    t0 = time.perf_counter()
+    try:
+        g, info, spec, store = _load_graph(args)
+    except PhasicError:
+        raise
+    except Exception as exc:
+        return _callback_failure(_spec_from_args(args, required=False), exc)
+    spec = spec or {}
+    name = spec.get("name") or spec.get("callback") or info["graph_key"][:12]
+    if args.trace:
+        try:
+            pointer = json.loads(Path(args.trace).read_text())
+        except (OSError, ValueError) as exc:
+            raise TraceError(f"cannot read the trace pointer {args.trace!r} ({exc}); run phasic trace record") from None
+        if pointer.get("graph_key") != info["graph_key"]:
+            raise TraceError(f"the trace pointer {args.trace!r} belongs to graph {pointer.get('graph_key')!r}, "
+                             f"not {info['graph_key']!r}; record it again with phasic trace record")
+    k = args.moments if args.moments is not None else spec.get("moments", 2)
+    if not isinstance(k, int) or k < 1:
+        raise ParameterError(f"--moments {k!r} must be a positive integer")
+    theta = _json_arg(args.theta, "--theta") if args.theta is not None else None
+    grid = _json_arg(args.theta_grid, "--theta-grid") if args.theta_grid is not None else None
+    if theta is not None or grid is not None:
+        thetas = theta_matrix(theta=theta, theta_grid=grid)
+    else:
+        thetas = theta_matrix(spec)
+    p = g.theta_dim or 0
+    if p and thetas is None:
+        raise ParameterError(f"the graph of {name!r} has {p} parameters (coefficient edges); give the "
+                             "parameter vectors with --theta '[[...], ...]' or --theta-grid, or theta/theta_grid in the spec")
+    if not p and thetas is not None:
+        raise ParameterError(f"the graph of {name!r} has no coefficient edges, so it takes no theta "
+                             f"(got {thetas.tolist()!r:.80}); its rates are fixed by the callback's params")
+    if p and thetas.shape[1] != p:
+        raise ParameterError(f"theta vectors of length {thetas.shape[1]} given, the graph of {name!r} has "
+                             f"{p} parameters")
+    names = args.theta_names.split(",") if args.theta_names else None
+    names = theta_names({**spec, "theta_names": names} if names else spec, p) if p else []
+    rewards = args.rewards if args.rewards is not None else rewards_reference(spec)
+    module = None
+    if rewards not in (None, "sfs", "columns") and ":" not in rewards and spec.get("callback"):
+        from phasic.models import _module_of
+
+        module = _module_of(spec, args.search_dir)[0]
+    labels, vectors = reward_vectors(rewards, g, module, label=f"model {name!r}")
+    times = _parse_times(args.times if args.times is not None else spec.get("times"), g.discrete)
+    want_dist = args.distribution_out is not None
+    method = args.method or spec.get("sweep") or "auto"
+    B = 1 if thetas is None else thetas.shape[0]
+    if method == "auto":
+        method = "dask" if (thetas is not None and B >= args.dask_threshold and _have_dask_sweep()) else "batch"
+    if method == "dask" and not _have_dask_sweep():
+        raise ParameterError("--method dask needs phasic.distributed.sweep and dask[distributed]; "
+                             "install phasic[dask] or use --method batch")
+    _use_stored_trace(g, store)
+    auto = isinstance(times, tuple)
+    progress = _Progress(f"evaluate {name}", total=B, enabled=None if not args.quiet else False)
+    with progress:
+        if thetas is None:
+            mom, _ = _evaluate_plain(g, k, vectors, None)
+        elif method == "dask":
+            mom, _ = _sweep_dask(info, store, thetas, k, vectors, None)
+        else:
+            mom, _ = _evaluate_thetas(g, thetas, k, vectors, None, _Progress("", enabled=False))
+        grid_t = None
+        if want_dist:
+            if auto:
+                if vectors is None and k >= 2:
+                    tm = mom[0]
+                else:
+                    tm = (_evaluate_plain(g, 2, None, None)[0][0] if thetas is None else
+                          _evaluate_thetas(g, thetas, 2, None, None, _Progress("", enabled=False))[0][0])
+                sd = np.sqrt(np.maximum(tm[:, 1] - tm[:, 0] ** 2, 0.0))
+                grid_t = _auto_grid(tm[:, 0], sd, times[1], g.discrete)
+            else:
+                grid_t = times
+            if thetas is None:
+                _, dist = _evaluate_plain(g, 1, None, grid_t)
+            elif method == "dask":
+                _, dist = _sweep_dask(info, store, thetas, 1, None, grid_t)
+            else:
+                _, dist = _evaluate_thetas(g, thetas, 1, None, grid_t, progress)
+        else:
+            progress.advance(B)
+    theta_rows = [[]] if thetas is None else [[_fmt(x) for x in row] for row in thetas]
+    if args.moments_out:
+        header = names + ["reward"] + [f"moment_{i + 1}" for i in range(k)] + (["variance"] if k >= 2 else [])
+        rows = []
+        for b in range(B):
+            for r, label in enumerate(labels):
+                m = mom[r, b]
+                rows.append(theta_rows[b] + [label] + [_fmt(x) for x in m]
+                            + ([_fmt(m[1] - m[0] ** 2)] if k >= 2 else []))
+        _write_table(args.moments_out, header, rows)
+    if want_dist:
+        tcol, dcol = ("k", "pmf") if g.discrete else ("t", "pdf")
+        rows = []
+        for b in range(B):
+            for j, t in enumerate(grid_t):
+                tv = str(int(t)) if g.discrete else _fmt(t)
+                rows.append(theta_rows[b] + [tv, _fmt(dist[0, b, j]), _fmt(dist[1, b, j])])
+        _write_table(args.distribution_out, names + [tcol, dcol, "cdf"], rows)
+    result = {"name": spec.get("name"), **info, **_graph_info(g), "n_theta": B if thetas is not None else 0,
+              "theta_names": names, "rewards": labels, "moments": k, "method": method,
+              "expectation": [float(x) for x in mom[0, :, 0]],
+              "times": None if grid_t is None else [float(grid_t[0]), float(grid_t[-1]), int(grid_t.size)],
+              "moments_out": args.moments_out, "distribution_out": args.distribution_out,
+              "seconds": round(time.perf_counter() - t0, 6)}
+    _emit(args, result, f"evaluated {name!r} at {B} parameter vector(s)"
+                        + (f" -> {args.moments_out}" if args.moments_out else "")
+                        + (f", {args.distribution_out}" if want_dist else ""))
+    return 0
+
+
+def _have_dask_sweep():
+    try:
+        from phasic.distributed import sweep  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------ registration
+def register(subparsers):
+    """Add the ``graph``, ``trace`` and ``evaluate`` groups to the ``phasic`` command."""
+    graph = subparsers.add_parser("graph", help="build a model's graph into the store")
+    sub = graph.add_subparsers(dest="graph_command", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser("build", help="build the graph of a model spec (nothing is done when it is stored)",
+                       description="Build the graph of a model spec into the content-addressed store, "
+                                   "under the key Graph(callback, cache=True, ...) uses; an existing entry "
+                                   "is reused.")
+    _add_spec_args(p)
+    p.add_argument("--expect", metavar="PATH", help="fail unless the entry lands at PATH (used by the workflow)")
+    _add_output_args(p)
+    p.set_defaults(func=_graph_build)
+
+    trace = subparsers.add_parser("trace", help="record elimination traces into the store")
+    sub = trace.add_subparsers(dest="trace_command", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser("record", help="record a graph's elimination trace (nothing is done when it is stored)",
+                       description="Record the elimination trace of a graph (given by its store entry or a "
+                                   "model spec) into the store next to the graph.")
+    _add_spec_args(p, entry=True)
+    p.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
+    _add_output_args(p)
+    p.set_defaults(func=_trace_record)
+
+    p = subparsers.add_parser("evaluate", help="moments and pdf/cdf of a graph over parameter vectors",
+                              description="Evaluate moments (and the pdf/cdf on a time grid) of a graph "
+                                          "for every parameter vector, by replaying its elimination trace.")
+    _add_spec_args(p, entry=True)
+    p.add_argument("--theta", metavar="JSON", help="parameter vectors, e.g. '[[1.0, 0.5], [2.0, 0.5]]'")
+    p.add_argument("--theta-grid", metavar="JSON", help="one list of values per parameter (Cartesian product), "
+                   "e.g. '[[1.0], [0.1, 1, 10]]'")
+    p.add_argument("--theta-names", metavar="A,B", help="column names of the parameters")
+    p.add_argument("--moments", type=int, metavar="K", help="number of moments (default 2)")
+    p.add_argument("--rewards", metavar="R", help="'sfs', 'columns' or FILE.py:function (per-vertex rewards)")
+    p.add_argument("--times", metavar="GRID", help="auto, auto:N, START:STOP:NUM or a JSON list (default auto)")
+    p.add_argument("--method", choices=("auto", "batch", "dask"), help="sweep with the core's batch replay or "
+                   "Dask (auto: Dask from --dask-threshold vectors on, when installed)")
+    p.add_argument("--dask-threshold", type=int, default=20000, metavar="N", help="default 20000")
+    p.add_argument("--trace", metavar="FILE", help="trace pointer from 'phasic trace record --out' to check")
+    p.add_argument("--moments-out", metavar="TSV", help="write the moments table here")
+    p.add_argument("--distribution-out", metavar="TSV", help="write the pdf/cdf (pmf/cdf) table here")
+    _add_output_args(p)
+    p.set_defaults(func=_evaluate)
+    return graph

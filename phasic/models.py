@@ -1,0 +1,460 @@
+"""Model specs: the small dictionaries that name a graph in configs and on the command line.
+
+A *model spec* says where a state-space callback lives and how ``Graph`` is called with it::
+
+    name: two_island               # a label (results/<name>/... in the workflow)
+    file: workflows/models/two_island.py   # or  module: mypackage.models
+    callback: two_island           # the function's name in that file or module
+    params: {}                     # keyword parameters of the callback (part of the graph key)
+    ipv: [2, 1]                    # optional: overrides the callback's @with_ipv
+    discrete: false                # optional Graph options: discrete, theta_dim, max_vertices
+    theta_grid: [[1.0], [0.1, 1.0, 10.0]]   # parameter vectors to evaluate (or theta: [[...], ...])
+
+:func:`load_model` turns a spec into ``(callback, kwargs)`` such that
+``Graph(callback, **kwargs)`` builds the graph; :func:`graph_entry_path` is where
+``Graph(callback, cache=True, **kwargs)`` stores it (the same key the library uses, computed
+without building anything).  The Snakemake workflow and the ``phasic graph build`` /
+``phasic trace record`` / ``phasic evaluate`` commands both go through this module, so a graph
+built by either one is found by the other and by library calls.
+
+Relative model files are looked up in the current directory first and then in each of
+``search_dirs`` (the workflow passes its own directory).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import itertools
+import json
+import keyword
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from phasic.exceptions import ParameterError
+
+__all__ = ["SPEC_KEYS", "GRAPH_OPTIONS", "read_spec", "check_spec", "resolve_spec", "load_callback",
+           "graph_kwargs", "load_model", "graph_key", "graph_entry_path", "cache_root",
+           "theta_matrix", "theta_names", "reward_vectors", "entry_key", "spec_json",
+           "rewards_reference"]
+
+#: Every key a model spec may have.
+SPEC_KEYS = ("name", "file", "module", "callback", "params", "ipv", "discrete", "theta_dim",
+             "max_vertices", "theta", "theta_grid", "theta_names", "rewards", "moments", "times",
+             "sweep", "resources")
+#: Spec keys passed to ``Graph`` as options (``params`` are passed as keyword parameters).
+GRAPH_OPTIONS = ("ipv", "discrete", "theta_dim", "max_vertices")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ENTRY_RE = re.compile(r"^[0-9a-f]{62}\.h5$")
+_LOADED: dict = {}
+
+
+def _label(spec):
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return f"model {name!r}" if name else "the model spec"
+
+
+def read_spec(text, model=None):
+    """Parse a model spec given as JSON/YAML text or as ``@path`` to a JSON/YAML file.
+
+    Parameters
+    ----------
+    text : str
+        JSON or YAML text of one spec, or ``@FILE``.  The document may also be a workflow
+        config holding ``models: [...]``; ``model`` then picks one by name.
+    model : str, optional
+        The spec's ``name`` in a ``models`` list.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> read_spec('{"name": "k", "file": "k.py", "callback": "kingman"}')["callback"]
+    'kingman'
+    """
+    import yaml
+
+    source = "the --spec text"
+    if isinstance(text, str) and text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ParameterError(f"cannot read the model spec file {str(path)!r}: {exc.strerror or exc}; "
+                                 "give an existing JSON or YAML file") from None
+        source = repr(str(path))
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{source} is not valid JSON/YAML ({exc}); give one model spec "
+                             "like {\"name\": \"m\", \"file\": \"m.py\", \"callback\": \"f\"}") from None
+    if isinstance(doc, dict) and "models" in doc and "callback" not in doc:
+        models = doc["models"]
+        if not isinstance(models, list):
+            raise ParameterError(f"'models' in {source} must be a list of model specs, got {models!r:.80}")
+        names = [m.get("name") for m in models if isinstance(m, dict)]
+        if model is None:
+            if len(models) != 1:
+                raise ParameterError(f"{source} holds the models {names!r}; pick one with --model NAME")
+            doc = models[0]
+        else:
+            picked = [m for m in models if isinstance(m, dict) and m.get("name") == model]
+            if not picked:
+                raise ParameterError(f"no model named {model!r} in {source}; it holds {names!r}")
+            doc = picked[0]
+    elif model is not None and isinstance(doc, dict) and doc.get("name") not in (None, model):
+        raise ParameterError(f"{source} is the model {doc.get('name')!r}, not {model!r}")
+    return check_spec(doc)
+
+
+def check_spec(spec):
+    """Check a spec's shape (types and required keys) and return it as a new dict.
+
+    Raises
+    ------
+    ParameterError
+        Naming the offending key and value and saying what to write instead.
+    """
+    if not isinstance(spec, dict):
+        raise ParameterError(f"a model spec must be a mapping with name, file (or module) and callback, "
+                             f"got {spec!r:.120}")
+    spec = dict(spec)
+    label = _label(spec)
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ParameterError(f"{label}: unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}")
+    name = spec.get("name")
+    if name is not None and not (isinstance(name, str) and _NAME_RE.match(name)):
+        raise ParameterError(f"model name {name!r} must be letters, digits, '_', '-' or '.' "
+                             "(it names the results directory)")
+    if ("file" in spec) == ("module" in spec):
+        raise ParameterError(f"{label}: give exactly one of 'file' (a .py path) or 'module' "
+                             f"(an importable module name); got {({k: spec[k] for k in ('file', 'module') if k in spec})!r}")
+    where = spec.get("file", spec.get("module"))
+    if not isinstance(where, str) or not where:
+        raise ParameterError(f"{label}: 'file'/'module' must be a non-empty string, got {where!r}")
+    cb = spec.get("callback")
+    if not (isinstance(cb, str) and cb.isidentifier() and not keyword.iskeyword(cb)):
+        raise ParameterError(f"{label}: 'callback' must be the name of a function in {where!r}, got {cb!r}")
+    params = spec.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) and k.isidentifier() for k in params):
+        raise ParameterError(f"{label}: 'params' must map keyword names to values, got {params!r:.120}")
+    spec["params"] = params
+    for key, kind in (("discrete", bool), ("theta_dim", int), ("max_vertices", int), ("moments", int)):
+        value = spec.get(key)
+        if value is not None and (type(value) is not kind or (kind is int and value < 1)):
+            what = "true or false" if kind is bool else "a positive integer"
+            raise ParameterError(f"{label}: {key!r} must be {what}, got {value!r}")
+    if spec.get("sweep") not in (None, "auto", "batch", "dask"):
+        raise ParameterError(f"{label}: 'sweep' must be 'auto', 'batch' or 'dask', got {spec['sweep']!r}")
+    if spec.get("theta") is not None and spec.get("theta_grid") is not None:
+        raise ParameterError(f"{label}: give 'theta' (a list of vectors) or 'theta_grid' (one list "
+                             "of values per dimension), not both")
+    rewards = spec.get("rewards")
+    if rewards is not None and not (isinstance(rewards, str) and rewards):
+        raise ParameterError(f"{label}: 'rewards' must be 'sfs', 'columns' or the name of a function "
+                             f"in the model file, got {rewards!r}")
+    return spec
+
+
+def _search(path, search_dirs):
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p if p.is_file() else None, [str(p)]
+    tried = []
+    for base in [Path.cwd(), *[Path(d) for d in (search_dirs or ())]]:
+        candidate = (base / p).resolve()
+        tried.append(str(candidate))
+        if candidate.is_file():
+            return candidate, tried
+    return None, tried
+
+
+def resolve_spec(spec, search_dirs=()):
+    """Check ``spec`` and make its ``file`` absolute (looked up in the cwd, then ``search_dirs``).
+
+    Returns
+    -------
+    dict
+        A new spec; ``file`` is an absolute path.
+    """
+    spec = check_spec(spec)
+    if "file" in spec:
+        found, tried = _search(spec["file"], search_dirs)
+        if found is None:
+            raise ParameterError(f"{_label(spec)}: model file {spec['file']!r} not found (looked at "
+                                 f"{', '.join(map(repr, tried))}); give a path relative to the working "
+                                 "directory or an absolute path")
+        spec["file"] = str(found)
+    return spec
+
+
+def _import_file(path):
+    path = Path(path).resolve()
+    module = _LOADED.get(path)
+    if module is not None:
+        return module
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    name = f"_phasic_model_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ParameterError(f"cannot import {str(path)!r} as Python code; a model file must be a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ParameterError(f"importing the model file {str(path)!r} failed: {type(exc).__name__}: {exc}; "
+                             "fix the file (try: python " + str(path) + ")") from exc
+    _LOADED[path] = module
+    return module
+
+
+def _module_of(spec, search_dirs=()):
+    spec = resolve_spec(spec, search_dirs)
+    if "file" in spec:
+        return _import_file(spec["file"]), spec["file"]
+    try:
+        return importlib.import_module(spec["module"]), spec["module"]
+    except ImportError as exc:
+        raise ParameterError(f"{_label(spec)}: cannot import module {spec['module']!r} ({exc}); "
+                             "install it or put it on PYTHONPATH, or use file: path/to/model.py") from exc
+
+
+def load_callback(spec, search_dirs=()):
+    """The callback function a spec names (its file or module is imported once per process).
+
+    Raises
+    ------
+    ParameterError
+        When the file/module is missing or fails to import, or has no such function.
+    """
+    module, where = _module_of(spec, search_dirs)
+    name = spec["callback"]
+    func = getattr(module, name, None)
+    if func is None or not callable(func):
+        defined = sorted(n for n, v in vars(module).items()
+                         if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        problem = "is not defined" if func is None else f"is {type(func).__name__!r}, not a function"
+        raise ParameterError(f"{_label(spec)}: callback {name!r} {problem} in {where!r} "
+                             f"(its functions: {', '.join(defined) or 'none'}); fix 'callback'")
+    return func
+
+
+def graph_kwargs(spec):
+    """Keyword arguments of ``Graph(callback, **kwargs)`` for a spec: its params and options."""
+    spec = check_spec(spec)
+    kwargs = dict(spec["params"])
+    clash = sorted(set(kwargs) & set(GRAPH_OPTIONS + ("cache", "graph_cache", "hierarchical", "model",
+                                                      "indexer", "state_length")))
+    if clash:
+        raise ParameterError(f"{_label(spec)}: params may not contain the Graph option {clash[0]!r}; "
+                             "give it as a key of the model spec itself")
+    for key in GRAPH_OPTIONS:
+        if spec.get(key) is not None:
+            kwargs[key] = spec[key]
+    return kwargs
+
+
+def load_model(spec, search_dirs=()):
+    """``(callback, kwargs)`` such that ``Graph(callback, **kwargs)`` builds the spec's graph.
+
+    Examples
+    --------
+    >>> cb, kw = load_model({"file": "workflows/models/kingman.py", "callback": "kingman"})  # doctest: +SKIP
+    >>> g = phasic.Graph(cb, cache=True, **kw)                                              # doctest: +SKIP
+    """
+    return load_callback(spec, search_dirs), graph_kwargs(spec)
+
+
+def cache_root(cache_dir=None):
+    """Absolute store root: ``cache_dir``, else ``$PHASIC_CACHE_DIR``, else ``~/.phasic_cache``."""
+    from phasic.store import default_root
+
+    root = Path(cache_dir).expanduser() if cache_dir else default_root()
+    return Path(os.path.abspath(root))
+
+
+def graph_key(spec, search_dirs=()):
+    """The store key of the spec's graph (the key ``Graph(..., cache=True)`` uses)."""
+    from phasic.cache import graph_key_for
+
+    callback, kwargs = load_model(spec, search_dirs)
+    return graph_key_for(callback, **kwargs)[0]
+
+
+def graph_entry_path(spec, cache_dir=None, search_dirs=()):
+    """Path of the spec's graph entry in the store at ``cache_dir`` (see :func:`cache_root`).
+
+    This is :func:`phasic.cache.graph_entry_path` with an explicit store root; nothing is
+    built or created.
+    """
+    from phasic.store import Store
+
+    return Store(cache_root(cache_dir)).path("graphs", graph_key(spec, search_dirs))
+
+
+def entry_key(path):
+    """``(store root, kind, key)`` of an entry path ``<root>/<kind>/<xx>/<62 hex>.h5``."""
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    if not (_ENTRY_RE.match(p.name) and re.fullmatch(r"[0-9a-f]{2}", p.parent.name)
+            and p.parent.parent.name in ("graphs", "traces")):
+        raise ParameterError(f"{str(path)!r} is not a store entry path; expected "
+                             "<cache>/graphs/<2 hex digits>/<62 hex digits>.h5")
+    return p.parents[2], p.parent.parent.name, p.parent.name + p.name[:-3]
+
+
+# ------------------------------------------------------------------ evaluation settings
+def _axis(values, label, i):
+    if isinstance(values, dict):
+        unknown = sorted(set(values) - {"start", "stop", "num"})
+        if unknown or "stop" not in values:
+            raise ParameterError(f"{label}: theta_grid axis {i} {values!r} must be a list of numbers "
+                                 "or {start, stop, num}")
+        start, stop, num = values.get("start", 0.0), values["stop"], values.get("num", 10)
+        if not (isinstance(num, int) and num >= 1):
+            raise ParameterError(f"{label}: theta_grid axis {i} has num={num!r}; give a positive integer")
+        return np.linspace(float(start), float(stop), num)
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        return np.array([float(values)])
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1 or arr.size == 0 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in arr):
+        raise ParameterError(f"{label}: theta_grid axis {i} {values!r} must be a non-empty list of numbers")
+    return np.asarray(values, dtype=np.float64)
+
+
+def theta_matrix(spec=None, theta=None, theta_grid=None):
+    """The parameter vectors a spec asks for, as a ``(B, p)`` array, or None when it has none.
+
+    ``theta`` is a list of vectors (a single vector is one row); ``theta_grid`` has one list of
+    values (or ``{start, stop, num}``) per dimension and means their Cartesian product, the
+    first dimension varying slowest.
+
+    Examples
+    --------
+    >>> theta_matrix(theta_grid=[[1.0], [0.5, 2.0]]).tolist()
+    [[1.0, 0.5], [1.0, 2.0]]
+    """
+    spec = spec or {}
+    label = _label(spec)
+    theta = spec.get("theta") if theta is None else theta
+    theta_grid = spec.get("theta_grid") if theta_grid is None else theta_grid
+    if theta is not None and theta_grid is not None:
+        raise ParameterError(f"{label}: give theta or theta_grid, not both")
+    if theta_grid is not None:
+        if not isinstance(theta_grid, (list, tuple)) or not theta_grid:
+            raise ParameterError(f"{label}: theta_grid {theta_grid!r} must be a non-empty list with one "
+                                 "list of values per parameter")
+        axes = [_axis(a, label, i) for i, a in enumerate(theta_grid)]
+        return np.array(list(itertools.product(*axes)), dtype=np.float64).reshape(-1, len(axes))
+    if theta is None:
+        return None
+    try:
+        arr = np.array(theta, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{label}: theta {theta!r:.120} must be a list of equally long lists of "
+                             "numbers") from None
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ParameterError(f"{label}: theta {theta!r:.120} must be a list of parameter vectors")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{label}: theta {theta!r:.120} has non-finite entries")
+    return arr
+
+
+def theta_names(spec, p):
+    """Column names of the parameter vector: the spec's ``theta_names`` or ``theta_1..theta_p``."""
+    names = (spec or {}).get("theta_names")
+    if names is None:
+        return [f"theta_{i + 1}" for i in range(p)]
+    if (not isinstance(names, (list, tuple)) or len(names) != p
+            or not all(isinstance(n, str) and _NAME_RE.match(n) for n in names)):
+        raise ParameterError(f"{_label(spec)}: theta_names {names!r} must be {p} distinct names "
+                             "(letters, digits, '_'), one per parameter")
+    if len(set(names)) != p:
+        raise ParameterError(f"{_label(spec)}: theta_names {names!r} repeat a name")
+    return list(names)
+
+
+def reward_vectors(rewards, graph, module=None, label="the model"):
+    """Labelled per-vertex reward vectors.
+
+    Parameters
+    ----------
+    rewards : str or None
+        ``"sfs"`` (state columns 1..d-1 of a block-counting coalescent, labelled ``xi_1``..),
+        ``"columns"`` (every state column, ``state_1``..), ``"FILE.py:function"``,
+        ``"package.module:function"`` or ``"function"`` (looked up in ``module``): ``function(states) -> dict label -> (V,)``
+        array or a ``(R, V)`` array.
+    graph : Graph
+    module : module, optional
+
+    Returns
+    -------
+    labels : list of str
+    vectors : ndarray (R, V) float64, or ``(["time"], None)`` when ``rewards`` is None.
+    """
+    if rewards is None:
+        return ["time"], None
+    states = np.asarray(graph.states(), dtype=np.float64)
+    V, d = states.shape
+    if rewards == "sfs":
+        if d < 2:
+            raise ParameterError(f"{label}: rewards 'sfs' needs block-counting states of length >= 2, "
+                                 f"the graph's states have length {d}")
+        return [f"xi_{i + 1}" for i in range(d - 1)], states[:, : d - 1].T.copy()
+    if rewards == "columns":
+        return [f"state_{i + 1}" for i in range(d)], states.T.copy()
+    if ":" in rewards:
+        where, fname = rewards.rsplit(":", 1)
+        if where.endswith(".py"):
+            module = _import_file(where)
+        else:
+            try:
+                module = importlib.import_module(where)
+            except ImportError as exc:
+                raise ParameterError(f"{label}: cannot import {where!r} for rewards {rewards!r} ({exc})") from None
+    else:
+        fname = rewards
+    func = getattr(module, fname, None) if module is not None else None
+    if not callable(func):
+        raise ParameterError(f"{label}: rewards {rewards!r} is not 'sfs', 'columns' or a function of the "
+                             "model file (give FILE.py:function on the command line)")
+    out = func(graph.states())
+    if isinstance(out, dict):
+        labels = [str(k) for k in out]
+        vectors = [np.asarray(v, dtype=np.float64) for v in out.values()]
+    else:
+        arr = np.asarray(out, dtype=np.float64)
+        arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
+        labels, vectors = [f"reward_{i + 1}" for i in range(arr.shape[0])], list(arr)
+    if not vectors or any(v.shape != (V,) or not np.all(np.isfinite(v)) for v in vectors):
+        raise ParameterError(f"{label}: rewards function {fname!r} must return finite per-vertex arrays "
+                             f"of length {V} (one value per vertex)")
+    return labels, np.vstack(vectors)
+
+
+def spec_json(spec):
+    """Canonical JSON text of a spec (sorted keys), e.g. for a command line."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def rewards_reference(spec):
+    """The spec's ``rewards`` as a self-contained reference (``FILE.py:function`` or
+    ``module:function`` for a function of the model), or None/``"sfs"``/``"columns"``."""
+    rewards = spec.get("rewards")
+    if rewards in (None, "sfs", "columns") or ":" in rewards:
+        return rewards
+    return f"{spec.get('file') or spec.get('module')}:{rewards}"

@@ -1,0 +1,134 @@
+# Parse-time set-up shared by the rules: config validation, the model specs, and the store
+# paths of their graphs (computed from the specs with phasic's own key function, without
+# building anything). Functions only; the rules live in the other .smk files.
+
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+import phasic.models as pm
+
+# Repository root of this workflow (this file is workflows/rules/common.smk); model files
+# given relative to it are found also when the workflow runs elsewhere or as a module.
+WORKFLOW_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
+RESULTS_DIR = "results"
+
+
+def _check_models(models):
+    """Clear errors for malformed model specs before the schema's generic ones."""
+    if not isinstance(models, list) or not models:
+        raise pm.ParameterError(
+            f"config 'models' must be a non-empty list of model specs, got {models!r:.100}; "
+            "see workflows/config/default.yaml"
+        )
+    for spec in models:
+        pm.check_spec(spec)
+    names = [spec["name"] for spec in models if "name" in spec]
+    if len(names) != len(models):
+        missing = [spec for spec in models if "name" not in spec][0]
+        raise pm.ParameterError(f"the model spec {missing!r:.100} has no 'name'; give every model a name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise pm.ParameterError(f"model name {dupes[0]!r} is used twice in config 'models'; names must be unique")
+
+
+_check_models(config.get("models"))
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _ensure_phasic_on_path():
+    """Jobs run the `phasic` command: the one installed next to this Python comes first."""
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if os.path.isfile(os.path.join(bindir, "phasic")) and path.split(os.pathsep)[0] != bindir:
+        os.environ.update(PATH=os.pathsep.join([bindir, path]))
+    elif shutil.which("phasic") is None:
+        raise pm.ParameterError(
+            f"the `phasic` command is not on PATH nor next to {sys.executable!r}; "
+            "install phasic[workflow] into the environment that runs snakemake"
+        )
+
+
+_ensure_phasic_on_path()
+
+CACHE_DIR = str(pm.cache_root(config.get("cache_dir")))
+# jobs (also on cluster nodes: the Slurm executor exports this environment) and library calls
+# in them use the same store
+os.environ.update(PHASIC_CACHE_DIR=CACHE_DIR)
+DEFAULT_RESOURCES = {"mem_mb": 1000, "runtime": 15, "threads": 1, **config.get("resources", {})}
+# relative model files: the working directory, then the config files' directories, then ours
+SEARCH_DIRS = [*(Path(str(f)).resolve().parent for f in workflow.configfiles), WORKFLOW_DIR]
+MODELS = {spec["name"]: pm.resolve_spec(spec, SEARCH_DIRS) for spec in config["models"]}
+MODEL_NAMES = list(MODELS)
+GRAPH_ENTRY = {name: str(pm.graph_entry_path(spec, CACHE_DIR)) for name, spec in MODELS.items()}
+# graph key -> the spec that builds it (models with identical specs share one entry)
+SPEC_OF_KEY = {pm.entry_key(path)[2]: MODELS[name] for name, path in GRAPH_ENTRY.items()}
+SFS_MODELS = [name for name, spec in MODELS.items() if spec.get("rewards") == "sfs"]
+
+
+def _model_regex(names):
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def build_spec(wildcards):
+    """Canonical JSON of the spec that builds the graph with key prefix+rest."""
+    key = wildcards.prefix + wildcards.rest
+    spec = SPEC_OF_KEY.get(key)
+    if spec is None:
+        raise pm.ParameterError(
+            f"no configured model has the graph key {key!r}; the workflow only builds the graphs of "
+            "the models in its config"
+        )
+    keep = ("name", "file", "module", "callback", "params", "ipv", "discrete", "theta_dim", "max_vertices")
+    return pm.spec_json({k: spec[k] for k in keep if k in spec})
+
+
+def model_resource(name, what):
+    """A resource of a model: its own `resources`, else the config's, else the default."""
+    return MODELS[name].get("resources", {}).get(what, DEFAULT_RESOURCES[what])
+
+
+def key_resource(wildcards, what):
+    return model_resource(build_spec_name(wildcards), what)
+
+
+def build_spec_name(wildcards):
+    return json.loads(build_spec(wildcards))["name"]
+
+
+def graph_entry(wildcards):
+    return GRAPH_ENTRY[wildcards.model]
+
+
+def store_root(path):
+    """The store root of an entry path (<root>/graphs/xx/<62 hex>.h5)."""
+    return str(pm.entry_key(path)[0])
+
+
+def evaluation_args(wildcards):
+    """The evaluation settings of a model as command-line options (shell-quoted)."""
+    import shlex
+
+    spec = MODELS[wildcards.model]
+    args = ["--moments", str(spec.get("moments", 2))]
+    for key, flag in (("theta", "--theta"), ("theta_grid", "--theta-grid")):
+        if spec.get(key) is not None:
+            args += [flag, json.dumps(spec[key], separators=(",", ":"))]
+    if spec.get("theta_names"):
+        args += ["--theta-names", ",".join(spec["theta_names"])]
+    rewards = pm.rewards_reference(spec)
+    if rewards is not None:
+        args += ["--rewards", rewards]
+    times = spec.get("times", "auto")
+    args += ["--times", times if isinstance(times, str) else json.dumps(times, separators=(",", ":"))]
+    args += ["--method", spec.get("sweep", "auto"), "--dask-threshold", str(config.get("dask_threshold", 20000))]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+wildcard_constraints:
+    model=_model_regex(MODEL_NAMES),
