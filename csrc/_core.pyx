@@ -51,6 +51,12 @@ cdef extern from "elim.hpp" namespace "phasic":
                 const double* val, double* x) nogil
     void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
                         const double* val, double* x) nogil
+    void cph_moments_blocked(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
+                             const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
+                             const int64_t* xs, int64_t V, const int64_t* xinit,
+                             const double* W, int64_t B, int64_t E, int64_t na,
+                             const int64_t* a_edge, const int64_t* a_target,
+                             const double* rewards, int64_t k, double* out) except + nogil
 
 cdef extern from "dist.hpp" namespace "phasic":
     void forward_steps(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
@@ -81,6 +87,26 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
     cdef Py_ssize_t i, n
     cdef object x
     cdef long long val
+    cdef cnp.ndarray arr
+    cdef char* base
+    cdef Py_ssize_t stride
+    if type(s) is np.ndarray:
+        arr = <cnp.ndarray>s
+        if arr.ndim == 1 and arr.shape[0] == d:
+            base = <char*>cnp.PyArray_DATA(arr)
+            stride = arr.strides[0]
+            if arr.dtype.num == cnp.NPY_INT32:
+                for i in range(d):
+                    buf[i] = (<int32_t*>(base + i * stride))[0]
+                return 0
+            if arr.dtype.num == cnp.NPY_INT64:
+                for i in range(d):
+                    val = (<int64_t*>(base + i * stride))[0]
+                    if val < -2147483648 or val > 2147483647:
+                        raise GraphConstructionError(
+                            f"{_where(where)}: state entry {val!r} does not fit in int32")
+                    buf[i] = <int32_t>val
+                return 0
     if type(s) is list or type(s) is tuple:
         seq = s
     elif isinstance(s, np.ndarray):
@@ -386,32 +412,24 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     cdef const uint8_t[::1] code = tr["code"]
     cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
     cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
-    cdef int64_t B = W.shape[0], n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
-    cdef int64_t na = a_target.shape[0], bi, v, j, e
+    cdef int64_t B = W.shape[0], E = W.shape[1], n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
+    cdef int64_t na = a_target.shape[0]
     out = np.empty((B, k))
     cdef double[:, ::1] o = out
-    cdef vector[double] val, x, y
-    cdef double fact, s
-    val.resize(n + 1); x.resize(V); y.resize(V)
+    if B == 0:
+        return out
+    cdef const uint8_t* cp = &code[0] if n else NULL
+    cdef const int64_t* ap = &ta[0] if n else NULL
+    cdef const int64_t* bp = &tb[0] if n else NULL
+    cdef const int64_t* ccp = &tc[0] if n else NULL
+    cdef const int64_t* xip = &xi[0] if nx else NULL
+    cdef const int64_t* xjp = &xj[0] if nx else NULL
+    cdef const int64_t* xsp = &xs[0] if nx else NULL
+    cdef const int64_t* aep = &a_edge[0] if na else NULL
+    cdef const int64_t* atp = &a_target[0] if na else NULL
     with nogil:
-        for bi in range(B):
-            if n:
-                eval_tape(n, &code[0], &ta[0], &tb[0], &tc[0], &W[bi, 0], val.data())
-            for v in range(V):
-                y[v] = 1.0
-            fact = 1.0
-            for j in range(k):
-                fact *= (j + 1)
-                for v in range(V):
-                    x[v] = rewards[v] * y[v] * val[xinit[v]] if xinit[v] >= 0 else 0.0
-                if nx:
-                    replay(nx, &xi[0], &xj[0], &xs[0], val.data(), x.data())
-                s = 0.0
-                for e in range(na):
-                    s += W[bi, a_edge[e]] * x[a_target[e]]
-                o[bi, j] = fact * s
-                for v in range(V):
-                    y[v] = x[v]
+        cph_moments_blocked(n, cp, ap, bp, ccp, nx, xip, xjp, xsp, V, &xinit[0],
+                            &W[0, 0] if E else NULL, B, E, na, aep, atp, &rewards[0], k, &o[0, 0])
     return out
 
 

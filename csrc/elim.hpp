@@ -299,4 +299,78 @@ inline void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, cons
   }
 }
 
+// Block versions: nb weight vectors at once, values laid out op-major (val[i * nb + j]),
+// so the opcode dispatch is paid once per block and the inner loops vectorise.
+inline void eval_tape_block(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
+                            const int64_t* c, const double* W, int64_t E, int64_t nb, double* val) {
+  for (int64_t i = 0; i < n; ++i) {
+    double* o = val + i * nb;
+    const double* x = code[i] == OP_WEIGHT ? nullptr : val + a[i] * nb;
+    const double* y = b[i] >= 0 ? val + b[i] * nb : nullptr;
+    const double* z = c[i] >= 0 ? val + c[i] * nb : nullptr;
+    switch (code[i]) {
+      case OP_WEIGHT: for (int64_t j = 0; j < nb; ++j) o[j] = W[j * E + a[i]]; break;
+      case OP_ADD: for (int64_t j = 0; j < nb; ++j) o[j] = x[j] + y[j]; break;
+      case OP_DIV: for (int64_t j = 0; j < nb; ++j) o[j] = x[j] / y[j]; break;
+      case OP_INV: for (int64_t j = 0; j < nb; ++j) o[j] = 1.0 / x[j]; break;
+      case OP_MUL: for (int64_t j = 0; j < nb; ++j) o[j] = x[j] * y[j]; break;
+      case OP_FMA: for (int64_t j = 0; j < nb; ++j) o[j] = x[j] + y[j] * z[j]; break;
+      case OP_INV1M: for (int64_t j = 0; j < nb; ++j) o[j] = 1.0 / (1.0 - x[j]); break;
+    }
+  }
+}
+
+inline void replay_block(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+                         const double* val, int64_t nb, double* x) {
+  for (int64_t k = 0; k < n; ++k) {
+    double* t = x + xi[k] * nb;
+    const double* m = val + xs[k] * nb;
+    if (xj[k] >= 0) {
+      const double* u = x + xj[k] * nb;
+      for (int64_t j = 0; j < nb; ++j) t[j] += m[j] * u[j];
+    } else {
+      for (int64_t j = 0; j < nb; ++j) t[j] *= m[j];
+    }
+  }
+}
+
+// First k reward moments of a CPH for B weight vectors (rows of W, length E), in blocks.
+// a_edge/a_target: the start vertex's edges. out: (B, k).
+inline void cph_moments_blocked(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
+                                const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
+                                const int64_t* xs, int64_t V, const int64_t* xinit,
+                                const double* W, int64_t B, int64_t E, int64_t na,
+                                const int64_t* a_edge, const int64_t* a_target,
+                                const double* rewards, int64_t k, double* out) {
+  int64_t nb = std::max<int64_t>(1, std::min<int64_t>(32, (int64_t(1) << 22) / std::max<int64_t>(1, n + V)));
+  nb = std::min(nb, std::max<int64_t>(B, 1));
+  std::vector<double> val((n + 1) * nb), x(V * nb), y(V * nb);
+  for (int64_t s = 0; s < B; s += nb) {
+    int64_t m = std::min(nb, B - s);
+    const double* Wb = W + s * E;
+    if (m == 1) eval_tape(n, code, a, b, c, Wb, val.data());
+    else eval_tape_block(n, code, a, b, c, Wb, E, m, val.data());
+    std::fill(y.begin(), y.begin() + V * m, 1.0);
+    double fact = 1.0;
+    for (int64_t q = 0; q < k; ++q) {
+      fact *= (q + 1);
+      for (int64_t v = 0; v < V; ++v) {
+        double* xv = x.data() + v * m;
+        const double* yv = y.data() + v * m;
+        if (xinit[v] < 0) { for (int64_t j = 0; j < m; ++j) xv[j] = 0.0; continue; }
+        const double* iv = val.data() + xinit[v] * m;
+        for (int64_t j = 0; j < m; ++j) xv[j] = rewards[v] * yv[j] * iv[j];
+      }
+      if (m == 1) replay(nx, xi, xj, xs, val.data(), x.data());
+      else replay_block(nx, xi, xj, xs, val.data(), m, x.data());
+      for (int64_t j = 0; j < m; ++j) {
+        double acc = 0.0;
+        for (int64_t e = 0; e < na; ++e) acc += Wb[j * E + a_edge[e]] * x[a_target[e] * m + j];
+        out[(s + j) * k + q] = fact * acc;
+      }
+      std::swap(x, y);
+    }
+  }
+}
+
 }  // namespace phasic

@@ -72,11 +72,18 @@ def moments(self, power: int = 2, rewards=None):
         raise ParameterError(f"power must be a positive integer, got {power!r}")
     r = _rewards(self, rewards)
     if not self._discrete:
-        out, y = [], np.ones_like(r)
-        for k in range(1, power + 1):
-            y = _solve(self, r * y)
-            out.append(factorial(k) * _alpha_dot(self, y))
-        return out
+        # one call into the core: tape evaluation and `power` replays
+        from phasic.traces import graph_trace
+
+        self._flush()
+        tr = graph_trace(self)
+        lo, hi = int(self._indptr[0]), int(self._indptr[1])
+        res = _core.cph_moments_batch(tr, self._w.reshape(1, -1), self._target[lo:hi].astype(np.int64),
+                                      np.arange(lo, hi, dtype=np.int64), r, int(power))[0]
+        if not np.all(np.isfinite(res)):
+            _state(self)  # raises the descriptive error for degenerate weights
+            raise ParameterError(f"moments are not finite: {res.tolist()!r}")
+        return res.tolist()
     if rewards is not None:
         if power > 2:
             raise ParameterError("discrete reward moments are available up to power=2")

@@ -20,6 +20,10 @@ from phasic import _core
 from phasic.exceptions import GraphConstructionError, ParameterError, TraceError
 
 TRACE_FORMAT = 2
+#: Components smaller than this are recorded in place rather than stored on their own:
+#: an HDF5 entry costs milliseconds to read or write, recording a small component costs
+#: microseconds (measured in benchmarks/bench_traces.py).
+HIERARCHICAL_MIN_SCC = 50
 _INT_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit", "order", "scc_ptr", "seg_ptr",
                "xseg_ptr")
 
@@ -135,13 +139,16 @@ def local_structure(indptr, target, verts):
     return lp, local.astype(np.int32)
 
 
-def _record_hierarchical(g, store):
+def _record_hierarchical(g, store, min_size=None):
     """Trace of `g` composed from per-SCC traces kept in the store."""
+    min_size = HIERARCHICAL_MIN_SCC if min_size is None else int(min_size)
     order, ptr = _core.scc(g._indptr, g._target)
     sizes = np.diff(ptr)
     provided = {}
-    stats = {"components": int((sizes > 1).sum()), "reused": 0, "recorded": 0}
-    for k in np.flatnonzero(sizes > 1).tolist():
+    big = np.flatnonzero((sizes > 1) & (sizes >= min_size))
+    stats = {"components": int((sizes > 1).sum()), "cached_components": int(big.size),
+             "reused": 0, "recorded": 0}
+    for k in big.tolist():
         lp, lt = local_structure(g._indptr, g._target, order[ptr[k]:ptr[k + 1]])
         key = _structure_key("scc", lp, lt)
         found = store.get("traces", key)

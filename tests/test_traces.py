@@ -129,18 +129,21 @@ def test_update_weights_errors():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_scc_composition_equals_whole_graph(seed, cache_dir):
+def test_scc_composition_equals_whole_graph(seed, cache_dir, monkeypatch):
     g = random_param_graph(seed, n=30, extra=2)
     g.update_weights([0.7, 1.3, 0.4])
     whole = g.moments(3)
     h = g.copy()
     h._hierarchical = True
     h._trace = None
+    monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)  # cache every component
     np.testing.assert_allclose(h.moments(3), whole, rtol=1e-12)
     assert h._hierarchy_stats["recorded"] >= 1
 
 
-def test_hierarchical_reuses_shared_components(cache_dir):
+def test_hierarchical_reuses_shared_components(cache_dir, monkeypatch):
+    monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)
+
     def family(n):
         @phasic.with_ipv([[[n, 0], 1.0]])
         def model(state):
@@ -158,6 +161,14 @@ def test_hierarchical_reuses_shared_components(cache_dir):
     np.testing.assert_allclose(m6, dense_moments(g6, 2), rtol=1e-12)
     np.testing.assert_allclose(m7, dense_moments(g7, 2), rtol=1e-12)
     assert phasic.get_trace_cache_stats()["total_files"] >= s["components"]
+
+
+def test_small_components_are_not_stored_alone(cache_dir):
+    g = Graph(two_island, hierarchical=True)   # every component is far below the threshold
+    g.update_weights([1.0, 0.5])
+    g.moments(2)
+    assert g._hierarchy_stats["cached_components"] == 0
+    assert phasic.get_trace_cache_stats()["total_files"] == 1  # the whole-graph trace only
 
 
 SCRIPT = textwrap.dedent("""
