@@ -10,6 +10,7 @@ from libc.string cimport memcpy
 from libc.math cimport isfinite, INFINITY
 from libcpp.vector cimport vector
 from libcpp cimport bool as cbool
+from cpython.long cimport PyLong_AsLongLong
 
 from phasic.exceptions import GraphConstructionError, StateSpaceTooLarge, StateTypeError
 
@@ -107,6 +108,19 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
                             f"{_where(where)}: state entry {val!r} does not fit in int32")
                     buf[i] = <int32_t>val
                 return 0
+    cdef list lst
+    if type(s) is list and len(<list>s) == d:
+        lst = <list>s
+        for i in range(d):
+            x = lst[i]
+            if type(x) is not int:
+                break
+            val = PyLong_AsLongLong(x)
+            if val < -2147483648 or val > 2147483647:
+                break
+            buf[i] = <int32_t>val
+        else:
+            return 0
     if type(s) is list or type(s) is tuple:
         seq = s
     elif isinstance(s, np.ndarray):
