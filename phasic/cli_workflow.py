@@ -419,15 +419,10 @@ def _evaluate_plain(g, k, vectors, times):
 
 
 def _use_stored_trace(g, store):
-    """Replay the stored trace instead of re-recording it (a pure speed-up; see the report)."""
+    """Replay the stored trace instead of re-recording it (a pure speed-up)."""
     from phasic import traces
 
-    try:
-        tr = traces.load_trace(traces.trace_key(g), store)
-        if tr is not None and traces._valid_for(tr, g):
-            g._trace = tr
-    except Exception:  # never let the optimisation break an evaluation
-        pass
+    traces.attach_trace(g, store)
 
 
 def _sweep_dask(info, store, thetas, k, vectors, times):

@@ -199,6 +199,19 @@ def graph_trace(g, store=None):
     return g._trace
 
 
+def attach_trace(g, store=None) -> bool:
+    """Gives `g` its stored trace (if the store has a valid one): later moments replay it
+    instead of recording the elimination. Returns whether a trace was attached."""
+    g._flush()
+    tr = load_trace(trace_key(g), _store(store))
+    if tr is None or not _valid_for(tr, g):
+        return False
+    _check_closed_classes(g, tr)
+    g._trace = tr
+    g._val = None
+    return True
+
+
 def ensure_trace(g, store=None) -> str:
     """Records `g`'s trace if the store lacks it, stores it, and returns its key."""
     st = _store(store)
@@ -277,7 +290,7 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
         a_edge = np.arange(lo, hi, dtype=np.int64)
         a_target = g._target[lo:hi].astype(np.int64)
         E = max(g._target.size, 1)
-        block = max(1, int(4_000_000 // E))
+        block = max(64, int(262_144 // E))  # weight blocks of ~2 MB stay in cache
         res = np.empty((B, kk))
         for s in range(0, B, block):
             W = np.ascontiguousarray(g._base + th[s:s + block] @ g._coef.T)

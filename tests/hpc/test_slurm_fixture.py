@@ -70,8 +70,13 @@ def test_dask_jobqueue_slurmcluster(slurm, tmp_path):
             assert total == (n - 1) * n * (2 * n - 1) // 6
             job_ids = {job.job_id for job in cluster.workers.values()}
             assert worker_job in job_ids, (worker_job, job_ids)
+            # accounting can lag a few seconds behind the job's start
+            deadline = time.monotonic() + 20
             rec = slurm.sacct(worker_job)
-            assert rec["State"] == "RUNNING"
+            while rec.get("State") != "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                rec = slurm.sacct(worker_job)
+            assert rec.get("State") == "RUNNING", rec
             assert rec["Partition"] == slurm.partition
     # closing the cluster cancels the worker's job; accounting records the end
     rec = slurm.wait_for_job(worker_job, timeout=30)
