@@ -33,6 +33,22 @@ Encoding rules
   The AST dump format depends on the Python minor version, so a different
   Python gives different keys (a cache miss, never a wrong hit).
 
+Speed
+-----
+A cache hit must cost less than rebuilding even a ~50-vertex graph (~0.1 ms),
+so the immutable parts of a key are memoised per code object (a code object
+never changes while it lives): the normalised AST dump and its JSON text, and
+the names of the globals the code reads.  What can change between calls is
+read on every call: default values, closure cells, the current values of the
+module globals (helper functions are looked up again and re-encoded), the
+parameters, IPV and options.  :func:`graph_key` assembles the canonical JSON
+text from those parts; the result is identical to
+``key_from_material(graph_key_material(...))``, only faster.  SHA-256 comes
+from :mod:`hashlib`, or, while hashlib is not yet imported (its OpenSSL load
+costs 5-20 ms in a fresh process) and little has been hashed, from the
+interpreter's built-in implementation (see :func:`sha256`); both give the
+same digest.
+
 Anything that cannot be encoded raises :class:`phasic.exceptions.UnhashableError`
 saying why and what to do.
 
@@ -46,13 +62,16 @@ Examples
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import numbers
 import sys
 import types
 
+import numpy as np  # a hard dependency, already imported by phasic
+
 from phasic.exceptions import UnhashableError
+from phasic.keys_source import (_class_source, _dumps, _function_ast, _function_ast_entry,  # noqa: F401
+                                _function_ast_uncached, _function_source, _global_names, _jstr, _memo_get,
+                                _memo_put)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -68,7 +87,9 @@ __all__ = [
     "key_from_material",
 ]
 
-#: Version of the on-disk store format; part of every key.
+#: Version of the key material (the ``"format"`` field of every key).  Entries
+#: of store format 1 and 2 (see :mod:`phasic.store`) are both readable, so the
+#: store layout changed without changing any key.
 FORMAT_VERSION = 1
 
 #: Name and version of the key-material schema (bump when the encoding changes).
@@ -106,6 +127,56 @@ def _named_only(value):
     return logging is not None and isinstance(value, logging.Logger)
 
 
+#: Bytes hashed with the built-in SHA-256 before :mod:`hashlib` is imported anyway.
+BUILTIN_HASH_BUDGET = 1 << 20
+_BUILTIN_SHA256 = []
+_builtin_hashed = [0]
+
+
+def sha256(data=b"", size_hint=0):
+    """A SHA-256 hash object (same digests as :func:`hashlib.sha256`).
+
+    Importing :mod:`hashlib` loads OpenSSL, which costs 5-20 ms in a fresh
+    process, more than a whole cache hit of a small graph.  Until hashlib is
+    imported (by anyone), this uses the interpreter's built-in SHA-256, which
+    loads in well under a millisecond but hashes ~5-10x slower; once
+    :data:`BUILTIN_HASH_BUDGET` bytes (about the import's cost in slow
+    hashing) have gone through it, or a single input would exceed what is left
+    of that budget, it imports hashlib (ski-rental: never more than twice the
+    better of the two choices).
+
+    Parameters
+    ----------
+    data : bytes-like, optional
+        First data to hash.
+    size_hint : int
+        How many more bytes will be hashed with ``update``.
+
+    Returns
+    -------
+    hash object
+        With ``update``, ``digest`` and ``hexdigest``.
+    """
+    hashlib = sys.modules.get("hashlib")
+    if hashlib is None:
+        nbytes = size_hint + len(data)
+        if _builtin_hashed[0] + nbytes <= BUILTIN_HASH_BUDGET:
+            if not _BUILTIN_SHA256:
+                try:
+                    from _sha256 import sha256 as builtin  # CPython <= 3.11
+                except ImportError:
+                    try:
+                        from _sha2 import sha256 as builtin  # CPython >= 3.12
+                    except ImportError:
+                        builtin = None
+                _BUILTIN_SHA256.append(builtin)
+            if _BUILTIN_SHA256[0] is not None:
+                _builtin_hashed[0] += nbytes
+                return _BUILTIN_SHA256[0](data)
+        import hashlib
+    return hashlib.sha256(data)
+
+
 def split_graph_kwargs(kwargs):
     """Split ``Graph(callback, **kwargs)`` keyword arguments into options and parameters.
 
@@ -139,7 +210,7 @@ def _qualname(obj):
 
 
 def _sort_key(encoded):
-    return json.dumps(encoded, sort_keys=True, separators=(",", ":"))
+    return _dumps(encoded)
 
 
 def encode_value(value, *, _seen=None, _where="value"):
@@ -168,12 +239,19 @@ def encode_value(value, *, _seen=None, _where="value"):
     >>> encode_value(1), encode_value(True), encode_value(0.5)
     (['int', '1'], ['bool', True], ['float', '0x1.0000000000000p-1'])
     """
-    if _seen is None:
-        _seen = {}
-    import numpy as np  # numpy is a hard dependency and already imported by phasic
-
+    kind = type(value)  # exact-type fast paths first: they give what the general chain gives
+    if kind is str:
+        return ["str", value]
+    if kind is int:
+        return ["int", str(value)]
+    if kind is float:
+        return ["float", value.hex()]
+    if kind is bool:
+        return ["bool", value]
     if value is None:
         return ["none"]
+    if _seen is None:
+        _seen = {}
     if isinstance(value, bool):
         return ["bool", value]
     if isinstance(value, np.generic):
@@ -198,14 +276,20 @@ def encode_value(value, *, _seen=None, _where="value"):
             )
         arr = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        return ["ndarray", arr.dtype.str, list(arr.shape), hashlib.sha256(arr.tobytes()).hexdigest()]
+        data = arr.tobytes()
+        return ["ndarray", arr.dtype.str, list(arr.shape), sha256(data).hexdigest()]
     if isinstance(value, (tuple, list)):
         marker = id(value)
         if marker in _seen:
             raise UnhashableError(f"cannot key {_where}: it contains itself (a recursive {type(value).__name__})")
         _seen[marker] = True
         try:
-            items = [encode_value(v, _seen=_seen, _where=_where) for v in value]
+            items = [
+                ["int", str(v)] if type(v) is int
+                else ["float", v.hex()] if type(v) is float
+                else encode_value(v, _seen=_seen, _where=_where)
+                for v in value
+            ]
         finally:
             del _seen[marker]
         return ["tuple" if isinstance(value, tuple) else "list", items]
@@ -271,6 +355,55 @@ def _unsupported(value, where):
     )
 
 
+_TRUE_TEXT = '["bool",true]'
+_FALSE_TEXT = '["bool",false]'
+
+
+def _value_text(value, where, seen):
+    """``_dumps(encode_value(value, _seen=seen, _where=where))``, without the intermediate lists.
+
+    Plain Python data (str, int, float, bool, None, and lists, tuples and
+    dicts of those) is written directly; anything else goes through
+    :func:`encode_value` with the same ``seen`` (cycle markers and visited
+    functions), so the text and the errors are the same.
+    """
+    kind = type(value)
+    if kind is str:
+        return '["str",' + _jstr(value) + "]"
+    if kind is int:
+        return '["int","' + str(value) + '"]'
+    if kind is float:
+        return '["float","' + value.hex() + '"]'
+    if value is None:
+        return _NONE_TEXT
+    if kind is bool:
+        return _TRUE_TEXT if value else _FALSE_TEXT
+    if kind is list or kind is tuple or kind is dict:
+        marker = id(value)
+        if marker in seen:
+            raise UnhashableError(f"cannot key {where}: it contains itself (a recursive {kind.__name__})")
+        seen[marker] = True
+        try:
+            if kind is dict:
+                pairs = [(_value_text(k, where, seen), _value_text(v, where, seen)) for k, v in value.items()]
+                pairs.sort(key=_first)
+                return '["dict",[' + ",".join(f"[{k},{v}]" for k, v in pairs) + "]]"
+            items = ",".join([_value_text(v, where, seen) for v in value])
+            return ('["list",[' if kind is list else '["tuple",[') + items + "]]"
+        finally:
+            del seen[marker]
+    return _dumps(encode_value(value, _seen=seen, _where=where))
+
+
+def _first(pair):
+    return pair[0]
+
+
+def _object_text(texts):
+    """JSON object text of ``{name: json text}`` with sorted names (what sort_keys writes)."""
+    return "{" + ",".join(f"{_jstr(k)}:{texts[k]}" for k in sorted(texts)) + "}"
+
+
 def canonical_json(value):
     """Return the canonical JSON text of ``value`` (see :func:`encode_value`).
 
@@ -284,81 +417,19 @@ def canonical_json(value):
     str
         Compact JSON with sorted object keys and ASCII-only characters.
     """
-    return json.dumps(encode_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _dumps(encode_value(value))
 
 
 # ------------------------------------------------------------------------ functions
 
-
-def _function_ast(func):
-    """Return the normalised AST dump of ``func``'s definition (memoised per code object)."""
-    code = getattr(func, "__code__", None)
-    if code is not None:
-        cached = _AST_CACHE.get(code)
-        if cached is not None:
-            return cached
-    dump = _function_ast_uncached(func)
-    if code is not None:
-        if len(_AST_CACHE) >= 4096:
-            _AST_CACHE.clear()
-        _AST_CACHE[code] = dump
-    return dump
+_NONE_TEXT = _dumps(["none"])
 
 
-# A code object is immutable, so its source dump never changes while it lives; keying the
-# cache by the code object (not the file) also keeps the key of the code that actually runs.
-_AST_CACHE = {}
-
-
-def _function_ast_uncached(func):
-    import ast
-    import inspect
-    import textwrap
-
-    name = getattr(func, "__name__", "?")
-    if name == "<lambda>":
-        raise UnhashableError(
-            f"cannot key the lambda {func!r}: the source of a lambda cannot be isolated reliably; "
-            "define the callback with def in a file"
-        )
-    try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError) as exc:
-        raise UnhashableError(
-            f"cannot key the callback {_qualname(func)}: its source code is not retrievable ({exc}); "
-            "define it with def in a file (a module or script), not interactively or with exec"
-        ) from None
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError as exc:
-        raise UnhashableError(
-            f"cannot key the callback {_qualname(func)}: its source could not be parsed ({exc}); "
-            "define it with def in a file"
-        ) from None
-    node = next(
-        (n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name), None
-    )
-    if node is None:
-        raise UnhashableError(
-            f"cannot key the callback {_qualname(func)}: no 'def {name}' found in its source; "
-            "define it with def in a file"
-        )
-    node.decorator_list = []
-    body = node.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-        if isinstance(body[0].value.value, str) and len(body) > 1:
-            node.body = body[1:]
-    return ast.dump(node, include_attributes=False)
-
-
-def _code_names(code):
-    """Global names used by ``code`` and the code objects nested in it."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _code_names(const)
-    return names
-
+def _text(encoded):
+    """``_dumps(encoded)``, with the commonest tiny encodings short-cut."""
+    if encoded == ["none"]:
+        return _NONE_TEXT
+    return _dumps(encoded)
 
 def _unwrap(func):
     seen = set()
@@ -388,47 +459,104 @@ def callback_material(func, *, _visited=None):
         For lambdas, functions without retrievable source, and closure or
         global values of unsupported types.
     """
-    if _visited is None:
-        _visited = {}
+    return _callback(func, {} if _visited is None else _visited, False)
+
+
+def _callback(func, visited, text):
+    """:func:`callback_material` (``text=False``), or its canonical JSON text (``text=True``).
+
+    Both walk the function in the same order (so nested functions get the same
+    ``funcref`` markers); the text form reuses the memoised JSON text of every
+    AST dump instead of escaping it again.
+    """
     func = _unwrap(func)
-    if isinstance(func, functools.partial):
-        return encode_value(func, _seen={"__functions__": _visited})
-    if isinstance(func, types.MethodType):
-        return encode_value(func, _seen={"__functions__": _visited})
     if not isinstance(func, types.FunctionType):
+        if isinstance(func, (functools.partial, types.MethodType)):
+            encoded = encode_value(func, _seen={"__functions__": visited})
+            return _dumps(encoded) if text else encoded
         kind = "built-in function" if isinstance(func, types.BuiltinFunctionType) else type(func).__qualname__
         raise UnhashableError(
             f"cannot key the callback {func!r}: a {kind} has no Python source to key; "
             "use a plain function defined with def in a file"
         )
-    name = _qualname(func)
-    marker = id(func.__code__)
-    if marker in _visited:
-        return ["funcref", func.__qualname__]
-    _visited[marker] = True
-    where = f"callback {name}"
-    seen = {"__functions__": _visited}
-    material = {
-        "name": func.__qualname__,  # not the module: __main__ vs imported must give one key
-        "ast": _function_ast(func),
-        "defaults": encode_value(func.__defaults__, _seen=seen, _where=f"the defaults of {where}"),
-        "kwdefaults": encode_value(func.__kwdefaults__, _seen=seen, _where=f"the keyword defaults of {where}"),
-    }
+    code = func.__code__
+    marker = id(code)
+    if marker in visited:
+        ref = ["funcref", func.__qualname__]
+        return _dumps(ref) if text else ref
+    visited[marker] = True
+    ast_dump, ast_json = _function_ast_entry(func)
+    where = f"callback {_qualname(func)}"
+    seen = {"__functions__": visited}
+    encode = _value_text if text else _encode_in
+    defaults = encode(func.__defaults__, f"the defaults of {where}", seen)
+    kwdefaults = encode(func.__kwdefaults__, f"the keyword defaults of {where}", seen)
     closure = {}
-    for var, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+    for var, cell in zip(code.co_freevars, func.__closure__ or ()):
         try:
             contents = cell.cell_contents
         except ValueError:
-            closure[var] = ["emptycell"]
+            closure[var] = _EMPTY_CELL_TEXT if text else ["emptycell"]
             continue
-        closure[var] = encode_value(contents, _seen=seen, _where=f"the closure variable {var!r} of {where}")
-    material["closure"] = closure
+        closure[var] = encode(contents, f"the closure variable {var!r} of {where}", seen)
     glob = {}
-    for gname in sorted(_code_names(func.__code__)):
-        if gname in func.__globals__:  # otherwise a builtin or an attribute name
-            glob[gname] = _encode_global(gname, func.__globals__[gname], func, _visited)
-    material["globals"] = glob
-    return ["function", material]
+    namespace = func.__globals__
+    for gname in _global_names(code):
+        if gname in namespace:  # otherwise a builtin or an attribute name
+            glob[gname] = _encode_global(gname, namespace[gname], func, visited, text)
+    if not text:
+        material = {
+            "name": func.__qualname__,  # not the module: __main__ vs imported must give one key
+            "ast": ast_dump,
+            "defaults": defaults,
+            "kwdefaults": kwdefaults,
+            "closure": closure,
+            "globals": glob,
+        }
+        return ["function", material]
+    return (
+        f'["function",{{"ast":{ast_json},"closure":{_object_text(closure)},"defaults":{defaults},'
+        f'"globals":{_object_text(glob)},"kwdefaults":{kwdefaults},"name":{_jstr(func.__qualname__)}}}]'
+    )
+
+
+_EMPTY_CELL_TEXT = '["emptycell"]'
+_MISSING = object()
+_IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None)})
+_TEXT_CACHE = {}
+
+
+def _top_callback_text(callback):
+    """``_callback(callback, {}, True)``, remembered for functions whose text cannot go stale.
+
+    The text of a function with no closure, no keyword-only defaults,
+    defaults of immutable scalars only, and whose globals are absent or
+    modules, classes or builtins (encoded by name or by their memoised source)
+    depends only on the function object, its ``__qualname__``, the identities
+    of its ``__code__`` and ``__defaults__`` and of each global's value; those
+    are checked on every call, anything else is encoded afresh.
+    """
+    func = _unwrap(callback)
+    if type(func) is not types.FunctionType:
+        return _callback(callback, {}, True)
+    entry = _memo_get(_TEXT_CACHE, func)
+    namespace = func.__globals__
+    if (entry is not None and entry[0] == func.__qualname__ and entry[1] is func.__defaults__
+            and entry[4] is func.__code__ and func.__kwdefaults__ is None and not func.__closure__
+            and all(namespace.get(name, _MISSING) is value for name, value in entry[2])):
+        return entry[3]
+    text = _callback(callback, {}, True)
+    defaults = func.__defaults__
+    if func.__kwdefaults__ is None and not func.__closure__ and (
+            defaults is None or all(type(d) in _IMMUTABLE for d in defaults)):
+        snapshot = tuple((name, namespace.get(name, _MISSING)) for name in _global_names(func.__code__))
+        if all(value is _MISSING or _named_only(value) for _, value in snapshot):
+            _memo_put(_TEXT_CACHE, func, (func.__qualname__, defaults, snapshot, text, func.__code__))
+    return text
+
+
+def _encode_in(value, where, seen):
+    return encode_value(value, _seen=seen, _where=where)
 
 
 def _is_library(func):
@@ -441,28 +569,24 @@ def _is_library(func):
     return "site-packages" in path or "dist-packages" in path
 
 
-def _encode_global(gname, value, func, visited):
-    """Encode the module-level name ``gname`` read by ``func``."""
-    where = f"the global {gname!r} used by callback {_qualname(func)}"
+def _encode_global(gname, value, func, visited, text=False):
+    """Encode the module-level name ``gname`` read by ``func`` (as JSON text when ``text``)."""
     inner = _unwrap(value) if not isinstance(value, type) else value
-    if isinstance(inner, types.FunctionType):
-        if inner.__module__ == func.__module__ and not _is_library(inner):
-            return callback_material(inner, _visited=visited)
-        return ["extfunc", _qualname(inner)]
-    if isinstance(value, type) and value.__module__ == func.__module__:
-        import ast
-        import inspect
-        import textwrap
+    if isinstance(inner, types.FunctionType) and inner.__module__ == func.__module__ and not _is_library(inner):
+        return _callback(inner, visited, text)
+    encoded = _encode_global_value(gname, value, inner, func, visited)
+    return _text(encoded) if text else encoded
 
-        try:
-            source = ast.dump(ast.parse(textwrap.dedent(inspect.getsource(value))), include_attributes=False)
-        except (OSError, TypeError, SyntaxError):
-            source = None
-        return ["ownclass", value.__qualname__, source]
+
+def _encode_global_value(gname, value, inner, func, visited):
+    """Encode a module-level value other than a same-module function."""
+    if isinstance(inner, types.FunctionType):
+        return ["extfunc", _qualname(inner)]
+    where = f"the global {gname!r} used by callback {_qualname(func)}"
+    if isinstance(value, type) and value.__module__ == func.__module__:
+        return ["ownclass", value.__qualname__, _class_source(value)]
     if _named_only(value):
         return ["named", type(value).__name__, _qualname(value) if hasattr(value, "__name__") else None]
-    import numpy as np
-
     if isinstance(value, np.ufunc):
         return ["ufunc", value.__name__]
     try:
@@ -487,6 +611,10 @@ def _callback_ipv(callback):
     return None
 
 
+def _is_int(x):
+    return type(x) is int or (isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool))
+
+
 def normalise_ipv(ipv):
     """Normalise an IPV to ``[[state (list of int), probability (float)], ...]``.
 
@@ -499,27 +627,50 @@ def normalise_ipv(ipv):
     >>> normalise_ipv([10])
     [[[10], 1.0]]
     """
-    import numpy as np
-
     if ipv is None:
         return None
     try:
         items = list(ipv)
     except TypeError:
         return ipv
-    if items and all(isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool) for x in items):
+    if items and all(_is_int(x) for x in items):
         return [[[int(x) for x in items], 1.0]]
     out = []
     for item in items:
         try:
             state, prob = item
             state = list(state)
-            if not all(isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool) for x in state):
+            if not all(type(x) is int for x in state) and not all(_is_int(x) for x in state):
                 return ipv
             out.append([[int(x) for x in state], float(prob)])
         except (TypeError, ValueError):
             return ipv
     return out
+
+
+def _ipv_text(ipv):
+    """``_value_text(normalise_ipv(ipv), "the IPV", {})``, directly for the usual shapes."""
+    if type(ipv) is list and ipv:
+        first = ipv[0]
+        if type(first) is int:  # a bare state
+            if all(type(x) is int for x in ipv):
+                return '["list",[["list",[["list",[' + ",".join([f'["int","{x}"]' for x in ipv]) + \
+                    ']],["float","0x1.0000000000000p+0"]]]]]'
+        else:
+            parts = []
+            for item in ipv:
+                if type(item) is not list and type(item) is not tuple or len(item) != 2:
+                    break
+                state, prob = item
+                if type(state) is not list and type(state) is not tuple or not all(type(x) is int for x in state):
+                    break
+                if type(prob) is not float and type(prob) is not int:
+                    break
+                parts.append('["list",[["list",[' + ",".join([f'["int","{x}"]' for x in state]) +
+                             f']],["float","{float(prob).hex()}"]]]')
+            else:
+                return '["list",[' + ",".join(parts) + "]]"
+    return _value_text(normalise_ipv(ipv), "the IPV", {})
 
 
 def _normalise_options(options):
@@ -532,20 +683,14 @@ def _normalise_options(options):
         if name == "discrete":
             value = bool(value)
         elif name == "theta_dim" and value is not None:
-            import numpy as np
-
             if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
                 value = int(value)
         options[name] = value
     return options, extracted
 
 
-def graph_key_material(callback, params, ipv=None, model=None, indexer=None, options=None):
-    """Build the (unencoded-to-text) key material document of a graph.
-
-    See :func:`graph_key` for the parameters.  Returns a dict whose values are
-    already type-tagged encodings.
-    """
+def _key_inputs(callback, params, ipv, model, indexer, options):
+    """Validated inputs of a key: ``(params, ipv, model, indexer, options)``."""
     options, extracted = _normalise_options(options)
     ipv = ipv if ipv is not None else extracted["ipv"]
     model = model if model is not None else extracted["model"]
@@ -558,10 +703,14 @@ def graph_key_material(callback, params, ipv=None, model=None, indexer=None, opt
     bad = [k for k in params if not isinstance(k, str)]
     if bad:
         raise UnhashableError(f"cannot key parameter name {bad[0]!r}: parameter names must be str")
+    return params, ipv, model, indexer, options
+
+
+def _material_rest(params, ipv, model, indexer, options):
+    """Every field of the key material except ``callback``."""
     return {
         "schema": KEY_SCHEMA,
         "format": FORMAT_VERSION,
-        "callback": callback_material(callback),
         "params": {k: encode_value(v, _where=f"the parameter {k!r}") for k, v in params.items()},
         "ipv": encode_value(normalise_ipv(ipv), _where="the IPV"),
         "model": encode_value(model, _where="model="),
@@ -570,10 +719,22 @@ def graph_key_material(callback, params, ipv=None, model=None, indexer=None, opt
     }
 
 
+def graph_key_material(callback, params, ipv=None, model=None, indexer=None, options=None):
+    """Build the (unencoded-to-text) key material document of a graph.
+
+    See :func:`graph_key` for the parameters.  Returns a dict whose values are
+    already type-tagged encodings.
+    """
+    params, ipv, model, indexer, options = _key_inputs(callback, params, ipv, model, indexer, options)
+    material = {"callback": callback_material(callback)}
+    material.update(_material_rest(params, ipv, model, indexer, options))
+    return material
+
+
 def key_from_material(material):
     """Return ``(hex sha256 key, canonical JSON)`` of a material document."""
-    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest(), text
+    text = _dumps(material)
+    return sha256(text.encode("ascii")).hexdigest(), text
 
 
 def graph_key(callback, params, ipv=None, model=None, indexer=None, options=None):
@@ -601,7 +762,8 @@ def graph_key(callback, params, ipv=None, model=None, indexer=None, options=None
     key : str
         64 hex digits.
     material : str
-        The canonical JSON the key is the SHA-256 of.
+        The canonical JSON the key is the SHA-256 of; identical to
+        ``key_from_material(graph_key_material(...))[1]``.
 
     Raises
     ------
@@ -617,4 +779,17 @@ def graph_key(callback, params, ipv=None, model=None, indexer=None, options=None
     >>> len(key)  # doctest: +SKIP
     64
     """
-    return key_from_material(graph_key_material(callback, params, ipv, model, indexer, options))
+    params, ipv, model, indexer, options = _key_inputs(callback, params, ipv, model, indexer, options)
+    callback_text = _top_callback_text(callback)
+    # the fields of _material_rest, encoded in the same order (so the same error comes first)
+    params_text = {k: _value_text(v, f"the parameter {k!r}", {}) for k, v in params.items()}
+    ipv_text = _ipv_text(ipv)
+    model_text = _value_text(model, "model=", {})
+    indexer_text = _value_text(indexer, "indexer=", {})
+    options_text = {k: _value_text(v, f"the option {k!r}", {}) for k, v in options.items()}
+    text = (  # the fields in sorted order, as sort_keys writes them
+        f'{{"callback":{callback_text},"format":{FORMAT_VERSION:d},"indexer":{indexer_text},'
+        f'"ipv":{ipv_text},"model":{model_text},"options":{_object_text(options_text)},'
+        f'"params":{_object_text(params_text)},"schema":{_jstr(KEY_SCHEMA)}}}'
+    )
+    return sha256(text.encode("ascii")).hexdigest(), text

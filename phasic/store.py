@@ -7,7 +7,7 @@ Layout
 (see :mod:`phasic.keys`).  ``root`` is ``$PHASIC_CACHE_DIR`` or
 ``~/.phasic_cache``.  Corrupt entries are moved to ``<root>/corrupt/``.
 
-Entry format (version 1)
+Entry format (version 2)
 ------------------------
 One HDF5 file; every array is a dataset (a ``/`` in its name makes groups, e.g.
 ``edges/indptr``); the root group's attributes hold ``format``, ``key``,
@@ -15,6 +15,38 @@ One HDF5 file; every array is a dataset (a ``/`` in its name makes groups, e.g.
 UTC), ``callback`` (when the caller gives it), ``checksum`` (SHA-256 over the
 datasets' names, dtypes, shapes and bytes in sorted name order) and every
 attribute the caller passes (str/int/float/bool/None).  No pickles.
+
+Format 2 adds an index in the file's HDF5 userblock (described in
+:mod:`phasic.store_entry`): the attributes as JSON, where each dataset's bytes
+lie, and a SHA-256 of the whole file, so that a hit is one read of the file, one
+SHA-256 pass and no h5py at all.  Entries of format 1 (no index) and entries
+with compressed datasets are read with h5py and verified with ``checksum``;
+both stay readable, and keys did not change.  A phasic that only knows
+format 1 ignores format-2 entries (with a warning) and never removes them.
+
+Speed of a hit
+--------------
+``benchmarks/bench_store.py`` prints the full table; on the 2-core development
+machine (busy, so +-50%), in ms:
+
+====================  ========  =====  ========  ======  ===========  =========
+graph                 vertices  build  hit       disk    fresh build  fresh hit
+====================  ========  =====  ========  ======  ===========  =========
+Kingman n=50          51        0.14   0.095     0.14    0.39         3.3
+block-counting n=10   43        0.33   0.11      0.19    0.40         4.0
+block-counting n=16   232       1.3    0.10      0.18    1.9          4.5
+block-counting n=22   1,003     12     0.15      0.48    11           11
+block-counting n=33   10,144    190    2.0       3.7     136          26
+====================  ========  =====  ========  ======  ===========  =========
+
+``hit`` is a repeated ``Graph(cb, cache=True)`` in one process (memory layer:
+key ~0.02-0.05 ms, a ``stat``, copies, ``Graph.from_arrays``), ``disk`` the
+same without the memory layer (one read, one SHA-256 pass).  ``fresh hit`` is
+the first call in a new process, which also imports phasic.cache, keys and
+store (~2.5 ms with bytecode) and normalises the callback's source for the
+first time (~1-3 ms); that floor is why a fresh process only wins from ~1,000
+vertices.  Reading through h5py instead (format 1) cost ~2-4 ms per hit plus
+~50-190 ms for ``import h5py`` in a fresh process.
 
 Compression
 -----------
@@ -30,14 +62,14 @@ lzf + shuffle       0.33 MB    ~17 ms
 gzip-4/6 + shuffle  0.21 MB    ~15 ms (1.5-2x slower writes)
 ==================  =========  ===========
 
-Compression buys a 10x smaller file but costs ~2.5x the hit time, and a hit
-is what the store is for (building that graph takes ~2 s, so the hit must
-stay near 10 ms to give the >= 100x speed-up), while archives made by
-:meth:`Store.export` are gzipped as a whole anyway.  The default is therefore
-**no compression**.  ``Store(compression="gzip")`` (gzip level 1 + shuffle,
-the best of the filters measured) or ``$PHASIC_CACHE_COMPRESSION=gzip`` pays
-where space or a slow network file system matters more; it applies to
-datasets of at least 64 KiB.
+(format 1, through h5py; a format-2 hit of that graph reads and checks in
+~2 ms.)  Compression buys a 10x smaller file but costs several times the hit
+time, and a compressed entry has no index (it is read with h5py), while
+archives made by :meth:`Store.export` are gzipped as a whole anyway.  The
+default is therefore **no compression**.  ``Store(compression="gzip")``
+(gzip level 1 + shuffle, the best of the filters measured) or
+``$PHASIC_CACHE_COMPRESSION=gzip`` pays where space or a slow network file
+system matters more; it applies to datasets of at least 64 KiB.
 
 Concurrency and durability
 --------------------------
@@ -57,23 +89,28 @@ Concurrency and durability
   set when this module is imported, and ``locking=False`` is passed to h5py):
   entries are immutable once renamed into place, so it protects nothing here,
   and on NFS/Lustre it fails with "unable to lock file" errors or hangs.
-* Least-recently-used eviction uses the file's *mtime*, which :meth:`Store.get`
-  touches on every hit (atime is unreliable under ``noatime``/``relatime``).
+* Least-recently-used eviction uses the file's *mtime* (atime is unreliable
+  under ``noatime``/``relatime``).  :meth:`Store.get` sets it only when it is
+  more than :data:`TOUCH_SECONDS` (a minute) old, so the LRU order has a
+  resolution of a minute and a hit does not write metadata every time (which
+  costs on network file systems).  Written and touched files get an mtime
+  :data:`phasic.store_entry.MTIME_BACKDATE` seconds in the past (see the
+  memory layer in :mod:`phasic.store_entry`).
+* Verified entries are kept in an in-process memory layer (default 64 MiB,
+  ``$PHASIC_CACHE_MEMORY_MB``, 0 = off) that is used only while the file's
+  device, inode, size, mtime and ctime are unchanged; a replaced, removed or
+  rewritten file is read (and verified) again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import re
-import socket
 import threading
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -82,10 +119,20 @@ os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
 
 import numpy as np  # noqa: E402
 
-from phasic.exceptions import ParameterError, StoreError, UnsafeArchiveError  # noqa: E402
-from phasic.keys import FORMAT_VERSION  # noqa: E402
+from phasic.exceptions import ParameterError, StoreError  # noqa: E402
+from phasic.store_entry import (FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, entry_image,  # noqa: E402
+                                read_hdf5, read_indexed)
 
-__all__ = ["Store", "VerifyReport", "ImportReport", "default_root", "KINDS", "STORE_ATTRS", "checksum_arrays"]
+__all__ = ["Store", "VerifyReport", "ImportReport", "default_root", "KINDS", "STORE_ATTRS", "checksum_arrays",
+           "STORE_FORMAT"]
+
+#: The entry format this phasic writes (it reads this one and format 1).
+STORE_FORMAT = FORMAT
+#: A hit sets the entry's mtime (for LRU eviction) only when it is older than this (seconds).
+TOUCH_SECONDS = 60.0
+#: Default size of the in-process memory layer (MiB); ``$PHASIC_CACHE_MEMORY_MB`` overrides it.
+MEMORY_MB = 64.0
+_INDEX_PROBLEM = "its index does not match its content (modified or damaged after it was written)"
 
 KINDS = ("graphs", "traces")
 #: Attributes the store itself writes on every entry.
@@ -93,19 +140,32 @@ STORE_ATTRS = ("format", "key", "key_material", "phasic_version", "created", "ca
 _RESERVED = frozenset({"format", "key", "phasic_version", "created", "checksum"})
 STALE_TEMP_SECONDS = 600.0
 COMPRESS_MIN_BYTES = 64 * 1024
-_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
-_ENTRY_FILE_RE = re.compile(r"^[0-9a-f]{62}\.h5$")
-_SUBDIR_RE = re.compile(r"^[0-9a-f]{2}$")
-_TEMP_RE = re.compile(r"^\.[^/]*\.(tmp|lock)(\.[^/]*)?$")
+class _LazyRe:
+    """A regular expression compiled on first use (keeps ``import phasic.store`` cheap)."""
+
+    __slots__ = ("pattern", "_compiled")
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self._compiled = None
+
+    def match(self, text):
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern)
+        return self._compiled.match(text)
+
+
+def _is_key(key):
+    """Whether ``key`` is 64 lowercase hex digits (without a regex: this is on every hit's path)."""
+    return type(key) is str and len(key) == 64 and not key.strip("0123456789abcdef")
+
+
+_NAME_RE = _LazyRe(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_ENTRY_FILE_RE = _LazyRe(r"^[0-9a-f]{62}\.h5$")
+_SUBDIR_RE = _LazyRe(r"^[0-9a-f]{2}$")
+_TEMP_RE = _LazyRe(r"^\.[^/]*\.(tmp|lock)(\.[^/]*)?$")
 _MB = 1024 * 1024
 _VERSION = None
-
-
-def _h5py():
-    import h5py
-
-    return h5py
 
 
 def phasic_version():
@@ -127,28 +187,6 @@ def default_root():
     return Path(env).expanduser() if env else Path.home() / ".phasic_cache"
 
 
-def checksum_arrays(arrays):
-    """SHA-256 over the arrays' names, dtypes, shapes and bytes, in sorted name order.
-
-    Parameters
-    ----------
-    arrays : dict of str to numpy.ndarray
-
-    Returns
-    -------
-    str
-        64 hex digits.
-    """
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.asarray(arrays[name], order="C")  # not ascontiguousarray: it turns 0-d into 1-d
-        header = json.dumps([name, a.dtype.str, list(a.shape)]).encode()
-        h.update(len(header).to_bytes(8, "little") + header + a.nbytes.to_bytes(8, "little"))
-        h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
-    return h.hexdigest()
-
-
-@dataclasses.dataclass
 class VerifyReport:
     """Result of :meth:`Store.verify`.
 
@@ -162,64 +200,60 @@ class VerifyReport:
         ``(path, reason)`` of every entry that failed; each was moved aside.
     removed_temp : list of str
         Stale temporary and lock files that were removed.
+    newer : list of str
+        Entries of a newer store format, left alone (neither ok nor bad).
     """
 
-    checked: int = 0
-    ok: int = 0
-    bad: list = dataclasses.field(default_factory=list)
-    removed_temp: list = dataclasses.field(default_factory=list)
+    def __init__(self, checked=0, ok=0, bad=None, removed_temp=None, newer=None):
+        self.checked = checked
+        self.ok = ok
+        self.bad = [] if bad is None else bad
+        self.removed_temp = [] if removed_temp is None else removed_temp
+        self.newer = [] if newer is None else newer
 
     def __bool__(self):
         return not self.bad
 
+    def __eq__(self, other):
+        return isinstance(other, VerifyReport) and vars(self) == vars(other)
 
-@dataclasses.dataclass
+    def __repr__(self):
+        return "VerifyReport(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
+
+
 class ImportReport:
     """Result of :meth:`Store.import_archive`: entries ``imported`` and ``skipped`` (already present)."""
 
-    imported: int = 0
-    skipped: int = 0
+    def __init__(self, imported=0, skipped=0):
+        self.imported = imported
+        self.skipped = skipped
+
+    def __eq__(self, other):
+        return isinstance(other, ImportReport) and vars(self) == vars(other)
+
+    def __repr__(self):
+        return f"ImportReport(imported={self.imported!r}, skipped={self.skipped!r})"
+
+
+def _token(nbytes=6):
+    return os.urandom(nbytes).hex()
+
+
+def _hostname():
+    import socket
+
+    return socket.gethostname()
 
 
 def _new_temp(path):
     """Create an empty ``.<name>.tmp.<random>`` next to ``path`` (mode 0666 & ~umask, unlike mkstemp)."""
     while True:
-        tmp = path.parent / f".{path.name}.tmp.{uuid.uuid4().hex[:12]}"
+        tmp = path.parent / f".{path.name}.tmp.{_token()}"
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return tmp
         except FileExistsError:
             continue
-
-
-def _py(value):
-    """HDF5 attribute value -> plain Python value."""
-    h5py = _h5py()
-    if isinstance(value, h5py.Empty):
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _read_file(path):
-    """Read every dataset and root attribute of an HDF5 file."""
-    h5py = _h5py()
-    arrays = {}
-    with h5py.File(path, "r", locking=False) as f:
-        attrs = {k: _py(v) for k, v in f.attrs.items()}
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                arrays[name] = obj[()]
-
-        f.visititems(visit)
-    for name, value in arrays.items():
-        if not isinstance(value, np.ndarray):
-            arrays[name] = np.asarray(value)
-    return arrays, attrs
 
 
 def _problem(arrays, attrs, key):
@@ -233,18 +267,37 @@ def _problem(arrays, attrs, key):
     return None
 
 
-def _load(path, key):
-    """``(arrays, attrs, problem)`` for the file at ``path`` expected to hold ``key``."""
+def _load(path, key, index_status="plain"):
+    """``(arrays, attrs, problem)`` for the file at ``path`` expected to hold ``key``, read with h5py.
+
+    ``index_status`` is what :func:`phasic.store_entry.read_indexed` found;
+    ``"bad"`` (an index that fails its check) makes an otherwise valid file a
+    problem, unless the file is of a newer format.
+    """
     try:
-        arrays, attrs = _read_file(path)
+        arrays, attrs = read_hdf5(path)
     except FileNotFoundError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ValueError on damage
         return None, None, f"unreadable HDF5 file ({type(exc).__name__}: {exc})"
     fmt = attrs.get("format")
-    if isinstance(fmt, int) and fmt > FORMAT_VERSION:
-        return arrays, attrs, f"newer store format {fmt} (this phasic reads {FORMAT_VERSION})"
-    return arrays, attrs, _problem(arrays, attrs, key)
+    if isinstance(fmt, int) and fmt > STORE_FORMAT:
+        return arrays, attrs, f"newer store format {fmt} (this phasic reads {STORE_FORMAT})"
+    problem = _problem(arrays, attrs, key)
+    if problem is None and index_status == "bad":
+        problem = _INDEX_PROBLEM
+    return arrays, attrs, problem
+
+
+def _check(path, key):
+    """``(arrays, attrs, problem)``: every check there is (the index when present, and h5py's view)."""
+    try:
+        status = read_indexed(os.fspath(path), key)[3]
+    except FileNotFoundError:
+        raise
+    except OSError:
+        status = "bad"
+    return _load(path, key, status)
 
 
 class Store:
@@ -264,6 +317,10 @@ class Store:
         ``$PHASIC_CACHE_COMPRESSION`` or ``"none"`` (see the module docstring).
     stale_lock_seconds : float
         How long a build lock may go untouched before waiters take it over.
+    memory_mb : float, optional
+        Budget of the process-wide memory layer this store's reads may fill;
+        default ``$PHASIC_CACHE_MEMORY_MB`` or 64; 0 turns it off (this
+        store then neither fills nor uses it).
 
     Examples
     --------
@@ -276,7 +333,7 @@ class Store:
     ([0, 1, 2], 'hi')
     """
 
-    def __init__(self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0):
+    def __init__(self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0, memory_mb=None):
         self.root = Path(root).expanduser() if root is not None else default_root()
         if max_size_mb is None and os.environ.get("PHASIC_CACHE_MAX_MB"):
             raw = os.environ["PHASIC_CACHE_MAX_MB"]
@@ -294,19 +351,43 @@ class Store:
             raise ParameterError(
                 f"compression={compression!r} (or $PHASIC_CACHE_COMPRESSION) is not one of 'none', 'gzip', 'lzf'"
             )
+        if memory_mb is None:
+            raw = os.environ.get("PHASIC_CACHE_MEMORY_MB")
+            memory_mb = MEMORY_MB
+            if raw:
+                try:
+                    memory_mb = float(raw)
+                except ValueError:
+                    memory_mb = -1.0
+                if not memory_mb >= 0:
+                    raise ParameterError(
+                        f"PHASIC_CACHE_MEMORY_MB={raw!r} is not a size in MB; set it to a number >= 0 "
+                        "(0 turns the in-process memory layer off) or unset it"
+                    )
+        elif isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float)) or not memory_mb >= 0:
+            raise ParameterError(f"memory_mb={memory_mb!r} must be a number of MB >= 0 (0: no memory layer)")
         self.max_size_mb = max_size_mb
         self.compression = compression
         self.stale_lock_seconds = float(stale_lock_seconds)
+        self.memory_mb = float(memory_mb)
 
     def __repr__(self):
         return f"Store({str(self.root)!r})"
 
     # ------------------------------------------------------------------ paths
+    def _file(self, kind, key):
+        """The entry's path as a str (validated like :meth:`path`, without building Path objects)."""
+        if kind not in KINDS:
+            raise ParameterError(f"store kind {kind!r} is not one of {KINDS}")
+        if not _is_key(key):
+            raise ParameterError(f"store key {key!r} is not 64 lowercase hex digits (a sha256 hexdigest)")
+        return f"{os.fspath(self.root)}{os.sep}{kind}{os.sep}{key[:2]}{os.sep}{key[2:]}.h5"
+
     def path(self, kind, key):
         """Path of the entry ``key`` of ``kind`` (``<root>/<kind>/<key[:2]>/<key[2:]>.h5``)."""
         if kind not in KINDS:
             raise ParameterError(f"store kind {kind!r} is not one of {KINDS}")
-        if not isinstance(key, str) or not _KEY_RE.match(key):
+        if not _is_key(key):
             raise ParameterError(f"store key {key!r} is not 64 lowercase hex digits (a sha256 hexdigest)")
         return self.root / kind / key[:2] / f"{key[2:]}.h5"
 
@@ -368,27 +449,57 @@ class Store:
         (dict, dict) or None
             ``(arrays, attrs)``, or None when the entry is missing or failed
             verification (a warning names the file, which is moved to
-            ``<root>/corrupt/``; the caller rebuilds).
+            ``<root>/corrupt/``; the caller rebuilds).  The arrays belong to
+            the caller (never shared with the memory layer or other callers).
         """
-        path = self.path(kind, key)
+        path = self._file(kind, key)
         try:
-            st = path.stat()
-            arrays, attrs, problem = _load(path, key)
+            st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if problem is not None:
-            if problem.startswith("newer store format"):
-                warnings.warn(f"phasic store: ignoring {path}: {problem}; upgrade phasic to use it", RuntimeWarning, 2)
-            else:
-                self._quarantine(kind, key, path, st, problem)
+        if self.memory_mb:
+            found = MEMORY.get(st, key)
+            if found is not None:
+                self._touch(path, st, key)
+                return found
+        try:
+            arrays, attrs, st, status = read_indexed(path, key)
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        with contextlib.suppress(OSError):  # LRU: mtime = last use (read-only caches just skip it)
-            os.utime(path)
+        except OSError:
+            status = "bad"
+        if status != "ok":
+            try:
+                arrays, attrs, problem = _load(path, key, status)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if problem is not None:
+                if problem.startswith("newer store format"):
+                    warnings.warn(f"phasic store: ignoring {path}: {problem}; upgrade phasic to use it",
+                                  RuntimeWarning, 2)
+                else:
+                    self._quarantine(kind, key, Path(path), st, problem)
+                return None
+        MEMORY.put(st, key, arrays, attrs, self.memory_mb * _MB)
+        self._touch(path, st, key)
         return arrays, attrs
+
+    @staticmethod
+    def _touch(path, st, key):
+        """LRU: set the mtime of an entry last set more than TOUCH_SECONDS ago (read-only caches skip it)."""
+        now = time.time()
+        if now - st.st_mtime <= TOUCH_SECONDS:
+            return
+        stamp = int((now - MTIME_BACKDATE) * 1e9)
+        try:
+            os.utime(path, ns=(stamp, stamp))
+            MEMORY.restamp(st, os.stat(path), key)
+        except OSError:
+            pass
 
     def _quarantine(self, kind, key, path, st, reason):
         """Move a bad entry to ``<root>/corrupt/`` (or remove it) and warn."""
-        dest = self.root / "corrupt" / f"{kind}-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.h5"
+        dest = self.root / "corrupt" / f"{kind}-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{_token(4)}.h5"
         action = f"moved to {dest}"
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -456,22 +567,6 @@ class Store:
             out[name] = value
         return out
 
-    def _image(self, arrays, attrs):
-        """The entry as HDF5 file bytes, built in memory (HDF5 never touches the disk)."""
-        h5py = _h5py()
-        with h5py.File(f"phasic-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False) as f:
-            for name, a in arrays.items():
-                kw = {}
-                if self.compression != "none" and a.ndim >= 1 and a.nbytes >= COMPRESS_MIN_BYTES:
-                    kw = {"compression": self.compression, "shuffle": True, "chunks": True}
-                    if self.compression == "gzip":
-                        kw["compression_opts"] = 1
-                f.create_dataset(name, data=a, **kw)
-            for name, value in attrs.items():
-                f.attrs[name] = h5py.Empty("f8") if value is None else value
-            f.flush()
-            return f.id.get_file_image()
-
     @staticmethod
     def _write_bytes(tmp, image):
         """Write, flush and fsync ``image`` to ``tmp``; every failure is a plain OSError."""
@@ -481,6 +576,9 @@ class Store:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
+            if os.utime in os.supports_fd:  # backdated mtime: see the memory layer in phasic.store_entry
+                stamp = int((time.time() - MTIME_BACKDATE) * 1e9)
+                os.utime(fd, ns=(stamp, stamp))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -520,7 +618,7 @@ class Store:
         attrs = self._check_attrs(attrs)
         full = dict(attrs)
         full.update(
-            format=FORMAT_VERSION,
+            format=STORE_FORMAT,
             key=key,
             key_material=attrs.get("key_material") or "",
             phasic_version=phasic_version(),
@@ -534,7 +632,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write store entry {str(path)!r}: {exc.strerror or exc}; {hint}") from exc
         try:
-            self._write_bytes(tmp, self._image(arrays, full))
+            self._write_bytes(tmp, entry_image(arrays, full, self.compression, COMPRESS_MIN_BYTES))
             os.replace(tmp, path)
         except BaseException as exc:
             with contextlib.suppress(OSError):
@@ -594,6 +692,10 @@ class Store:
     def verify(self, kind=None):
         """Check every entry; move bad ones aside and remove stale temporary files.
 
+        Every entry is read both through its index (when it has one) and with
+        h5py, so damage anywhere in the file is found.  Entries of a newer
+        store format are listed in ``newer`` and left alone.
+
         Returns
         -------
         VerifyReport
@@ -608,12 +710,14 @@ class Store:
             for key, path in self._entry_paths(k):
                 try:
                     st = path.stat()
-                    _, _, problem = _load(path, key)
+                    _, _, problem = _check(path, key)
                 except FileNotFoundError:
                     continue
                 report.checked += 1
                 if problem is None:
                     report.ok += 1
+                elif problem.startswith("newer store format"):
+                    report.newer.append(str(path))
                 else:
                     report.bad.append((str(path), problem))
                     with warnings.catch_warnings():
@@ -659,7 +763,7 @@ class Store:
             return False
         except (OSError, ValueError):
             info = {}
-        if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+        if info.get("host") == _hostname() and isinstance(info.get("pid"), int):
             try:
                 os.kill(info["pid"], 0)
             except ProcessLookupError:
@@ -705,7 +809,7 @@ class Store:
                     return found
                 if self._lock_is_stale(lock):
                     with contextlib.suppress(OSError):  # rename first: only one waiter wins
-                        stale = lock.with_name(f"{lock.name}.stale.{uuid.uuid4().hex[:8]}")
+                        stale = lock.with_name(f"{lock.name}.stale.{_token(4)}")
                         os.rename(lock, stale)
                         os.unlink(stale)
                     continue
@@ -720,7 +824,7 @@ class Store:
             stop = threading.Event()
             try:
                 with os.fdopen(fd, "w") as fh:
-                    json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, fh)
+                    json.dump({"pid": os.getpid(), "host": _hostname(), "time": time.time()}, fh)
                 beat = threading.Thread(target=self._heartbeat, args=(lock, stop), daemon=True)
                 beat.start()
                 found = self.get(kind, key)
@@ -750,37 +854,9 @@ class Store:
             Number of entries written (entries that fail verification are
             moved aside with a warning and left out).
         """
-        import tarfile
+        from phasic.store_archive import export
 
-        kinds = self._kinds(kinds)
-        tar_path = Path(tar_path).expanduser()
-        n = 0
-        try:
-            tmp = _new_temp(tar_path)
-        except OSError as exc:
-            raise StoreError(f"cannot write the archive {str(tar_path)!r}: {exc.strerror or exc}") from exc
-        try:
-            with tarfile.open(tmp, "w:gz") as tar:
-                for kind in kinds:
-                    for key, path in self._entry_paths(kind):
-                        try:
-                            st = path.stat()
-                            _, _, problem = _load(path, key)
-                        except FileNotFoundError:
-                            continue
-                        if problem is not None:
-                            self._quarantine(kind, key, path, st, problem)
-                            continue
-                        tar.add(path, arcname=f"{kind}/{key[:2]}/{key[2:]}.h5", recursive=False)
-                        n += 1
-            os.replace(tmp, tar_path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot write the archive {str(tar_path)!r}: {exc}") from exc
-            raise
-        return n
+        return export(self, tar_path, kinds)
 
     def import_archive(self, tar_path):
         """Merge a cache archive (from :meth:`export` or ``tar -czf x.tar.gz graphs/ traces/``).
@@ -802,97 +878,6 @@ class Store:
         StoreError
             If the file is missing or not a tar archive.
         """
-        import shutil
-        import tarfile
+        from phasic.store_archive import import_archive
 
-        tar_path = Path(tar_path).expanduser()
-        try:
-            tar = tarfile.open(tar_path, "r:*")
-        except FileNotFoundError:
-            raise StoreError(f"archive {str(tar_path)!r} does not exist") from None
-        except (tarfile.TarError, OSError) as exc:
-            raise StoreError(f"{str(tar_path)!r} is not a readable tar archive ({exc})") from None
-        report = ImportReport()
-        with tar:
-            try:
-                wanted = [(m, kind, key) for m in tar.getmembers() for kind, key in _check_member(m)]
-            except UnsafeArchiveError:
-                raise
-            except (tarfile.TarError, EOFError, OSError) as exc:
-                raise StoreError(f"{str(tar_path)!r} is a damaged tar archive ({exc})") from None
-            staging = self.root / f".import-{uuid.uuid4().hex}"
-            try:
-                staging.mkdir(parents=True)
-                staged = []
-                for i, (member, kind, key) in enumerate(wanted):
-                    dest = staging / f"{i}.h5"
-                    src = tar.extractfile(member)
-                    with src, open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    _, _, problem = _load(dest, key)
-                    if problem is not None:
-                        raise UnsafeArchiveError(
-                            f"archive member {member.name!r} is not a valid store entry ({problem}); "
-                            "nothing was imported. Re-export the cache with 'phasic cache export'"
-                        )
-                    staged.append((dest, kind, key))
-                for dest, kind, key in staged:
-                    target = self.path(kind, key)
-                    if target.is_file():
-                        try:
-                            _, _, problem = _load(target, key)
-                        except FileNotFoundError:
-                            problem = "missing"
-                        if problem is None:
-                            report.skipped += 1
-                            continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(dest, target)
-                    report.imported += 1
-            except (OSError, tarfile.TarError, EOFError) as exc:
-                if isinstance(exc, StoreError):
-                    raise
-                raise StoreError(f"cannot import {str(tar_path)!r} into {str(self.root)!r}: {exc}") from exc
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        return report
-
-
-_MEMBER_RE = re.compile(r"^(graphs|traces)/([0-9a-f]{2})/([0-9a-f]{62})\.h5$")
-_MEMBER_DIR_RE = re.compile(r"^((graphs|traces)(/[0-9a-f]{2})?)?$")
-_MEMBER_JUNK_RE = re.compile(r"^(graphs|traces)/[0-9a-f]{2}/\.[^/]*\.(tmp|lock)(\.[^/]*)?$")
-
-
-def _check_member(member):
-    """``[(kind, key)]`` for an entry member, ``[]`` for a harmless one; raises for anything else."""
-    name = member.name
-    parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        raise UnsafeArchiveError(f"archive member {name!r} has an absolute path; refusing to import the archive")
-    if ".." in parts:
-        raise UnsafeArchiveError(f"archive member {name!r} contains '..'; refusing to import the archive")
-    if member.issym() or member.islnk():
-        raise UnsafeArchiveError(
-            f"archive member {name!r} is a link (to {member.linkname!r}); refusing to import the archive"
-        )
-    if not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(
-            f"archive member {name!r} is a device, FIFO or other special file; refusing to import the archive"
-        )
-    norm = "/".join(p for p in parts if p not in ("", "."))
-    if member.isdir():
-        if _MEMBER_DIR_RE.match(norm):
-            return []
-        raise UnsafeArchiveError(
-            f"archive member {name!r} is not a store directory (graphs/, traces/ or their xx/ subdirectories); "
-            "refusing to import the archive"
-        )
-    if _MEMBER_JUNK_RE.match(norm):
-        return []
-    m = _MEMBER_RE.match(norm)
-    if not m:
-        raise UnsafeArchiveError(
-            f"archive member {name!r} is not a store entry (expected graphs/xx/<62 hex>.h5 or traces/...); "
-            "refusing to import the archive"
-        )
-    return [(m.group(1), m.group(2) + m.group(3))]
+        return import_archive(self, tar_path)

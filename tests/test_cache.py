@@ -1,5 +1,6 @@
 """GraphCache, Graph(..., cache=True) and the unified cache stats/print/clear API."""
 
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,54 @@ def test_entry_built_by_another_process_is_used(root, tmp_path):
     assert _calls(marker) == built
     assert g.expectation() == pytest.approx(_kingman_moments(10, 3.0)[0], rel=1e-12)
     assert float(out.stdout.strip()) == pytest.approx(g.expectation(), rel=1e-12)
+
+
+FRESH_HIT = textwrap.dedent("""
+    import json, sys, time
+    from phasic import Graph
+    from tests._keys_helpers import counted_coalescent
+    before = set(sys.modules)
+    t = time.perf_counter()
+    g = Graph(counted_coalescent, ipv=[10], marker=sys.argv[1], theta=2.0, cache=True)
+    ms = (time.perf_counter() - t) * 1e3
+    new = set(sys.modules) - before
+    print(json.dumps({"h5py": "h5py" in new, "h5py_before": "h5py" in before, "ms": ms,
+                      "mean": g.expectation(), "var": g.variance(), "n": g.vertices_length()}))
+""")
+
+
+def test_first_hit_in_a_fresh_process_reads_without_h5py(root, tmp_path):
+    marker = tmp_path / "calls.txt"
+    _kingman(marker, 2.0, cache=True)
+    built = _calls(marker)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", FRESH_HIT, str(marker)], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert _calls(marker) == built  # the callback never ran in the children
+    mean, var = _kingman_moments(10, 2.0)
+    for run in runs:
+        assert run["n"] == 11 and not run["h5py_before"] and not run["h5py"]
+        assert run["mean"] == pytest.approx(mean, rel=1e-12) and run["var"] == pytest.approx(var, rel=1e-12)
+
+
+def test_repeated_hits_in_one_process_return_independent_graphs(root, tmp_path):
+    marker = tmp_path / "calls.txt"
+    kw = dict(ipv=[8], marker=str(marker), theta_dim=1, cache=True)
+    Graph(kh.counted_parameterised, **kw)
+    calls = _calls(marker)
+    g1 = Graph(kh.counted_parameterised, **kw)
+    g1.update_weights([0.25])  # changing one hit's weights must not leak into later hits
+    g2 = Graph(kh.counted_parameterised, **kw)
+    assert _calls(marker) == calls
+    assert g1.expectation() == pytest.approx(_kingman_moments(8, 0.25)[0], rel=1e-12)
+    g2.update_weights([3.0])
+    assert g2.expectation() == pytest.approx(_kingman_moments(8, 3.0)[0], rel=1e-12)
+    assert g1.expectation() == pytest.approx(_kingman_moments(8, 0.25)[0], rel=1e-12)
+    np.testing.assert_array_equal(g1.coefficients(), g2.coefficients())
 
 
 def test_parameterised_graph_round_trips_through_the_cache(root, tmp_path):

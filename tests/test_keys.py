@@ -253,3 +253,273 @@ def test_split_graph_kwargs_matches_graph_signature():
     assert own == set(GRAPH_OPTIONS)
     options, params = split_graph_kwargs({"theta": 1, "cache": True, "ipv": [3], "n": 4})
     assert options == {"cache": True, "ipv": [3]} and params == {"theta": 1, "n": 4}
+
+
+# ----------------------------------------------------------------------------- memoised, fast keys
+
+TRICKY = '''
+import functools
+import numpy as np
+
+SCALE = 2.0
+
+
+def helper(n):
+    return n * SCALE
+
+
+def recursive_a(n):
+    return 0 if n <= 0 else recursive_b(n - 1)
+
+
+def recursive_b(n):
+    return recursive_a(n - 1)
+
+
+def trailing_pass(state):
+    n = state[0]
+    if n <= 1:
+        return []
+    pass
+
+
+def trailing_comment(state):
+    return [[[state[0] - 1], helper(state[0])]]
+    # a comment inside the block
+
+# a comment outside it
+
+
+def docstring_only(state):
+    """Nothing but a docstring."""
+
+
+@functools.lru_cache(maxsize=None)
+def decorated(n):
+    return n + 1
+
+
+def multiline_return(state):
+    return [
+        [[state[0] - 1],
+         float(state[0])],
+    ]
+
+
+def one_liner(state): return []
+
+
+def nested_def_last(state):
+    def inner(k):
+        return k * SCALE
+    return [[[state[0] - 1], inner(state[0])]]
+
+
+def dead_branch_last(state):
+    x = state[0]
+    if False:
+        x = 2
+
+
+def constant_last(state):
+    x = state[0]
+    "a lone string at the end"
+
+
+def uses_recursion(state):
+    return [] if state[0] <= 1 else [[[state[0] - 1], float(recursive_a(3))]]
+
+
+class Holder:
+    def method(self, state):
+        return []
+
+    def to_dict(self):
+        return {"k": 1}
+
+    @classmethod
+    def from_dict(cls, doc):
+        return cls()
+
+    @staticmethod
+    def static(state):
+        return [[[state[0] - 1],
+                 1.0]]
+'''
+
+
+def _reference_ast(func):
+    """The documented normalisation, from inspect.getsource (independent of keys' shortcuts)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    node = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func.__name__)
+    node.decorator_list = []
+    if len(node.body) > 1 and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
+            and isinstance(node.body[0].value.value, str):
+        node.body = node.body[1:]
+    return ast.dump(node, include_attributes=False)
+
+
+def test_source_shortcut_normalises_exactly_like_inspect(tmp_path):
+    from phasic import keys
+
+    path = tmp_path / "tricky_model.py"
+    path.write_text(TRICKY)
+    module = _load_module(path, "tricky_model")
+    funcs = [getattr(module, n) for n in ("helper", "recursive_a", "trailing_pass", "trailing_comment",
+                                          "docstring_only", "multiline_return", "one_liner", "nested_def_last",
+                                          "dead_branch_last", "constant_last", "uses_recursion")]
+    funcs += [module.decorated.__wrapped__, module.Holder.method, module.Holder.static]
+    for func in funcs:
+        assert keys._function_ast_uncached(func) == _reference_ast(func), func.__qualname__
+    # the shortcut (no tokenize) is taken where the block end is certain, not only the fallback
+    for func in (module.helper, module.multiline_return, module.one_liner, module.nested_def_last,
+                 module.Holder.static):
+        assert keys._function_source(func) is not None, func.__qualname__
+    for func in (module.docstring_only, module.trailing_comment):
+        assert keys._function_source(func) is None, func.__qualname__
+
+
+def test_fast_key_text_equals_the_canonical_json_of_the_material(tmp_path):
+    import functools
+    import hashlib
+
+    from phasic.keys import graph_key_material
+
+    path = tmp_path / "tricky_text.py"
+    path.write_text(TRICKY)
+    module = _load_module(path, "tricky_text")
+    indexer = StateIndexer([Property("descendants", max_value=3, min_value=1)])
+    cases = [
+        (kh.coalescent, {"theta": 2.0}, {"ipv": [10]}),
+        (kh.uses_helpers, {"theta": 2.0, "arr": np.arange(3.0), "s": {"b", "a"}}, {"ipv": [[[4], 0.5], [[3], 0.5]]}),
+        (kh.wrapped, {}, {"options": {"discrete": True, "theta_dim": 2}}),
+        (kh.make_rate_callback(2.5), {}, {"ipv": [5], "indexer": indexer}),
+        (module.uses_recursion, {}, {"ipv": [3]}),
+        (module.nested_def_last, {"f": module.helper}, {"ipv": [np.int64(3)]}),
+        (functools.partial(module.trailing_comment), {}, {"ipv": [3]}),
+        (module.Holder().method, {"x": (1, 2.5, None, True, "s", b"b", 1 + 2j)}, {"ipv": [3]}),
+    ]
+    for callback, params, kw in cases:
+        key, text = graph_key(callback, params, **kw)
+        reference = json.dumps(graph_key_material(callback, params, **kw), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=True)
+        assert text == reference
+        assert key == hashlib.sha256(reference.encode()).hexdigest()
+
+
+def test_memoised_parts_never_freeze_values_that_can_change(tmp_path):
+    path = tmp_path / "mutable_model.py"
+    path.write_text(textwrap.dedent('''
+        import math
+        RATE = 1.0
+        def helper(n):
+            return n * 2
+        def uses_module(state):
+            return [] if state[0] <= 1 else [[[state[0] - 1], math.sqrt(state[0])]]
+        def make():
+            scale = 1.0
+            def model(state, theta=1.0):
+                return [] if state[0] <= 1 else [[[state[0] - 1], helper(state[0]) * RATE * scale * theta]]
+            def set_scale(value):
+                nonlocal scale
+                scale = value
+            return model, set_scale
+    '''))
+    module = _load_module(path, "mutable_model")
+    model, set_scale = module.make()
+    base = _key(model, ipv=[4])
+    assert _key(model, ipv=[4]) == base
+    set_scale(3.0)  # the same function object, another closure value
+    scaled = _key(model, ipv=[4])
+    assert scaled != base
+    set_scale(1.0)
+    assert _key(model, ipv=[4]) == base
+    module.RATE = 2.0  # a module constant
+    assert _key(model, ipv=[4]) not in (base, scaled)
+    module.RATE = 1.0
+    original_helper = module.helper
+    exec("def helper(n):\n    return n * 3\n", module.__dict__)  # rebinding a helper (no source: refused)
+    with pytest.raises(UnhashableError, match="helper"):
+        _key(model, ipv=[4])
+    module.helper = original_helper
+    model.__defaults__ = (2.0,)  # a default value
+    assert _key(model, ipv=[4]) != base
+    model.__defaults__ = (1.0,)
+    assert _key(model, ipv=[4]) == base
+    # a closure-free callback (its text is remembered): globals, defaults and code still count
+    plain = module.helper
+    k0 = _key(plain, ipv=[4])
+    module.np = np  # a name it does not read: no change
+    assert _key(plain, ipv=[4]) == k0
+    plain.__defaults__ = (5,)
+    assert _key(plain, ipv=[4]) != k0
+    plain.__defaults__ = None
+    assert _key(plain, ipv=[4]) == k0
+    original_code = plain.__code__
+    plain.__code__ = _other_code()
+    assert _key(plain, ipv=[4]) != k0
+    plain.__code__ = original_code
+    assert _key(plain, ipv=[4]) == k0
+    k_math = _key(module.uses_module, ipv=[4])
+    assert _key(module.uses_module, ipv=[4]) == k_math
+    module.math = np  # the module it reads is rebound: keyed by name, so the key changes
+    assert _key(module.uses_module, ipv=[4]) != k_math
+
+
+def _other_code():
+    def helper(n):
+        return n * 4
+    return helper.__code__
+
+
+def test_repeat_keys_are_cheap():
+    import time
+
+    graph_key(kh.uses_helpers, {"theta": 2.0}, ipv=[10])
+    t0 = time.perf_counter()
+    for _ in range(200):
+        graph_key(kh.uses_helpers, {"theta": 2.0}, ipv=[10])
+    per_call = (time.perf_counter() - t0) / 200
+    assert per_call < 2e-3  # measured ~0.03-0.1 ms; re-reading the source each call would cost ~1 ms
+
+
+def _plain_values():
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=True) \
+        | st.text(max_size=8) | st.binary(max_size=4) | st.complex_numbers(allow_nan=False)
+    keys = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2) | st.text(max_size=4) \
+        | st.tuples(st.integers(0, 3), st.text(max_size=2))
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                        | st.dictionaries(keys, inner, max_size=4) | st.frozensets(st.integers(0, 9), max_size=3)
+                        | st.builds(np.array, st.lists(st.integers(0, 9), max_size=3)), max_leaves=12)
+
+
+def test_direct_text_encoding_equals_canonical_json():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from phasic import keys
+
+    @settings(max_examples=300, deadline=None)
+    @given(_plain_values())
+    def values(value):
+        assert keys._value_text(value, "value", {}) == canonical_json(value)
+
+    ints = st.integers(0, 50)
+    state = st.lists(ints, min_size=1, max_size=4) | st.tuples(ints, ints)
+    prob = st.floats(0, 1) | st.integers(0, 1) | st.booleans()
+    ipvs = st.lists(ints, min_size=1, max_size=4) | st.lists(st.tuples(state, prob) | st.lists(state, max_size=3),
+                                                            max_size=3) \
+        | st.lists(st.builds(np.int64, ints), min_size=1, max_size=3) | st.none()
+
+    @settings(max_examples=300, deadline=None)
+    @given(ipvs)
+    def ipv(value):
+        assert keys._ipv_text(value) == canonical_json(keys.normalise_ipv(value))
+
+    values()
+    ipv()
