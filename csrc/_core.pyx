@@ -57,7 +57,7 @@ cdef extern from "elim.hpp" namespace "phasic":
                              const int64_t* xs, int64_t V, const int64_t* xinit,
                              const double* W, int64_t B, int64_t E, int64_t na,
                              const int64_t* a_edge, const int64_t* a_target,
-                             const double* rewards, int64_t k, double* out) except + nogil
+                             const double* rewards, int64_t k, double* out, int64_t block) except + nogil
 
 cdef extern from "dist.hpp" namespace "phasic":
     void forward_steps(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
@@ -417,7 +417,7 @@ def run_program(const int64_t[::1] xi, const int64_t[::1] xj, const int64_t[::1]
 
 
 def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_target,
-                      const int64_t[::1] a_edge, const double[::1] rewards, int k):
+                      const int64_t[::1] a_edge, const double[::1] rewards, int k, int64_t block=0):
     """First k reward moments of a CPH for each row of W (edge weights), by tape replay.
 
     a_target/a_edge: the start vertex's edges (initial distribution).
@@ -443,7 +443,7 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     cdef const int64_t* atp = &a_target[0] if na else NULL
     with nogil:
         cph_moments_blocked(n, cp, ap, bp, ccp, nx, xip, xjp, xsp, V, &xinit[0],
-                            &W[0, 0] if E else NULL, B, E, na, aep, atp, &rewards[0], k, &o[0, 0])
+                            &W[0, 0] if E else NULL, B, E, na, aep, atp, &rewards[0], k, &o[0, 0], block)
     return out
 
 

@@ -341,8 +341,10 @@ inline void cph_moments_blocked(int64_t n, const uint8_t* code, const int64_t* a
                                 const int64_t* xs, int64_t V, const int64_t* xinit,
                                 const double* W, int64_t B, int64_t E, int64_t na,
                                 const int64_t* a_edge, const int64_t* a_target,
-                                const double* rewards, int64_t k, double* out) {
-  int64_t nb = std::max<int64_t>(1, std::min<int64_t>(32, (int64_t(1) << 22) / std::max<int64_t>(1, n + V)));
+                                const double* rewards, int64_t k, double* out, int64_t block = 0) {
+  // working set (n + 2V) * nb doubles: kept near 1 MB so that it stays in the core's cache
+  int64_t nb = block > 0 ? block
+      : std::max<int64_t>(1, std::min<int64_t>(32, (int64_t(1) << 17) / std::max<int64_t>(1, n + 2 * V)));
   nb = std::min(nb, std::max<int64_t>(B, 1));
   std::vector<double> val((n + 1) * nb), x(V * nb), y(V * nb);
   for (int64_t s = 0; s < B; s += nb) {
