@@ -57,7 +57,9 @@ cdef extern from "elim.hpp" namespace "phasic":
                              const int64_t* xs, int64_t V, const int64_t* xinit,
                              const double* W, int64_t B, int64_t E, int64_t na,
                              const int64_t* a_edge, const int64_t* a_target,
-                             const double* rewards, int64_t k, double* out, int64_t block) except + nogil
+                             const double* rewards, int64_t k, double* out, int64_t block,
+                             const double* theta, int64_t p, const double* base, const double* coef,
+                             uint8_t* neg) except + nogil
 
 cdef extern from "dist.hpp" namespace "phasic":
     void forward_steps(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
@@ -443,8 +445,37 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     cdef const int64_t* atp = &a_target[0] if na else NULL
     with nogil:
         cph_moments_blocked(n, cp, ap, bp, ccp, nx, xip, xjp, xsp, V, &xinit[0],
-                            &W[0, 0] if E else NULL, B, E, na, aep, atp, &rewards[0], k, &o[0, 0], block)
+                            &W[0, 0] if E else NULL, B, E, na, aep, atp, &rewards[0], k, &o[0, 0], block,
+                            NULL, 0, NULL, NULL, NULL)
     return out
+
+
+def cph_moments_theta(dict tr, const double[:, ::1] thetas, const double[::1] base,
+                      const double[:, ::1] coef, const int64_t[::1] a_target,
+                      const int64_t[::1] a_edge, const double[::1] rewards, int k):
+    """Like cph_moments_batch, with the weights base + coef . theta computed block by block
+    inside the core (no (B, E) weight matrix). Returns (moments (B, k), negative (B,) bool)."""
+    cdef const uint8_t[::1] code = tr["code"]
+    cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+    cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+    cdef int64_t B = thetas.shape[0], p = thetas.shape[1], E = base.shape[0]
+    cdef int64_t n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0], na = a_target.shape[0]
+    if coef.shape[0] != E or coef.shape[1] != p:
+        raise ValueError(f"coef has shape {(coef.shape[0], coef.shape[1])}, expected {(E, p)}")
+    out = np.empty((B, k))
+    negative = np.zeros(B, dtype=np.uint8)
+    cdef double[:, ::1] o = out
+    cdef uint8_t[::1] ng = negative
+    if B == 0:
+        return out, negative.astype(bool)
+    with nogil:
+        cph_moments_blocked(n, &code[0] if n else NULL, &ta[0] if n else NULL, &tb[0] if n else NULL,
+                            &tc[0] if n else NULL, nx, &xi[0] if nx else NULL, &xj[0] if nx else NULL,
+                            &xs[0] if nx else NULL, V, &xinit[0], NULL, B, E, na,
+                            &a_edge[0] if na else NULL, &a_target[0] if na else NULL, &rewards[0], k,
+                            &o[0, 0], 0, &thetas[0, 0], p, &base[0] if E else NULL,
+                            &coef[0, 0] if E else NULL, &ng[0])
+    return out, negative.astype(bool)
 
 
 # ---------------------------------------------------------------------------------------

@@ -336,20 +336,43 @@ inline void replay_block(int64_t n, const int64_t* xi, const int64_t* xj, const 
 
 // First k reward moments of a CPH for B weight vectors (rows of W, length E), in blocks.
 // a_edge/a_target: the start vertex's edges. out: (B, k).
+// If `theta` is given (B x p, with base (E) and coef (E x p)), the weights of each block are
+// computed here as base + coef . theta into one reused buffer (W is then ignored); a row
+// whose weights include a negative value gets NaN moments and neg[row] = 1.
 inline void cph_moments_blocked(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
                                 const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
                                 const int64_t* xs, int64_t V, const int64_t* xinit,
                                 const double* W, int64_t B, int64_t E, int64_t na,
                                 const int64_t* a_edge, const int64_t* a_target,
-                                const double* rewards, int64_t k, double* out, int64_t block = 0) {
+                                const double* rewards, int64_t k, double* out, int64_t block = 0,
+                                const double* theta = nullptr, int64_t p = 0,
+                                const double* base = nullptr, const double* coef = nullptr,
+                                uint8_t* neg = nullptr) {
   // working set (n + 2V) * nb doubles: kept near 1 MB so that it stays in the core's cache
   int64_t nb = block > 0 ? block
       : std::max<int64_t>(1, std::min<int64_t>(32, (int64_t(1) << 17) / std::max<int64_t>(1, n + 2 * V)));
   nb = std::min(nb, std::max<int64_t>(B, 1));
-  std::vector<double> val((n + 1) * nb), x(V * nb), y(V * nb);
+  std::vector<double> val((n + 1) * nb), x(V * nb), y(V * nb), wbuf;
+  if (theta) wbuf.resize(nb * E);
   for (int64_t s = 0; s < B; s += nb) {
     int64_t m = std::min(nb, B - s);
     const double* Wb = W + s * E;
+    if (theta) {
+      for (int64_t j = 0; j < m; ++j) {
+        const double* th = theta + (s + j) * p;
+        double* w = wbuf.data() + j * E;
+        bool bad = false;
+        for (int64_t e = 0; e < E; ++e) {
+          double v = base[e];
+          const double* ce = coef + e * p;
+          for (int64_t q = 0; q < p; ++q) v += ce[q] * th[q];
+          w[e] = v;
+          bad |= !(v >= 0.0);
+        }
+        if (neg) neg[s + j] = bad;
+      }
+      Wb = wbuf.data();
+    }
     if (m == 1) eval_tape(n, code, a, b, c, Wb, val.data());
     else eval_tape_block(n, code, a, b, c, Wb, E, m, val.data());
     std::fill(y.begin(), y.begin() + V * m, 1.0);

@@ -289,15 +289,11 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
         lo, hi = int(g._indptr[0]), int(g._indptr[1])
         a_edge = np.arange(lo, hi, dtype=np.int64)
         a_target = g._target[lo:hi].astype(np.int64)
-        E = max(g._target.size, 1)
-        block = max(64, int(262_144 // E))  # weight blocks of ~2 MB stay in cache
-        res = np.empty((B, kk))
-        for s in range(0, B, block):
-            W = np.ascontiguousarray(g._base + th[s:s + block] @ g._coef.T)
-            neg = np.flatnonzero(np.any(W < 0, axis=1))
-            if neg.size:
-                raise ParameterError(f"theta {th[s + neg[0]].tolist()!r} gives a negative rate")
-            res[s:s + block] = _core.cph_moments_batch(tr, W, a_target, a_edge, r, kk)
+        res, negative = _core.cph_moments_theta(
+            tr, np.ascontiguousarray(th), np.ascontiguousarray(g._base, np.float64),
+            np.ascontiguousarray(g._coef, np.float64), a_target, a_edge, r, int(kk))
+        if negative.any():
+            raise ParameterError(f"theta {th[np.flatnonzero(negative)[0]].tolist()!r} gives a negative rate")
         bad = np.flatnonzero(~np.all(np.isfinite(res), axis=1))
         if bad.size:
             raise ParameterError(f"theta {th[bad[0]].tolist()!r} gives non-finite moments: some "
