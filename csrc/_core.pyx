@@ -160,6 +160,7 @@ cdef class StateSpace:
     cdef StateTable* t
     cdef int d
     cdef vector[int32_t] buf
+    cdef bint indexed   # False after from_states: the hash index is built on first lookup
 
     def __cinit__(self, int d):
         if d < 1:
@@ -168,6 +169,7 @@ cdef class StateSpace:
         self.t = new StateTable(d)
         self.buf.resize(d)
         self.t.append_unindexed(self.buf.data())  # the start vertex: state of zeros
+        self.indexed = True
 
     def __dealloc__(self):
         del self.t
@@ -179,17 +181,25 @@ cdef class StateSpace:
     def __len__(self):
         return self.t.size()
 
+    cdef void _ensure_index(self):
+        if not self.indexed:
+            self.t.reindex(1)
+            self.indexed = True
+
     def find(self, state):
+        self._ensure_index()
         fill_state(state, self.d, self.buf.data(), "find_vertex")
         return self.t.find(self.buf.data())
 
     def find_or_create(self, state):
         cdef cbool created = False
+        self._ensure_index()
         fill_state(state, self.d, self.buf.data(), "find_or_create_vertex")
         idx = self.t.find_or_create(self.buf.data(), &created)
         return idx, bool(created)
 
     def create_unindexed(self, state):
+        self._ensure_index()
         fill_state(state, self.d, self.buf.data(), "create_vertex")
         return self.t.append_unindexed(self.buf.data())
 
@@ -206,7 +216,7 @@ cdef class StateSpace:
         cdef int32_t[:, ::1] s = np.ascontiguousarray(states, dtype=np.int32)
         cdef StateSpace sp = StateSpace(s.shape[1])
         sp.t.load(&s[0, 0], s.shape[0])
-        sp.t.reindex(1)
+        sp.indexed = False
         return sp
 
 
