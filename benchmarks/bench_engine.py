@@ -40,6 +40,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import models  # noqa: E402
+from timing import best_of  # noqa: E402
 import reference_env  # noqa: E402
 
 QUICK = [("kingman", 50), ("kingman", 200), ("block_counting", 20), ("block_counting", 25),
@@ -49,21 +50,6 @@ DEFAULT = [("kingman", 50), ("kingman", 200), ("kingman", 1000), ("block_countin
            ("rabbits", 100), ("rabbits", 150)]
 DENSE_MAX_S, DENSE_MAX_BYTES = 60.0, 8e9
 SHORT = {"kingman": "kingman", "block_counting": "blockcount", "rabbits": "rabbits"}
-
-
-def best_of(fn, setup=None, reps=5, budget=2.0):
-    """(min seconds, last result) over up to `reps` runs, stopping after `budget` seconds."""
-    best, spent, out = float("inf"), 0.0, None
-    for _ in range(reps):
-        arg = setup() if setup else None
-        t0 = time.perf_counter()
-        res = fn(arg) if setup else fn()
-        dt = time.perf_counter() - t0
-        out = res  # the previous result is freed here, outside the timed region
-        best, spent = min(best, dt), spent + dt
-        if spent >= budget:
-            break
-    return best, out
 
 
 def pdf_grid(mean):
@@ -206,19 +192,7 @@ t0 = time.perf_counter()
 import phasic
 print(json.dumps({"import_s": time.perf_counter() - t0}), flush=True)
 import models
-
-def best_of(fn, setup=None, reps=5, budget=2.0):
-    best, spent, out = float("inf"), 0.0, None
-    for _ in range(reps):
-        arg = setup() if setup else None
-        t0 = time.perf_counter()
-        res = fn(arg) if setup else fn()
-        dt = time.perf_counter() - t0
-        out = res  # the previous result is freed here, outside the timed region
-        best, spent = min(best, dt), spent + dt
-        if spent >= budget:
-            break
-    return best, out
+from timing import best_of
 
 def in_child(fn, timeout):
     """fn() in a forked child; {"ok": result} or {"error": reason}."""

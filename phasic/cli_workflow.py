@@ -213,6 +213,18 @@ def _build(spec, args, store, build_missing=True):
     return g, {"graph_key": key, "graph_entry": str(path), "built": bool(built)}
 
 
+def _load_graph_or_fail(args):
+    """`_load_graph(args)`, or the exit code after reporting a failing model callback."""
+    from phasic.exceptions import PhasicError
+
+    try:
+        return _load_graph(args)
+    except PhasicError:
+        raise
+    except Exception as exc:
+        return _callback_failure(_spec_from_args(args, required=False), exc)
+
+
 def _graph_info(g):
     return {"vertices": g.vertices_length(), "edges": g.edges_length(), "state_length": g.state_length,
             "theta_dim": g.theta_dim or 0, "discrete": g.discrete}
@@ -280,16 +292,13 @@ def _graph_build(args):
 
 # ------------------------------------------------------------------------ trace record
 def _trace_record(args):
-    from phasic.exceptions import PhasicError
     from phasic.traces import ensure_trace, trace_key
 
     t0 = time.perf_counter()
-    try:
-        g, info, spec, store = _load_graph(args)
-    except PhasicError:
-        raise
-    except Exception as exc:
-        return _callback_failure(_spec_from_args(args, required=False), exc)
+    loaded = _load_graph_or_fail(args)
+    if isinstance(loaded, int):
+        return loaded
+    g, info, spec, store = loaded
     key = trace_key(g)
     existed = store.contains("traces", key)
     with _Progress("trace", enabled=None if not args.quiet else False):
@@ -447,16 +456,14 @@ def _sweep_dask(info, store, thetas, k, vectors, times):
 def _evaluate(args):
     import numpy as np
 
-    from phasic.exceptions import ParameterError, PhasicError, TraceError
+    from phasic.exceptions import ParameterError, TraceError
     from phasic.models import reward_vectors, rewards_reference, theta_matrix, theta_names
 
     t0 = time.perf_counter()
-    try:
-        g, info, spec, store = _load_graph(args)
-    except PhasicError:
-        raise
-    except Exception as exc:
-        return _callback_failure(_spec_from_args(args, required=False), exc)
+    loaded = _load_graph_or_fail(args)
+    if isinstance(loaded, int):
+        return loaded
+    g, info, spec, store = loaded
     spec = spec or {}
     name = spec.get("name") or spec.get("callback") or info["graph_key"][:12]
     if args.trace:

@@ -13,24 +13,11 @@ import pytest
 import phasic
 from phasic import Graph, ParameterError
 from phasic.traces import evaluate_batch, graph_trace, load_trace, trace_entry_path, trace_key
+from tests.dask_models import two_island_param
 
 
-@phasic.with_ipv([[[5, 0], 1.0]])
-def two_island(state):
-    """Structured coalescent, theta = (coalescence scale, migration rate)."""
-    a, b = int(state[0]), int(state[1])
-    if a + b <= 1:
-        return []
-    out = []
-    if a >= 2:
-        out.append([[a - 1, b], [a * (a - 1) / 2, 0.0]])
-    if b >= 2:
-        out.append([[a, b - 1], [b * (b - 1) / 2, 0.0]])
-    if a > 0:
-        out.append([[a - 1, b + 1], [0.0, a]])
-    if b > 0:
-        out.append([[a + 1, b - 1], [0.0, b]])
-    return out
+# structured coalescent, theta = (coalescence rate, migration rate), 5 lineages on island 1
+two_island = phasic.with_ipv([[[5, 0], 1.0]])(two_island_param)
 
 
 def random_param_graph(seed, n=40, p=3, extra=3):
