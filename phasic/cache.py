@@ -147,7 +147,7 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
     def _build():
         graph = build()
         built.append(graph)
-        arrays, attrs = graph.to_arrays()
+        arrays, attrs = graph.to_arrays(compact=True)
         attrs = dict(attrs)
         attrs.update(key_material=material, callback=name)
         return arrays, attrs
@@ -218,7 +218,7 @@ class GraphCache:
     def save_graph(self, graph, callback, **kwargs):
         """Store ``graph`` as the graph of ``Graph(callback, **kwargs)``; returns the entry's path."""
         key, material = graph_key_for(callback, **kwargs)
-        arrays, attrs = graph.to_arrays()
+        arrays, attrs = graph.to_arrays(compact=True)
         attrs = dict(attrs)
         attrs.update(key_material=material, callback=getattr(callback, "__qualname__", repr(callback)))
         return self.store.put("graphs", key, arrays, attrs)

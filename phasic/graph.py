@@ -111,7 +111,8 @@ class Graph:
         self._theta_dim = None if coef is None else coef.shape[1]
 
     # ------------------------------------------------------------------ structure
-    def _set_csr(self, indptr, target, weight, coef):
+    def _set_csr(self, indptr, target, weight, coef, own=False):
+        """Install CSR arrays; ``own``: ``weight`` is a fresh array nobody else holds."""
         self._indptr, self._target = indptr, target
         self._coef = coef
         if coef is not None:
@@ -119,7 +120,7 @@ class Graph:
             self._base = np.where(param, 0.0, weight)
         else:
             self._base = weight
-        self._w = weight.astype(np.float64, copy=True)
+        self._w = weight if own and weight.dtype == np.float64 else weight.astype(np.float64, copy=True)
         self._invalidate(structure=True)
 
     def _invalidate(self, structure=False):
@@ -275,8 +276,12 @@ class Graph:
                 f"state_length={self.state_length}{extra}>")
 
     # ------------------------------------------------------------------ arrays
-    def to_arrays(self):
-        """``(arrays, attrs)``: the graph as plain typed arrays (used by the store, pickling)."""
+    def to_arrays(self, compact=False):
+        """``(arrays, attrs)``: the graph as plain typed arrays (used by the store, pickling).
+
+        ``compact=True`` gives the store's lossless small form (narrow integers,
+        dictionary-coded rates; see :mod:`phasic.graph_arrays`); ``from_arrays`` reads both.
+        """
         self._flush()
         arrays = {"states": self.states(), "edges/indptr": self._indptr, "edges/target": self._target,
                   "edges/weight": self._base if self._coef is not None else self._w}
@@ -284,11 +289,22 @@ class Graph:
             arrays["edges/coef"] = self._coef
         attrs = {"discrete": self._discrete, "theta_dim": int(self._theta_dim or 0),
                  "state_length": self.state_length}
+        if compact:
+            from phasic.graph_arrays import pack
+
+            arrays = pack(arrays)
         return arrays, attrs
 
     @classmethod
     def from_arrays(cls, arrays, attrs):
-        """Inverse of :meth:`to_arrays`."""
+        """Inverse of :meth:`to_arrays` (plain or compact arrays)."""
+        if "states" not in arrays or "edges/indptr" not in arrays:
+            raise ValueError(f"graph arrays need 'states' and 'edges/indptr', got {sorted(arrays)!r}")
+        fresh = "edges/weight" not in arrays
+        if fresh or "edges/coef_table" in arrays:
+            from phasic.graph_arrays import unpack
+
+            arrays = unpack(arrays)
         g = cls.__new__(cls)
         g._discrete = bool(attrs.get("discrete", False))
         g._hierarchical = False
@@ -304,7 +320,8 @@ class Graph:
         if coef is not None:
             coef = np.ascontiguousarray(coef, np.float64)
             weight = weight + coef.sum(axis=1)  # theta = ones until update_weights
-        g._set_csr(indptr, target, weight, coef)
+            fresh = True
+        g._set_csr(indptr, target, weight, coef, own=fresh)
         g._theta_dim = None if coef is None else coef.shape[1]
         return g
 

@@ -191,7 +191,7 @@ def build_task(root, key, material, callback, kwargs, trace=True, verify_key=Tru
         def make():
             g = Graph(callback, **kwargs)
             built.append(g)
-            arrays, attrs = g.to_arrays()
+            arrays, attrs = g.to_arrays(compact=True)
             attrs = dict(attrs)
             attrs.update(key_material=worker_material, callback=name)
             return arrays, attrs

@@ -99,7 +99,7 @@ def graph_store_key(graph, store):
     """Store ``graph`` by the hash of its arrays (if absent) and return that key."""
     from phasic.store import checksum_arrays
 
-    arrays, attrs = graph.to_arrays()
+    arrays, attrs = graph.to_arrays(compact=True)
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
     material = json.dumps({"schema": _CONTENT_SCHEMA, "checksum": checksum_arrays(arrays), "attrs": attrs},
                           sort_keys=True, separators=(",", ":"), default=str)
