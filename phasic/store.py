@@ -24,52 +24,12 @@ with compressed datasets are read with h5py and verified with ``checksum``;
 both stay readable, and keys did not change.  A phasic that only knows
 format 1 ignores format-2 entries (with a warning) and never removes them.
 
-Speed of a hit
---------------
-``benchmarks/bench_store.py`` prints the full table; on the 2-core development
-machine (busy, so +-50%), in ms:
-
-====================  ========  =====  ========  ======  ===========  =========
-graph                 vertices  build  hit       disk    fresh build  fresh hit
-====================  ========  =====  ========  ======  ===========  =========
-Kingman n=50          51        0.14   0.095     0.14    0.39         3.3
-block-counting n=10   43        0.33   0.11      0.19    0.40         4.0
-block-counting n=16   232       1.3    0.10      0.18    1.9          4.5
-block-counting n=22   1,003     12     0.15      0.48    11           11
-block-counting n=33   10,144    190    2.0       3.7     136          26
-====================  ========  =====  ========  ======  ===========  =========
-
-``hit`` is a repeated ``Graph(cb, cache=True)`` in one process (memory layer:
-key ~0.02-0.05 ms, a ``stat``, copies, ``Graph.from_arrays``), ``disk`` the
-same without the memory layer (one read, one SHA-256 pass).  ``fresh hit`` is
-the first call in a new process, which also imports phasic.cache, keys and
-store (~2.5 ms with bytecode) and normalises the callback's source for the
-first time (~1-3 ms); that floor is why a fresh process only wins from ~1,000
-vertices.  Reading through h5py instead (format 1) cost ~2-4 ms per hit plus
-~50-190 ms for ``import h5py`` in a fresh process.
-
-Compression
------------
-Measured on the arrays of a 10,144-vertex block-counting coalescent graph
-(96,525 edges, 2.58 MB raw; CPU time of ``Store.get`` including the checksum):
-
-==================  =========  ===========
-filter              file size  read + check
-==================  =========  ===========
-none                2.58 MB    ~6 ms
-gzip-1 + shuffle    0.25 MB    ~15 ms
-lzf + shuffle       0.33 MB    ~17 ms
-gzip-4/6 + shuffle  0.21 MB    ~15 ms (1.5-2x slower writes)
-==================  =========  ===========
-
-(format 1, through h5py; a format-2 hit of that graph reads and checks in
-~2 ms.)  Compression buys a 10x smaller file but costs several times the hit
-time, and a compressed entry has no index (it is read with h5py), while
-archives made by :meth:`Store.export` are gzipped as a whole anyway.  The
-default is therefore **no compression**.  ``Store(compression="gzip")``
-(gzip level 1 + shuffle, the best of the filters measured) or
-``$PHASIC_CACHE_COMPRESSION=gzip`` pays where space or a slow network file
-system matters more; it applies to datasets of at least 64 KiB.
+Speed and compression
+---------------------
+Measured hit times and the compression trade-off are in ``docs/store.md``; in short,
+graphs are stored in the compact lossless form of :mod:`phasic.graph_arrays` without a
+compression filter (``Store(compression="gzip")`` or ``$PHASIC_CACHE_COMPRESSION=gzip``
+adds gzip level 1 + shuffle to datasets of at least 64 KiB, read back through h5py).
 
 Concurrency and durability
 --------------------------
@@ -105,11 +65,8 @@ Concurrency and durability
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import os
 import re
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -117,11 +74,8 @@ from pathlib import Path
 # Set before h5py opens any file; see the module docstring.
 os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
 
-import numpy as np  # noqa: E402
-
-from phasic.exceptions import ParameterError, StoreError  # noqa: E402
-from phasic.store_entry import (FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, entry_image,  # noqa: E402
-                                read_hdf5, read_indexed)
+from phasic.exceptions import ParameterError  # noqa: E402
+from phasic.store_entry import FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, read_hdf5, read_indexed  # noqa: E402
 
 __all__ = ["Store", "VerifyReport", "ImportReport", "default_root", "KINDS", "STORE_ATTRS", "checksum_arrays",
            "STORE_FORMAT"]
@@ -524,67 +478,6 @@ class Store:
         )
 
     # ------------------------------------------------------------------ write
-    @staticmethod
-    def _check_arrays(arrays):
-        if not isinstance(arrays, dict):
-            raise ParameterError(f"arrays must be a dict of name -> numpy array, got {type(arrays).__name__}")
-        out = {}
-        for name, value in arrays.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name) or any(p in (".", "..") for p in name.split("/")):
-                raise ParameterError(
-                    f"array name {name!r} is not valid; use letters, digits, '_', '-', '.' and '/' between parts"
-                )
-            a = np.asarray(value)
-            if a.dtype.kind not in "biufcS":
-                raise ParameterError(
-                    f"array {name!r} has dtype {a.dtype!r}; the store holds bool, integer, float, complex "
-                    "and bytes arrays only (no objects or unicode)"
-                )
-            out[name] = np.asarray(a.astype(a.dtype.newbyteorder("="), copy=False), order="C")
-        for name in out:
-            for other in out:
-                if other.startswith(name + "/"):
-                    raise ParameterError(f"array name {name!r} is also the group of {other!r}; rename one of them")
-        return out
-
-    @staticmethod
-    def _check_attrs(attrs):
-        out = {}
-        for name, value in (attrs or {}).items():
-            if not isinstance(name, str) or not name:
-                raise ParameterError(f"attribute name {name!r} must be a non-empty str")
-            if name in _RESERVED:
-                raise ParameterError(f"attribute {name!r} is written by the store itself; use another name")
-            if isinstance(value, np.generic):
-                value = value.item()
-            if value is not None and not isinstance(value, (str, bool, int, float)):
-                raise ParameterError(
-                    f"attribute {name!r}={value!r:.80} has type {type(value).__name__}; "
-                    "attributes must be str, int, float, bool or None"
-                )
-            if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-                raise ParameterError(f"attribute {name!r}={value!r} does not fit in 64 bits; store it as a str")
-            out[name] = value
-        return out
-
-    @staticmethod
-    def _write_bytes(tmp, image):
-        """Write, flush and fsync ``image`` to ``tmp``; every failure is a plain OSError."""
-        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
-        try:
-            view = memoryview(image)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if os.utime in os.supports_fd:  # backdated mtime: see the memory layer in phasic.store_entry
-                stamp = int((time.time() - MTIME_BACKDATE) * 1e9)
-                os.utime(fd, ns=(stamp, stamp))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if os.path.getsize(tmp) != len(image):
-            raise OSError(f"short write ({os.path.getsize(tmp)} of {len(image)} bytes)")
-
     def put(self, kind, key, arrays, attrs=None):
         """Write an entry atomically (replacing any entry of that key).
 
@@ -613,43 +506,9 @@ class Store:
         return self._put(kind, key, arrays, attrs)[0]
 
     def _put(self, kind, key, arrays, attrs=None):
-        path = self.path(kind, key)
-        arrays = self._check_arrays(arrays)
-        attrs = self._check_attrs(attrs)
-        full = dict(attrs)
-        full.update(
-            format=STORE_FORMAT,
-            key=key,
-            key_material=attrs.get("key_material") or "",
-            phasic_version=phasic_version(),
-            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            checksum=checksum_arrays(arrays),
-        )
-        hint = "free disk space, or point PHASIC_CACHE_DIR (or --cache-dir) at a writable directory with room"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _new_temp(path)
-        except OSError as exc:
-            raise StoreError(f"cannot write store entry {str(path)!r}: {exc.strerror or exc}; {hint}") from exc
-        try:
-            self._write_bytes(tmp, entry_image(arrays, full, self.compression, COMPRESS_MIN_BYTES))
-            os.replace(tmp, path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, (OSError, RuntimeError, ValueError)):
-                raise StoreError(f"cannot write store entry {str(path)!r}: {exc}; {hint}") from exc
-            raise
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        self._clean_temps(path.parent)
-        if self.max_size_mb is not None:
-            self.evict(self.max_size_mb, keep=(path,))
-        return path, arrays, full
+        from phasic.store_write import put_entry
+
+        return put_entry(self, kind, key, arrays, attrs)
 
     def _clean_temps(self, directory, max_age=STALE_TEMP_SECONDS):
         """Remove stale temp files (and dead lock files) in one directory."""
@@ -674,56 +533,23 @@ class Store:
     # ------------------------------------------------------------------ maintenance
     def clear(self, kind=None):
         """Remove every entry of ``kind`` (default: all kinds); returns how many."""
-        n = 0
-        for k in self._kinds(kind):
-            for _, path in self._entry_paths(k):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                    n += 1
-            base = self.root / k
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for sub in os.scandir(base):
-                    if _SUBDIR_RE.match(sub.name):
-                        self._clean_temps(sub.path)
-                        with contextlib.suppress(OSError):
-                            os.rmdir(sub.path)
-        return n
+        from phasic.store_archive import clear
+
+        return clear(self, kind)
 
     def verify(self, kind=None):
-        """Check every entry; move bad ones aside and remove stale temporary files.
-
-        Every entry is read both through its index (when it has one) and with
-        h5py, so damage anywhere in the file is found.  Entries of a newer
-        store format are listed in ``newer`` and left alone.
+        """Check every entry (through its index and with h5py); move bad ones aside and remove
+        stale temporary files.  Entries of a newer store format are listed in ``newer`` and
+        left alone.
 
         Returns
         -------
         VerifyReport
             Falsy when any entry was bad.
         """
-        report = VerifyReport()
-        for k in self._kinds(kind):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for sub in os.scandir(self.root / k):
-                    if _SUBDIR_RE.match(sub.name):
-                        report.removed_temp += self._clean_temps(sub.path)
-            for key, path in self._entry_paths(k):
-                try:
-                    st = path.stat()
-                    _, _, problem = _check(path, key)
-                except FileNotFoundError:
-                    continue
-                report.checked += 1
-                if problem is None:
-                    report.ok += 1
-                elif problem.startswith("newer store format"):
-                    report.newer.append(str(path))
-                else:
-                    report.bad.append((str(path), problem))
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        self._quarantine(k, key, path, st, problem)
-        return report
+        from phasic.store_archive import verify
+
+        return verify(self, kind)
 
     def evict(self, max_size_mb, keep=()):
         """Remove least recently used entries (by mtime) until all kinds fit in ``max_size_mb``.
@@ -733,49 +559,15 @@ class Store:
         list of pathlib.Path
             The removed entries, oldest first.
         """
-        keep = {Path(p) for p in keep}
-        items = []
-        for k in KINDS:
-            for _, path in self._entry_paths(k):
-                with contextlib.suppress(FileNotFoundError):
-                    st = path.stat()
-                    items.append((st.st_mtime_ns, st.st_size, path))
-        total = sum(size for _, size, _ in items)
-        limit = float(max_size_mb) * _MB
-        removed = []
-        for _, size, path in sorted(items, key=lambda t: (t[0], str(t[2]))):
-            if total <= limit:
-                break
-            if path in keep:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed.append(path)
-            total -= size
-        return removed
+        from phasic.store_archive import evict
+
+        return evict(self, max_size_mb, keep)
 
     # ------------------------------------------------------------------ build once
     def _lock_is_stale(self, lock):
-        try:
-            mtime = lock.stat().st_mtime
-            info = json.loads(lock.read_text() or "{}")
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError):
-            info = {}
-        if info.get("host") == _hostname() and isinstance(info.get("pid"), int):
-            try:
-                os.kill(info["pid"], 0)
-            except ProcessLookupError:
-                return True
-            except OSError:
-                pass
-        return time.time() - mtime > self.stale_lock_seconds
+        from phasic.store_lock import lock_is_stale
 
-    def _heartbeat(self, lock, stop):
-        while not stop.wait(max(0.05, self.stale_lock_seconds / 4)):
-            with contextlib.suppress(OSError):
-                os.utime(lock)
+        return lock_is_stale(lock, self.stale_lock_seconds)
 
     def get_or_create(self, kind, key, build):
         """Return an entry, building and storing it when missing, at most once across processes.
@@ -786,7 +578,7 @@ class Store:
         key : str
         build : callable
             ``build() -> (arrays, attrs)``; called only when the entry is
-            missing and this process holds the build lock.
+            missing and this process holds the build lock (see :mod:`phasic.store_lock`).
 
         Returns
         -------
@@ -796,47 +588,9 @@ class Store:
         found = self.get(kind, key)
         if found is not None:
             return found
-        path = self.path(kind, key)
-        lock = path.parent / f".{path.name}.lock"
-        delay = 0.01
-        while True:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                found = self.get(kind, key)
-                if found is not None:
-                    return found
-                if self._lock_is_stale(lock):
-                    with contextlib.suppress(OSError):  # rename first: only one waiter wins
-                        stale = lock.with_name(f"{lock.name}.stale.{_token(4)}")
-                        os.rename(lock, stale)
-                        os.unlink(stale)
-                    continue
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.25)
-                continue
-            except OSError:
-                # no lock possible (read-only or full store): build here; put() reports the failure
-                arrays, attrs = build()
-                _, arrays, attrs = self._put(kind, key, arrays, attrs)
-                return arrays, attrs
-            stop = threading.Event()
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump({"pid": os.getpid(), "host": _hostname(), "time": time.time()}, fh)
-                beat = threading.Thread(target=self._heartbeat, args=(lock, stop), daemon=True)
-                beat.start()
-                found = self.get(kind, key)
-                if found is not None:
-                    return found
-                arrays, attrs = build()
-                _, arrays, attrs = self._put(kind, key, arrays, attrs)
-                return arrays, attrs
-            finally:
-                stop.set()
-                with contextlib.suppress(OSError):
-                    os.unlink(lock)
+        from phasic.store_lock import get_or_create
+
+        return get_or_create(self, kind, key, build)
 
     # ------------------------------------------------------------------ archives
     def export(self, tar_path, kinds=KINDS):

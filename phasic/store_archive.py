@@ -1,7 +1,8 @@
-"""Cache archives: :meth:`phasic.store.Store.export` and :meth:`phasic.store.Store.import_archive`.
+"""Store maintenance: ``clear``, ``verify``, ``evict``, and cache archives (``export``,
+``import_archive``), the bodies of the :class:`phasic.store.Store` methods of those names.
 
 Kept apart from :mod:`phasic.store` so that importing the store for a cache
-hit does not load (or compile) code only archive commands use.
+hit does not load (or compile) code only maintenance commands use.
 """
 
 from __future__ import annotations
@@ -9,12 +10,91 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from pathlib import Path
 
 from phasic.exceptions import StoreError, UnsafeArchiveError
-from phasic.store import ImportReport, _check, _LazyRe, _new_temp, _token
+from phasic.store import (_MB, _SUBDIR_RE, KINDS, ImportReport, VerifyReport, _check, _LazyRe, _new_temp,
+                          _token)
 
-__all__ = ["export", "import_archive"]
+__all__ = ["clear", "verify", "evict", "export", "import_archive"]
+
+
+def _checked_entries(store, kind):
+    """``(key, path, stat, problem)`` of every entry of ``kind`` (fully checked; None = good)."""
+    for key, path in store._entry_paths(kind):
+        try:
+            st = path.stat()
+            _, _, problem = _check(path, key)
+        except FileNotFoundError:
+            continue
+        yield key, path, st, problem
+
+
+def _subdirs(store, kind):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for sub in os.scandir(store.root / kind):
+            if _SUBDIR_RE.match(sub.name):
+                yield sub.path
+
+
+def clear(store, kind=None):
+    """See :meth:`phasic.store.Store.clear`."""
+    n = 0
+    for k in store._kinds(kind):
+        for _, path in store._entry_paths(k):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                n += 1
+        for sub in list(_subdirs(store, k)):
+            store._clean_temps(sub)
+            with contextlib.suppress(OSError):
+                os.rmdir(sub)
+    return n
+
+
+def verify(store, kind=None):
+    """See :meth:`phasic.store.Store.verify`."""
+    report = VerifyReport()
+    for k in store._kinds(kind):
+        for sub in _subdirs(store, k):
+            report.removed_temp += store._clean_temps(sub)
+        for key, path, st, problem in _checked_entries(store, k):
+            report.checked += 1
+            if problem is None:
+                report.ok += 1
+            elif problem.startswith("newer store format"):
+                report.newer.append(str(path))
+            else:
+                report.bad.append((str(path), problem))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    store._quarantine(k, key, path, st, problem)
+    return report
+
+
+def evict(store, max_size_mb, keep=()):
+    """See :meth:`phasic.store.Store.evict`."""
+    keep = {Path(p) for p in keep}
+    items = []
+    for k in KINDS:
+        for _, path in store._entry_paths(k):
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                items.append((st.st_mtime_ns, st.st_size, path))
+    total = sum(size for _, size, _ in items)
+    limit = float(max_size_mb) * _MB
+    removed = []
+    for _, size, path in sorted(items, key=lambda t: (t[0], str(t[2]))):
+        if total <= limit:
+            break
+        if path in keep:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+        total -= size
+    return removed
 
 
 def export(store, tar_path, kinds):
@@ -31,12 +111,7 @@ def export(store, tar_path, kinds):
     try:
         with tarfile.open(tmp, "w:gz") as tar:
             for kind in kinds:
-                for key, path in store._entry_paths(kind):
-                    try:
-                        st = path.stat()
-                        _, _, problem = _check(path, key)
-                    except FileNotFoundError:
-                        continue
+                for key, path, st, problem in _checked_entries(store, kind):
                     if problem is not None:
                         store._quarantine(kind, key, path, st, problem)
                         continue
