@@ -25,12 +25,14 @@ fixed costs of a fresh process are printed: ``import h5py``, an h5py open+close 
 file, and importing the cache modules.
 
 Models (``benchmarks/models.py``): Kingman (n + 1 vertices, the cheapest build per vertex:
-the hardest case for a cache) and the block-counting coalescent (p(n) + 1 vertices).
+the hardest case for a cache), the block-counting coalescent (p(n) + 1 vertices) and the
+parameterised two-island model (n(n + 3)/2 + 1 vertices).
 
 Usage::
 
-    python benchmarks/bench_store.py              # ~50, 200, 1k, 10k vertices, both models
+    python benchmarks/bench_store.py              # ~50, 200, 1k, 10k vertices, all models
     python benchmarks/bench_store.py --quick      # skip the 10k-vertex sizes
+    python benchmarks/bench_store.py --full       # add ~100k vertices (several minutes)
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SIZES = {"kingman": [50, 200, 1000, 10000], "block_counting": [10, 16, 22, 33]}
+# ~50, ~200-1k, ~1k, ~10k vertices, and ~100k with --full
+SIZES = {"kingman": [50, 200, 1000, 10000, 100000], "block_counting": [10, 16, 22, 33, 46],
+         "two_island": [8, 19, 44, 140, 446]}
 
 CHILD = r"""
 import json, sys, time
@@ -145,7 +149,7 @@ def _fresh(mode, name, n, env, runs):
     return statistics.median(r["ms"] for r in results), results
 
 
-def measure(models, quick, fresh_runs, root, pycache):
+def measure(models, quick, fresh_runs, root, pycache, full=False):
     """One table row per (model, size)."""
     sys.path.insert(0, str(HERE))
     import models as bench_models
@@ -159,7 +163,7 @@ def measure(models, quick, fresh_runs, root, pycache):
     env = _child_env(root, pycache)
     rows = []
     for name in models:
-        for n in SIZES[name][: 3 if quick else 4]:
+        for n in SIZES[name][: 3 if quick else 5 if full else 4]:
             cb, ipv = bench_models.spec(name, n)
             g = Graph(cb, ipv=ipv)
             Graph(cb, ipv=ipv, cache=True)  # miss: builds and stores
@@ -207,6 +211,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--quick", action="store_true", help="skip the 10k-vertex sizes")
+    parser.add_argument("--full", action="store_true", help="add the ~100k-vertex sizes (minutes)")
     parser.add_argument("--fresh", type=int, default=5, help="fresh processes per measurement (median)")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="phasic-bench-store-"))
@@ -214,19 +219,19 @@ def main(argv=None):
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "phasic"), str(HERE / "models.py")],
                    env=dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache)), check=True, capture_output=True)
     try:
-        rows = measure(args.models, args.quick, args.fresh, root / "cache", pycache)
+        rows = measure(args.models, args.quick, args.fresh, root / "cache", pycache, args.full)
         fixed = floors(root, pycache)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     head = (f"{'model':<15}{'n':>6}{'vertices':>9}{'edges':>8}{'build ms':>10}{'hit ms':>9}{'disk hit':>9}"
-            f"{'h5py read':>10}{'build/hit':>10}{'fresh build':>12}{'fresh hit':>10}{'(pre)':>7}{'fresh b/h':>10}"
+            f"{'h5py read':>10}{'build/hit':>10}{'build/disk':>11}{'fresh build':>12}{'fresh hit':>10}{'(pre)':>7}{'fresh b/h':>10}"
             f"{'file KB':>9}")
     print(f"graph cache hits vs rebuilds (python {sys.version.split()[0]}, {os.cpu_count()} cpus; ms)")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['model']:<15}{r['n']:>6}{r['vertices']:>9,}{r['edges']:>8,}{r['build']:>10.3f}{r['hit']:>9.3f}"
-              f"{r['disk']:>9.3f}{r['h5py']:>10.3f}{r['build'] / r['hit']:>9.1f}x{r['fresh_build']:>12.3f}"
+              f"{r['disk']:>9.3f}{r['h5py']:>10.3f}{r['build'] / r['hit']:>9.1f}x{r['build'] / r['disk']:>10.1f}x{r['fresh_build']:>12.3f}"
               f"{r['fresh_hit']:>10.3f}{r['fresh_pre']:>7.2f}{r['fresh_build'] / r['fresh_hit']:>9.2f}x"
               f"{r['size'] / 1024:>9.1f}" + ("  (h5py imported!)" if r["h5py_imported"] else ""))
     print("\nfixed costs in a fresh process (ms, median of 5):")

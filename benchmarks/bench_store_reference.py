@@ -43,11 +43,25 @@ print(json.dumps({"t": t, "V": int(g.vertices_length()), "E": float(g.expectatio
 '''
 
 
+def _bytecode(pycache):
+    """Compile phasic into a private bytecode cache: the editable install writes no .pyc files,
+    so without it every child would compile phasic's modules (a pip install has them)."""
+    repo = HERE.parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(repo / "phasic"), str(HERE / "models.py")],
+                   env=dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache)), check=True, capture_output=True)
+
+
+def _size(root):
+    """Bytes of every file under ``root`` (a cache directory)."""
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+
+
 def ours(model, n, cache_dir):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "drv.py"
         path.write_text(DRIVER)
-        env = dict(os.environ, PHASIC_CACHE_DIR=str(cache_dir))
+        _bytecode(Path(tmp) / "pycache")
+        env = dict(os.environ, PHASIC_CACHE_DIR=str(cache_dir), PYTHONPYCACHEPREFIX=str(Path(tmp) / "pycache"))
         out = []
         for _ in range(2):
             p = subprocess.run([sys.executable, str(path), str(HERE), model, str(n), "ours"], env=env,
@@ -84,7 +98,9 @@ def main(argv=None):
         print(f"# {model} n={n}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="phasic-store-ref-") as tmp:
             o = ours(model, n, Path(tmp) / "ours")
+            size_o = _size(Path(tmp) / "ours" / "graphs")
             r = ref(model, n, Path(tmp)) if use_ref else [{"error": "--no-ref"}] * 2
+            size_r = _size(Path(tmp) / ".phasic_cache") if use_ref else 0
         cells = [model, n, o[0].get("V", "-")]
         for pair in (o, r):
             if all("t" in x for x in pair):
@@ -96,9 +112,12 @@ def main(argv=None):
         same = (o[1].get("E") is None or r[1].get("E") is None or
                 abs(o[1]["E"] - r[1]["E"]) <= 1e-9 * abs(r[1]["E"]))
         cells.append("yes" if same else "NO")
+        cells += [f"{size_o / 1024:.0f}KB", f"{size_r / 1024:.0f}KB" if size_r else "-",
+                  f"{size_r / size_o:.1f}x" if size_r and size_o else "-"]
         rows.append(cells)
     header = ["model", "n", "V", "ours build+store", "ours load", "build/load", "ref build+store",
-              "ref load", "build/load", "ref load / ours load", "same E[T]"]
+              "ref load", "build/load", "ref load / ours load", "same E[T]", "ours file", "ref file",
+              "ref/ours size"]
     widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
     print(f"\nGraph cache across fresh processes ({mode}); times of the Graph(...) call only")
     print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
