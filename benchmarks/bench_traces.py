@@ -17,8 +17,11 @@ Rows (all in one table, "ratio" = slower / faster as stated in the row):
 * batch        : ``phasic.traces.evaluate_batch(g, thetas (1000, 2), k=2)`` / 1000
 * store        : ``moments(2)`` with ``hierarchical=True`` in a fresh process, first (records,
                  stores) vs second (loads) -- PHASIC_CACHE_DIR in a temp dir
-* JAX          : jitted ``phasic.pmf_from_graph(g)`` at 50 times vs core ``g.pdf``; grad vs value
-                 of the log-likelihood; grad vs value of ``phasic.moments_from_graph(g, 2)``
+* JAX          : jitted ``phasic.pmf_from_graph(g, method=...)`` at 50 times vs core ``g.pdf``
+                 (uniformisation, the default, and expm for comparison); grad vs value
+                 of the log-likelihood; grad vs value of ``phasic.moments_from_graph(g, 2)``;
+                 ``backend="jax"`` (pure-JAX replay) at n=60: jit value vs the core backend,
+                 vmap over 1000 thetas vs evaluate_batch and vs jit single, grad vs value
 * family       : recording the traces of two-island models n = 20..30 without vs with the
                  shared per-SCC trace cache (``hierarchical=True``)
 
@@ -48,6 +51,7 @@ SIZES = {"quick": [45], "default": [60, 90], "full": [60, 90, 140]}
 JAX_SIZES = {"quick": [10], "default": [10, 20], "full": [10, 20, 25]}
 FAMILY = {"quick": range(20, 26), "default": range(20, 31), "full": range(20, 41)}
 N_REPLAY, N_BATCH, N_REELIM = 200, 1000, 10
+JAX_REPLAY_N = 60  # model size of the backend="jax" moments rows, in every mode
 
 
 def thetas(n, seed=0):
@@ -242,7 +246,11 @@ def family(sizes):
 
 
 # ----------------------------------------------------------------------------------- JAX
-def jax_pmf(n):
+def jax_pmf(n, method):
+    """Jitted ``pmf_from_graph(g, method=method)`` at 50 times vs ``g.pdf``, and the
+    log-likelihood's gradient vs its value. The times are closed over (data); theta is traced
+    under jit, so the uniformisation step count is sized for twice the graph's current top
+    rate (see ``pmf_from_graph``)."""
     import jax
     import jax.numpy as jnp
     import phasic
@@ -252,12 +260,12 @@ def jax_pmf(n):
     g.update_weights(th)
     mean = g.moments(1)[0]
     times = np.linspace(2 * mean / 50, 2 * mean, 50)
-    pmf = phasic.pmf_from_graph(g)
-    f = jax.jit(pmf)
+    pmf = phasic.pmf_from_graph(g, method=method)
+    f = jax.jit(lambda t: pmf(t, times))  # times are data: closed over, as in a likelihood
     t0 = time.perf_counter()
-    f(th, times).block_until_ready()
+    f(th).block_until_ready()
     compile_t = time.perf_counter() - t0
-    t_jax, v = best_of(lambda: f(th, times).block_until_ready(), reps=5, budget=6.0)
+    t_jax, v = best_of(lambda: f(th).block_until_ready(), reps=5, budget=6.0)
     t_core, c = best_of(lambda: g.pdf(times), reps=5, budget=1.0)
     ll = jax.jit(lambda t: jnp.log(pmf(t, times)).sum())
     gl = jax.jit(jax.grad(lambda t: jnp.log(pmf(t, times)).sum()))
@@ -265,7 +273,7 @@ def jax_pmf(n):
     gl(th).block_until_ready()
     t_ll = t_gl = float("inf")
     spent = 0.0
-    for _ in range(5):  # value and grad alternate, so that both see the same machine load
+    for _ in range(10):  # value and grad alternate, so that both see the same machine load
         t0 = time.perf_counter()
         ll(th).block_until_ready()
         t1 = time.perf_counter()
@@ -279,21 +287,40 @@ def jax_pmf(n):
                 err=float(np.max(np.abs(np.asarray(v) - c)) / np.max(np.abs(c))))
 
 
-def jax_moments(n):
+def jax_moments(n, backend="core"):
+    """``moments_from_graph(g, 2, backend=backend)``: jitted value and gradient per theta;
+    for backend="jax" also compile times, the replay's level counts, and ``jax.vmap`` over
+    N_BATCH thetas (per theta) against ``evaluate_batch``."""
     import jax
     import jax.numpy as jnp
     import phasic
 
     g = build(n)
-    f = phasic.moments_from_graph(g, 2)
+    f = phasic.moments_from_graph(g, 2, backend=backend)
     th = jnp.array([1.0, 0.5])
     fv = jax.jit(lambda t: f(t).sum())
     fg = jax.jit(jax.grad(lambda t: f(t).sum()))
+    t0 = time.perf_counter()
     fv(th).block_until_ready()
+    t1 = time.perf_counter()
     fg(th).block_until_ready()
+    t2 = time.perf_counter()
     t_v, _ = best_of(lambda: fv(th).block_until_ready(), reps=20, budget=1.0)
     t_g, _ = best_of(lambda: fg(th).block_until_ready(), reps=20, budget=1.0)
-    return dict(V=g.vertices_length(), value=t_v, grad=t_g)
+    out = dict(V=g.vertices_length(), value=t_v, grad=t_g)
+    if backend == "jax":
+        from phasic.traces import evaluate_batch
+
+        TH = thetas(N_BATCH)
+        fb = jax.jit(jax.vmap(f))
+        t3 = time.perf_counter()
+        fb(TH).block_until_ready()
+        t4 = time.perf_counter()
+        t_b, m_b = best_of(lambda: fb(TH).block_until_ready(), reps=3, budget=4.0)
+        t_e, m_e = best_of(lambda: evaluate_batch(g, TH, k=2), reps=3, budget=2.0)
+        out.update(f.replay_info, compile_value=t1 - t0, compile_grad=t2 - t1, compile_vmap=t4 - t3,
+                   vmap=t_b / N_BATCH, batch=t_e / N_BATCH, err=_rel(m_b, m_e))
+    return out
 
 
 # --------------------------------------------------------------------------------- table
@@ -381,20 +408,38 @@ def main(argv=None):
 
     if not a.no_jax:
         for n in JAX_SIZES[mode]:
-            print(f"# jax pmf n={n}", file=sys.stderr, flush=True)
-            j = jax_pmf(n)
-            res[f"jax_pmf_{n}"] = j
-            m = f"2-island n={n}"
-            row(f"JAX pmf (jit, 50 t) vs core pdf [err {j['err']:.0e}]", m, j["V"], "core", j["core"],
-                "jax", j["jax"])
-            row("JAX pmf log-lik: grad vs value", m, j["V"], "value", j["ll"], "grad", j["grad"], target=3,
-                higher_is_better=False)
+            for method in ("uniformization", "expm"):
+                print(f"# jax pmf n={n} ({method})", file=sys.stderr, flush=True)
+                j = jax_pmf(n, method)
+                res[f"jax_pmf_{n}_{method}"] = j
+                m, lab = f"2-island n={n}", "unif" if method == "uniformization" else method
+                row(f"JAX pmf {lab} (jit, 50 t) vs core pdf [err {j['err']:.0e}]", m, j["V"], "core",
+                    j["core"], "jax", j["jax"])
+                row(f"JAX pmf {lab} log-lik: grad vs value", m, j["V"], "value", j["ll"], "grad", j["grad"],
+                    target=3, higher_is_better=False)
         n = sizes[0]
         print(f"# jax moments n={n}", file=sys.stderr, flush=True)
         jm = jax_moments(n)
         res["jax_moments"] = jm
         row("moments_from_graph(g,2): grad vs value", f"2-island n={n}", jm["V"], "value", jm["value"],
             "grad", jm["grad"], target=3, higher_is_better=False)
+        n = JAX_REPLAY_N
+        print(f"# jax moments, backend='jax', n={n}", file=sys.stderr, flush=True)
+        jx = jax_moments(n, backend="jax")
+        jc = jm if n == sizes[0] else jax_moments(n)
+        res["jax_moments_replay"], m = jx, f"2-island n={n}"
+        print(f"# backend='jax' n={n}: tape {jx['ops']} ops in {jx['tape_levels']} levels "
+              f"({jx['tape_buckets']} buckets), program {jx['updates']} updates in "
+              f"{jx['program_levels']} levels; compile value {jx['compile_value']:.2f}s, grad "
+              f"{jx['compile_grad']:.2f}s, vmap {jx['compile_vmap']:.2f}s", file=sys.stderr, flush=True)
+        row("moments_from_graph jax backend vs core backend (jit value)", m, jx["V"], "jax",
+            jx["value"], "core", jc["value"])
+        row(f"jax backend vmap {N_BATCH} vs evaluate_batch (per theta) [err {jx['err']:.0e}]", m,
+            jx["V"], "batch", jx["batch"], "vmap", jx["vmap"])
+        row("jax backend: vmap vs jit single (per theta)", m, jx["V"], "vmap", jx["vmap"], "single",
+            jx["value"])
+        row("moments_from_graph jax backend: grad vs value", m, jx["V"], "value", jx["value"], "grad",
+            jx["grad"], target=3, higher_is_better=False)
         for name, r in ref_jax.items():
             if "error" in r:
                 rows.append([f"ref {name}", "2-island n=10", "-", "-", f"n/a: {r['error'][:60]}", "-", "-"])

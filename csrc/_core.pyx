@@ -61,6 +61,26 @@ cdef extern from "elim.hpp" namespace "phasic":
                              const double* theta, int64_t p, const double* base, const double* coef,
                              uint8_t* neg) except + nogil
 
+cdef extern from "replay.hpp" namespace "phasic":
+    cdef cppclass XSched:
+        int64_t k
+    cdef cppclass Plan:
+        int64_t V, E, nslot
+    void compile_plan(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
+                      const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
+                      const int64_t* xs, int64_t V, const int64_t* xinit, int64_t E,
+                      int64_t n_start, Plan& P) except + nogil
+    const XSched* plan_sched(Plan& P, int64_t k) except +
+    void plan_moments_one(const Plan& P, const XSched& S, const double* w, int64_t na,
+                          const int64_t* a_edge, const int64_t* a_target, const double* r,
+                          double* out, double* val, double* x) nogil
+    int64_t c_edge_weights "phasic::edge_weights"(int64_t E, int64_t p, const double* base,
+                                                  const double* coef, const double* th, double* w) nogil
+    void plan_moments_theta(const Plan& P, const XSched& S, int64_t B, const double* theta,
+                            int64_t p, const double* base, const double* coef, int64_t na,
+                            const int64_t* a_edge, const int64_t* a_target, const double* r,
+                            double* out, uint8_t* neg, int64_t nb) except + nogil
+
 cdef extern from "dist.hpp" namespace "phasic":
     void forward_steps(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
                        const double* lam, double L, int64_t K, vector[double]& exit,
@@ -486,6 +506,147 @@ def cph_moments_theta(dict tr, const double[:, ::1] thetas, const double[::1] ba
                             &o[0, 0], 0, &thetas[0, 0], p, &base[0] if E else NULL,
                             &coef[0, 0] if E else NULL, &ng[0])
     return out, negative.astype(bool)
+
+
+def edge_weights(base_, coef_, theta_):
+    """(w, bad): the edge weights base + coef . theta (a new array, each computed as
+    ((base + c_0 theta_0) + c_1 theta_1) + ..., like the batch replay) and the index of the
+    first weight that is not >= 0 (NaN included), or -1."""
+    cdef const double[::1] base = np.ascontiguousarray(base_, dtype=np.float64)
+    cdef const double[:, ::1] coef = np.ascontiguousarray(coef_, dtype=np.float64)
+    cdef const double[::1] theta = np.ascontiguousarray(theta_, dtype=np.float64)
+    cdef int64_t E = base.shape[0], p = theta.shape[0], bad
+    if coef.shape[0] != E or coef.shape[1] != p:
+        raise ValueError(f"coef has shape {(coef.shape[0], coef.shape[1])}, expected {(E, p)}")
+    w = np.empty(E)
+    cdef double[::1] wv = w
+    if E == 0:
+        return w, -1
+    bad = c_edge_weights(E, p, &base[0], &coef[0, 0] if p else NULL, &theta[0] if p else NULL, &wv[0])
+    return w, bad
+
+
+cdef class ReplayPlan:
+    """A CPH trace compiled for fast moment replay (csrc/replay_plan.hpp, replay.hpp);
+    results are bitwise those of cph_moments_batch / cph_moments_theta on the same trace.
+
+    ReplayPlan(tr, n_edges, n_start, a_target): `tr` the trace, `n_edges` the graph's edge
+    count, edges [0, n_start) the start vertex's (initial distribution) with targets
+    `a_target`. Compiling costs a few plain evaluations of the trace; a single-vector
+    evaluation then reuses the plan's work arrays (a concurrent one gets its own).
+    """
+    cdef Plan* P
+    cdef cnp.ndarray a_edge, a_target, ones
+    cdef cnp.ndarray val, x
+    cdef bint busy
+    cdef readonly int64_t n_vertices, n_edges, n_slots
+
+    def __cinit__(self):
+        self.P = new Plan()
+
+    def __dealloc__(self):
+        del self.P
+
+    def __init__(self, dict tr, int64_t n_edges, int64_t n_start, a_target):
+        cdef const uint8_t[::1] code = tr["code"]
+        cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+        cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+        cdef int64_t n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
+        if ta.shape[0] != n or tb.shape[0] != n or tc.shape[0] != n or xj.shape[0] != nx or xs.shape[0] != nx:
+            raise ValueError("trace arrays differ in length")
+        self.a_target = np.ascontiguousarray(a_target, dtype=np.int64)
+        self.a_edge = np.arange(n_start, dtype=np.int64)
+        if self.a_target.shape[0] != n_start or n_start > n_edges:
+            raise ValueError(f"{self.a_target.shape[0]} start targets for {n_start} start edges")
+        if n_start and (self.a_target.min() < 0 or self.a_target.max() >= V):
+            raise ValueError("start edge target out of range")
+        with nogil:
+            compile_plan(n, &code[0] if n else NULL, &ta[0] if n else NULL, &tb[0] if n else NULL,
+                         &tc[0] if n else NULL, nx, &xi[0] if nx else NULL, &xj[0] if nx else NULL,
+                         &xs[0] if nx else NULL, V, &xinit[0] if V else NULL, n_edges, n_start,
+                         self.P[0])
+        self.n_vertices, self.n_edges, self.n_slots = V, n_edges, self.P.nslot
+        self.ones = np.ones(V)
+        self.ones[0] = 0.0
+        self.val = np.empty(self.P.nslot)
+        self.x = np.empty(0)
+
+    cdef const XSched* _sched(self, int k) except NULL:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        return plan_sched(self.P[0], k)
+
+    cdef cnp.ndarray _rewards(self, rewards):
+        if rewards is None:
+            return self.ones
+        r = np.ascontiguousarray(rewards, dtype=np.float64)
+        if r.shape != (self.n_vertices,):
+            raise ValueError(f"rewards has shape {r.shape}, expected ({self.n_vertices},)")
+        return r
+
+    def moments(self, cnp.ndarray w, int k, rewards=None):
+        """First k moments (list) for the edge weights w (float64, contiguous)."""
+        cdef const XSched* S = self._sched(k)
+        if (cnp.PyArray_TYPE(w) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(w)
+                or cnp.PyArray_NDIM(w) != 1 or cnp.PyArray_DIM(w, 0) != self.n_edges):
+            raise ValueError(f"w must be a contiguous float64 array of {self.n_edges} edge weights")
+        cdef cnp.ndarray r = self._rewards(rewards)
+        cdef cnp.ndarray val, x
+        cdef bint own = not self.busy
+        cdef int64_t nxv = k * self.n_vertices + 1
+        if own:
+            if cnp.PyArray_DIM(self.x, 0) < nxv:
+                self.x = np.empty(nxv)
+            val, x = self.val, self.x
+            self.busy = True
+        else:
+            val, x = np.empty(self.P.nslot), np.empty(nxv)
+        cdef double out[8]
+        cdef vector[double] more
+        cdef double* o = out
+        if k > 8:
+            more.resize(k)
+            o = more.data()
+        cdef const double* wp = <const double*>cnp.PyArray_DATA(w)
+        cdef const double* rp = <const double*>cnp.PyArray_DATA(r)
+        cdef double* vp = <double*>cnp.PyArray_DATA(val)
+        cdef double* xp = <double*>cnp.PyArray_DATA(x)
+        cdef const int64_t* ae = <const int64_t*>cnp.PyArray_DATA(self.a_edge)
+        cdef const int64_t* at = <const int64_t*>cnp.PyArray_DATA(self.a_target)
+        cdef int64_t na = cnp.PyArray_DIM(self.a_edge, 0)
+        try:
+            with nogil:
+                plan_moments_one(self.P[0], S[0], wp, na, ae, at, rp, o, vp, xp)
+        finally:
+            if own:
+                self.busy = False
+        return [o[i] for i in range(k)]
+
+    def moments_theta(self, const double[:, ::1] thetas, const double[::1] base,
+                      const double[:, ::1] coef, int k, rewards=None, int64_t block=8):
+        """Like cph_moments_theta: (moments (B, k), negative (B,) bool) for the rows of
+        `thetas`, weights base + coef . theta computed block by block (4, 8 or 16)."""
+        cdef const XSched* S = self._sched(k)
+        cdef int64_t B = thetas.shape[0], p = thetas.shape[1], E = base.shape[0]
+        if E != self.n_edges or coef.shape[0] != E or coef.shape[1] != p:
+            raise ValueError(f"base/coef have shapes {(E,)}/{(coef.shape[0], coef.shape[1])}, "
+                             f"expected ({self.n_edges},)/({self.n_edges}, {p})")
+        if block not in (4, 8, 16):
+            raise ValueError(f"block must be 4, 8 or 16, got {block}")
+        cdef const double[::1] r = self._rewards(rewards)
+        out = np.empty((B, k))
+        negative = np.zeros(B, dtype=np.uint8)
+        cdef double[:, ::1] o = out
+        cdef uint8_t[::1] ng = negative
+        cdef int64_t na = self.a_edge.shape[0]
+        cdef const int64_t[::1] ae = self.a_edge, at = self.a_target
+        if B == 0:
+            return out, negative.astype(bool)
+        with nogil:
+            plan_moments_theta(self.P[0], S[0], B, &thetas[0, 0], p, &base[0] if E else NULL,
+                               &coef[0, 0] if E and p else NULL, na, &ae[0] if na else NULL,
+                               &at[0] if na else NULL, &r[0], &o[0, 0], &ng[0], block)
+        return out, negative.astype(bool)
 
 
 # ---------------------------------------------------------------------------------------

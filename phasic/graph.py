@@ -1,6 +1,8 @@
 """`Graph`: a phase-type distribution as a state-space graph, over the compiled core."""
 from __future__ import annotations
 
+from math import isfinite
+
 import numpy as np
 
 from phasic import _core
@@ -254,12 +256,10 @@ class Graph:
         th = np.asarray(theta, dtype=np.float64).reshape(-1)
         if th.size != self._coef.shape[1]:
             raise ParameterError(f"theta {theta!r} has length {th.size}, expected {self._coef.shape[1]}")
-        if not np.all(np.isfinite(th)):
+        if not all(map(isfinite, th.tolist())):
             raise ParameterError(f"theta {theta!r} has non-finite entries")
-        w = self._base + self._coef @ th
-        bad = np.flatnonzero(~(w >= 0))
-        if bad.size:
-            e = int(bad[0])
+        w, e = _core.edge_weights(self._base, self._coef, th)  # one pass, first bad edge e
+        if e >= 0:
             u = int(np.searchsorted(self._indptr, e, side="right") - 1)
             st = self._space.states()
             raise ParameterError(

@@ -2,11 +2,12 @@
 
 The trace's reward program maps x = r / lambda to U r, with U = (-S)^-1 for a continuous
 and U = (I - T)^-1 for a discrete phase-type distribution, for every vertex at once.
+Continuous moments replay a plan compiled from the trace (see ``_replay_plan``).
 These functions are bound as methods of :class:`phasic.Graph`.
 """
 from __future__ import annotations
 
-from math import comb, factorial
+from math import comb, factorial, isfinite
 
 import numpy as np
 
@@ -30,6 +31,26 @@ def _state(g):
                                  f"total out-rate 0 or cannot reach an absorbing state")
         g._val, g._inv = val, inv
     return g._trace, g._val, g._inv
+
+
+def _replay_plan(g, tr, eager=False):
+    """`tr` (g's trace) compiled for replay (phasic._core.ReplayPlan), or None.
+
+    Compiling costs about as much as one evaluation of the plain tape, so by default a
+    graph compiles on its second evaluation of the same trace: a graph evaluated once
+    (built, weighted, asked for its moments) pays nothing extra. ``eager``: compile now.
+    """
+    cached = getattr(g, "_plan", None)
+    seen = cached is not None and cached[0] is tr
+    if seen and cached[1] is not None:
+        return cached[1]
+    if not (eager or seen) or g._indptr[0] != 0:
+        g._plan = (tr, None)
+        return None
+    hi = int(g._indptr[1])
+    plan = _core.ReplayPlan(tr, int(g._target.size), hi, g._target[:hi])
+    g._plan = (tr, plan)
+    return plan
 
 
 def _rewards(g, rewards, name="rewards"):
@@ -70,20 +91,27 @@ def moments(self, power: int = 2, rewards=None):
     """
     if not isinstance(power, (int, np.integer)) or power < 1:
         raise ParameterError(f"power must be a positive integer, got {power!r}")
-    r = _rewards(self, rewards)
     if not self._discrete:
         # one call into the core: tape evaluation and `power` replays
         from phasic.traces import graph_trace
 
         self._flush()
         tr = graph_trace(self)
-        lo, hi = int(self._indptr[0]), int(self._indptr[1])
-        res = _core.cph_moments_batch(tr, self._w.reshape(1, -1), self._target[lo:hi].astype(np.int64),
-                                      np.arange(lo, hi, dtype=np.int64), r, int(power))[0]
-        if not np.all(np.isfinite(res)):
+        r = None if rewards is None else _rewards(self, rewards)
+        plan = _replay_plan(self, tr)
+        if plan is not None:
+            res = plan.moments(self._w, int(power), r)
+        else:
+            if r is None:
+                r = _rewards(self, None)
+            lo, hi = int(self._indptr[0]), int(self._indptr[1])
+            res = _core.cph_moments_batch(tr, self._w.reshape(1, -1), self._target[lo:hi].astype(np.int64),
+                                          np.arange(lo, hi, dtype=np.int64), r, int(power))[0].tolist()
+        if not all(map(isfinite, res)):
             _state(self)  # raises the descriptive error for degenerate weights
-            raise ParameterError(f"moments are not finite: {res.tolist()!r}")
-        return res.tolist()
+            raise ParameterError(f"moments are not finite: {res!r}")
+        return res
+    r = _rewards(self, rewards)
     if rewards is not None:
         if power > 2:
             raise ParameterError("discrete reward moments are available up to power=2")

@@ -9,6 +9,10 @@ sha256 of that structure, so every graph of the same shape shares one trace entr
 own, keyed by the component's local structure, and composes the graph's trace from them
 in topological order: components shared between graphs (common sub-models) are taken from
 the store instead of being eliminated again.
+
+Replay of a continuous graph's trace runs through a *replay plan* compiled from it once
+(``phasic._core.ReplayPlan``, csrc/replay_plan.hpp): the same arithmetic, bit for bit,
+laid out for speed. Plans live with the graph, not in the store.
 """
 from __future__ import annotations
 
@@ -241,7 +245,8 @@ def _weights(g, thetas):
 
 
 def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
-    """Evaluates many parameter vectors on `g` by trace replay, in one core call per block.
+    """Evaluates many parameter vectors on `g` by trace replay, in one core call (blocks of
+    8 parameter vectors side by side in vector registers).
 
     Parameters
     ----------
@@ -282,16 +287,20 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
             res.append(h.moments(kk, rewards))
         res = np.asarray(res)
     else:
-        from phasic.moments import _rewards
+        from phasic.moments import _replay_plan, _rewards
 
         tr = graph_trace(g)
-        r = _rewards(g, rewards)
-        lo, hi = int(g._indptr[0]), int(g._indptr[1])
-        a_edge = np.arange(lo, hi, dtype=np.int64)
-        a_target = g._target[lo:hi].astype(np.int64)
-        res, negative = _core.cph_moments_theta(
-            tr, np.ascontiguousarray(th), np.ascontiguousarray(g._base, np.float64),
-            np.ascontiguousarray(g._coef, np.float64), a_target, a_edge, r, int(kk))
+        r = None if rewards is None else _rewards(g, rewards)
+        base = np.ascontiguousarray(g._base, np.float64)
+        coef = np.ascontiguousarray(g._coef, np.float64)
+        plan = _replay_plan(g, tr, eager=B >= 8)
+        if plan is not None:
+            res, negative = plan.moments_theta(np.ascontiguousarray(th), base, coef, int(kk), r)
+        else:
+            lo, hi = int(g._indptr[0]), int(g._indptr[1])
+            res, negative = _core.cph_moments_theta(
+                tr, np.ascontiguousarray(th), base, coef, g._target[lo:hi].astype(np.int64),
+                np.arange(lo, hi, dtype=np.int64), _rewards(g, None) if r is None else r, int(kk))
         if negative.any():
             raise ParameterError(f"theta {th[np.flatnonzero(negative)[0]].tolist()!r} gives a negative rate")
         bad = np.flatnonzero(~np.all(np.isfinite(res), axis=1))

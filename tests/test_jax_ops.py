@@ -3,13 +3,15 @@ finite differences, jit/vmap, and moments with adjoint gradients."""
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import phasic  # noqa: E402
 from phasic import Graph, ParameterError, moments_from_graph, pmf_from_graph  # noqa: E402
-from tests.test_traces import dense_moments, two_island  # noqa: E402
+from phasic.jax_ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for  # noqa: E402
+from tests.test_traces import dense_moments, random_param_graph, two_island  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +120,149 @@ def test_errors(graph):
     d = Graph(state_length=1, discrete=True)
     with pytest.raises(ParameterError, match="continuous"):
         moments_from_graph(d, 2)
+
+
+# ------------------------------------------------------------------ uniformisation
+def hub_graph(n=30, seed=0):
+    """A hub linked both ways to n states: degrees too uneven for padded rows."""
+    rng = np.random.default_rng(seed)
+    g = Graph(state_length=1, theta_dim=2)
+    hub = g.find_or_create_vertex([1])
+    vs = [g.find_or_create_vertex([i + 2]) for i in range(n)]
+    absorb = g.find_or_create_vertex([n + 2])
+    g.add_edge(0, hub, 1.0)
+    for v in vs:
+        g.add_edge(hub, v, 0.0, coefficients=[rng.uniform(0.1, 1), 0.0])
+        g.add_edge(v, hub, 0.0, coefficients=[0.0, rng.uniform(0.1, 1)])
+        g.add_edge(v, absorb, 0.0, coefficients=[rng.uniform(0.1, 1), 0.0])
+    return g
+
+
+CASES = {  # graph, two thetas
+    "two_island": (lambda: Graph(two_island), [[1.0, 0.5], [2.0, 0.1]]),
+    "random_cyclic": (lambda: random_param_graph(1, n=25), [[0.5, 1.0, 1.5], [2.0, 0.3, 0.7]]),
+    "hub": (hub_graph, [[1.0, 0.5], [0.3, 2.0]]),
+}
+
+
+def core_pdf(g, theta, times):
+    h = g.copy()
+    h.update_weights(theta)
+    return h.pdf(times)
+
+
+def top_rate(g, theta):
+    h = g.copy()
+    h.update_weights(theta)
+    return float(-np.diag(h.as_matrices()[1]).min())
+
+
+@pytest.mark.parametrize("case", ["two_island", "random_cyclic"])
+def test_uniformization_matches_expm_and_core(case):
+    make, thetas = CASES[case]
+    g = make()
+    times = np.array([0.0, 0.05, 0.3, 1.0, 2.5, 6.0])
+    fu, fe = pmf_from_graph(g, method="uniformization"), pmf_from_graph(g, method="expm")
+    for th in thetas:
+        got = np.asarray(fu(jnp.asarray(th), times))
+        np.testing.assert_allclose(got, core_pdf(g, th, times), rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(got, np.asarray(fe(jnp.asarray(th), times)), rtol=1e-10, atol=1e-15)
+
+
+def fd_loglik_grad(g, th, times, eps=1e-6):
+    """Central differences of the core's log-likelihood."""
+    def ll(t):
+        return np.log(core_pdf(g, t, times)).sum()
+
+    return np.array([(ll(th + eps * e) - ll(th - eps * e)) / (2 * eps) for e in np.eye(len(th))])
+
+
+@pytest.mark.parametrize("case", ["random_cyclic", "hub"])
+def test_uniformization_values_and_gradient(case):
+    make, thetas = CASES[case]
+    g = make()
+    g.update_weights(thetas[0])  # sizes the steps for a traced theta
+    f = pmf_from_graph(g, method="uniformization")
+    times = np.array([0.0, 0.1, 0.7, 1.5, 3.0])
+    th = np.asarray(thetas[1], float)
+    if case == "hub":  # the other graphs' values are checked above
+        np.testing.assert_allclose(np.asarray(f(th, times)), core_pdf(g, th, times), rtol=1e-10)
+    grad = jax.jit(jax.grad(lambda t: jnp.log(f(t, times[1:])).sum()))(jnp.asarray(th))
+    np.testing.assert_allclose(np.asarray(grad), fd_loglik_grad(g, th, times[1:]), rtol=1e-6, atol=1e-8)
+
+
+def test_uniformization_jit_vmap_and_time_derivative():
+    g = Graph(two_island)
+    g.update_weights([1.0, 0.5])
+    f = pmf_from_graph(g)
+    times = np.linspace(0.2, 3.0, 6)
+    thetas = jnp.array([[1.0, 0.5], [1.5, 0.2], [0.8, 1.0]])
+    batched = np.asarray(jax.jit(jax.vmap(lambda th: f(th, times)))(thetas))
+    for row, th in zip(batched, np.asarray(thetas)):
+        np.testing.assert_allclose(row, core_pdf(g, th, times), rtol=1e-10)
+
+    # gradients under vmap: each batch member needs a different number of steps
+    grads = jax.jit(jax.vmap(jax.grad(lambda th: jnp.log(f(th, times)).sum())))(thetas)
+    for row, th in zip(np.asarray(grads), np.asarray(thetas)):
+        np.testing.assert_allclose(row, fd_loglik_grad(g, th, times), rtol=1e-6)
+
+    # traced times need max_jumps; d pdf / dt against central differences of the core
+    fk = pmf_from_graph(g, max_jumps=256)
+    th = np.array([1.0, 0.5])
+    dt = np.asarray(jax.grad(lambda t: fk(th, t).sum())(jnp.asarray(times)))
+    eps = 1e-6
+    fd = (core_pdf(g, th, times + eps) - core_pdf(g, th, times - eps)) / (2 * eps)
+    np.testing.assert_allclose(dt, fd, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ParameterError, match="max_jumps"):
+        jax.jit(pmf_from_graph(g, method="uniformization"))(th, times)
+
+
+def test_uniformization_nan_beyond_its_steps():
+    g = Graph(two_island)
+    th = np.array([1.0, 0.5])
+    f = pmf_from_graph(g, max_jumps=64)
+    reach = _max_rate_time(64) / top_rate(g, th)  # the last time 64 steps cover
+    times = np.array([0.5, 0.99 * reach, 1.01 * reach, 50.0])
+    got = np.asarray(f(th, times))
+    np.testing.assert_allclose(got[:2], core_pdf(g, th, times[:2]), rtol=1e-10)
+    assert np.isnan(got[2:]).all()
+
+    # traced theta: steps sized for twice the graph's current rates
+    g.update_weights(th)
+    f = pmf_from_graph(g)
+    times = np.array([0.3, 2.0])
+    far = 5 * th  # rates 5x the graph's: the largest time is out of reach
+    got = np.asarray(jax.jit(lambda t: f(t, times))(far))
+    np.testing.assert_allclose(got[0], core_pdf(g, far, times[:1])[0], rtol=1e-10)
+    assert np.isnan(got[1])
+    # concrete theta: sized for that theta
+    np.testing.assert_allclose(np.asarray(f(far, times)), core_pdf(g, far, times), rtol=1e-10)
+
+
+def test_auto_uses_expm_past_the_step_cap(graph):
+    th = np.array([1.0, 0.5])
+    times = np.array([1.0, 1.1 * _max_rate_time(20_000) / top_rate(graph, th)])  # > 20,000 steps
+    got = np.asarray(pmf_from_graph(graph)(th, times))  # no NaN: expm takes over
+    np.testing.assert_allclose(got, core_pdf(graph, th, times), rtol=1e-10, atol=1e-300)
+
+
+def test_step_bounds():
+    for x in [0.3, 7.0, 50.0, 333.3, 1712.2, 19000.0]:
+        K = _jumps_needed(x)
+        k = np.arange(K + 1, K + 2000)
+        log_pmf = k * np.log(x) - x - scipy.special.gammaln(k + 1)
+        true_tail = np.logaddexp.reduce(log_pmf)  # log P(N > K), N ~ Poisson(x)
+        assert true_tail <= _log_tail(K, x) <= np.log(_TAIL)  # a true upper bound
+        assert _max_rate_time(K) >= x
+        assert _log_tail(int(np.ceil(_steps_for(x))), x) <= np.log(_TAIL)  # the run-time rule
+    assert _log_tail(_jumps_needed(100.0), 150.0) > np.log(_TAIL)
+
+
+def test_pmf_bad_arguments(graph):
+    with pytest.raises(ParameterError, match="'bogus'"):
+        pmf_from_graph(graph, method="bogus")
+    with pytest.raises(ParameterError, match="max_jumps"):
+        pmf_from_graph(graph, max_jumps=0)
 
 
 def test_graph_method_spelling(graph):

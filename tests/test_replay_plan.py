@@ -1,0 +1,172 @@
+"""Compiled replay plans (phasic._core.ReplayPlan, csrc/replay*.hpp): bitwise the results of
+the plain tape replay, for single weight vectors and blocks of parameter vectors, with
+rewards, degenerate and negative weights; graphs switch to them on their second
+evaluation; malformed traces are rejected."""
+import threading
+
+import numpy as np
+import pytest
+
+import phasic
+from phasic import Graph, ParameterError, _core
+from phasic.traces import evaluate_batch, graph_trace
+from tests.test_traces import random_param_graph, two_island
+
+
+def with_parallel_edges(seed):
+    """Random graph with duplicated edges (the tape merges them before normalising)."""
+    g = random_param_graph(seed, n=25)
+    rng = np.random.default_rng(seed)
+    for v in range(1, 20, 3):
+        g.add_edge(v, v + 1, 0.0, coefficients=rng.uniform(0, 1, 3))
+        g.add_edge(v, v + 1, 0.3)
+    return g
+
+
+def graphs():
+    yield "two_island", Graph(two_island)
+    for seed in range(3):
+        yield f"random{seed}", random_param_graph(seed)
+    yield "parallel", with_parallel_edges(7)
+
+
+def plain(g, tr, W, k, r):
+    hi = int(g._indptr[1])
+    return _core.cph_moments_batch(tr, np.atleast_2d(W), g._target[:hi].astype(np.int64),
+                                   np.arange(hi, dtype=np.int64), r, k)
+
+
+def plan_of(g):
+    tr = graph_trace(g)
+    hi = int(g._indptr[1])
+    return tr, _core.ReplayPlan(tr, int(g._target.size), hi, g._target[:hi])
+
+
+def rewards_for(g, rng, kind):
+    if kind is None:
+        return None, np.r_[0.0, np.ones(g.vertices_length() - 1)]
+    r = rng.uniform(0.0, 2.0, g.vertices_length())
+    r[0] = 0.0
+    return r, r
+
+
+@pytest.mark.parametrize("name,g", list(graphs()))
+@pytest.mark.parametrize("rewards", [None, "random"])
+def test_single_is_bitwise_plain_replay(name, g, rewards):
+    rng = np.random.default_rng(1)
+    tr, plan = plan_of(g)
+    r_plan, r_plain = rewards_for(g, rng, rewards)
+    for _ in range(3):
+        g.update_weights(rng.uniform(0.3, 2.5, g.theta_dim))
+        for k in (1, 2, 4):
+            got = plan.moments(g._w, k, r_plan)
+            want = plain(g, tr, g._w, k, r_plain)[0]
+            assert got == want.tolist()
+
+
+@pytest.mark.parametrize("name,g", list(graphs()))
+@pytest.mark.parametrize("block", [4, 8, 16])
+def test_batch_is_bitwise_plain_replay(name, g, block):
+    rng = np.random.default_rng(2)
+    tr, plan = plan_of(g)
+    th = rng.uniform(0.3, 2.5, (block * 2 + 3, g.theta_dim))  # last block partial
+    r_plan, r_plain = rewards_for(g, rng, "random")
+    hi = int(g._indptr[1])
+    want, wneg = _core.cph_moments_theta(tr, th, g._base, g._coef, g._target[:hi].astype(np.int64),
+                                         np.arange(hi, dtype=np.int64), r_plain, 3)
+    got, neg = plan.moments_theta(th, g._base, g._coef, 3, r_plan, block)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(neg, wneg)
+
+
+def test_negative_and_degenerate_weights_match_plain_replay():
+    g = random_param_graph(3)
+    tr, plan = plan_of(g)
+    hi = int(g._indptr[1])
+    th = np.array([[1.0, 1.0, 1.0], [-5.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.5, 0.2]])
+    r = np.r_[0.0, np.ones(g.vertices_length() - 1)]
+    want, wneg = _core.cph_moments_theta(tr, th, g._base, g._coef, g._target[:hi].astype(np.int64),
+                                         np.arange(hi, dtype=np.int64), r, 2)
+    got, neg = plan.moments_theta(th, g._base, g._coef, 2, None, 8)
+    assert neg.tolist() == [False, True, False, False]
+    np.testing.assert_array_equal(neg, wneg)
+    np.testing.assert_array_equal(got, want)  # NaN where the plain replay has NaN
+    assert not np.all(np.isfinite(got[2]))
+
+
+def test_graph_switches_to_the_plan_on_its_second_evaluation():
+    g = random_param_graph(4)
+    g.update_weights([0.7, 1.1, 0.4])
+    first = g.moments(3)
+    assert g._plan[1] is None          # one evaluation: no compilation
+    second = g.moments(3)
+    assert g._plan[1] is not None      # compiled on the second
+    assert first == second
+    h = g.copy()                       # a new graph starts over
+    h.update_weights([0.7, 1.1, 0.4])
+    assert h.moments(3) == first and getattr(h, "_plan", (None, None))[1] is None
+    batch = evaluate_batch(g, np.array([[0.7, 1.1, 0.4]] * 9), k=3)
+    np.testing.assert_array_equal(batch[0], first)
+
+
+def test_degenerate_theta_still_raises_clearly():
+    g = random_param_graph(5)
+    g.update_weights([1.0, 1.0, 1.0])
+    g.moments(2)
+    g.moments(2)
+    g.update_weights([0.0, 0.0, 0.0])
+    with pytest.raises(ParameterError, match="non-finite|total out-rate 0"):
+        g.moments(2)
+    with pytest.raises(ParameterError, match="negative rate"):
+        evaluate_batch(g, np.array([[1.0, 1.0, 1.0]] * 8 + [[-9.0, 1.0, 1.0]]), k=2)
+
+
+def test_concurrent_evaluations_do_not_share_work_arrays():
+    g = Graph(two_island)
+    tr, plan = plan_of(g)
+    thetas = np.random.default_rng(6).uniform(0.5, 2.0, (40, 2))
+    weights = []
+    for th in thetas:
+        g.update_weights(th)
+        weights.append(g._w.copy())
+    want = [plan.moments(w, 2) for w in weights]
+    got = [None] * len(weights)
+
+    def work(idx):
+        for i in idx:
+            got[i] = plan.moments(weights[i], 2)
+
+    ts = [threading.Thread(target=work, args=(range(j, len(weights), 4),)) for j in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert got == want
+
+
+def test_malformed_traces_are_rejected():
+    g = Graph(two_island)
+    tr = dict(graph_trace(g))
+    hi = int(g._indptr[1])
+    bad = dict(tr, a=tr["a"].copy())
+    i = int(np.flatnonzero(tr["code"] != 0)[0])
+    bad["a"][i] = i + 5  # an operand after the op
+    with pytest.raises(ValueError, match="malformed"):
+        _core.ReplayPlan(bad, int(g._target.size), hi, g._target[:hi])
+    bad = dict(tr, xs=tr["xs"].copy())
+    bad["xs"][0] = tr["code"].size
+    with pytest.raises(ValueError, match="malformed"):
+        _core.ReplayPlan(bad, int(g._target.size), hi, g._target[:hi])
+
+
+def test_edge_weights():
+    g = random_param_graph(8)
+    g._flush()
+    th = np.array([0.3, 1.7, 0.9])
+    w, bad = _core.edge_weights(g._base, g._coef, th)
+    np.testing.assert_allclose(w, g._base + g._coef @ th, rtol=1e-15, atol=0)
+    assert bad == -1
+    w, bad = _core.edge_weights(g._base, g._coef, np.array([0.3, -50.0, 0.9]))
+    assert bad == int(np.flatnonzero(~(g._base + g._coef @ [0.3, -50.0, 0.9] >= 0))[0])
+    with pytest.raises(ParameterError, match="rates must be >= 0"):
+        g.update_weights([0.3, -50.0, 0.9])
