@@ -250,11 +250,11 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         the graph's current weights (``update_weights``; exactly the rate for a graph
         without parameters), so a theta whose rates grow more than that gives NaN at the
         largest times; pass ``max_jumps`` to cover more (K steps reach ``L t`` up to about
-        ``K - 8 sqrt(K)``; a large K costs memory for gradients, not time). Traced ``times``
+        ``K - 8 sqrt(K)``; a large K costs gradient memory, little time). Traced ``times``
         (close over data instead) or a parameterised graph never given weights leave
-        nothing to size K from: "auto" then uses expm (below 4000 transient states) and
-        otherwise ParameterError is raised. In float32 the relative error of uniformisation grows like
-        ``3e-7 L t``.
+        nothing to size K from: then "auto" uses expm on graphs up to 4000 transient
+        states, and otherwise ParameterError asks for ``max_jumps``. In float32 the
+        relative error of uniformisation grows like ``3e-7 L t``.
 
     Examples
     --------

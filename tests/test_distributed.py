@@ -112,7 +112,9 @@ def test_build_stores_graph_and_trace_and_sweep_matches_serial(client, store):
     from phasic.cache import graph_entry_path
 
     assert Path(store.path("graphs", keys[0])) == graph_entry_path(dm.two_island_param, ipv=[4, 3])
-    arrays, _ = store.get("graphs", keys[0])
+    from phasic.graph_arrays import unpack
+
+    arrays = unpack(store.get("graphs", keys[0])[0])  # stored in the compact form
     ref, _ = local.to_arrays()
     assert set(arrays) == set(ref) and all(np.array_equal(arrays[k], ref[k]) for k in ref)
     assert store.contains("traces", trace_key(local))
