@@ -50,6 +50,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import timing  # noqa: E402
 # ~50, ~200-1k, ~1k, ~10k vertices, and ~100k with --full
 SIZES = {"kingman": [50, 200, 1000, 10000, 100000], "block_counting": [10, 16, 22, 33, 46],
          "two_island": [8, 19, 44, 140, 446]}
@@ -216,8 +218,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="phasic-bench-store-"))
     pycache = root / "pycache"
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "phasic"), str(HERE / "models.py")],
-                   env=dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache)), check=True, capture_output=True)
+    timing.compile_bytecode(pycache)
     try:
         rows = measure(args.models, args.quick, args.fresh, root / "cache", pycache, args.full)
         fixed = floors(root, pycache)

@@ -23,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import reference_env  # noqa: E402
+import timing  # noqa: E402
 
 CASES = {"quick": [("block_counting", 25), ("rabbits", 100)],
          "default": [("block_counting", 25), ("block_counting", 30), ("rabbits", 150),
@@ -44,11 +45,8 @@ print(json.dumps({"t": t, "V": int(g.vertices_length()), "E": float(g.expectatio
 
 
 def _bytecode(pycache):
-    """Compile phasic into a private bytecode cache: the editable install writes no .pyc files,
-    so without it every child would compile phasic's modules (a pip install has them)."""
-    repo = HERE.parent
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(repo / "phasic"), str(HERE / "models.py")],
-                   env=dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache)), check=True, capture_output=True)
+    """Private bytecode cache for our children (see timing.compile_bytecode)."""
+    timing.compile_bytecode(pycache)
 
 
 def _size(root):

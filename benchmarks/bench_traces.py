@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import models  # noqa: E402
 import reference_env  # noqa: E402
+import timing  # noqa: E402
 
 SIZES = {"quick": [45], "default": [60, 90], "full": [60, 90, 140]}
 JAX_SIZES = {"quick": [10], "default": [10, 20], "full": [10, 20, 25]}
@@ -204,7 +205,7 @@ def store_processes(n):
     with tempfile.TemporaryDirectory(prefix="phasic-bench-") as tmp:
         path = Path(tmp) / "store_run.py"
         path.write_text(STORE_SCRIPT)
-        env = dict(os.environ, PHASIC_CACHE_DIR=str(Path(tmp) / "cache"))
+        env = dict(timing.compile_bytecode(Path(tmp) / "pycache"), PHASIC_CACHE_DIR=str(Path(tmp) / "cache"))
         out = []
         for hier in ("0", "1", "1"):
             p = subprocess.run([sys.executable, str(path), str(HERE), str(n), hier], env=env,
