@@ -108,27 +108,30 @@ print(json.dumps({"import_h5py_ms": imp * 1e3, "open_close_ms": open_ms, "open_r
 
 
 def _per_call(fns, repeat=20, rounds=9):
-    """Seconds per call of each function: the mean of ``repeat`` calls, best of ``rounds``.
+    """Seconds per call of each function: the mean of up to ``repeat`` calls, best of ``rounds``.
 
     The functions take turns batch by batch (build, hit, disk hit, build, ...), so on a busy
     machine they meet the same conditions and the ratios are fair; each batch's mean is over
-    ``repeat`` calls as the issue measures a hit.  Slow calls (a 10,000-vertex build takes
-    ~0.1-2 s) get fewer calls and rounds.
+    ``repeat`` calls as the issue measures a hit.  A slow call (a 10,000-vertex build takes
+    ~0.1-2 s) gets a batch of one and fewer rounds; a fast one keeps its ``repeat`` calls
+    even next to a slow one (a single hit timed right after a big build pays for the
+    build's freed memory: ~3 ms instead of ~1 ms at 10k vertices).
     """
     once = []
     for fn in fns:
         t0 = time.perf_counter()
         fn()  # also the warm-up call
         once.append(time.perf_counter() - t0)
+    reps = [1 if t > 0.05 else repeat for t in once]
     if max(once) > 0.05:
-        repeat, rounds = 1, (3 if max(once) < 1.0 else 2)
+        rounds = 3 if max(once) < 1.0 else 2
     best = [float("inf")] * len(fns)
     for _ in range(rounds):
         for i, fn in enumerate(fns):
             t0 = time.perf_counter()
-            for _ in range(repeat):
+            for _ in range(reps[i]):
                 fn()
-            best[i] = min(best[i], (time.perf_counter() - t0) / repeat)
+            best[i] = min(best[i], (time.perf_counter() - t0) / reps[i])
     return best
 
 
