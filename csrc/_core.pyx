@@ -31,30 +31,31 @@ cdef extern from "statetable.hpp" namespace "phasic":
 cdef extern from "elim.hpp" namespace "phasic":
     cdef cppclass Trace:
         vector[uint8_t] code
-        vector[int64_t] a, b, c, xi, xj, xs, xinit, order, scc_ptr, seg_ptr, xseg_ptr
+        vector[int32_t] a, b, c, xi, xj, xs, xinit
+        vector[int64_t] order, scc_ptr, seg_ptr, xseg_ptr
     cdef cppclass LocalTrace:
         int64_t n_ops, n_x
         const uint8_t* code
-        const int64_t* a
-        const int64_t* b
-        const int64_t* c
-        const int64_t* xi
-        const int64_t* xj
-        const int64_t* xs
-        const int64_t* xinit
+        const int32_t* a
+        const int32_t* b
+        const int32_t* c
+        const int32_t* xi
+        const int32_t* xj
+        const int32_t* xs
+        const int32_t* xinit
     void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
                 const vector[const LocalTrace*]* provided, cbool local) except + nogil
     void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
                    vector[int64_t]& order, vector[int64_t]& scc_ptr) except + nogil
-    cbool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                    const int64_t* c, const double* w, double* val) nogil
-    void replay(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+    cbool eval_tape(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                    const int32_t* c, const double* w, double* val) nogil
+    void replay(int64_t n, const int32_t* xi, const int32_t* xj, const int32_t* xs,
                 const double* val, double* x) nogil
-    void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+    void replay_adjoint(int64_t n, const int32_t* xi, const int32_t* xj, const int32_t* xs,
                         const double* val, double* x) nogil
-    void cph_moments_blocked(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                             const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
-                             const int64_t* xs, int64_t V, const int64_t* xinit,
+    void cph_moments_blocked(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                             const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
+                             const int32_t* xs, int64_t V, const int32_t* xinit,
                              const double* W, int64_t B, int64_t E, int64_t na,
                              const int64_t* a_edge, const int64_t* a_target,
                              const double* rewards, int64_t k, double* out, int64_t block,
@@ -66,9 +67,9 @@ cdef extern from "replay.hpp" namespace "phasic":
         int64_t k
     cdef cppclass Plan:
         int64_t V, E, nslot
-    void compile_plan(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                      const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
-                      const int64_t* xs, int64_t V, const int64_t* xinit, int64_t E,
+    void compile_plan(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                      const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
+                      const int32_t* xs, int64_t V, const int32_t* xinit, int64_t E,
                       int64_t n_start, Plan& P) except + nogil
     const XSched* plan_sched(Plan& P, int64_t k) except +
     void plan_moments_one(const Plan& P, const XSched& S, const double* w, int64_t na,
@@ -363,8 +364,14 @@ cdef object _vec64(vector[int64_t]& v):
     return np.asarray(<int64_t[:v.size()]>v.data()).copy()
 
 
-cdef const int64_t* _ptr64(object arr, list keep) except? NULL:
-    cdef const int64_t[::1] m = np.ascontiguousarray(arr, dtype=np.int64)
+cdef object _vec32(vector[int32_t]& v):
+    if v.size() == 0:
+        return np.zeros(0, np.int32)
+    return np.asarray(<int32_t[:v.size()]>v.data()).copy()
+
+
+cdef const int32_t* _ptr32(object arr, list keep) except? NULL:
+    cdef const int32_t[::1] m = np.ascontiguousarray(arr, dtype=np.int32)
     keep.append(m)
     return &m[0] if m.shape[0] else NULL
 
@@ -395,22 +402,22 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
             locals_[j].n_ops = cm.shape[0]
             locals_[j].n_x = len(lt["xi"])
             locals_[j].code = &cm[0] if cm.shape[0] else NULL
-            locals_[j].a = _ptr64(lt["a"], keep)
-            locals_[j].b = _ptr64(lt["b"], keep)
-            locals_[j].c = _ptr64(lt["c"], keep)
-            locals_[j].xi = _ptr64(lt["xi"], keep)
-            locals_[j].xj = _ptr64(lt["xj"], keep)
-            locals_[j].xs = _ptr64(lt["xs"], keep)
-            locals_[j].xinit = _ptr64(lt["xinit"], keep)
+            locals_[j].a = _ptr32(lt["a"], keep)
+            locals_[j].b = _ptr32(lt["b"], keep)
+            locals_[j].c = _ptr32(lt["c"], keep)
+            locals_[j].xi = _ptr32(lt["xi"], keep)
+            locals_[j].xj = _ptr32(lt["xj"], keep)
+            locals_[j].xs = _ptr32(lt["xs"], keep)
+            locals_[j].xinit = _ptr32(lt["xinit"], keep)
             ptrs[k] = &locals_[j]
     with nogil:
         record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T,
                &ptrs if nmax else NULL, local)
     code = np.asarray(<uint8_t[:T.code.size()]>T.code.data()).copy() if T.code.size() else np.zeros(0, np.uint8)
     return {
-        "code": code, "a": _vec64(T.a), "b": _vec64(T.b), "c": _vec64(T.c),
-        "xi": _vec64(T.xi), "xj": _vec64(T.xj), "xs": _vec64(T.xs),
-        "xinit": _vec64(T.xinit), "order": _vec64(T.order), "scc_ptr": _vec64(T.scc_ptr),
+        "code": code, "a": _vec32(T.a), "b": _vec32(T.b), "c": _vec32(T.c),
+        "xi": _vec32(T.xi), "xj": _vec32(T.xj), "xs": _vec32(T.xs),
+        "xinit": _vec32(T.xinit), "order": _vec64(T.order), "scc_ptr": _vec64(T.scc_ptr),
         "seg_ptr": _vec64(T.seg_ptr), "xseg_ptr": _vec64(T.xseg_ptr),
     }
 
@@ -423,8 +430,8 @@ def scc(const int64_t[::1] indptr, const int32_t[::1] target):
     return _vec64(order), _vec64(ptr)
 
 
-def evaluate_tape(const uint8_t[::1] code, const int64_t[::1] a, const int64_t[::1] b,
-                  const int64_t[::1] c, const double[::1] w):
+def evaluate_tape(const uint8_t[::1] code, const int32_t[::1] a, const int32_t[::1] b,
+                  const int32_t[::1] c, const double[::1] w):
     """Values of every tape op for one edge-weight vector."""
     cdef int64_t n = code.shape[0]
     val = np.empty(n)
@@ -435,7 +442,7 @@ def evaluate_tape(const uint8_t[::1] code, const int64_t[::1] a, const int64_t[:
     return val
 
 
-def run_program(const int64_t[::1] xi, const int64_t[::1] xj, const int64_t[::1] xs,
+def run_program(const int32_t[::1] xi, const int32_t[::1] xj, const int32_t[::1] xs,
                 const double[::1] val, double[::1] x, bint adjoint=False):
     """Applies the reward program (or its transpose) to x in place."""
     cdef int64_t n = xi.shape[0]
@@ -456,8 +463,8 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     Returns (B, k); a row with a non-finite value marks a degenerate weight vector.
     """
     cdef const uint8_t[::1] code = tr["code"]
-    cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
-    cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+    cdef const int32_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+    cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
     cdef int64_t B = W.shape[0], E = W.shape[1], n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
     cdef int64_t na = a_target.shape[0]
     out = np.empty((B, k))
@@ -465,12 +472,12 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     if B == 0:
         return out
     cdef const uint8_t* cp = &code[0] if n else NULL
-    cdef const int64_t* ap = &ta[0] if n else NULL
-    cdef const int64_t* bp = &tb[0] if n else NULL
-    cdef const int64_t* ccp = &tc[0] if n else NULL
-    cdef const int64_t* xip = &xi[0] if nx else NULL
-    cdef const int64_t* xjp = &xj[0] if nx else NULL
-    cdef const int64_t* xsp = &xs[0] if nx else NULL
+    cdef const int32_t* ap = &ta[0] if n else NULL
+    cdef const int32_t* bp = &tb[0] if n else NULL
+    cdef const int32_t* ccp = &tc[0] if n else NULL
+    cdef const int32_t* xip = &xi[0] if nx else NULL
+    cdef const int32_t* xjp = &xj[0] if nx else NULL
+    cdef const int32_t* xsp = &xs[0] if nx else NULL
     cdef const int64_t* aep = &a_edge[0] if na else NULL
     cdef const int64_t* atp = &a_target[0] if na else NULL
     with nogil:
@@ -486,8 +493,8 @@ def cph_moments_theta(dict tr, const double[:, ::1] thetas, const double[::1] ba
     """Like cph_moments_batch, with the weights base + coef . theta computed block by block
     inside the core (no (B, E) weight matrix). Returns (moments (B, k), negative (B,) bool)."""
     cdef const uint8_t[::1] code = tr["code"]
-    cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
-    cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+    cdef const int32_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+    cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
     cdef int64_t B = thetas.shape[0], p = thetas.shape[1], E = base.shape[0]
     cdef int64_t n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0], na = a_target.shape[0]
     if coef.shape[0] != E or coef.shape[1] != p:
@@ -549,8 +556,8 @@ cdef class ReplayPlan:
 
     def __init__(self, dict tr, int64_t n_edges, int64_t n_start, a_target):
         cdef const uint8_t[::1] code = tr["code"]
-        cdef const int64_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
-        cdef const int64_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+        cdef const int32_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+        cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
         cdef int64_t n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
         if ta.shape[0] != n or tb.shape[0] != n or tc.shape[0] != n or xj.shape[0] != nx or xs.shape[0] != nx:
             raise ValueError("trace arrays differ in length")

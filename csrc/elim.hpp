@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -21,17 +22,21 @@ enum Op : uint8_t { OP_WEIGHT = 0, OP_ADD = 1, OP_DIV = 2, OP_INV = 3, OP_MUL = 
 struct Trace {
   // tape
   std::vector<uint8_t> code;
-  std::vector<int64_t> a, b, c;
+  std::vector<int32_t> a, b, c;  // operands: op indices (WEIGHT: an edge index), -1 if unused
   // reward-compute program: x[xi] += val[xs] * x[xj] (xj >= 0) or x[xi] *= val[xs] (xj < 0)
-  std::vector<int64_t> xi, xj, xs;
-  std::vector<int64_t> xinit;   // per vertex: op of 1/lambda, or -1 (absorbing / start)
+  std::vector<int32_t> xi, xj, xs;
+  std::vector<int32_t> xinit;   // per vertex: op of 1/lambda, or -1 (absorbing / start)
   std::vector<int64_t> order;   // elimination order (vertex ids), start vertex excluded
   std::vector<int64_t> scc_ptr; // SCC boundaries in `order` (topological order)
   std::vector<int64_t> seg_ptr; // tape segment of each SCC: ops [seg_ptr[k], seg_ptr[k+1])
   std::vector<int64_t> xseg_ptr;// program segment of each SCC (program runs SCCs in reverse)
 
+  // Operands and program entries are int32 (half the memory and disk of int64; a trace
+  // of 2^31 ops would take ~30 GB), so a longer tape is refused.
   int64_t emit(uint8_t op, int64_t x, int64_t y = -1, int64_t z = -1) {
-    code.push_back(op); a.push_back(x); b.push_back(y); c.push_back(z);
+    if ((int64_t)code.size() >= INT32_MAX)
+      throw std::length_error("elimination trace exceeds 2^31 - 1 operations");
+    code.push_back(op); a.push_back((int32_t)x); b.push_back((int32_t)y); c.push_back((int32_t)z);
     return (int64_t)code.size() - 1;
   }
 };
@@ -100,8 +105,8 @@ inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
 struct LocalTrace {
   int64_t n_ops = 0, n_x = 0;
   const uint8_t* code = nullptr;
-  const int64_t *a = nullptr, *b = nullptr, *c = nullptr;
-  const int64_t *xi = nullptr, *xj = nullptr, *xs = nullptr, *xinit = nullptr;
+  const int32_t *a = nullptr, *b = nullptr, *c = nullptr;
+  const int32_t *xi = nullptr, *xj = nullptr, *xs = nullptr, *xinit = nullptr;
 };
 
 // Records the elimination of the graph given in CSR form. Vertex 0 is the start vertex;
@@ -115,6 +120,7 @@ struct LocalTrace {
 inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
                    const std::vector<const LocalTrace*>* provided = nullptr,
                    bool local = false) {
+  if (V >= INT32_MAX) throw std::length_error("too many vertices for an elimination trace");
   if (local) {
     // a local SCC graph: vertices 1..m form the SCC in elimination order, the rest absorb
     T.order.clear(); T.scc_ptr.assign(1, 0);
@@ -133,7 +139,8 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
   std::vector<EdgeList> out(V);                     // edges inside the SCC
   std::vector<std::vector<int64_t>> par(V);
   // per-SCC programs, recorded in topological order into one buffer, emitted reversed
-  std::vector<int64_t> X, J, S, pseg(1, 0);
+  std::vector<int32_t> X, J, S;
+  std::vector<int64_t> pseg(1, 0);
   EdgeList w, m;
   T.xinit.assign(V, -1);
   T.seg_ptr.assign(1, 0);
@@ -265,8 +272,8 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
 }
 
 // Evaluates the tape for one weight vector. Returns false if a value is not finite.
-inline bool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                      const int64_t* c, const double* w, double* val) {
+inline bool eval_tape(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                      const int32_t* c, const double* w, double* val) {
   for (int64_t i = 0; i < n; ++i) {
     switch (code[i]) {
       case OP_WEIGHT: val[i] = w[a[i]]; break;
@@ -282,7 +289,7 @@ inline bool eval_tape(int64_t n, const uint8_t* code, const int64_t* a, const in
 }
 
 // x <- program applied to x (in place).
-inline void replay(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+inline void replay(int64_t n, const int32_t* xi, const int32_t* xj, const int32_t* xs,
                    const double* val, double* x) {
   for (int64_t k = 0; k < n; ++k) {
     if (xj[k] >= 0) x[xi[k]] += val[xs[k]] * x[xj[k]];
@@ -291,7 +298,7 @@ inline void replay(int64_t n, const int64_t* xi, const int64_t* xj, const int64_
 }
 
 // Transposed program, applied in reverse order (x <- M^T x).
-inline void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+inline void replay_adjoint(int64_t n, const int32_t* xi, const int32_t* xj, const int32_t* xs,
                            const double* val, double* x) {
   for (int64_t k = n - 1; k >= 0; --k) {
     if (xj[k] >= 0) x[xj[k]] += val[xs[k]] * x[xi[k]];
@@ -301,8 +308,8 @@ inline void replay_adjoint(int64_t n, const int64_t* xi, const int64_t* xj, cons
 
 // Block versions: nb weight vectors at once, values laid out op-major (val[i * nb + j]),
 // so the opcode dispatch is paid once per block and the inner loops vectorise.
-inline void eval_tape_block(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                            const int64_t* c, const double* W, int64_t E, int64_t nb, double* val) {
+inline void eval_tape_block(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                            const int32_t* c, const double* W, int64_t E, int64_t nb, double* val) {
   for (int64_t i = 0; i < n; ++i) {
     double* o = val + i * nb;
     const double* x = code[i] == OP_WEIGHT ? nullptr : val + a[i] * nb;
@@ -320,7 +327,7 @@ inline void eval_tape_block(int64_t n, const uint8_t* code, const int64_t* a, co
   }
 }
 
-inline void replay_block(int64_t n, const int64_t* xi, const int64_t* xj, const int64_t* xs,
+inline void replay_block(int64_t n, const int32_t* xi, const int32_t* xj, const int32_t* xs,
                          const double* val, int64_t nb, double* x) {
   for (int64_t k = 0; k < n; ++k) {
     double* t = x + xi[k] * nb;
@@ -339,9 +346,9 @@ inline void replay_block(int64_t n, const int64_t* xi, const int64_t* xj, const 
 // If `theta` is given (B x p, with base (E) and coef (E x p)), the weights of each block are
 // computed here as base + coef . theta into one reused buffer (W is then ignored); a row
 // whose weights include a negative value gets NaN moments and neg[row] = 1.
-inline void cph_moments_blocked(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                                const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
-                                const int64_t* xs, int64_t V, const int64_t* xinit,
+inline void cph_moments_blocked(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                                const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
+                                const int32_t* xs, int64_t V, const int32_t* xinit,
                                 const double* W, int64_t B, int64_t E, int64_t na,
                                 const int64_t* a_edge, const int64_t* a_target,
                                 const double* rewards, int64_t k, double* out, int64_t block = 0,

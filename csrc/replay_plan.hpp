@@ -80,9 +80,9 @@ inline void make_runs(const std::vector<uint8_t>& key, std::vector<uint8_t>& kin
 
 // Builds the plan of a trace over E edges. Edges below n_start (the start vertex's, used
 // for the initial distribution) keep their raw weights.
-inline void compile_plan(int64_t n, const uint8_t* code, const int64_t* a, const int64_t* b,
-                         const int64_t* c, int64_t nx, const int64_t* xi, const int64_t* xj,
-                         const int64_t* xs, int64_t V, const int64_t* xinit, int64_t E,
+inline void compile_plan(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                         const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
+                         const int32_t* xs, int64_t V, const int32_t* xinit, int64_t E,
                          int64_t n_start, Plan& P) {
   P = Plan();
   P.V = V; P.E = E;

@@ -8,7 +8,9 @@ sha256 of that structure, so every graph of the same shape shares one trace entr
 ``hierarchical=True`` also records each cyclic strongly connected component (SCC) on its
 own, keyed by the component's local structure, and composes the graph's trace from them
 in topological order: components shared between graphs (common sub-models) are taken from
-the store instead of being eliminated again.
+the store instead of being eliminated again.  Storing pays only when recording costs more
+than loading: a component (or a whole-graph trace over 4 MB) is stored only if recording it
+took at least twice the estimated load time (``SCC_STORE_GAIN``, ``load_estimate``).
 
 Replay of a continuous graph's trace runs through a *replay plan* compiled from it once
 (``phasic._core.ReplayPlan``, csrc/replay_plan.hpp): the same arithmetic, bit for bit,
@@ -17,6 +19,7 @@ laid out for speed. Plans live with the graph, not in the store.
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 
@@ -28,8 +31,22 @@ TRACE_FORMAT = 2
 #: an HDF5 entry costs milliseconds to read or write, recording a small component costs
 #: microseconds (measured in benchmarks/bench_traces.py).
 HIERARCHICAL_MIN_SCC = 50
-_INT_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit", "order", "scc_ptr", "seg_ptr",
-               "xseg_ptr")
+#: A component's trace is stored only if recording it took at least this many times the
+#: estimated cost of loading it back, ``LOAD_S_FIXED + LOAD_S_PER_BYTE * bytes`` (read plus
+#: SHA-256 check; measured ~1 ms + ~3 ns/byte in benchmarks/bench_traces.py). Dense
+#: components record at ~30-40 ns per op, about what loading their 13 bytes per op costs,
+#: so storing them would only add writes; sparse ones cost far more to record per op.
+SCC_STORE_GAIN = 2.0
+LOAD_S_FIXED = 1e-3
+LOAD_S_PER_BYTE = 3e-9
+#: A whole-graph trace up to this size is always stored by ``hierarchical=True`` (writing it
+#: costs milliseconds); a larger one only if composing it took ``SCC_STORE_GAIN`` times the
+#: estimated load. :func:`ensure_trace` (explicit precomputation) always stores.
+GRAPH_STORE_ALWAYS_BYTES = 4 << 20
+#: Operand and program fields are int32 in memory and on disk (loaded as views, no
+#: conversion); the per-vertex and per-SCC fields are int64 in memory, stored narrowed.
+_OP_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit")
+_INT_FIELDS = _OP_FIELDS + ("order", "scc_ptr", "seg_ptr", "xseg_ptr")
 
 
 def _structure_key(kind: str, indptr, target) -> str:
@@ -58,7 +75,9 @@ def _to_entry(tr: dict):
     arrays = {"code": tr["code"]}
     for f in _INT_FIELDS:
         v = tr[f]
-        arrays[f] = v.astype(np.int32) if v.size == 0 or (v.max() < 2**31 and v.min() >= -2**31) else v
+        if v.dtype != np.int32 and (v.size == 0 or (v.max() < 2**31 and v.min() >= -2**31)):
+            v = v.astype(np.int32)
+        arrays[f] = v
     attrs = {"trace_format": TRACE_FORMAT, "n_ops": int(tr["code"].size),
              "n_program": int(tr["xi"].size)}
     return arrays, attrs
@@ -68,7 +87,7 @@ def _from_entry(arrays, attrs) -> dict:
     try:
         tr = {"code": np.ascontiguousarray(arrays["code"], np.uint8)}
         for f in _INT_FIELDS:
-            tr[f] = np.ascontiguousarray(arrays[f], np.int64)
+            tr[f] = np.ascontiguousarray(arrays[f], np.int32 if f in _OP_FIELDS else np.int64)
     except KeyError as exc:
         raise TraceError(f"trace entry lacks field {exc.args[0]!r}") from None
     if int(attrs.get("trace_format", -1)) != TRACE_FORMAT:
@@ -143,6 +162,11 @@ def local_structure(indptr, target, verts):
     return lp, local.astype(np.int32)
 
 
+def load_estimate(arrays) -> float:
+    """Estimated seconds to load a stored trace entry holding ``arrays``."""
+    return LOAD_S_FIXED + LOAD_S_PER_BYTE * sum(a.nbytes for a in arrays.values())
+
+
 def _record_hierarchical(g, store, min_size=None):
     """Trace of `g` composed from per-SCC traces kept in the store."""
     min_size = HIERARCHICAL_MIN_SCC if min_size is None else int(min_size)
@@ -151,7 +175,7 @@ def _record_hierarchical(g, store, min_size=None):
     provided = {}
     big = np.flatnonzero((sizes > 1) & (sizes >= min_size))
     stats = {"components": int((sizes > 1).sum()), "cached_components": int(big.size),
-             "reused": 0, "recorded": 0}
+             "reused": 0, "recorded": 0, "stored": 0}
     for k in big.tolist():
         lp, lt = local_structure(g._indptr, g._target, order[ptr[k]:ptr[k + 1]])
         key = _structure_key("scc", lp, lt)
@@ -163,11 +187,15 @@ def _record_hierarchical(g, store, min_size=None):
             except TraceError:
                 local = None
         if local is None:
+            t0 = time.perf_counter()
             local = _core.record_trace(lp, lt, None, True)
+            spent = time.perf_counter() - t0
             arrays, attrs = _to_entry(local)
-            attrs["scope"] = "scc"
-            store.put("traces", key, arrays, attrs)
             stats["recorded"] += 1
+            if spent >= SCC_STORE_GAIN * load_estimate(arrays):
+                attrs["scope"] = "scc"
+                store.put("traces", key, arrays, attrs)
+                stats["stored"] += 1
         else:
             stats["reused"] += 1
         provided[k] = local
@@ -180,7 +208,8 @@ def graph_trace(g, store=None):
     """The elimination trace of `g`'s structure.
 
     Plain graphs record it in memory on first use; ``hierarchical=True`` graphs load it from
-    the store (or compose it from stored per-SCC traces) and store what they record.
+    the store (or compose it from stored per-SCC traces) and store what they record, unless
+    it is large and was cheaper to record than to load (see GRAPH_STORE_ALWAYS_BYTES).
     """
     g._flush()
     if g._trace is None:
@@ -191,11 +220,17 @@ def graph_trace(g, store=None):
             if tr is not None and not _valid_for(tr, g):
                 tr = None
             if tr is None:
+                t0 = time.perf_counter()
                 tr = _record_hierarchical(g, st)
+                spent = time.perf_counter() - t0
                 _check_closed_classes(g, tr)
                 arrays, attrs = _to_entry(tr)
-                attrs["scope"] = "graph"
-                st.put("traces", key, arrays, attrs)
+                nbytes = sum(a.nbytes for a in arrays.values())
+                keep = nbytes <= GRAPH_STORE_ALWAYS_BYTES or spent >= SCC_STORE_GAIN * load_estimate(arrays)
+                g._hierarchy_stats["graph_stored"] = keep
+                if keep:
+                    attrs["scope"] = "graph"
+                    st.put("traces", key, arrays, attrs)
         else:
             tr = _core.record_trace(g._indptr, g._target)
         _check_closed_classes(g, tr)

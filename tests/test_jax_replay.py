@@ -132,6 +132,7 @@ def test_jit_and_vmap_without_rewards(cyclic):
 
 def test_hierarchical_trace(cache_dir, monkeypatch):
     monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)  # splice stored components
+    monkeypatch.setattr(phasic.traces, "SCC_STORE_GAIN", 0.0)
     g = random_param_graph(2, n=30, extra=2)
     g._flush()
     g._hierarchical = True

@@ -12,7 +12,7 @@ import pytest
 
 import phasic
 from phasic import Graph, ParameterError
-from phasic.traces import evaluate_batch, graph_trace, load_trace, trace_entry_path, trace_key
+from phasic.traces import ensure_trace, evaluate_batch, graph_trace, load_trace, trace_entry_path, trace_key
 from tests.dask_models import two_island_param
 
 
@@ -124,12 +124,15 @@ def test_scc_composition_equals_whole_graph(seed, cache_dir, monkeypatch):
     h._hierarchical = True
     h._trace = None
     monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)  # cache every component
+    monkeypatch.setattr(phasic.traces, "SCC_STORE_GAIN", 0.0)      # however cheap to record
     np.testing.assert_allclose(h.moments(3), whole, rtol=1e-12)
     assert h._hierarchy_stats["recorded"] >= 1
+    assert h._hierarchy_stats["stored"] == h._hierarchy_stats["recorded"]
 
 
 def test_hierarchical_reuses_shared_components(cache_dir, monkeypatch):
     monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)
+    monkeypatch.setattr(phasic.traces, "SCC_STORE_GAIN", 0.0)
 
     def family(n):
         @phasic.with_ipv([[[n, 0], 1.0]])
@@ -148,6 +151,33 @@ def test_hierarchical_reuses_shared_components(cache_dir, monkeypatch):
     np.testing.assert_allclose(m6, dense_moments(g6, 2), rtol=1e-12)
     np.testing.assert_allclose(m7, dense_moments(g7, 2), rtol=1e-12)
     assert phasic.get_trace_cache_stats()["total_files"] >= s["components"]
+
+
+def test_components_cheaper_to_record_than_to_load_are_not_stored(cache_dir, monkeypatch):
+    monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)
+    monkeypatch.setattr(phasic.traces, "LOAD_S_FIXED", 10.0)  # loading "costs" 10 s: never worth it
+    g = random_param_graph(0, n=30, extra=2)
+    g.update_weights([0.7, 1.3, 0.4])
+    whole = g.moments(2)
+    h = g.copy()
+    h._hierarchical = True
+    h._trace = None
+    np.testing.assert_allclose(h.moments(2), whole, rtol=1e-12)
+    s = h._hierarchy_stats
+    assert s["recorded"] >= 1 and s["stored"] == 0, s
+    assert phasic.get_trace_cache_stats()["total_files"] == 1  # the whole-graph trace only
+
+
+def test_large_graph_trace_cheaper_to_record_than_to_load_is_not_stored(cache_dir, monkeypatch):
+    monkeypatch.setattr(phasic.traces, "GRAPH_STORE_ALWAYS_BYTES", 0)
+    monkeypatch.setattr(phasic.traces, "LOAD_S_FIXED", 10.0)
+    g = Graph(two_island, hierarchical=True)
+    g.update_weights([1.0, 0.5])
+    g.moments(2)
+    assert g._hierarchy_stats["graph_stored"] is False
+    assert phasic.get_trace_cache_stats()["total_files"] == 0
+    assert ensure_trace(g) == trace_key(g)  # an explicit request stores it regardless
+    assert phasic.get_trace_cache_stats()["total_files"] == 1
 
 
 def test_small_components_are_not_stored_alone(cache_dir):
@@ -211,4 +241,4 @@ def test_trace_key_is_structural():
     other = random_param_graph(1)
     assert trace_key(other) != trace_key(g)
     tr = graph_trace(g)
-    assert tr["code"].dtype == np.uint8 and tr["xi"].dtype == np.int64
+    assert tr["code"].dtype == np.uint8 and tr["xi"].dtype == np.int32
