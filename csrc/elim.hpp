@@ -92,10 +92,10 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
   }
 }
 
-using EdgeList = std::vector<std::pair<int64_t, int64_t>>;  // (target, op) sorted by target
+using EdgeList = std::vector<std::pair<int32_t, int32_t>>;  // (target, op) sorted by target
 
 inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
-  auto it = std::lower_bound(l.begin(), l.end(), std::make_pair(z, (int64_t)-1));
+  auto it = std::lower_bound(l.begin(), l.end(), std::make_pair((int32_t)z, (int32_t)-1));
   return (it != l.end() && it->first == z) ? it : l.end();
 }
 
@@ -137,7 +137,7 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
   for (int64_t k = 0; k < nscc; ++k)
     for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) { ord[T.order[i]] = i; scc[T.order[i]] = k; }
   std::vector<EdgeList> out(V);                     // edges inside the SCC
-  std::vector<std::vector<int64_t>> par(V);
+  std::vector<std::vector<int32_t>> par(V);
   // per-SCC programs, recorded in topological order into one buffer, emitted reversed
   std::vector<int32_t> X, J, S;
   std::vector<int64_t> pseg(1, 0);
@@ -184,7 +184,7 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
       for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
         int64_t z = target[e];
         if (z == v) continue;  // self-transitions do not change the chain
-        w.push_back({z, T.emit(OP_WEIGHT, e)});
+        w.push_back({(int32_t)z, (int32_t)T.emit(OP_WEIGHT, e)});
       }
       if (w.empty()) continue;  // absorbing
       std::stable_sort(w.begin(), w.end(), [](auto& x, auto& y) { return x.first < y.first; });
@@ -211,7 +211,7 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
     if (T.scc_ptr[k + 1] - T.scc_ptr[k] > 1) {
       for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
         int64_t v = T.order[i];
-        std::vector<int64_t> parents;
+        std::vector<int32_t> parents;
         parents.swap(par[v]);
         std::sort(parents.begin(), parents.end());
         parents.erase(std::unique(parents.begin(), parents.end()), parents.end());
@@ -236,10 +236,10 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
               continue;
             }
             if (a != ae && a->first == z) {
-              merged.push_back({z, T.emit(OP_FMA, a->second, puv, pvz)});
+              merged.push_back({(int32_t)z, (int32_t)T.emit(OP_FMA, a->second, puv, pvz)});
               ++a;
             } else {
-              merged.push_back({z, T.emit(OP_MUL, puv, pvz)});
+              merged.push_back({(int32_t)z, (int32_t)T.emit(OP_MUL, puv, pvz)});
               if (ord[u] > ord[z]) par[z].push_back(u);
             }
           }
