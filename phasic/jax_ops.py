@@ -166,14 +166,17 @@ def _poisson_mixture(n, r, c, block=256):
         packed, m = into.pack(move), steps(x, K)
         nb, weights = blocks(x, K)
 
-        def body(k, carry):
-            v, q, V = carry
-            V = V.at[k].set(v) if keep else V
-            return v * stay + into.total(into.take(v) * packed), q.at[k].set(v @ s), V
+        def step(v):
+            return v * stay + into.total(into.take(v) * packed)
 
-        V = jnp.zeros((K + 1, n) if keep else (0,), alpha.dtype)
-        q = jnp.zeros(nb * block, alpha.dtype)
-        _, q, V = jax.lax.fori_loop(0, m + 1, body, (alpha, q, V))
+        if keep:  # store the v_k only (one update per step); q = V s afterwards
+            _, V = jax.lax.fori_loop(0, m + 1, lambda k, c: (step(c[0]), c[1].at[k].set(c[0])),
+                                     (alpha, jnp.zeros((K + 1, n), alpha.dtype)))
+            q = jnp.zeros(nb * block, alpha.dtype).at[:K + 1].set(V @ s)
+        else:
+            _, q = jax.lax.fori_loop(0, m + 1, lambda k, c: (step(c[0]), c[1].at[k].set(c[0] @ s)),
+                                     (alpha, jnp.zeros(nb * block, alpha.dtype)))
+            V = None
         # d Pois(k; x) / dx = Pois(k - 1; x) - Pois(k; x), so d/dx sum_k Pois(k; x) q_k is
         # sum_k Pois(k; x) (q_{k+1} - q_k)
         qd = jnp.stack([q, jnp.append(q[1:], 0.0) - q], axis=1).reshape(nb, block, 2)
@@ -197,15 +200,15 @@ def _poisson_mixture(n, r, c, block=256):
                               jnp.zeros((nb, block), x.dtype)).reshape(-1)  # G[k] = dL/dq_k
 
         def body(i, carry):  # k = m, ..., 0; a holds dL/dv_{k+1} on entry, dL/dv_k on exit
-            a, dstay, dmove, ds = carry
+            a, dstay, dmove = carry
             k = m - i
             g, v, a_c = G[k], V[k], out_of.take(a)
-            dstay, dmove, ds = dstay + v * a, dmove + out_of.by_row(v) * a_c, ds + g * v
-            return g * s + stay * a + out_of.total(a_c * packed), dstay, dmove, ds
+            dstay, dmove = dstay + v * a, dmove + out_of.by_row(v) * a_c
+            return g * s + stay * a + out_of.total(a_c * packed), dstay, dmove
 
         zn = jnp.zeros_like(stay)
-        a, dstay, dmove, ds = jax.lax.fori_loop(0, m + 1, body, (zn, zn, jnp.zeros_like(packed), zn))
-        return a, dstay, out_of.unpack(dmove), ds, cot * dacc
+        a, dstay, dmove = jax.lax.fori_loop(0, m + 1, body, (zn, zn, jnp.zeros_like(packed)))
+        return a, dstay, out_of.unpack(dmove), G[:K + 1] @ V, cot * dacc
 
     mix.defvjp(mix_fwd, mix_bwd)
     return mix
