@@ -180,24 +180,34 @@ def _poisson_mixture(n, r, c, block=256):
         # d Pois(k; x) / dx = Pois(k - 1; x) - Pois(k; x), so d/dx sum_k Pois(k; x) q_k is
         # sum_k Pois(k; x) (q_{k+1} - q_k)
         qd = jnp.stack([q, jnp.append(q[1:], 0.0) - q], axis=1).reshape(nb, block, 2)
-        out = jax.lax.fori_loop(0, m // block + 1, lambda b, acc: acc + weights(b) @ qd[b],
-                                jnp.zeros((x.size, 2), x.dtype))
-        return out[:, 0], out[:, 1], V
+        # the weights are kept for the backward pass when they take no more room than V
+        keep_w = keep and x.size * nb * block <= (K + 1) * n
+        W = jnp.zeros((nb, x.size, block) if keep_w else (0, 0, 0), x.dtype)
+
+        def mixed(b, c):
+            w = weights(b)
+            return c[0] + w @ qd[b], (c[1].at[b].set(w) if keep_w else c[1])
+
+        out, W = jax.lax.fori_loop(0, m // block + 1, mixed, (jnp.zeros((x.size, 2), x.dtype), W))
+        return out[:, 0], out[:, 1], (V, W)
 
     @partial(jax.custom_vjp, nondiff_argnums=(5,))
     def mix(alpha, stay, move, s, x, K):
         return run(alpha, stay, move, s, x, K, False)[0]
 
     def mix_fwd(alpha, stay, move, s, x, K):
-        acc, dacc, V = run(alpha, stay, move, s, x, K, True)
-        return acc, (stay, move, s, x, dacc, V)
+        acc, dacc, (V, W) = run(alpha, stay, move, s, x, K, True)
+        return acc, (stay, move, s, x, dacc, V, W)
 
     def mix_bwd(K, res, cot):
-        stay, move, s, x, dacc, V = res
+        stay, move, s, x, dacc, V, W = res
         packed, m = out_of.pack(move), steps(x, K)
-        nb, weights = blocks(x, K)
-        G = jax.lax.fori_loop(0, m // block + 1, lambda b, G: G.at[b].set(cot @ weights(b)),
-                              jnp.zeros((nb, block), x.dtype)).reshape(-1)  # G[k] = dL/dq_k
+        if W.size:  # G[k] = dL/dq_k
+            G = jnp.einsum("j,bjk->bk", cot, W).reshape(-1)
+        else:
+            nb, weights = blocks(x, K)
+            G = jax.lax.fori_loop(0, m // block + 1, lambda b, G: G.at[b].set(cot @ weights(b)),
+                                  jnp.zeros((nb, block), x.dtype)).reshape(-1)
 
         def body(i, carry):  # k = m, ..., 0; a holds dL/dv_{k+1} on entry, dL/dv_k on exit
             a, dstay, dmove = carry
