@@ -4,9 +4,10 @@ Heavy dependencies (JAX, Dask, Snakemake) are imported only by the functions tha
 the cache API is loaded on first use.
 """
 from phasic.callbacks import with_ipv
-from phasic.exceptions import (CorruptEntryError, DistributedError, GraphConstructionError,
-                               ParameterError, PhasicError, StateSpaceTooLarge, StoreError,
-                               TraceError, UnhashableError, UnsafeArchiveError)
+from phasic.exceptions import (CorruptEntryError, DistributedError, ForwardModeError,
+                               GraphConstructionError, ParameterError, PhasicError,
+                               StateSpaceTooLarge, StoreError, TraceError, UnhashableError,
+                               UnsafeArchiveError)
 from phasic.graph import Graph
 
 __version__ = "0.1.0"
@@ -34,7 +35,7 @@ _LAZY = {
 
 __all__ = ["Graph", "with_ipv", "PhasicError", "GraphConstructionError", "StateSpaceTooLarge",
            "ParameterError", "UnhashableError", "StoreError", "CorruptEntryError",
-           "UnsafeArchiveError", "TraceError", "DistributedError", *_LAZY]
+           "UnsafeArchiveError", "TraceError", "DistributedError", "ForwardModeError", *_LAZY]
 
 
 def __getattr__(name):

@@ -26,6 +26,11 @@ class ParameterError(PhasicError, ValueError):
     """A parameter vector (theta), reward vector or time grid is malformed."""
 
 
+class ForwardModeError(PhasicError, TypeError):
+    """A JAX function with reverse-mode derivatives only was differentiated in forward mode
+    (``jax.jvp``, ``jax.jacfwd``)."""
+
+
 class UnhashableError(PhasicError, TypeError):
     """The inputs of a cached computation cannot be turned into a stable key."""
 

@@ -23,7 +23,7 @@ from math import factorial
 
 import numpy as np
 
-from phasic.exceptions import ParameterError
+from phasic.exceptions import ForwardModeError, ParameterError
 
 MAX_DENSE_STATES = 4000
 
@@ -249,8 +249,9 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
           the largest ``L t`` leaves less than 1e-13 of Poisson mass (absolute error below
           ``1e-13 L``), but never after K steps: a time that K steps do not cover gives
           **NaN**, never a truncated value. Derivatives: reverse mode (``grad``, ``vjp``,
-          ``jacrev``) at 2-4x the cost of the value, holding K x states floats; no forward
-          mode (``jvp``, ``jacfwd``, ``hessian``): use method="expm" for those.
+          ``jacrev``) at 2-3x the cost of the value, holding K x states floats, and
+          ``hessian`` (forward over reverse); plain forward mode (``jvp``, ``jacfwd``)
+          raises ForwardModeError: use method="expm" for it.
         * ``"expm"``: ``alpha expm(S t) s``, one dense matrix exponential per time: any rate
           and time, every kind of derivative, but ~n^3 work per time.
         * ``"auto"`` (default): uniformisation when K can be sized (below) and is at most
@@ -401,7 +402,17 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
     def f(theta, times):
         theta, times = (a if isinstance(a, jax.Array) else np.asarray(a) for a in (theta, times))
         k = steps(theta, times)
-        return by_expm(theta, times) if k is None else by_uniformization(theta, times, k)
+        if k is None:
+            return by_expm(theta, times)
+        try:
+            return by_uniformization(theta, times, k)
+        except TypeError as e:  # JAX refuses jvp of the custom_vjp while tracing
+            if "forward-mode" not in str(e):
+                raise
+            raise ForwardModeError(
+                "pmf_from_graph with uniformisation has reverse-mode derivatives only: forward "
+                "mode (jax.jvp, jax.jacfwd) is not supported; use jax.grad / jax.jacrev "
+                "(jax.hessian, forward over reverse, works), or method='expm'") from e
 
     return f
 

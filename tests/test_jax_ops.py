@@ -9,7 +9,8 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import phasic  # noqa: E402
-from phasic import Graph, ParameterError, moments_from_graph, pmf_from_graph  # noqa: E402
+from phasic import (ForwardModeError, Graph, ParameterError, moments_from_graph,  # noqa: E402
+                    pmf_from_graph)
 from phasic.jax_ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for  # noqa: E402
 from tests.test_traces import dense_moments, random_param_graph, two_island  # noqa: E402
 
@@ -215,6 +216,28 @@ def test_uniformization_jit_vmap_and_time_derivative():
     np.testing.assert_allclose(dt, fd, rtol=1e-6, atol=1e-9)
     with pytest.raises(ParameterError, match="max_jumps"):
         jax.jit(pmf_from_graph(g, method="uniformization"))(th, times)
+
+
+def test_uniformization_forward_mode_error_and_hessian():
+    g = Graph(two_island)
+    g.update_weights([1.0, 0.5])
+    f, fe = pmf_from_graph(g, method="uniformization"), pmf_from_graph(g, method="expm")
+    th, times = jnp.array([1.2, 0.4]), np.array([0.3, 1.0, 2.5])
+    with pytest.raises(ForwardModeError, match="forward mode .*jax.jacrev"):
+        jax.jvp(lambda t: f(t, times), (th,), (jnp.ones(2),))
+    with pytest.raises(TypeError, match="forward mode"):
+        jax.jit(jax.jacfwd(lambda t: f(t, times)))(th)
+    # forward over reverse works: the Hessian of the log-likelihood against expm's, and
+    # against central differences of the (finite-difference-checked) gradient
+    def hess(fn):
+        return np.asarray(jax.hessian(lambda t: jnp.log(fn(t, times)).sum())(th))
+
+    H = hess(f)
+    np.testing.assert_allclose(H, hess(fe), rtol=1e-8, atol=1e-10)
+    grad = jax.grad(lambda t: jnp.log(f(t, times)).sum())
+    eps = 1e-5
+    fd = np.array([(grad(th + eps * e) - grad(th - eps * e)) / (2 * eps) for e in jnp.eye(2)])
+    np.testing.assert_allclose(H, fd, rtol=1e-5)
 
 
 def test_uniformization_nan_beyond_its_steps():
