@@ -95,8 +95,9 @@ def _grouped(rows, cols, n):
     """The edges ``rows[e] -> cols[e]`` grouped by row, so that
     ``total(take(vec) * pack(vals))[i] = sum_{e: rows[e] = i} vals[e] vec[cols[e]]`` and
     ``by_row(u) * take(vec)`` holds ``u[rows[e]] vec[cols[e]]`` (``unpack`` returns edge
-    order). Rows are padded to the largest degree (gathers only, no scatter) unless a few
-    rows hold most edges; then the edges are sorted by row and summed by segments."""
+    order). Rows are padded to the largest degree D (gathers only, no scatter; stored as
+    (D, n), so that each op runs along n) unless a few rows hold most edges; then the edges
+    are sorted by row and summed by segments."""
     from types import SimpleNamespace
 
     import jax
@@ -107,11 +108,11 @@ def _grouped(rows, cols, n):
     D = max(int(deg.max(initial=0)), 1)
     order = np.argsort(rows, kind="stable")
     if n * D <= 4 * E + n:
-        slot = np.full((n, D), E)
-        slot[rows[order], np.arange(E) - np.repeat(np.cumsum(deg) - deg, deg)] = order
+        slot = np.full((D, n), E)
+        slot[np.arange(E) - np.repeat(np.cumsum(deg) - deg, deg), rows[order]] = order
         col, back = np.append(cols, 0)[slot], np.argsort(slot.ravel(), kind="stable")[:E]
         return SimpleNamespace(pack=lambda vals: jnp.append(vals, 0.0)[slot], take=lambda vec: vec[col],
-                               total=lambda x: x.sum(axis=1), by_row=lambda u: u[:, None],
+                               total=lambda x: x.sum(axis=0), by_row=lambda u: u[None, :],
                                unpack=lambda x: x.reshape(-1)[back])
     row, col, back = rows[order], cols[order], np.argsort(order)
     return SimpleNamespace(pack=lambda vals: vals[order], take=lambda vec: vec[col],
