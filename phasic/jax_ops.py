@@ -170,24 +170,26 @@ def _poisson_mixture(n, r, c, block=256):
         def step(v):
             return v * stay + into.total(into.take(v) * packed)
 
-        if keep:  # store the v_k only (one update per step); q = V s afterwards
+        # q_k = v_k s for k <= m, 0 beyond (one spare row: the last block reads q_{k+1})
+        if keep:  # store the v_k only (one update per step); q = V s block by block below
             _, V = jax.lax.fori_loop(0, m + 1, lambda k, c: (step(c[0]), c[1].at[k].set(c[0])),
-                                     (alpha, jnp.zeros((K + 1, n), alpha.dtype)))
-            q = jnp.zeros(nb * block, alpha.dtype).at[:K + 1].set(V @ s)
+                                     (alpha, jnp.zeros((nb * block + 1, n), alpha.dtype)))
+            q_block = lambda b: jax.lax.dynamic_slice_in_dim(V, b * block, block + 1) @ s  # noqa: E731
         else:
             _, q = jax.lax.fori_loop(0, m + 1, lambda k, c: (step(c[0]), c[1].at[k].set(c[0] @ s)),
-                                     (alpha, jnp.zeros(nb * block, alpha.dtype)))
+                                     (alpha, jnp.zeros(nb * block + 1, alpha.dtype)))
+            q_block = lambda b: jax.lax.dynamic_slice_in_dim(q, b * block, block + 1)  # noqa: E731
             V = None
-        # d Pois(k; x) / dx = Pois(k - 1; x) - Pois(k; x), so d/dx sum_k Pois(k; x) q_k is
-        # sum_k Pois(k; x) (q_{k+1} - q_k)
-        qd = jnp.stack([q, jnp.append(q[1:], 0.0) - q], axis=1).reshape(nb, block, 2)
         # the weights are kept for the backward pass when they take no more room than V
         keep_w = keep and x.size * nb * block <= (K + 1) * n
         W = jnp.zeros((nb, x.size, block) if keep_w else (0, 0, 0), x.dtype)
 
         def mixed(b, c):
-            w = weights(b)
-            return c[0] + w @ qd[b], (c[1].at[b].set(w) if keep_w else c[1])
+            # d Pois(k; x) / dx = Pois(k - 1; x) - Pois(k; x), so d/dx sum_k Pois(k; x) q_k
+            # is sum_k Pois(k; x) (q_{k+1} - q_k)
+            w, qb = weights(b), q_block(b)
+            qd = jnp.stack([qb[:-1], qb[1:] - qb[:-1]], axis=1)
+            return c[0] + w @ qd, (c[1].at[b].set(w) if keep_w else c[1])
 
         out, W = jax.lax.fori_loop(0, m // block + 1, mixed, (jnp.zeros((x.size, 2), x.dtype), W))
         return out[:, 0], out[:, 1], (V, W)
@@ -203,12 +205,16 @@ def _poisson_mixture(n, r, c, block=256):
     def mix_bwd(K, res, cot):
         stay, move, s, x, dacc, V, W = res
         packed, m = out_of.pack(move), steps(x, K)
-        if W.size:  # G[k] = dL/dq_k
-            G = jnp.einsum("j,bjk->bk", cot, W).reshape(-1)
-        else:
-            nb, weights = blocks(x, K)
-            G = jax.lax.fori_loop(0, m // block + 1, lambda b, G: G.at[b].set(cot @ weights(b)),
-                                  jnp.zeros((nb, block), x.dtype)).reshape(-1)
+        nb, weights = blocks(x, K)
+
+        def block_g(b, c):  # G[k] = dL/dq_k, and dL/ds = sum_k G[k] v_k
+            G, ds = c
+            Gb = cot @ (W[b] if W.size else weights(b))
+            return G.at[b].set(Gb), ds + Gb @ jax.lax.dynamic_slice_in_dim(V, b * block, block)
+
+        G, ds = jax.lax.fori_loop(0, m // block + 1, block_g,
+                                  (jnp.zeros((nb, block), x.dtype), jnp.zeros_like(s)))
+        G = G.reshape(-1)
 
         def body(i, carry):  # k = m, ..., 0; a holds dL/dv_{k+1} on entry, dL/dv_k on exit
             a, dstay, dmove = carry
@@ -219,7 +225,7 @@ def _poisson_mixture(n, r, c, block=256):
 
         zn = jnp.zeros_like(stay)
         a, dstay, dmove = jax.lax.fori_loop(0, m + 1, body, (zn, zn, jnp.zeros_like(packed)))
-        return a, dstay, out_of.unpack(dmove), G[:K + 1] @ V, cot * dacc
+        return a, dstay, out_of.unpack(dmove), ds, cot * dacc
 
     mix.defvjp(mix_fwd, mix_bwd)
     return mix
