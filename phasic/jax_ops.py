@@ -128,7 +128,9 @@ def _poisson_mixture(n, r, c, block=256):
     the most any batch member needs), and at most to K; the Poisson weights are then applied
     in blocks of k. Reverse-mode derivatives come from the adjoint recursion
     ``a_k = g_k s + P a_{k+1}`` (``g_k = dL/dq_k``), run backwards over the stored
-    ``alpha P^k``; it needs only gathers, where JAX's own transpose of the loop would scatter.
+    ``alpha P^k`` (and the forward pass's Poisson weights, where they take no more room); it
+    needs only gathers, where JAX's own transpose of the loop would scatter. Its loop body
+    updates only a and the P cotangent: the other sums run over blocks of k.
     """
     import jax
     import jax.numpy as jnp
@@ -170,16 +172,19 @@ def _poisson_mixture(n, r, c, block=256):
         def step(v):
             return v * stay + into.total(into.take(v) * packed)
 
-        # q_k = v_k s for k <= m, 0 beyond (one spare row: the last block reads q_{k+1})
-        if keep:  # store the v_k only (one update per step); q = V s block by block below
-            _, V = jax.lax.fori_loop(0, m + 1, lambda k, c: (step(c[0]), c[1].at[k].set(c[0])),
-                                     (alpha, jnp.zeros((nb * block + 1, n), alpha.dtype)))
-            q_block = lambda b: jax.lax.dynamic_slice_in_dim(V, b * block, block + 1) @ s  # noqa: E731
-        else:
-            _, q = jax.lax.fori_loop(0, m + 1, lambda k, c: (step(c[0]), c[1].at[k].set(c[0] @ s)),
-                                     (alpha, jnp.zeros(nb * block + 1, alpha.dtype)))
-            q_block = lambda b: jax.lax.dynamic_slice_in_dim(q, b * block, block + 1)  # noqa: E731
-            V = None
+        # q_k = v_k s for k <= m, 0 beyond (one spare row: the last block reads q_{k+1}).
+        # With keep, the loop stores only the v_k (one update per step; V s per block below).
+        def body(k, c):
+            v, rows = c
+            return step(v), rows.at[k].set(v if keep else v @ s)
+
+        rows = jnp.zeros((nb * block + 1, n) if keep else nb * block + 1, alpha.dtype)
+        _, Vq = jax.lax.fori_loop(0, m + 1, body, (alpha, rows))
+
+        def q_block(b):
+            qb = jax.lax.dynamic_slice_in_dim(Vq, b * block, block + 1)
+            return qb @ s if keep else qb
+
         # the weights are kept for the backward pass when they take no more room than V
         keep_w = keep and x.size * nb * block <= (K + 1) * n
         W = jnp.zeros((nb, x.size, block) if keep_w else (0, 0, 0), x.dtype)
@@ -192,7 +197,7 @@ def _poisson_mixture(n, r, c, block=256):
             return c[0] + w @ qd, (c[1].at[b].set(w) if keep_w else c[1])
 
         out, W = jax.lax.fori_loop(0, m // block + 1, mixed, (jnp.zeros((x.size, 2), x.dtype), W))
-        return out[:, 0], out[:, 1], (V, W)
+        return out[:, 0], out[:, 1], (Vq if keep else None, W)
 
     @partial(jax.custom_vjp, nondiff_argnums=(5,))
     def mix(alpha, stay, move, s, x, K):
