@@ -218,6 +218,17 @@ def test_uniformization_jit_vmap_and_time_derivative():
         jax.jit(pmf_from_graph(g, method="uniformization"))(th, times)
 
 
+def test_uniformization_gradient_with_many_times():
+    """More times than states: the backward pass recomputes the Poisson weights instead of
+    keeping the forward pass's (see _poisson_mixture)."""
+    g = Graph(two_island)
+    g.update_weights([1.0, 0.5])
+    f = pmf_from_graph(g, method="uniformization")
+    times, th = np.linspace(0.05, 3.0, 80), np.array([1.3, 0.6])
+    grad = jax.jit(jax.grad(lambda t: jnp.log(f(t, times)).sum()))(jnp.asarray(th))
+    np.testing.assert_allclose(np.asarray(grad), fd_loglik_grad(g, th, times), rtol=1e-6)
+
+
 def test_uniformization_forward_mode_error_and_hessian():
     g = Graph(two_island)
     g.update_weights([1.0, 0.5])
