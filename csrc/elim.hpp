@@ -41,10 +41,62 @@ struct Trace {
   }
 };
 
+// Re-orders one SCC (members in `comp`) as the reverse preorder of a depth-first search
+// started at a centre of the component instead of where Tarjan's search entered it. The
+// order keeps Tarjan's property (a path or tree is eliminated from its ends inwards,
+// without fill-in), and starting in the middle makes the ends meet there: a path is
+// eliminated from both ends at once, which halves the dependency depth of the tape and of
+// the reward program (replay time is bound by that depth on one parameter vector).
+// The centre is the midpoint of a longest shortest path found by two breadth-first
+// searches (exact for trees). `mark`, `dist`, `from`, `seen`: scratch of size V.
+inline void recentre(const int64_t* indptr, const int32_t* target, std::vector<int64_t>& comp,
+                     std::vector<int64_t>& mark, std::vector<int64_t>& dist,
+                     std::vector<int64_t>& from, std::vector<int64_t>& seen) {
+  const int64_t tag = comp.front();
+  for (int64_t v : comp) mark[v] = tag;
+  std::vector<int64_t> queue;
+  auto bfs = [&](int64_t s) {  // returns the last vertex reached
+    for (int64_t v : comp) dist[v] = -1;
+    queue.assign(1, s);
+    dist[s] = 0; from[s] = -1;
+    for (size_t h = 0; h < queue.size(); ++h) {
+      int64_t v = queue[h];
+      for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
+        int64_t w = target[e];
+        if (mark[w] != tag || dist[w] >= 0) continue;
+        dist[w] = dist[v] + 1; from[w] = v;
+        queue.push_back(w);
+      }
+    }
+    return queue.back();
+  };
+  int64_t u = bfs(comp.back());  // comp.back() is where Tarjan entered
+  int64_t far = bfs(u);
+  int64_t c = far;
+  for (int64_t s = dist[far] / 2; s > 0; --s) c = from[c];
+  // iterative DFS from c over the component's edges, in edge order; preorder reversed
+  for (int64_t v : comp) seen[v] = 0;
+  std::vector<std::pair<int64_t, int64_t>> call(1, {c, indptr[c]});
+  size_t n = 0;
+  comp[n++] = c; seen[c] = 1;
+  while (!call.empty()) {
+    int64_t v = call.back().first;
+    int64_t& e = call.back().second;
+    if (e == indptr[v + 1]) { call.pop_back(); continue; }
+    int64_t w = target[e++];
+    if (mark[w] != tag || seen[w]) continue;
+    seen[w] = 1;
+    comp[n++] = w;
+    call.push_back({w, indptr[w]});
+  }
+  std::reverse(comp.begin(), comp.end());
+}
+
 // Tarjan's algorithm, iterative. Returns SCCs in topological order (sources first).
-// Inside an SCC the vertices keep the order Tarjan pops them, the reverse of their DFS
-// discovery: vertices deep in the search come first, so a path or tree-like component is
-// eliminated from its ends inwards without fill-in. Vertex 0 (the start) is excluded.
+// Inside an SCC the vertices are in reverse DFS discovery order (as Tarjan pops them),
+// from a search restarted at the component's centre (recentre): vertices deep in the
+// search come first, so a path or tree-like component is eliminated from its ends inwards
+// without fill-in. Vertex 0 (the start) is excluded.
 inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
                       std::vector<int64_t>& order, std::vector<int64_t>& scc_ptr) {
   std::vector<int64_t> index(V, -1), low(V, 0), stack, comp_of(V, -1);
@@ -86,7 +138,9 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
     }
   }
   order.clear(); scc_ptr.assign(1, 0);
+  std::vector<int64_t> dist(V, -1), from(V, -1);
   for (auto it = comps.rbegin(); it != comps.rend(); ++it) {
+    if (it->size() > 2) recentre(indptr, target, *it, comp_of, dist, from, index);
     for (int64_t v : *it) order.push_back(v);
     scc_ptr.push_back((int64_t)order.size());
   }

@@ -26,7 +26,8 @@ import numpy as np
 from phasic import _core
 from phasic.exceptions import GraphConstructionError, ParameterError, TraceError
 
-TRACE_FORMAT = 2
+#: Bumped when what a structure records changes (3: components re-ordered from their centre).
+TRACE_FORMAT = 3
 #: Components smaller than this are recorded in place rather than stored on their own:
 #: an HDF5 entry costs milliseconds to read or write, recording a small component costs
 #: microseconds (measured in benchmarks/bench_traces.py).
