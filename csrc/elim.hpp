@@ -230,8 +230,9 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
       continue;
     }
     bool single = T.scc_ptr[k + 1] - T.scc_ptr[k] == 1;
-    // normalisation of this SCC's vertices: lambda, 1/lambda, p = w / lambda; edges that
-    // leave the SCC go straight into the program
+    // normalisation of this SCC's vertices: lambda, 1/lambda, p = w * (1/lambda) (one
+    // division per vertex instead of one per edge); edges that leave the SCC go straight
+    // into the program
     for (int64_t i = T.scc_ptr[k]; i < T.scc_ptr[k + 1]; ++i) {
       int64_t v = T.order[i];
       w.clear(); m.clear();
@@ -249,9 +250,9 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
       }
       int64_t lam = m[0].second;
       for (size_t j = 1; j < m.size(); ++j) lam = T.emit(OP_ADD, lam, m[j].second);
-      T.xinit[v] = T.emit(OP_INV, lam);
+      int64_t inv = T.xinit[v] = T.emit(OP_INV, lam);
       for (auto& p : m) {
-        p.second = T.emit(OP_DIV, p.second, lam);
+        p.second = T.emit(OP_MUL, p.second, inv);  // w / lambda as w * (1 / lambda)
         int64_t z = p.first;
         if (!single && scc[z] == k) {
           out[v].push_back(p);

@@ -1,7 +1,7 @@
 // Fast replay of an elimination trace: the kernels over a Plan (replay_plan.hpp).
 //
-// One parameter vector (plan_moments_one): the normalisation groups are summed and
-// divided four groups at a time, the remaining tape ops run in level order, then the k
+// One parameter vector (plan_moments_one): the normalisation groups are summed, inverted
+// and scaled four groups at a time, the remaining tape ops run in level order, then the k
 // passes of the reward program run as one level-ordered list of uniform updates.
 // A block of 4, 8 or 16 parameter vectors (plan_moments_theta): the same with every value
 // a vector over the block (val[s * nb + j]), weights computed in place from theta.
@@ -114,8 +114,9 @@ PHASIC_KERNEL void plan_tape_block(const Plan& P, double* val) {
       T s = O::load(v0);
       for (int64_t i = 1; i < c; ++i) s = s + O::load(v0 + i * ng * L);
       O::store(val + (P.lam0 + gc.g0 + h) * L, s);
-      O::store(val + (P.inv0 + gc.g0 + h) * L, one / s);
-      for (int64_t i = 0; i < c; ++i) O::store(v0 + i * ng * L, O::load(v0 + i * ng * L) / s);
+      const T is = one / s;
+      O::store(val + (P.inv0 + gc.g0 + h) * L, is);
+      for (int64_t i = 0; i < c; ++i) O::store(v0 + i * ng * L, O::load(v0 + i * ng * L) * is);
     }
   }
   O::store(val + P.zero * L, O::splat(0.0));
@@ -167,8 +168,8 @@ PHASIC_KERNEL void plan_program(const Plan& P, const XSched& S, const double* va
 }
 
 // The tape for one weight vector w (edge order; gathered into the slots here). The
-// groups of a class are summed and divided four at a time (divisions are the bulk of the
-// cost), as are runs of dividing ops. val: nslot doubles.
+// groups of a class are summed, inverted and scaled four at a time (divisions are the
+// bulk of the cost), as are runs of dividing ops. val: nslot doubles.
 PHASIC_KERNEL void plan_tape_one(const Plan& P, const double* w, double* val) {
   const int32_t* se = P.slot_edge.data();
   double* lam = val + P.lam0;
@@ -189,8 +190,9 @@ PHASIC_KERNEL void plan_tape_one(const Plan& P, const double* w, double* val) {
           s = s + u[i];
         }
         vd4_store(lam + gc.g0 + h, s);
-        vd4_store(inv + gc.g0 + h, one4 / s);
-        for (int64_t i = 0; i < c; ++i) vd4_store(v0 + i * ng + h, u[i] / s);
+        const vd4 is = one4 / s;
+        vd4_store(inv + gc.g0 + h, is);
+        for (int64_t i = 0; i < c; ++i) vd4_store(v0 + i * ng + h, u[i] * is);
       }
     }
     for (; h < ng; ++h) {
@@ -198,8 +200,8 @@ PHASIC_KERNEL void plan_tape_one(const Plan& P, const double* w, double* val) {
       v0[h] = s;
       for (int64_t i = 1; i < c; ++i) { double u = w[e0[i * ng + h]]; v0[i * ng + h] = u; s += u; }
       lam[gc.g0 + h] = s;
-      inv[gc.g0 + h] = 1.0 / s;
-      for (int64_t i = 0; i < c; ++i) v0[i * ng + h] = v0[i * ng + h] / s;
+      const double is = inv[gc.g0 + h] = 1.0 / s;
+      for (int64_t i = 0; i < c; ++i) v0[i * ng + h] = v0[i * ng + h] * is;
     }
   }
   for (int64_t e = P.NL; e < P.E; ++e) val[e] = w[se[e]];

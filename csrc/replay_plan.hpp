@@ -3,8 +3,9 @@
 //
 // The recorded tape is plain SSA in recording order. Most of it is the normalisation of
 // every vertex: lambda = w_0 + w_1 + ... (an ADD chain over its out-weights), 1 / lambda
-// (INV) and p_l = w_l / lambda (one DIV per edge). compile_plan finds these "groups" and
-// lays their weights out so that one kernel sums and divides many groups side by side.
+// (INV) and p_l = w_l * (1 / lambda) (one MUL per edge). compile_plan finds these
+// "groups" and lays their weights out so that one kernel sums, inverts and scales many
+// groups side by side.
 // The other ops (the elimination proper) and the reward program are sorted by dependency
 // level: the recorded order is one long dependency chain per strongly connected
 // component, which keeps the CPU waiting on latencies, while ops of one level (from
@@ -14,7 +15,7 @@
 // program (eval_tape / replay in elim.hpp), so replayed results are bitwise the same.
 //
 // Values live in "slots" (val[s] for one weight vector, val[s * nb + j] for a block):
-//   [0, NL)             weights of the grouped edges, then p = w / lambda in place
+//   [0, NL)             weights of the grouped edges, then p = w * (1 / lambda) in place
 //   [NL, E)             weights of the other edges (start edges, ungrouped ones)
 //   [lam0, lam0 + G)    lambda of each group;  [inv0, inv0 + G) its inverse
 //   zero, one           the constants 0 and 1
@@ -110,20 +111,27 @@ inline void compile_plan(int64_t n, const uint8_t* code, const int32_t* a, const
   for (int64_t v = 0; v < V; ++v) use(xinit[v]);
 
   // A group is lambda = w_0 + w_1 + ... (a left-to-right ADD chain over WEIGHT ops, or a
-  // single WEIGHT op) with one DIV w_l / lambda per leaf, where each leaf weight is used
-  // by nothing else: the leaves can be overwritten by the quotients.
+  // single WEIGHT op), its inverse INV(lambda) and one MUL w_l * INV(lambda) per leaf, where
+  // each leaf weight is used by nothing else: the leaves can be overwritten by the
+  // products.
   std::vector<char> chain(n, 0);
-  std::vector<int64_t> inv(n, -1), dptr(n + 1, 0), dlist;  // DIVs by op L: dlist[dptr[L]..]
+  std::vector<int64_t> inv(n, -1), dptr(n + 1, 0), dlist;  // MULs by 1/op L: dlist[dptr[L]..]
   for (int64_t i = 0; i < n; ++i) {
     if (code[i] == OP_ADD && (code[a[i]] == OP_WEIGHT || chain[a[i]]) && code[b[i]] == OP_WEIGHT) chain[i] = 1;
-    if (code[i] == OP_DIV) dptr[b[i] + 1]++;
     if (code[i] == OP_INV && inv[a[i]] < 0) inv[a[i]] = i;
   }
+  // the op L whose first inverse op i multiplies (as its second operand), or -1
+  auto scaled_by = [&](int64_t i) -> int64_t {
+    if (code[i] != OP_MUL || code[b[i]] != OP_INV) return -1;
+    int64_t L = a[b[i]];
+    return inv[L] == b[i] ? L : -1;
+  };
+  for (int64_t i = 0; i < n; ++i) { int64_t L = scaled_by(i); if (L >= 0) dptr[L + 1]++; }
   for (int64_t i = 0; i < n; ++i) dptr[i + 1] += dptr[i];
   dlist.resize(dptr[n]);
   {
     std::vector<int64_t> fill(dptr.begin(), dptr.end() - 1);
-    for (int64_t i = 0; i < n; ++i) if (code[i] == OP_DIV) dlist[fill[b[i]]++] = i;
+    for (int64_t i = 0; i < n; ++i) { int64_t L = scaled_by(i); if (L >= 0) dlist[fill[L]++] = i; }
   }
   const int64_t DEAD = -2;
   std::vector<int64_t> map(n, -1);  // op -> slot
@@ -154,7 +162,7 @@ inline void compile_plan(int64_t n, const uint8_t* code, const int32_t* a, const
     for (int64_t q : inner) { absorbed[q] = 1; map[q] = DEAD; }
     for (size_t q = l0; q < lflat.size(); ++q) { absorbed[lflat[q]] = 1; map[lflat[q]] = DEAD; }
     absorbed[L] = 1;
-    if (inv[L] >= 0) absorbed[inv[L]] = 1;
+    absorbed[inv[L]] = 1;
     for (int64_t d = d0; d < d1; ++d) absorbed[dlist[d]] = 1;
   }
   P.G = (int64_t)lam_of.size();
@@ -189,7 +197,7 @@ inline void compile_plan(int64_t n, const uint8_t* code, const int32_t* a, const
   for (int64_t g = 0; g < P.G; ++g) {
     int64_t L = lam_of[gorder[g]];
     map[L] = P.lam0 + g;
-    if (inv[L] >= 0) map[inv[L]] = P.inv0 + g;
+    map[inv[L]] = P.inv0 + g;
     for (int64_t d = dptr[L]; d < dptr[L + 1]; ++d) map[dlist[d]] = P.edge_slot[a[a[dlist[d]]]];
   }
   // remaining ops: level = 1 + the deepest operand (group outputs and weights: 0),
