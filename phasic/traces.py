@@ -26,7 +26,8 @@ import numpy as np
 from phasic import _core
 from phasic.exceptions import GraphConstructionError, ParameterError, TraceError
 
-#: Bumped when what a structure records changes (3: components re-ordered from their centre).
+#: Bumped when what a structure records changes (3: components re-ordered from their
+#: centre, out-probabilities as w * (1/lambda)).
 TRACE_FORMAT = 3
 #: Components smaller than this are recorded in place rather than stored on their own:
 #: an HDF5 entry costs milliseconds to read or write, recording a small component costs
