@@ -264,7 +264,7 @@ class Graph:
             st = self._space.states()
             raise ParameterError(
                 f"theta {th.tolist()!r} gives edge {st[u].tolist()} -> {st[self._target[e]].tolist()} "
-                f"the rate {w[e]!r}; rates must be >= 0")
+                f"the rate {float(w[e])!r}; rates must be >= 0")
         self._w = w
         self._theta = th
         self._invalidate()

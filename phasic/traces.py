@@ -36,7 +36,7 @@ HIERARCHICAL_MIN_SCC = 50
 #: A component's trace is stored only if recording it took at least this many times the
 #: estimated cost of loading it back, ``LOAD_S_FIXED + LOAD_S_PER_BYTE * bytes`` (read plus
 #: SHA-256 check; measured ~1 ms + ~3 ns/byte in benchmarks/bench_traces.py). Dense
-#: components record at ~30-40 ns per op, about what loading their 13 bytes per op costs,
+#: components record at ~40-65 ns per op, about what loading their 13 bytes per op costs,
 #: so storing them would only add writes; sparse ones cost far more to record per op.
 SCC_STORE_GAIN = 2.0
 LOAD_S_FIXED = 1e-3
