@@ -149,7 +149,8 @@ def local_structure(indptr, target, verts):
     then the SCC's external targets in increasing id order (absorbing here)."""
     verts = np.asarray(verts, np.int64)
     counts = indptr[verts + 1] - indptr[verts]
-    eidx = np.concatenate([np.arange(indptr[v], indptr[v + 1]) for v in verts]) if verts.size else np.zeros(0, np.int64)
+    starts = np.cumsum(counts) - counts  # edge ranges of verts, concatenated
+    eidx = np.repeat(indptr[verts] - starts, counts) + np.arange(int(counts.sum()), dtype=np.int64)
     tg = target[eidx].astype(np.int64)
     srt = np.argsort(verts)
     pos = np.searchsorted(verts, tg, sorter=srt)
