@@ -89,6 +89,7 @@ inline void recentre(const int64_t* indptr, const int32_t* target, std::vector<i
     comp[n++] = w;
     call.push_back({w, indptr[w]});
   }
+  if (n != comp.size()) throw std::logic_error("recentre: component is not strongly connected");
   std::reverse(comp.begin(), comp.end());
 }
 
