@@ -14,7 +14,8 @@ Rows (all in one table, "ratio" = slower / faster as stated in the row):
 * re-eliminate : fresh ``Graph.from_arrays`` + ``update_weights`` + ``moments(2)`` per theta
                  (records the elimination again every time)
 * replay       : ``g.update_weights(theta); g.moments(2)`` with the trace recorded
-* batch        : ``phasic.traces.evaluate_batch(g, thetas (1000, 2), k=2)`` / 1000
+* batch        : ``phasic.traces.evaluate_batch(g, thetas (1000, 2), k=2)`` / 1000 (one thread;
+                 also ``threads=2``, which the targets do not use)
 * store        : ``moments(2)`` with ``hierarchical=True`` in a fresh process, first (records,
                  stores) vs second (loads) -- PHASIC_CACHE_DIR in a temp dir
 * JAX          : jitted ``phasic.pmf_from_graph(g, method=...)`` at 50 times vs core ``g.pdf``
@@ -108,10 +109,13 @@ def per_theta_ours(n):
         return out
     t_rp, m_rp = best_of(replay, reps=3, budget=3.0)
     t_b, m_b = best_of(lambda: evaluate_batch(g, TH, k=2), reps=3, budget=3.0)
+    t_b2, m_b2 = best_of(lambda: evaluate_batch(g, TH, k=2, threads=2), reps=3, budget=3.0)
+    assert np.array_equal(m_b, m_b2)
     m_re, m_rp = np.asarray(m_re), np.asarray(m_rp)
     agree = max(_rel(m_rp[:N_REELIM], m_re), _rel(m_b[:N_REPLAY], m_rp))
     return dict(V=g.vertices_length(), E=g.edges_length(), ops=int(graph_trace(g)["code"].size),
                 reelim=t_re / N_REELIM, replay=t_rp / N_REPLAY, batch=t_b / N_BATCH,
+                batch2=t_b2 / N_BATCH,
                 moments=m_rp[:3].tolist(), agree=agree)
 
 
@@ -377,6 +381,8 @@ def main(argv=None):
         row("batch vs re-eliminate (per theta)", m, o["V"], "batch", o["batch"], "re-elim", o["reelim"],
             target=100 if o["V"] >= 1000 else None)
         row("batch vs replay (per theta)", m, o["V"], "batch", o["batch"], "replay", o["replay"])
+        row("batch: 2 threads vs 1 (per theta; same bits)", m, o["V"], "2 thr", o["batch2"], "1 thr",
+            o["batch"])
         r = ref.get(n)
         if r and "replay" in r:
             row("replay vs ref replay (per theta)", m, o["V"], "ours", o["replay"], "ref", r["replay"], target=2)

@@ -282,7 +282,24 @@ def _weights(g, thetas):
     return th
 
 
-def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
+def _split_rows(B, threads, block=8):
+    """Row ranges for `threads` workers: whole blocks of `block` rows, as even as possible
+    (fewer ranges when there are fewer blocks)."""
+    nb = -(-B // block)
+    n = max(1, min(threads, nb))
+    cuts = [min(B, (nb * i // n) * block) for i in range(n + 1)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _check_threads(threads):
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    return int(threads)
+
+
+def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, threads=1):
     """Evaluates many parameter vectors on `g` by trace replay, in one core call (blocks of
     8 parameter vectors side by side in vector registers).
 
@@ -296,6 +313,10 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
         Number of moments for ``what="moments"``.
     rewards : array (V,), optional
     times : array, for ``pdf``/``cdf``
+    threads : int
+        Continuous moments: split the rows over this many threads (the core releases the
+        GIL; each thread replays whole blocks of 8 rows, results are bitwise those of one
+        thread). The default 1 leaves the cores to the caller (Dask workers, processes).
 
     Returns
     -------
@@ -303,6 +324,7 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
     """
     th = _weights(g, thetas)
     B = th.shape[0]
+    threads = _check_threads(threads)
     if what in ("pdf", "cdf"):
         if times is None:
             raise ParameterError(f"what={what!r} needs times=")
@@ -333,7 +355,18 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None):
         coef = np.ascontiguousarray(g._coef, np.float64)
         plan = _replay_plan(g, tr, eager=B >= 8)
         if plan is not None:
-            res, negative = plan.moments_theta(np.ascontiguousarray(th), base, coef, int(kk), r)
+            th = np.ascontiguousarray(th)
+            parts = _split_rows(B, threads)
+            if len(parts) > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(len(parts)) as ex:
+                    done = list(ex.map(lambda ab: plan.moments_theta(th[ab[0]:ab[1]], base, coef,
+                                                                     int(kk), r), parts))
+                res = np.concatenate([d[0] for d in done])
+                negative = np.concatenate([d[1] for d in done])
+            else:
+                res, negative = plan.moments_theta(th, base, coef, int(kk), r)
         else:
             lo, hi = int(g._indptr[0]), int(g._indptr[1])
             res, negative = _core.cph_moments_theta(

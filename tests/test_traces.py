@@ -90,6 +90,30 @@ def test_batch_equals_single(cache_dir):
         np.testing.assert_allclose(got, h.pdf([0.5, 1.0]), rtol=1e-12)
 
 
+@pytest.mark.parametrize("B", [1, 13, 1000])
+def test_batch_threads_give_the_same_bits(B, cache_dir):
+    g = Graph(two_island)
+    thetas = np.random.default_rng(B).uniform(0.1, 3.0, (B, 2))
+    one = evaluate_batch(g, thetas, k=3)
+    for threads in (2, 3, 64):
+        np.testing.assert_array_equal(evaluate_batch(g, thetas, k=3, threads=threads), one)
+    bad = thetas.copy()
+    bad[B // 2, 1] = -5.0  # a negative rate in whichever thread gets that row
+    with pytest.raises(ParameterError, match="negative rate"):
+        evaluate_batch(g, bad, threads=2)
+
+
+def test_split_rows_covers_every_row_in_whole_blocks():
+    from phasic.traces import _split_rows
+
+    for B in (1, 7, 8, 9, 100, 1000):
+        for t in (1, 2, 3, 200):
+            parts = _split_rows(B, t)
+            assert parts[0][0] == 0 and parts[-1][1] == B and len(parts) <= t
+            assert all(a == pb for (_, pb), (a, _) in zip(parts, parts[1:]))
+            assert all(a % 8 == 0 for a, _ in parts)
+
+
 def test_batch_bad_input(cache_dir):
     g = Graph(two_island)
     with pytest.raises(ParameterError, match=r"\(B, 2\)"):
@@ -100,6 +124,11 @@ def test_batch_bad_input(cache_dir):
         evaluate_batch(g, [[1.0, -1.0]])
     with pytest.raises(ParameterError, match="what="):
         evaluate_batch(g, [[1.0, 1.0]], what="median")
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        evaluate_batch(g, [[1.0, 1.0]], threads=0)
+    for bad in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="threads must be an int"):
+            evaluate_batch(g, [[1.0, 1.0]], threads=bad)
 
 
 def test_update_weights_errors():
