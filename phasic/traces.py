@@ -300,8 +300,8 @@ def _check_threads(threads):
 
 
 def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, threads=1):
-    """Evaluates many parameter vectors on `g` by trace replay, in one core call (blocks of
-    8 parameter vectors side by side in vector registers).
+    """Evaluates many parameter vectors on `g` by trace replay, in one core call per thread
+    (blocks of 8 parameter vectors side by side in vector registers).
 
     Parameters
     ----------
@@ -357,16 +357,17 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
         if plan is not None:
             th = np.ascontiguousarray(th)
             parts = _split_rows(B, threads)
-            if len(parts) > 1:
+
+            def run(ab):
+                return plan.moments_theta(th[ab[0]:ab[1]], base, coef, int(kk), r)
+            if len(parts) == 1:
+                res, negative = run(parts[0])
+            else:
                 from concurrent.futures import ThreadPoolExecutor
 
                 with ThreadPoolExecutor(len(parts)) as ex:
-                    done = list(ex.map(lambda ab: plan.moments_theta(th[ab[0]:ab[1]], base, coef,
-                                                                     int(kk), r), parts))
-                res = np.concatenate([d[0] for d in done])
-                negative = np.concatenate([d[1] for d in done])
-            else:
-                res, negative = plan.moments_theta(th, base, coef, int(kk), r)
+                    done = list(ex.map(run, parts))
+                res, negative = (np.concatenate([d[i] for d in done]) for i in (0, 1))
         else:
             lo, hi = int(g._indptr[0]), int(g._indptr[1])
             res, negative = _core.cph_moments_theta(
