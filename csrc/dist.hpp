@@ -3,7 +3,7 @@
 //    p_k = alpha P^k is stepped once up to the largest Poisson index needed for the
 //    largest time; pdf(t) = sum_k Pois(k; L t) p_k . s and the survival function
 //    sum_k Pois(k; L t) p_k . 1 are then summed per time over a window whose Poisson
-//    tail mass is below 1e-16.
+//    tail mass is below 1e-16 (weights by their ratios from the mode, normalised).
 //  - DPH: the forward algorithm p_{k+1} = p_k T, with pmf(k) = p_{k-1} . t.
 #pragma once
 #include <algorithm>
@@ -16,45 +16,69 @@ namespace phasic {
 // Steps the probability vector K times. w: edge weights (rates or probabilities);
 // lam: per-vertex total out-weight; L: uniformisation rate (1 for DPH, no scaling).
 // Writes exit[k] = mass absorbed at step k+1 and mass[k] = mass still transient after k
-// steps (k = 0..K).
+// steps (k = 0..K). The transient vertices are renumbered compactly first, with per-vertex
+// stay factors 1 - lam / L and exit rates / L, and the edges between transient vertices
+// grouped by target (rate / L): a step then pulls each new value into a register,
+// q[z] = p[z] stay[z] + sum p[u] r(u, z), instead of scattering into memory.
 inline void forward_steps(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
                           const double* lam, double L, int64_t K, std::vector<double>& exit,
                           std::vector<double>& mass) {
-  std::vector<double> p(V, 0.0), q(V, 0.0);
-  std::vector<char> absorbing(V, 0);
-  for (int64_t v = 1; v < V; ++v) absorbing[v] = (lam[v] <= 0.0);
+  std::vector<int64_t> pos(V, -1), tv;
+  for (int64_t v = 1; v < V; ++v)
+    if (lam[v] > 0.0) { pos[v] = (int64_t)tv.size(); tv.push_back(v); }
+  const int64_t n = (int64_t)tv.size();
+  std::vector<double> p(n, 0.0), q(n, 0.0), stay(n), sx(n, 0.0);
+  std::vector<int64_t> tptr(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t v = tv[i];
+    stay[i] = 1.0 - lam[v] / L;
+    for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
+      int64_t z = pos[target[e]];
+      if (z < 0) sx[i] += w[e] / L;
+      else tptr[z + 1]++;
+    }
+  }
+  for (int64_t z = 0; z < n; ++z) tptr[z + 1] += tptr[z];
+  std::vector<int32_t> src(tptr[n]);
+  std::vector<double> rate(tptr[n]);
+  {
+    std::vector<int64_t> fill(tptr.begin(), tptr.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t v = tv[i];
+      for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
+        int64_t z = pos[target[e]];
+        if (z < 0) continue;
+        src[fill[z]] = (int32_t)i;
+        rate[fill[z]++] = w[e] / L;
+      }
+    }
+  }
   double m0 = 0.0;
   for (int64_t e = indptr[0]; e < indptr[1]; ++e) {
     int64_t z = target[e];
-    if (!absorbing[z]) { p[z] += w[e]; m0 += w[e]; }
+    if (z > 0 && pos[z] >= 0) { p[pos[z]] += w[e]; m0 += w[e]; }
   }
-  // transient vertices in a compact list for speed
-  std::vector<int64_t> tv;
-  for (int64_t v = 1; v < V; ++v) if (!absorbing[v]) tv.push_back(v);
   exit.assign(K + 1, 0.0);
   mass.assign(K + 1, 0.0);
   mass[0] = m0;
+  const int32_t* S = src.data();
+  const double* R = rate.data();
+  const int64_t* T = tptr.data();
   for (int64_t k = 0; k < K; ++k) {
     double out = 0.0, total = 0.0;
-    for (int64_t v : tv) q[v] = p[v] * (1.0 - lam[v] / L);
-    for (int64_t v : tv) {
-      double pv = p[v];
-      if (pv == 0.0) continue;
-      double f = pv / L;
-      for (int64_t e = indptr[v]; e < indptr[v + 1]; ++e) {
-        int64_t z = target[e];
-        if (absorbing[z]) out += f * w[e];
-        else q[z] += f * w[e];
-      }
+    const double* P = p.data();
+    double* Q = q.data();
+    for (int64_t i = 0; i < n; ++i) out += P[i] * sx[i];
+    for (int64_t z = 0; z < n; ++z) {
+      double acc = P[z] * stay[z];
+      for (int64_t e = T[z]; e < T[z + 1]; ++e) acc += P[S[e]] * R[e];
+      Q[z] = acc;
+      total += acc;
     }
-    for (int64_t v : tv) { p[v] = q[v]; total += q[v]; }
+    p.swap(q);
     exit[k] = out;
     mass[k + 1] = total;
   }
-}
-
-inline double log_poisson(int64_t k, double mu) {
-  return -mu + k * std::log(mu) - std::lgamma((double)k + 1.0);
 }
 
 // Poisson window [lo, hi] holding all but ~1e-16 of the mass of Pois(mu).
@@ -77,12 +101,22 @@ inline void uniformised(const std::vector<double>& exit, const std::vector<doubl
     int64_t lo, hi;
     poisson_window(mu, lo, hi);
     hi = std::min<int64_t>(hi, (int64_t)mass.size() - 1);
-    double sp = 0.0, ss = 0.0;
-    for (int64_t k = lo; k <= hi; ++k) {
-      double wk = std::exp(log_poisson(k, mu));
-      sp += wk * exit[k];
-      ss += wk * mass[k];
+    // Poisson weights up to a constant, from the mode outwards by their ratios, then
+    // normalised by their sum (the window spans 12 standard deviations each side): no lgamma,
+    // and no error from evaluating log Pois(k; mu) ~ mu log mu in floating point
+    const int64_t mode = std::min(hi, std::max(lo, (int64_t)std::floor(mu)));
+    double sp = exit[mode], ss = mass[mode], z = 1.0, wk = 1.0;
+    for (int64_t k = mode + 1; k <= hi; ++k) {
+      wk *= mu / (double)k;
+      sp += wk * exit[k]; ss += wk * mass[k]; z += wk;
     }
+    wk = 1.0;
+    for (int64_t k = mode - 1; k >= lo; --k) {
+      wk *= (double)(k + 1) / mu;
+      sp += wk * exit[k]; ss += wk * mass[k]; z += wk;
+    }
+    sp /= z;
+    ss /= z;
     pdf[i] = sp * L;
     cdf[i] = 1.0 - ss;
     (void)m_total;
