@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -44,11 +43,6 @@ print(json.dumps({"t": t, "V": int(g.vertices_length()), "E": float(g.expectatio
 '''
 
 
-def _bytecode(pycache):
-    """Private bytecode cache for our children (see timing.compile_bytecode)."""
-    timing.compile_bytecode(pycache)
-
-
 def _size(root):
     """Bytes of every file under ``root`` (a cache directory)."""
     return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
@@ -58,8 +52,7 @@ def ours(model, n, cache_dir):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "drv.py"
         path.write_text(DRIVER)
-        _bytecode(Path(tmp) / "pycache")
-        env = dict(os.environ, PHASIC_CACHE_DIR=str(cache_dir), PYTHONPYCACHEPREFIX=str(Path(tmp) / "pycache"))
+        env = dict(timing.compile_bytecode(Path(tmp) / "pycache"), PHASIC_CACHE_DIR=str(cache_dir))
         out = []
         for _ in range(2):
             p = subprocess.run([sys.executable, str(path), str(HERE), model, str(n), "ours"], env=env,

@@ -169,7 +169,7 @@ PHASIC_KERNEL void plan_program(const Plan& P, const XSched& S, const double* va
 
 // The tape for one weight vector w (edge order; gathered into the slots here). The
 // groups of a class are summed, inverted and scaled four at a time (divisions are the
-// bulk of the cost), as are runs of dividing ops. val: nslot doubles.
+// bulk of the cost), as are runs of inverting ops. val: nslot doubles.
 PHASIC_KERNEL void plan_tape_one(const Plan& P, const double* w, double* val) {
   const int32_t* se = P.slot_edge.data();
   double* lam = val + P.lam0;
@@ -216,10 +216,7 @@ PHASIC_KERNEL void plan_tape_one(const Plan& P, const double* w, double* val) {
       case OP_ADD: for (; t < t1; ++t) out[t] = val[A[t]] + val[B[t]]; break;
       case OP_MUL: for (; t < t1; ++t) out[t] = val[A[t]] * val[B[t]]; break;
       case OP_FMA: for (; t < t1; ++t) out[t] = val[A[t]] + val[B[t]] * val[C[t]]; break;
-      case OP_DIV:
-        for (; t + 4 <= t1; t += 4) vd4_store(out + t, PHASIC_GATHER(A) / PHASIC_GATHER(B));
-        for (; t < t1; ++t) out[t] = val[A[t]] / val[B[t]];
-        break;
+      case OP_DIV: for (; t < t1; ++t) out[t] = val[A[t]] / val[B[t]]; break;  // not recorded since format 3
       case OP_INV:
         for (; t + 4 <= t1; t += 4) vd4_store(out + t, one4 / PHASIC_GATHER(A));
         for (; t < t1; ++t) out[t] = 1.0 / val[A[t]];
