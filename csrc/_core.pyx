@@ -75,6 +75,9 @@ cdef extern from "replay.hpp" namespace "phasic":
     void plan_moments_one(const Plan& P, const XSched& S, const double* w, int64_t na,
                           const int64_t* a_edge, const int64_t* a_target, const double* r,
                           double* out, double* val, double* x) nogil
+    void plan_moments_vjp(const Plan& P, int64_t k, const double* w, const int64_t* indptr,
+                          const int32_t* target, const double* r, const double* val,
+                          const double* x, const double* cot, double* dw, double* work) nogil
     int64_t c_edge_weights "phasic::edge_weights"(int64_t E, int64_t p, const double* base,
                                                   const double* coef, const double* th, double* w) nogil
     void plan_moments_theta(const Plan& P, const XSched& S, int64_t B, const double* theta,
@@ -628,6 +631,37 @@ cdef class ReplayPlan:
             if own:
                 self.busy = False
         return [o[i] for i in range(k)]
+
+    def moments_vjp(self, const double[::1] w, int k, rewards, const double[::1] cot,
+                    const int64_t[::1] indptr, const int32_t[::1] target):
+        """(moments (k,), dw): the first k moments for the edge weights w and the gradient
+        of sum_q cot[q] m_q with respect to w (adjoint method; plan_moments_vjp). indptr and
+        target: the graph's edges in CSR order by source, the start vertex's first."""
+        cdef const XSched* S = self._sched(k)
+        cdef int64_t V = self.n_vertices, E = self.n_edges
+        if w.shape[0] != E or target.shape[0] != E or indptr.shape[0] != V + 1 or cot.shape[0] != k:
+            raise ValueError(f"moments_vjp: w/target/indptr/cot have lengths {w.shape[0]}/"
+                             f"{target.shape[0]}/{indptr.shape[0]}/{cot.shape[0]}, expected "
+                             f"{E}/{E}/{V + 1}/{k}")
+        if indptr[0] != 0 or indptr[V] != E or indptr[1] != self.a_edge.shape[0]:
+            raise ValueError("moments_vjp: indptr does not match the plan's edges")
+        cdef const double[::1] r = self._rewards(rewards)
+        val = np.empty(self.P.nslot)
+        x = np.empty(k * V + 1)
+        work = np.empty(3 * V)
+        m = np.empty(k)
+        dw = np.empty(E)
+        cdef double[::1] vv = val, xv = x, wk = work, mv = m, dv = dw
+        cdef const int64_t* ae = <const int64_t*>cnp.PyArray_DATA(self.a_edge)
+        cdef const int64_t* at = <const int64_t*>cnp.PyArray_DATA(self.a_target)
+        cdef int64_t na = self.a_edge.shape[0]
+        with nogil:
+            plan_moments_one(self.P[0], S[0], &w[0] if E else NULL, na, ae, at, &r[0], &mv[0],
+                             &vv[0] if self.P.nslot else NULL, &xv[0])
+            plan_moments_vjp(self.P[0], k, &w[0] if E else NULL, &indptr[0],
+                             &target[0] if E else NULL, &r[0], &vv[0] if self.P.nslot else NULL,
+                             &xv[0], &cot[0], &dv[0] if E else NULL, &wk[0])
+        return m, dw
 
     def moments_theta(self, const double[:, ::1] thetas, const double[::1] base,
                       const double[:, ::1] coef, int k, rewards=None, int64_t block=8):

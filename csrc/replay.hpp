@@ -250,6 +250,39 @@ inline void plan_moments_one(const Plan& P, const XSched& S, const double* w, in
   }
 }
 
+// Reverse mode of plan_moments_one: dw = d(sum_q cot[q] m_q) / dw, the adjoint method.
+// With y_q = x's pass q (U applied to (r y_(q-1)) / lambda) and a = the start weights by
+// target, moment j contributes through mu = (U^T lambda_j) / lambda, lambda_j collecting
+// c_j a (c_j = cot[j-1] j!) and r mu of the moment above it: edge u -> z (u not the start)
+// gets mu[u] (y[z] - y[u]), a start edge c_j y[z]. val and x must hold plan_moments_one's
+// values for the same w, k and r. Edges in CSR order by source (indptr, V + 1 entries); the
+// start vertex's edges are [indptr[0], indptr[1]) with indptr[0] = 0. dw: E entries,
+// overwritten. work: 3 V doubles.
+inline void plan_moments_vjp(const Plan& P, int64_t k, const double* w, const int64_t* indptr,
+                             const int32_t* target, const double* r, const double* val,
+                             const double* x, const double* cot, double* dw, double* work) {
+  const int64_t V = P.V, E = P.E, hi = indptr[1];
+  double *a = work, *lam = work + V, *mu = work + 2 * V;
+  std::fill(work, work + 3 * V, 0.0);
+  std::fill(dw, dw + E, 0.0);
+  for (int64_t e = 0; e < hi; ++e) a[target[e]] += w[e];
+  const int64_t nx = (int64_t)P.xi.size();
+  for (int64_t j = k; j >= 1; --j) {
+    double fact = 1.0;
+    for (int64_t i = 2; i <= j; ++i) fact *= (double)i;
+    const double c = cot[j - 1] * fact;
+    for (int64_t v = 0; v < V; ++v) lam[v] = lam[v] + c * a[v];
+    std::copy(lam, lam + V, mu);
+    if (nx) replay_adjoint(nx, P.xi.data(), P.xj.data(), P.xm.data(), val, mu);
+    for (int64_t v = 0; v < V; ++v) mu[v] *= val[P.xinit[v]];
+    const double* y = x + (j - 1) * V;
+    for (int64_t u = 1; u < V; ++u)
+      for (int64_t e = indptr[u]; e < indptr[u + 1]; ++e) dw[e] += mu[u] * (y[target[e]] - y[u]);
+    for (int64_t e = 0; e < hi; ++e) dw[e] += c * y[target[e]];
+    for (int64_t v = 0; v < V; ++v) lam[v] = r[v] * mu[v];
+  }
+}
+
 // One block of m <= 4W parameter vectors (rows of theta, p columns): weights
 // base + coef . theta into the weight slots (base and coef in slot order), tape, program,
 // moments (out: m x k). Lanes past m repeat the last row. neg[row] = 1 if a weight of

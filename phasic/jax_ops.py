@@ -443,8 +443,32 @@ def _host_moments(h, theta, k, r):
     return m, ys
 
 
+def _host_value(h, theta, k, r):
+    """The first k moments at theta (the graph's compiled replay plan)."""
+    if h._coef is not None:
+        h.update_weights(np.asarray(theta, np.float64))
+    return np.asarray(h.moments(k, r))
+
+
 def _host_grad(h, theta, k, r, cot):
-    """d(sum_j cot_j m_j)/dtheta by adjoint replay."""
+    """d(sum_j cot_j m_j)/dtheta by adjoint replay: in the core (ReplayPlan.moments_vjp),
+    or, for a graph without a plan, with the plain tape here."""
+    from phasic.moments import _replay_plan, _state
+    from phasic.traces import graph_trace
+
+    if h._coef is not None:
+        h.update_weights(np.asarray(theta, np.float64))
+    plan = _replay_plan(h, graph_trace(h), eager=True)
+    if plan is not None:
+        m, dw = plan.moments_vjp(h._w, int(k), r, cot, h._indptr, h._target)
+        if not np.all(np.isfinite(m)):
+            _state(h)  # raises the descriptive error for degenerate weights
+            raise ParameterError(f"moments are not finite: {m.tolist()!r}")
+        return dw @ h._coef if h._coef is not None else np.zeros(0)
+    return _tape_grad(h, theta, k, r, cot)
+
+
+def _tape_grad(h, theta, k, r, cot):
     from phasic import _core
     from phasic.moments import _state
 
@@ -508,7 +532,7 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
         return replay_moments(h, int(k), r, dtype)
 
     def host_val(theta):
-        return _host_moments(h, theta, k, r)[0].astype(dtype)
+        return _host_value(h, theta, k, r).astype(dtype)
 
     def host_grad(theta, cot):
         return _host_grad(h, theta, k, r, np.asarray(cot, np.float64)).astype(dtype)
