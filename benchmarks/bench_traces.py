@@ -20,7 +20,8 @@ Rows (all in one table, "ratio" = slower / faster as stated in the row):
                  stores) vs second (loads) -- PHASIC_CACHE_DIR in a temp dir
 * JAX          : jitted ``phasic.pmf_from_graph(g, method=...)`` at 50 times vs core ``g.pdf``
                  (uniformisation, the default, and expm for comparison); grad vs value
-                 of the log-likelihood; grad vs value of ``phasic.moments_from_graph(g, 2)``;
+                 of the log-likelihood; grad vs value of ``phasic.moments_from_graph(g, 2)``
+                 and its ``jax.vmap`` over 1000 thetas (one callback: evaluate_batch's replay);
                  ``backend="jax"`` (pure-JAX replay) at n=60: jit value vs the core backend,
                  vmap over 1000 thetas vs evaluate_batch and vs jit single, grad vs value
 * family       : recording the traces of two-island models n = 20..30 without vs with the
@@ -313,18 +314,18 @@ def jax_moments(n, backend="core"):
     t_v, _ = best_of(lambda: fv(th).block_until_ready(), reps=20, budget=1.0)
     t_g, _ = best_of(lambda: fg(th).block_until_ready(), reps=20, budget=1.0)
     out = dict(V=g.vertices_length(), value=t_v, grad=t_g)
-    if backend == "jax":
-        from phasic.traces import evaluate_batch
+    from phasic.traces import evaluate_batch
 
-        TH = thetas(N_BATCH)
-        fb = jax.jit(jax.vmap(f))
-        t3 = time.perf_counter()
-        fb(TH).block_until_ready()
-        t4 = time.perf_counter()
-        t_b, m_b = best_of(lambda: fb(TH).block_until_ready(), reps=3, budget=4.0)
-        t_e, m_e = best_of(lambda: evaluate_batch(g, TH, k=2), reps=3, budget=2.0)
-        out.update(f.replay_info, compile_value=t1 - t0, compile_grad=t2 - t1, compile_vmap=t4 - t3,
-                   vmap=t_b / N_BATCH, batch=t_e / N_BATCH, err=_rel(m_b, m_e))
+    TH = thetas(N_BATCH)
+    fb = jax.jit(jax.vmap(f))
+    t3 = time.perf_counter()
+    fb(TH).block_until_ready()
+    t4 = time.perf_counter()
+    t_b, m_b = best_of(lambda: fb(TH).block_until_ready(), reps=3, budget=4.0)
+    t_e, m_e = best_of(lambda: evaluate_batch(g, TH, k=2), reps=3, budget=2.0)
+    out.update(vmap=t_b / N_BATCH, batch=t_e / N_BATCH, err=_rel(m_b, m_e))
+    if backend == "jax":
+        out.update(f.replay_info, compile_value=t1 - t0, compile_grad=t2 - t1, compile_vmap=t4 - t3)
     return out
 
 
@@ -430,6 +431,10 @@ def main(argv=None):
         res["jax_moments"] = jm
         row("moments_from_graph(g,2): grad vs value", f"2-island n={n}", jm["V"], "value", jm["value"],
             "grad", jm["grad"], target=3, higher_is_better=False)
+        row(f"core backend vmap {N_BATCH} vs evaluate_batch (per theta) [err {jm['err']:.0e}]",
+            f"2-island n={n}", jm["V"], "batch", jm["batch"], "vmap", jm["vmap"])
+        row("core backend: vmap vs jit single (per theta)", f"2-island n={n}", jm["V"], "vmap",
+            jm["vmap"], "single", jm["value"])
         n = JAX_REPLAY_N
         print(f"# jax moments, backend='jax', n={n}", file=sys.stderr, flush=True)
         jx = jax_moments(n, backend="jax")
