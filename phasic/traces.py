@@ -34,13 +34,14 @@ TRACE_FORMAT = 3
 #: microseconds (measured in benchmarks/bench_traces.py).
 HIERARCHICAL_MIN_SCC = 50
 #: A component's trace is stored only if recording it took at least this many times the
-#: estimated cost of loading it back, ``LOAD_S_FIXED + LOAD_S_PER_BYTE * bytes`` (read plus
-#: SHA-256 check; measured ~1 ms + ~3 ns/byte in benchmarks/bench_traces.py). Dense
-#: components record at ~40-65 ns per op, about what loading their 13 bytes per op costs,
-#: so storing them would only add writes; sparse ones cost far more to record per op.
+#: estimated cost of loading it back, ``LOAD_S_FIXED + LOAD_S_PER_BYTE * bytes`` (open,
+#: read and SHA-256 check of an indexed entry from the page cache: measured 0.09 ms +
+#: 0.8-1.0 ns/byte, ``Store.get`` on 1 kB-20 MB entries; the estimate rounds up). Dense
+#: components record at ~18-35 ns per op and load at ~13-14 ns per op (14 bytes), so most
+#: are not worth a write; whole graphs record at 50-80 ns per op and are.
 SCC_STORE_GAIN = 2.0
-LOAD_S_FIXED = 1e-3
-LOAD_S_PER_BYTE = 3e-9
+LOAD_S_FIXED = 2e-4
+LOAD_S_PER_BYTE = 1.2e-9
 #: A whole-graph trace up to this size is always stored by ``hierarchical=True`` (writing it
 #: costs milliseconds); a larger one only if composing it took ``SCC_STORE_GAIN`` times the
 #: estimated load. :func:`ensure_trace` (explicit precomputation) always stores.
