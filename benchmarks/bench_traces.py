@@ -17,7 +17,8 @@ Rows (all in one table, "ratio" = slower / faster as stated in the row):
 * batch        : ``phasic.traces.evaluate_batch(g, thetas (1000, 2), k=2)`` / 1000 (one thread;
                  also ``threads=2``, which the targets do not use)
 * store        : ``moments(2)`` with ``hierarchical=True`` in a fresh process, first (records,
-                 stores) vs second (loads) -- PHASIC_CACHE_DIR in a temp dir
+                 stores) vs second (loads) -- PHASIC_CACHE_DIR in a temp dir; and in the second
+                 process, its second call (new theta: replay) vs its first
 * JAX          : jitted ``phasic.pmf_from_graph(g, method=...)`` at 50 times vs core ``g.pdf``
                  (uniformisation, the default, and expm for comparison); grad vs value
                  of the log-likelihood; grad vs value of ``phasic.moments_from_graph(g, 2)``
@@ -201,7 +202,11 @@ g.update_weights([1.0, 0.5])
 t1 = time.perf_counter()
 m = g.moments(2)
 t2 = time.perf_counter()
-print(json.dumps({"moments_t": t2 - t1, "process_t": t2 - t0, "moments": m,
+g.update_weights([1.1, 0.4])
+t3 = time.perf_counter()
+g.moments(2)
+t4 = time.perf_counter()
+print(json.dumps({"moments_t": t2 - t1, "process_t": t2 - t0, "moments": m, "second_t": t4 - t3,
                   "stats": getattr(g, "_hierarchy_stats", None)}))
 '''
 
@@ -404,6 +409,8 @@ def main(argv=None):
             first["moments_t"])
         row("hierarchical 2nd process vs plain record", m, V, "plain", plain["moments_t"], "2nd (load)",
             second["moments_t"])
+        row("hierarchical 2nd process: 2nd moments() vs 1st", m, V, "2nd call", second["second_t"],
+            "1st call", second["moments_t"])
 
     print("# family", file=sys.stderr, flush=True)
     fam = family(FAMILY[mode])

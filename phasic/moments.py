@@ -98,7 +98,8 @@ def moments(self, power: int = 2, rewards=None):
         self._flush()
         tr = graph_trace(self)
         r = None if rewards is None else _rewards(self, rewards)
-        plan = _replay_plan(self, tr)
+        # hierarchical graphs are built to be evaluated many times: compile at once
+        plan = _replay_plan(self, tr, eager=getattr(self, "_hierarchical", False))
         if plan is not None:
             res = plan.moments(self._w, int(power), r)
         else:
