@@ -72,12 +72,18 @@ cdef extern from "replay.hpp" namespace "phasic":
                       const int32_t* xs, int64_t V, const int32_t* xinit, int64_t E,
                       int64_t n_start, Plan& P) except + nogil
     const XSched* plan_sched(Plan& P, int64_t k) except +
+    void plan_adjoint(Plan& P) except +
     void plan_moments_one(const Plan& P, const XSched& S, const double* w, int64_t na,
                           const int64_t* a_edge, const int64_t* a_target, const double* r,
                           double* out, double* val, double* x) nogil
     void plan_moments_vjp(const Plan& P, int64_t k, const double* w, const int64_t* indptr,
                           const int32_t* target, const double* r, const double* val,
                           const double* x, const double* cot, double* dw, double* work) nogil
+    void plan_moments_vjp_theta(const Plan& P, const XSched& S, int64_t B, const double* theta,
+                                int64_t p, const double* base, const double* coef, int64_t na,
+                                const int64_t* a_edge, const int64_t* a_target,
+                                const int64_t* indptr, const int32_t* target, const double* r,
+                                const double* cot, double* out, double* dth, uint8_t* neg) except + nogil
     int64_t c_edge_weights "phasic::edge_weights"(int64_t E, int64_t p, const double* base,
                                                   const double* coef, const double* th, double* w) nogil
     void plan_moments_theta(const Plan& P, const XSched& S, int64_t B, const double* theta,
@@ -646,6 +652,7 @@ cdef class ReplayPlan:
         if indptr[0] != 0 or indptr[V] != E or indptr[1] != self.a_edge.shape[0]:
             raise ValueError("moments_vjp: indptr does not match the plan's edges")
         cdef const double[::1] r = self._rewards(rewards)
+        plan_adjoint(self.P[0])
         val = np.empty(self.P.nslot)
         x = np.empty(k * V + 1)
         work = np.empty(3 * V)
@@ -662,6 +669,42 @@ cdef class ReplayPlan:
                              &target[0] if E else NULL, &r[0], &vv[0] if self.P.nslot else NULL,
                              &xv[0], &cot[0], &dv[0] if E else NULL, &wk[0])
         return m, dw
+
+    def moments_vjp_theta(self, const double[:, ::1] thetas, const double[::1] base,
+                          const double[:, ::1] coef, int k, rewards, const double[:, ::1] cots,
+                          const int64_t[::1] indptr, const int32_t[::1] target):
+        """(moments (B, k), gradients (B, p), negative (B,) bool) for the rows of `thetas`:
+        the gradient of sum_q cots[row, q] m_q with respect to theta (moments_vjp per row,
+        weights base + coef . theta, the GIL released)."""
+        cdef const XSched* S = self._sched(k)
+        cdef int64_t B = thetas.shape[0], p = thetas.shape[1], V = self.n_vertices, E = self.n_edges
+        if base.shape[0] != E or coef.shape[0] != E or coef.shape[1] != p:
+            raise ValueError(f"base/coef have shapes {(base.shape[0],)}/{(coef.shape[0], coef.shape[1])}, "
+                             f"expected ({E},)/({E}, {p})")
+        if cots.shape[0] != B or cots.shape[1] != k:
+            raise ValueError(f"cots has shape {(cots.shape[0], cots.shape[1])}, expected {(B, k)}")
+        if target.shape[0] != E or indptr.shape[0] != V + 1 or indptr[0] != 0 or indptr[V] != E \
+                or indptr[1] != self.a_edge.shape[0]:
+            raise ValueError("moments_vjp_theta: indptr/target do not match the plan's edges")
+        if E == 0 or p == 0:
+            raise ValueError("moments_vjp_theta needs edges and parameters")
+        cdef const double[::1] r = self._rewards(rewards)
+        plan_adjoint(self.P[0])
+        out = np.empty((B, k))
+        grad = np.empty((B, p))
+        negative = np.zeros(B, dtype=np.uint8)
+        cdef double[:, ::1] o = out, gv = grad
+        cdef uint8_t[::1] ng = negative
+        cdef const int64_t* ae = <const int64_t*>cnp.PyArray_DATA(self.a_edge)
+        cdef const int64_t* at = <const int64_t*>cnp.PyArray_DATA(self.a_target)
+        cdef int64_t na = self.a_edge.shape[0]
+        if B == 0:
+            return out, grad, negative.astype(bool)
+        with nogil:
+            plan_moments_vjp_theta(self.P[0], S[0], B, &thetas[0, 0], p, &base[0], &coef[0, 0], na,
+                                   ae, at, &indptr[0], &target[0], &r[0], &cots[0, 0], &o[0, 0],
+                                   &gv[0, 0], &ng[0])
+        return out, grad, negative.astype(bool)
 
     def moments_theta(self, const double[:, ::1] thetas, const double[::1] base,
                       const double[:, ::1] coef, int k, rewards=None, int64_t block=8):

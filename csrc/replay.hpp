@@ -10,6 +10,7 @@
 // operation is fused or reordered (the build disables FMA contraction).
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -273,7 +274,15 @@ inline void plan_moments_vjp(const Plan& P, int64_t k, const double* w, const in
     const double c = cot[j - 1] * fact;
     for (int64_t v = 0; v < V; ++v) lam[v] = lam[v] + c * a[v];
     std::copy(lam, lam + V, mu);
-    if (nx) replay_adjoint(nx, P.xi.data(), P.xj.data(), P.xm.data(), val, mu);
+    if (P.adj_ready) {  // the level-sorted transposed program (plan_adjoint): same bits
+      const int32_t *dst = P.adj_dst.data(), *src = P.adj_src.data(), *mm = P.adj_m.data();
+      for (int64_t t = 0; t < nx; ++t) {
+        if (src[t] >= 0) mu[dst[t]] += val[mm[t]] * mu[src[t]];
+        else mu[dst[t]] *= val[mm[t]];
+      }
+    } else if (nx) {
+      replay_adjoint(nx, P.xi.data(), P.xj.data(), P.xm.data(), val, mu);
+    }
     for (int64_t v = 0; v < V; ++v) mu[v] *= val[P.xinit[v]];
     const double* y = x + (j - 1) * V;
     for (int64_t u = 1; u < V; ++u)
@@ -373,6 +382,36 @@ PHASIC_BLOCK_ENTRY(plan_block4, 1)
 PHASIC_BLOCK_ENTRY(plan_block8, 2)
 PHASIC_BLOCK_ENTRY(plan_block16, 4)
 #undef PHASIC_BLOCK_ENTRY
+
+// Moments and their gradients for B parameter vectors (rows of theta, B x p; weights
+// base + coef . theta as edge_weights computes them): out (B, k) the moments, dth (B, p)
+// the gradients of sum_q cot[row, q] m_q (plan_moments_one then plan_moments_vjp per row,
+// dth = dw . coef summed over edges in order). A row with a weight that is not >= 0 gets
+// neg[row] = 1 and NaN results.
+inline void plan_moments_vjp_theta(const Plan& P, const XSched& S, int64_t B, const double* theta,
+                                   int64_t p, const double* base, const double* coef, int64_t na,
+                                   const int64_t* a_edge, const int64_t* a_target,
+                                   const int64_t* indptr, const int32_t* target, const double* r,
+                                   const double* cot, double* out, double* dth, uint8_t* neg) {
+  const int64_t k = S.k, E = P.E;
+  std::vector<double> w(E), val(P.nslot), x(k * P.V + 1), work(3 * P.V), dw(E), acc(p);
+  for (int64_t b = 0; b < B; ++b) {
+    if (E && edge_weights(E, p, base, coef, theta + b * p, w.data()) >= 0) {
+      neg[b] = 1;
+      std::fill(out + b * k, out + (b + 1) * k, NAN);
+      std::fill(dth + b * p, dth + (b + 1) * p, NAN);
+      continue;
+    }
+    neg[b] = 0;
+    plan_moments_one(P, S, w.data(), na, a_edge, a_target, r, out + b * k, val.data(), x.data());
+    plan_moments_vjp(P, k, w.data(), indptr, target, r, val.data(), x.data(), cot + b * k, dw.data(),
+                     work.data());
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t q = 0; q < p; ++q) acc[q] += dw[e] * coef[e * p + q];
+    std::copy(acc.begin(), acc.end(), dth + b * p);
+  }
+}
 
 // First k moments for B parameter vectors (rows of theta, B x p); out (B, k), neg (B).
 inline void plan_moments_theta(const Plan& P, const XSched& S, int64_t B, const double* theta,

@@ -65,6 +65,10 @@ struct Plan {
   std::vector<int32_t> xinit;                 // slot of 1/lambda_v (or `zero`)
   std::vector<int32_t> xi, xj, xm;            // reward program, multipliers as slots
   std::map<int64_t, XSched> sched;            // by number of passes k (built on demand)
+  // the transposed program (replay_adjoint's updates x[dst] += val[m] x[src], or
+  // x[dst] *= val[m] where src < 0), sorted by dependency level (plan_adjoint, on demand)
+  std::vector<int32_t> adj_dst, adj_src, adj_m;
+  bool adj_ready = false;
 };
 
 // Cuts ops (already sorted so that equal keys are adjacent) into runs of equal key.
@@ -287,6 +291,40 @@ inline const XSched* plan_sched(Plan& P, int64_t k) {
   S.ms.resize(ops.size());
   for (const Op& o : ops) { int64_t t = start[o.lev]++; S.ij[t] = o.ij; S.ms[t] = o.ms; }
   return &(P.sched[k] = std::move(S));
+}
+
+// Builds P's level-sorted transposed program. replay_adjoint runs the program's updates in
+// reverse with the roles of i and j swapped; each is placed one level after the last write
+// of what it reads and after the last write and read of what it writes, then the list is
+// sorted by level (stably). Every x value thus sees the same operations, in the same order,
+// as in replay_adjoint: the results are bitwise the same, while updates of one level (on
+// different vertices) no longer wait for each other.
+inline void plan_adjoint(Plan& P) {
+  if (P.adj_ready) return;
+  const int64_t n = (int64_t)P.xi.size(), V = P.V;
+  std::vector<int64_t> lw(V, 0), lr(V, 0), lev(n);
+  int64_t depth = 0;
+  for (int64_t t = n - 1; t >= 0; --t) {
+    const int64_t scale = P.xj[t] < 0, dst = scale ? P.xi[t] : P.xj[t], src = scale ? -1 : P.xi[t];
+    int64_t l = std::max(lw[dst], lr[dst]) + 1;
+    if (src >= 0) l = std::max(l, lw[src] + 1);
+    lw[dst] = l;
+    if (src >= 0) lr[src] = std::max(lr[src], l);
+    lev[t] = l;
+    depth = std::max(depth, l);
+  }
+  std::vector<int64_t> start(depth + 2, 0);
+  for (int64_t t = 0; t < n; ++t) start[lev[t] + 1]++;
+  for (int64_t l = 0; l <= depth; ++l) start[l + 1] += start[l];
+  P.adj_dst.resize(n); P.adj_src.resize(n); P.adj_m.resize(n);
+  for (int64_t t = n - 1; t >= 0; --t) {  // in replay_adjoint's order within a level
+    const int64_t u = start[lev[t]]++;
+    const bool scale = P.xj[t] < 0;
+    P.adj_dst[u] = scale ? P.xi[t] : P.xj[t];
+    P.adj_src[u] = scale ? -1 : P.xi[t];
+    P.adj_m[u] = P.xm[t];
+  }
+  P.adj_ready = true;
 }
 
 }  // namespace phasic

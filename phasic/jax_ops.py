@@ -451,22 +451,26 @@ def _host_value(h, theta, k, r):
     return np.asarray(h.moments(k, r))
 
 
-def _host_grad(h, theta, k, r, cot):
-    """d(sum_j cot_j m_j)/dtheta by adjoint replay: in the core (ReplayPlan.moments_vjp),
-    or, for a graph without a plan, with the plain tape here."""
+def _host_grads(h, thetas, k, r, cots):
+    """Rows of d(sum_j cots[row, j] m_j)/dtheta for the rows of thetas (B, p), by adjoint
+    replay in the core (ReplayPlan.moments_vjp_theta, one call, the GIL released), or, for a
+    graph without a plan, with the plain tape here."""
     from phasic.moments import _replay_plan, _state
     from phasic.traces import graph_trace
 
-    if h._coef is not None:
-        h.update_weights(np.asarray(theta, np.float64))
+    thetas = np.ascontiguousarray(thetas, np.float64)
+    cots = np.ascontiguousarray(cots, np.float64)
     plan = _replay_plan(h, graph_trace(h), eager=True)
-    if plan is not None:
-        m, dw = plan.moments_vjp(h._w, int(k), r, cot, h._indptr, h._target)
-        if not np.all(np.isfinite(m)):
-            _state(h)  # raises the descriptive error for degenerate weights
-            raise ParameterError(f"moments are not finite: {m.tolist()!r}")
-        return dw @ h._coef if h._coef is not None else np.zeros(0)
-    return _tape_grad(h, theta, k, r, cot)
+    if plan is None:
+        return np.array([_tape_grad(h, t, k, r, c) for t, c in zip(thetas, cots)]).reshape(thetas.shape)
+    m, grads, negative = plan.moments_vjp_theta(thetas, h._base, h._coef, int(k), r, cots, h._indptr,
+                                                h._target)
+    bad = np.flatnonzero(negative | ~np.all(np.isfinite(m), axis=1))
+    if bad.size:  # the graph's own checks name the edge or vertex
+        h.update_weights(thetas[bad[0]])
+        _state(h)
+        raise ParameterError(f"theta {thetas[bad[0]].tolist()!r} gives non-finite moments")
+    return grads
 
 
 def _tape_grad(h, theta, k, r, cot):
@@ -553,8 +557,8 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
         th = np.broadcast_to(th, lead + (p,)).reshape(-1, p)
         ct = np.broadcast_to(ct, lead + (k,)).reshape(-1, k)
         with lock:
-            g = [_host_grad(h, t, k, r, np.ascontiguousarray(c)) for t, c in zip(th, ct)]
-        return np.asarray(g, np.float64).reshape(lead + (p,)).astype(dtype)
+            g = _host_grads(h, th, k, r, ct)
+        return g.reshape(lead + (p,)).astype(dtype)
 
     def vector(theta):
         theta = jnp.asarray(theta, dtype)

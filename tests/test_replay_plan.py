@@ -238,3 +238,30 @@ def test_moments_vjp_rejects_mismatched_arrays():
     bad[1] += 1
     with pytest.raises(ValueError, match="indptr"):
         plan.moments_vjp(g._w, 2, None, np.ones(2), bad, g._target)
+
+
+def test_moments_vjp_theta_rows():
+    """moments_vjp_theta (one core call for many thetas): per row the moments of moments()
+    bitwise and the gradient dw . coef of moments_vjp; a negative row is flagged with NaN."""
+    g = random_param_graph(4, n=15)
+    g.update_weights([1.0, 1.0, 1.0])
+    _, plan = plan_of(g)
+    rng = np.random.default_rng(2)
+    th = rng.uniform(0.3, 2.0, (5, 3))
+    th[3, 1] = -40.0  # makes some rate negative
+    cots = rng.normal(size=(5, 2))
+    r = rng.uniform(0, 2, g.vertices_length())
+    m, grads, neg = plan.moments_vjp_theta(th, g._base, g._coef, 2, r, cots, g._indptr, g._target)
+    assert neg.tolist() == [False, False, False, True, False]
+    assert np.isnan(m[3]).all() and np.isnan(grads[3]).all()
+    for i in (0, 1, 2, 4):
+        w, bad = _core.edge_weights(g._base, g._coef, th[i])
+        assert bad == -1
+        assert m[i].tolist() == plan.moments(w, 2, r)
+        _, dw = plan.moments_vjp(w, 2, r, cots[i], g._indptr, g._target)
+        np.testing.assert_allclose(grads[i], dw @ g._coef, rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="cots has shape"):
+        plan.moments_vjp_theta(th, g._base, g._coef, 2, r, cots[:4], g._indptr, g._target)
+    with pytest.raises(ValueError, match="base/coef"):
+        plan.moments_vjp_theta(np.ascontiguousarray(th[:, :2]), g._base, g._coef, 2, r, cots, g._indptr,
+                               g._target)
