@@ -246,7 +246,10 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         Parameterised graph (edges ``[next_state, [c1, ..., cp]]``); a graph without
         parameters gives a function that ignores theta.
     discrete : bool, optional
-        Defaults to ``graph.discrete``. Discrete: ``times`` are jump counts.
+        Defaults to ``graph.discrete``. Discrete: ``times`` are jump counts, and
+        ``P(tau = k) = alpha T^(k-1) t`` comes from the forward algorithm on the sparse graph
+        (any number of states; every kind of derivative); a theta giving a negative
+        probability, or out-probabilities summing over 1, gives NaN.
     max_jumps : int, optional
         Discrete: the largest jump count evaluated (default 1000); larger counts give NaN.
         Continuous: the most uniformisation steps a call may take (see below), instead of
@@ -302,10 +305,9 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
     discrete = graph.discrete if discrete is None else bool(discrete)
     st = _structure(graph)
     n = st["n"]
-    if n > MAX_DENSE_STATES and (discrete or m == "expm"):
-        raise ParameterError(f"pmf_from_graph builds dense {n}x{n} matrices for discrete graphs and "
-                             f"method='expm'; use the core's Graph.pdf/pmf for graphs over "
-                             f"{MAX_DENSE_STATES} transient states")
+    if n > MAX_DENSE_STATES and m == "expm" and not discrete:
+        raise ParameterError(f"pmf_from_graph with method='expm' builds dense {n}x{n} matrices; use "
+                             f"method='uniformization' for graphs over {MAX_DENSE_STATES} transient states")
     src, tgt, pos = st["src"], st["tgt"], st["pos"]
     base, coef = jnp.asarray(st["base"]), jnp.asarray(st["coef"])
     p = st["coef"].shape[1]
@@ -334,19 +336,30 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         return alpha, S, lam, s
 
     if discrete:
-        def f(theta, times):
-            alpha, T, lam, s = parts(theta)
-            T = T + jnp.diag(1.0 - lam)
+        into = _grouped(t_c, t_r, n)  # (v T)[j] = sum of v[i] w over the edges i -> j
 
-            def step(pk, _):
-                return pk @ T, pk @ s
+        @jax.jit
+        def f(theta, times):
+            # the forward algorithm on the sparse graph: v_(k+1) = v_k T with T = diag(1 - lam)
+            # + the edge probabilities, P(tau = k + 1) = v_k . s; K steps, differentiable
+            # by JAX's own reverse (and forward) mode of the scan
+            w = weights(theta)
+            alpha = jnp.zeros(n, w.dtype).at[a_pos].add(w[a_idx])
+            lam = jnp.zeros(n, w.dtype).at[o_r].add(w[o_idx])
+            s = jnp.zeros(n, w.dtype).at[x_r].add(w[x_idx])
+            stay, packed = 1.0 - lam, into.pack(w[t_idx])
+
+            def step(v, _):
+                return v * stay + into.total(into.take(v) * packed), v @ s
 
             _, pm = jax.lax.scan(step, alpha, None, length=K)  # pm[j] = P(tau = j + 1)
             pm = jnp.concatenate([jnp.array([1.0 - alpha.sum()], pm.dtype), pm])
             k = jnp.asarray(times).reshape(-1).astype(jnp.int32)
             vals = jnp.where((k >= 0) & (k <= K), pm[jnp.clip(k, 0, K)], jnp.nan)
             vals = jnp.where(k < 0, 0.0, vals)
-            return vals.reshape(jnp.shape(times))
+            # probabilities below 0, or out-probabilities summing over 1: no distribution
+            bad = jnp.any(~(w >= 0)) | jnp.any(lam > 1.0 + 1e-12)
+            return jnp.where(bad, jnp.nan, vals).reshape(jnp.shape(times))
         return f
 
     @jax.jit

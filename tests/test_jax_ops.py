@@ -73,6 +73,86 @@ def test_discrete_pmf():
     assert np.isnan(float(f(jnp.array([p]), jnp.array([25]))[0]))
 
 
+def random_discrete(seed, n=30, p=2):
+    """A random discrete graph with cycles: edge probabilities coef . theta."""
+    rng = np.random.default_rng(seed)
+    g = Graph(state_length=1, discrete=True, theta_dim=p)
+    vs = [g.find_or_create_vertex([i + 1]) for i in range(n)]
+    absorb = g.find_or_create_vertex([n + 1])
+    g.add_edge(0, vs[0], 0.7)
+    g.add_edge(0, vs[3], 0.3)
+    for i, v in enumerate(vs):
+        for t in set(rng.choice(n, 3, replace=False).tolist()) - {i}:
+            g.add_edge(v, vs[t], 0.0, coefficients=rng.uniform(0, 0.1, p))
+        g.add_edge(v, absorb, 0.0, coefficients=rng.uniform(0.01, 0.1, p))
+    return g
+
+
+def dense_pmf(g, theta, ks):
+    """P(tau = k) = alpha T^(k-1) t, from the graph's edges by numpy (written here)."""
+    V = g.vertices_length()
+    src = np.repeat(np.arange(V), np.diff(g._indptr))
+    tv = [v for v in range(1, V) if g._indptr[v + 1] > g._indptr[v]]
+    pos = {v: i for i, v in enumerate(tv)}
+    w = g._base + g._coef @ np.asarray(theta, float)
+    alpha, T, t = np.zeros(len(tv)), np.eye(len(tv)), np.zeros(len(tv))
+    for u, z, we in zip(src, g._target, w):
+        if u == 0:
+            alpha[pos[z]] += we
+        elif z in pos:
+            T[pos[u], pos[z]] += we
+            T[pos[u], pos[u]] -= we
+        else:
+            t[pos[u]] += we
+            T[pos[u], pos[u]] -= we
+    return np.array([1 - alpha.sum() if k == 0 else alpha @ np.linalg.matrix_power(T, k - 1) @ t for k in ks])
+
+
+def test_discrete_pmf_sparse_values_gradients_vmap():
+    g = random_discrete(1)
+    f = pmf_from_graph(g)
+    th = np.array([1.2, 0.8])
+    ks = np.arange(0, 80)
+    got = np.asarray(f(jnp.asarray(th), jnp.asarray(ks)))
+    np.testing.assert_allclose(got, dense_pmf(g, th, ks), rtol=1e-11, atol=1e-17)
+    h = g.copy()
+    h.update_weights(th)
+    np.testing.assert_allclose(got, h.pmf(ks), rtol=1e-11, atol=1e-17)
+    data = jnp.array([1, 2, 5, 9, 17, 30])
+    grad = np.asarray(jax.grad(lambda t: jnp.log(f(t, data)).sum())(jnp.asarray(th)))
+    eps = 1e-6
+    fd = [(np.log(dense_pmf(g, th + eps * e, data)).sum() - np.log(dense_pmf(g, th - eps * e, data)).sum())
+          / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)
+    ths = np.array([[1.0, 1.0], [0.5, 1.5], [1.3, 0.2]])
+    batched = np.asarray(jax.vmap(lambda t: f(t, data))(jnp.asarray(ths)))
+    for row, t in zip(batched, ths):
+        np.testing.assert_allclose(row, dense_pmf(g, t, np.asarray(data)), rtol=1e-11)
+    # out-probabilities summing over 1 (theta too large) or negative: NaN, not numbers
+    assert np.isnan(np.asarray(f(jnp.array([30.0, 30.0]), data))).all()
+    assert np.isnan(np.asarray(f(jnp.array([-1.0, 0.5]), data))).all()
+
+
+def test_discrete_pmf_beyond_the_dense_limit():
+    """A chain of 6000 states (over MAX_DENSE_STATES), each left with probability q per
+    step: tau is negative binomial, P(tau = k) = C(k-1, n-1) q^n (1-q)^(k-n)."""
+    n, q = 6000, 0.9
+    g = Graph(state_length=1, discrete=True, theta_dim=1)
+    vs = [g.find_or_create_vertex([i + 1]) for i in range(n)]
+    absorb = g.find_or_create_vertex([n + 1])
+    g.add_edge(0, vs[0], 1.0)
+    for a, b in zip(vs[:-1], vs[1:]):
+        g.add_edge(a, b, 0.0, coefficients=[1.0])
+    g.add_edge(vs[-1], absorb, 0.0, coefficients=[1.0])
+    assert n > phasic.jax_ops.MAX_DENSE_STATES
+    f = pmf_from_graph(g, max_jumps=7000)
+    ks = np.array([6000, 6300, 6600, 6800])
+    got = np.asarray(f(jnp.array([q]), jnp.asarray(ks)))
+    logp = (scipy.special.gammaln(ks) - scipy.special.gammaln(n) - scipy.special.gammaln(ks - n + 1)
+            + n * np.log(q) + (ks - n) * np.log1p(-q))
+    np.testing.assert_allclose(got, np.exp(logp), rtol=1e-9)
+
+
 def test_moments_values_and_gradients(graph):
     m = moments_from_graph(graph, 3)
     th0 = np.array([1.3, 0.6])
