@@ -256,6 +256,10 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         sizing it per call.
     enable_x64 : bool
         Switch JAX to float64 (see the module docstring).
+
+    A concrete theta of the wrong length, with a NaN, or giving some edge a negative weight
+    raises ParameterError naming it; a traced one (inside jit/vmap/grad) gives NaN values
+    instead, never numbers.
     method : {"auto", "uniformization", "expm"}
         How continuous densities are computed (discrete graphs ignore it).
 
@@ -327,6 +331,32 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             raise ParameterError(f"theta has length {theta.shape[0]}, expected {p}")
         return base + coef @ theta if p else base
 
+    def check(theta):
+        """A concrete theta: ParameterError naming it and the first bad edge, if any weight
+        is negative or NaN (or, discrete, a state's out-probabilities exceed 1)."""
+        if isinstance(theta, jax.core.Tracer):
+            return
+        th = np.asarray(theta, np.float64).reshape(-1)
+        if p and th.size != p:
+            raise ParameterError(f"theta has length {th.size}, expected {p}")
+        if not np.all(np.isfinite(th)):
+            raise ParameterError(f"theta {th.tolist()!r} has non-finite entries")
+        w = st["base"] + st["coef"] @ th if p else st["base"]
+        bad = np.flatnonzero(~(w >= 0))
+        states = graph.states()
+        if bad.size:
+            e = int(bad[0])
+            raise ParameterError(f"theta {th.tolist()!r} gives edge {states[src[e]].tolist()} -> "
+                                 f"{states[tgt[e]].tolist()} the weight {float(w[e])!r}; weights "
+                                 f"must be >= 0")
+        if discrete:
+            lam = np.bincount(o_r, w[o_idx], minlength=n)
+            if np.any(lam > 1 + 1e-12):
+                i = int(np.argmax(lam))
+                v = int(np.flatnonzero(pos == i)[0])
+                raise ParameterError(f"theta {th.tolist()!r}: out-probabilities of state "
+                                     f"{states[v].tolist()} sum to {float(lam[i])!r} > 1")
+
     def parts(theta):
         w = weights(theta)
         alpha = jnp.zeros(n, w.dtype).at[a_pos].add(w[a_idx])
@@ -360,10 +390,15 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             # probabilities below 0, or out-probabilities summing over 1: no distribution
             bad = jnp.any(~(w >= 0)) | jnp.any(lam > 1.0 + 1e-12)
             return jnp.where(bad, jnp.nan, vals).reshape(jnp.shape(times))
-        return f
+
+        def f_discrete(theta, times):
+            check(theta)
+            return f(theta, times)
+        return f_discrete
 
     @jax.jit
     def by_expm(theta, times):
+        negative = jnp.any(~(weights(theta) >= 0))
         alpha, S, lam, s = parts(theta)
         S = S - jnp.diag(lam)
         times = jnp.asarray(times, dtype=S.dtype)
@@ -373,6 +408,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             dens = jax.vmap(one)(tt_)        # batched small matrices
         else:
             dens = jax.lax.map(one, tt_)     # bounded memory for big ones
+        dens = jnp.where(negative, jnp.nan, dens)  # a negative or NaN rate (traced theta)
         return jnp.where(times.reshape(-1) < 0, 0.0, dens).reshape(times.shape)
 
     mix = _poisson_mixture(n, t_r, t_c)
@@ -392,6 +428,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         L = jnp.where(L > 0, L, 1.0)
         dens = mix(alpha, 1.0 - out_rate / L, w[t_idx] / L, s, x, K)
         dens = jnp.where(x > _max_rate_time(K), jnp.nan, dens)  # K steps do not reach
+        dens = jnp.where(jnp.any(~(w >= 0)), jnp.nan, dens)  # a negative or NaN rate (traced)
         return jnp.where(flat < 0, 0.0, dens).reshape(times.shape)
 
     def top_rate(theta):  # the largest total out-rate, on the host
@@ -427,6 +464,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
 
     def f(theta, times):
         theta, times = (a if isinstance(a, jax.Array) else np.asarray(a) for a in (theta, times))
+        check(theta)
         k = steps(theta, times)
         if k is None:
             return by_expm(theta, times)

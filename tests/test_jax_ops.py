@@ -128,9 +128,32 @@ def test_discrete_pmf_sparse_values_gradients_vmap():
     batched = np.asarray(jax.vmap(lambda t: f(t, data))(jnp.asarray(ths)))
     for row, t in zip(batched, ths):
         np.testing.assert_allclose(row, dense_pmf(g, t, np.asarray(data)), rtol=1e-11)
-    # out-probabilities summing over 1 (theta too large) or negative: NaN, not numbers
-    assert np.isnan(np.asarray(f(jnp.array([30.0, 30.0]), data))).all()
-    assert np.isnan(np.asarray(f(jnp.array([-1.0, 0.5]), data))).all()
+    # out-probabilities summing over 1 (theta too large) or negative: an error naming theta
+    # when it is concrete, NaN when it is traced -- never numbers
+    with pytest.raises(ParameterError, match=r"theta \[30.0, 30.0\]: out-probabilities of state \[\d+\] sum to"):
+        f(jnp.array([30.0, 30.0]), data)
+    with pytest.raises(ParameterError, match=r"theta \[-1.0, 0.5\] gives edge .* must be >= 0"):
+        f(np.array([-1.0, 0.5]), data)
+    for th in ([30.0, 30.0], [-1.0, 0.5], [np.nan, 0.5]):
+        assert np.isnan(np.asarray(jax.jit(f)(jnp.array(th), data))).all()
+
+
+@pytest.mark.parametrize("method", ["uniformization", "expm"])
+def test_pmf_bad_theta_is_an_error_or_nan(graph, method):
+    """A theta giving a negative (or NaN) rate: ParameterError naming it when concrete, NaN
+    when traced (jit, vmap) -- before, the uniformisation returned numbers for it."""
+    h = graph.copy()
+    h.update_weights([1.0, 0.5])  # traced theta: steps sized from these weights
+    f = pmf_from_graph(h, method=method)
+    t = jnp.array([0.5, 1.0, 2.0])
+    with pytest.raises(ParameterError, match=r"theta \[1.0, -0.5\] gives edge .* the weight -?[\d.]+; weights must be >= 0"):
+        f(jnp.array([1.0, -0.5]), t)
+    with pytest.raises(ParameterError, match="non-finite"):
+        f(np.array([np.nan, 0.5]), t)
+    assert np.isnan(np.asarray(jax.jit(lambda th: f(th, t))(jnp.array([1.0, -0.5])))).all()
+    out = np.asarray(jax.vmap(f, in_axes=(0, None))(jnp.array([[1.0, 0.5], [1.0, -0.5]]), t))
+    np.testing.assert_allclose(out[0], dense_pdf(graph, [1.0, 0.5], np.asarray(t)), rtol=1e-10)
+    assert np.isnan(out[1]).all()
 
 
 def test_discrete_pmf_beyond_the_dense_limit():
