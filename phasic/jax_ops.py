@@ -556,7 +556,7 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
 
     backend="core" (default): values and gradients come from trace replay in the compiled
     core (``pure_callback``; under ``vmap`` one callback evaluates the whole batch, blocks of
-    8 thetas side by side, as :func:`phasic.traces.evaluate_batch`). backend="jax": the trace is
+    8 or 16 thetas side by side, as :func:`phasic.traces.evaluate_batch`). backend="jax": the trace is
     replayed in pure JAX, level by level (:mod:`phasic.jax_replay`): jit-able, vmap-able
     (a batch runs as one replay), reverse-mode differentiable (``jax.grad``/``jacrev``; not
     forward mode), and not tied to the CPU. Its values match the core's to ~1e-15 relative

@@ -46,6 +46,8 @@ LOAD_S_PER_BYTE = 1.2e-9
 #: costs milliseconds); a larger one only if composing it took ``SCC_STORE_GAIN`` times the
 #: estimated load. :func:`ensure_trace` (explicit precomputation) always stores.
 GRAPH_STORE_ALWAYS_BYTES = 4 << 20
+#: evaluate_batch replays blocks of 16 parameter vectors from this many rows, else of 8
+BLOCK16_MIN_ROWS = 64
 #: Operand and program fields are int32 in memory and on disk (loaded as views, no
 #: conversion); the per-vertex and per-SCC fields are int64 in memory, stored narrowed.
 _OP_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit")
@@ -302,7 +304,7 @@ def _check_threads(threads):
 
 def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, threads=1):
     """Evaluates many parameter vectors on `g` by trace replay, in one core call per thread
-    (blocks of 8 parameter vectors side by side in vector registers).
+    (blocks of 8, or from 64 rows 16, parameter vectors side by side in vector registers).
 
     Parameters
     ----------
@@ -316,7 +318,7 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
     times : array, for ``pdf``/``cdf``
     threads : int
         Continuous moments: split the rows over this many threads (the core releases the
-        GIL; each thread replays whole blocks of 8 rows, results are bitwise those of one
+        GIL; each thread replays whole blocks of rows, results are bitwise those of one
         thread). The default 1 leaves the cores to the caller (Dask workers, processes).
 
     Returns
@@ -357,10 +359,13 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
         plan = _replay_plan(g, tr, eager=B >= 8)
         if plan is not None:
             th = np.ascontiguousarray(th)
-            parts = _split_rows(B, threads)
+            # 16 vectors per block once lanes are rarely wasted: 6-8% faster than 8 at 1.9k
+            # and 4.2k vertices (same bits: the lanes are independent)
+            block = 16 if B >= BLOCK16_MIN_ROWS else 8
+            parts = _split_rows(B, threads, block)
 
             def run(ab):
-                return plan.moments_theta(th[ab[0]:ab[1]], base, coef, int(kk), r)
+                return plan.moments_theta(th[ab[0]:ab[1]], base, coef, int(kk), r, block)
             if len(parts) == 1:
                 res, negative = run(parts[0])
             else:
