@@ -342,13 +342,17 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         if not np.all(np.isfinite(th)):
             raise ParameterError(f"theta {th.tolist()!r} has non-finite entries")
         w = st["base"] + st["coef"] @ th if p else st["base"]
-        bad = np.flatnonzero(~(w >= 0))
+        bad = np.flatnonzero(~((w >= 0) & np.isfinite(w)))
         states = graph.states()
         if bad.size:
             e = int(bad[0])
             raise ParameterError(f"theta {th.tolist()!r} gives edge {states[src[e]].tolist()} -> "
                                  f"{states[tgt[e]].tolist()} the weight {float(w[e])!r}; weights "
-                                 f"must be >= 0")
+                                 f"must be finite and >= 0")
+        mass = float(w[a_idx].sum())
+        if mass > 1 + 1e-12:
+            raise ParameterError(f"theta {th.tolist()!r} makes the initial probabilities sum to "
+                                 f"{mass!r} > 1")
         if discrete:
             lam = np.bincount(o_r, w[o_idx], minlength=n)
             if np.any(lam > 1 + 1e-12):
@@ -356,6 +360,19 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
                 v = int(np.flatnonzero(pos == i)[0])
                 raise ParameterError(f"theta {th.tolist()!r}: out-probabilities of state "
                                      f"{states[v].tolist()} sum to {float(lam[i])!r} > 1")
+
+    def check_times(times):
+        """Concrete times: ParameterError for NaN, infinite, or (discrete) non-integer ones."""
+        if isinstance(times, jax.core.Tracer):
+            return
+        try:
+            t = np.asarray(times, np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(f"times must be numbers, got {times!r}") from None
+        if np.any(~np.isfinite(t)):
+            raise ParameterError(f"times contain NaN or infinite values: {times!r}")
+        if discrete and np.any(t != np.round(t)):
+            raise ParameterError(f"discrete times are jump counts and must be integers, got {times!r}")
 
     def parts(theta):
         w = weights(theta)
@@ -369,7 +386,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         into = _grouped(t_c, t_r, n)  # (v T)[j] = sum of v[i] w over the edges i -> j
 
         @jax.jit
-        def f(theta, times):
+        def forward(theta, times):
             # the forward algorithm on the sparse graph: v_(k+1) = v_k T with T = diag(1 - lam)
             # + the edge probabilities, P(tau = k + 1) = v_k . s; K steps, differentiable
             # by JAX's own reverse (and forward) mode of the scan
@@ -388,12 +405,13 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             vals = jnp.where((k >= 0) & (k <= K), pm[jnp.clip(k, 0, K)], jnp.nan)
             vals = jnp.where(k < 0, 0.0, vals)
             # probabilities below 0, or out-probabilities summing over 1: no distribution
-            bad = jnp.any(~(w >= 0)) | jnp.any(lam > 1.0 + 1e-12)
+            bad = jnp.any(~(w >= 0)) | jnp.any(lam > 1.0 + 1e-12) | (alpha.sum() > 1 + 1e-12)
             return jnp.where(bad, jnp.nan, vals).reshape(jnp.shape(times))
 
         def f_discrete(theta, times):
             check(theta)
-            return f(theta, times)
+            check_times(times)
+            return forward(theta, times)
         return f_discrete
 
     @jax.jit
@@ -428,7 +446,8 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         L = jnp.where(L > 0, L, 1.0)
         dens = mix(alpha, 1.0 - out_rate / L, w[t_idx] / L, s, x, K)
         dens = jnp.where(x > _max_rate_time(K), jnp.nan, dens)  # K steps do not reach
-        dens = jnp.where(jnp.any(~(w >= 0)), jnp.nan, dens)  # a negative or NaN rate (traced)
+        # a negative or NaN rate, or initial probabilities over 1 (traced theta): no distribution
+        dens = jnp.where(jnp.any(~(w >= 0)) | (alpha.sum() > 1 + 1e-12), jnp.nan, dens)
         return jnp.where(flat < 0, 0.0, dens).reshape(times.shape)
 
     def top_rate(theta):  # the largest total out-rate, on the host
@@ -463,8 +482,9 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         return None if m == "auto" and need > cap else need
 
     def f(theta, times):
-        theta, times = (a if isinstance(a, jax.Array) else np.asarray(a) for a in (theta, times))
         check(theta)
+        check_times(times)
+        theta, times = (a if isinstance(a, jax.Array) else np.asarray(a) for a in (theta, times))
         k = steps(theta, times)
         if k is None:
             return by_expm(theta, times)
@@ -620,6 +640,8 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
     @jax.custom_vjp
     def f(theta):
         theta = vector(theta)
+        if not isinstance(theta, jax.core.Tracer):  # eager: errors surface as ParameterError
+            return jnp.asarray(host_val(np.asarray(theta)))
         return jax.pure_callback(host_val, jax.ShapeDtypeStruct((k,), dtype), theta,
                                  vmap_method="expand_dims")
 

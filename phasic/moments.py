@@ -15,11 +15,18 @@ from phasic import _core
 from phasic.exceptions import ParameterError
 
 
+#: the highest moment computed: 171! is beyond the largest double
+MAX_POWER = 170
+
+
 def _state(g):
     """(trace, tape values, 1/lambda per vertex) for the current weights."""
     g._flush()
     if g._val is None:
+        from phasic.distributions import _lam
         from phasic.traces import graph_trace
+
+        _lam(g)  # no distribution: initial or discrete out-probabilities over 1, stuck states
 
         tr = graph_trace(g)
         val = _core.evaluate_tape(tr["code"], tr["a"], tr["b"], tr["c"], g._w)
@@ -89,13 +96,19 @@ def moments(self, power: int = 2, rewards=None):
     Continuous: ``E[Y^k] = k! alpha (U diag r)^k 1``. Discrete: from factorial moments
     ``E[(tau)_j] = j! pi T^(j-1) U^j 1`` (rewards supported for power <= 2).
     """
-    if not isinstance(power, (int, np.integer)) or power < 1:
+    if isinstance(power, bool) or not isinstance(power, (int, np.integer)) or power < 1:
         raise ParameterError(f"power must be a positive integer, got {power!r}")
+    if power > MAX_POWER:
+        raise ParameterError(f"power={power!r}: moments beyond {MAX_POWER} overflow (k! alone exceeds "
+                             f"the largest double)")
     if not self._discrete:
         # one call into the core: tape evaluation and `power` replays
         from phasic.traces import graph_trace
 
         self._flush()
+        lo, hi = int(self._indptr[0]), int(self._indptr[1])
+        if hi > lo and self._w[lo:hi].sum() > 1 + 1e-12:
+            _state(self)  # raises: the initial probabilities sum over 1
         tr = graph_trace(self)
         r = None if rewards is None else _rewards(self, rewards)
         # hierarchical graphs are built to be evaluated many times: compile at once
@@ -121,15 +134,25 @@ def moments(self, power: int = 2, rewards=None):
         if power == 2:
             out.append(2 * _alpha_dot(self, _solve(self, r * y1)) - _alpha_dot(self, _solve(self, r * r)))
         return out
-    # z[m] = pi U^m 1
-    z, y = [], np.ones_like(r)
-    for _ in range(power):
-        y = _solve(self, r * y)
-        z.append(_alpha_dot(self, y))
-    fact = []  # falling factorial moments E[(tau)_j] = j! pi (U - I)^(j-1) U 1
-    for j in range(1, power + 1):
-        s = sum(comb(j - 1, m) * (-1) ** (j - 1 - m) * z[m] for m in range(j))
-        fact.append(factorial(j) * s)
+    # falling factorial moments E[(tau)_j] = j! pi (U - I)^(j-1) U 1 with U - I = U T: every
+    # term is a sum of non-negative numbers (an alternating sum over pi U^m 1 loses all
+    # digits by power ~20)
+    from phasic.distributions import _lam
+
+    lam = _lam(self)
+    V = self.vertices_length()
+    src = np.repeat(np.arange(V), np.diff(self._indptr))
+
+    def step(v):  # T v
+        out = (1.0 - lam) * v + np.bincount(src, weights=self._w * v[self._target], minlength=V)
+        out[0] = 0.0
+        return out
+
+    v = _solve(self, r)
+    fact = [_alpha_dot(self, v)]
+    for j in range(2, power + 1):
+        v = _solve(self, step(v))
+        fact.append(float(factorial(j)) * _alpha_dot(self, v))
     return [sum(_stirling2(k, j) * fact[j - 1] for j in range(1, k + 1)) for k in range(1, power + 1)]
 
 

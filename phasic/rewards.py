@@ -6,6 +6,10 @@ import numpy as np
 from phasic.exceptions import ParameterError
 
 
+#: a discrete reward transform adds a state per unit of reward; more than this is refused
+MAX_DISCRETE_STATES = 10_000_000
+
+
 def reward_transform(self, rewards):
     """A new graph whose absorption time is the reward-weighted time of this one.
 
@@ -26,6 +30,9 @@ def reward_transform(self, rewards):
         raise ParameterError(f"rewards must be finite and >= 0, got {rewards!r}")
     if self._discrete and np.any(r != np.round(r)):
         raise ParameterError("rewards of a discrete graph must be integers")
+    if self._discrete and r[1:].sum() > MAX_DISCRETE_STATES:
+        raise ParameterError(f"discrete rewards summing to {float(r[1:].sum())!r} would expand the graph "
+                             f"to more than {MAX_DISCRETE_STATES} states (one per unit of reward)")
     lam = _lam(self)
     out = [dict() for _ in range(V)]
     inn = [set() for _ in range(V)]

@@ -271,6 +271,9 @@ def ensure_trace(g, store=None) -> str:
 
 # ------------------------------------------------------------------------------ replay
 def _weights(g, thetas):
+    if not hasattr(g, "_flush"):
+        raise TypeError(f"evaluate_batch needs a phasic.Graph, got {type(g).__name__}")
+    g._flush()  # edges added by hand are pending until then
     th = np.asarray(thetas, dtype=np.float64)
     if g._coef is None:
         raise ParameterError("evaluate_batch needs a parameterised graph (coefficient edges)")
@@ -328,6 +331,17 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
     th = _weights(g, thetas)
     B = th.shape[0]
     threads = _check_threads(threads)
+    if what not in ("moments", "expectation", "variance", "pdf", "cdf"):
+        raise ParameterError(f"what={what!r} is not one of moments, expectation, variance, pdf, cdf")
+    lo, hi = int(g._indptr[0]), int(g._indptr[1])
+    mass = (g._base[lo:hi] + th @ g._coef[lo:hi].T).sum(axis=1) if B else np.zeros(0)
+    if np.any(mass > 1 + 1e-12):
+        bad = int(np.flatnonzero(mass > 1 + 1e-12)[0])
+        raise ParameterError(f"theta {th[bad].tolist()!r} (row {bad}) makes the initial probabilities "
+                             f"sum to {float(mass[bad])!r} > 1")
+    if B == 0:
+        return np.zeros((0, k) if what == "moments" else (0, np.size(times)) if what in ("pdf", "cdf")
+                        else (0,))
     if what in ("pdf", "cdf"):
         if times is None:
             raise ParameterError(f"what={what!r} needs times=")
