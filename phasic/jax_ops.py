@@ -343,9 +343,8 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             raise ParameterError(f"theta {th.tolist()!r} has non-finite entries")
         w = st["base"] + st["coef"] @ th if p else st["base"]
         bad = np.flatnonzero(~((w >= 0) & np.isfinite(w)))
-        states = graph.states()
         if bad.size:
-            e = int(bad[0])
+            states, e = graph.states(), int(bad[0])
             raise ParameterError(f"theta {th.tolist()!r} gives edge {states[src[e]].tolist()} -> "
                                  f"{states[tgt[e]].tolist()} the weight {float(w[e])!r}; weights "
                                  f"must be finite and >= 0")
@@ -357,7 +356,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             lam = np.bincount(o_r, w[o_idx], minlength=n)
             if np.any(lam > 1 + 1e-12):
                 i = int(np.argmax(lam))
-                v = int(np.flatnonzero(pos == i)[0])
+                v, states = int(np.flatnonzero(pos == i)[0]), graph.states()
                 raise ParameterError(f"theta {th.tolist()!r}: out-probabilities of state "
                                      f"{states[v].tolist()} sum to {float(lam[i])!r} > 1")
 
