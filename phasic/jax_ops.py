@@ -360,6 +360,11 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
                 raise ParameterError(f"theta {th.tolist()!r}: out-probabilities of state "
                                      f"{states[v].tolist()} sum to {float(lam[i])!r} > 1")
 
+    def invalid(w, alpha):
+        """Traced theta: a negative or NaN weight, or initial probabilities summing over 1,
+        describe no distribution (the values become NaN; check() raises for concrete ones)."""
+        return jnp.any(~(w >= 0)) | (alpha.sum() > 1 + 1e-12)
+
     def check_times(times):
         """Concrete times: ParameterError for NaN, infinite, or (discrete) non-integer ones."""
         if isinstance(times, jax.core.Tracer):
@@ -404,7 +409,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             vals = jnp.where((k >= 0) & (k <= K), pm[jnp.clip(k, 0, K)], jnp.nan)
             vals = jnp.where(k < 0, 0.0, vals)
             # probabilities below 0, or out-probabilities summing over 1: no distribution
-            bad = jnp.any(~(w >= 0)) | jnp.any(lam > 1.0 + 1e-12) | (alpha.sum() > 1 + 1e-12)
+            bad = invalid(w, alpha) | jnp.any(lam > 1.0 + 1e-12)
             return jnp.where(bad, jnp.nan, vals).reshape(jnp.shape(times))
 
         def f_discrete(theta, times):
@@ -415,7 +420,6 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
 
     @jax.jit
     def by_expm(theta, times):
-        negative = jnp.any(~(weights(theta) >= 0))
         alpha, S, lam, s = parts(theta)
         S = S - jnp.diag(lam)
         times = jnp.asarray(times, dtype=S.dtype)
@@ -425,7 +429,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             dens = jax.vmap(one)(tt_)        # batched small matrices
         else:
             dens = jax.lax.map(one, tt_)     # bounded memory for big ones
-        dens = jnp.where(negative, jnp.nan, dens)  # a negative or NaN rate (traced theta)
+        dens = jnp.where(invalid(weights(theta), alpha), jnp.nan, dens)
         return jnp.where(times.reshape(-1) < 0, 0.0, dens).reshape(times.shape)
 
     mix = _poisson_mixture(n, t_r, t_c)
@@ -445,8 +449,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         L = jnp.where(L > 0, L, 1.0)
         dens = mix(alpha, 1.0 - out_rate / L, w[t_idx] / L, s, x, K)
         dens = jnp.where(x > _max_rate_time(K), jnp.nan, dens)  # K steps do not reach
-        # a negative or NaN rate, or initial probabilities over 1 (traced theta): no distribution
-        dens = jnp.where(jnp.any(~(w >= 0)) | (alpha.sum() > 1 + 1e-12), jnp.nan, dens)
+        dens = jnp.where(invalid(w, alpha), jnp.nan, dens)
         return jnp.where(flat < 0, 0.0, dens).reshape(times.shape)
 
     def top_rate(theta):  # the largest total out-rate, on the host
@@ -615,7 +618,7 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
         with lock:
             if rows.shape[0] == 1:
                 out = _host_value(h, rows[0], k, r)
-            else:  # a vmapped batch: one replay of blocks of 8 thetas
+            else:  # a vmapped batch: one batch replay (evaluate_batch)
                 from phasic.traces import evaluate_batch
 
                 out = evaluate_batch(h, rows, k=k, rewards=r)
