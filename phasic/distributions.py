@@ -161,7 +161,7 @@ def pmf(self, k):
 
 def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
     """`n` simulated absorption times (reward-weighted if `rewards` is given)."""
-    if not isinstance(n, (int, np.integer)) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ParameterError(f"n must be a non-negative integer, got {n!r}")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])

@@ -306,6 +306,8 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
     import jax.numpy as jnp
     from jax.scipy.linalg import expm
 
+    if discrete is not None and not isinstance(discrete, (bool, np.bool_)):
+        raise ParameterError(f"discrete must be None, True or False, got {discrete!r}")
     discrete = graph.discrete if discrete is None else bool(discrete)
     st = _structure(graph)
     n = st["n"]
@@ -424,7 +426,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         S = S - jnp.diag(lam)
         times = jnp.asarray(times, dtype=S.dtype)
         tt_ = jnp.maximum(times.reshape(-1), 0.0)
-        one = lambda t: alpha @ expm(S * t) @ s  # noqa: E731
+        one = lambda t: alpha @ expm(S * t, max_squarings=64) @ s  # noqa: E731
         if n * n * tt_.shape[0] <= 20_000_000:
             dens = jax.vmap(one)(tt_)        # batched small matrices
         else:

@@ -354,7 +354,7 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
     if what not in ("moments", "expectation", "variance"):
         raise ParameterError(f"what={what!r} is not one of moments, expectation, variance, pdf, cdf")
     kk = {"moments": k, "expectation": 1, "variance": 2}[what]
-    if not isinstance(kk, (int, np.integer)) or kk < 1:
+    if isinstance(kk, bool) or not isinstance(kk, (int, np.integer)) or kk < 1:
         raise ParameterError(f"k must be a positive integer, got {k!r}")
     if g._discrete:
         h = g.copy()

@@ -160,3 +160,17 @@ def test_jax_functions_raise_parameter_errors_eagerly():
     gd = Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 0.5]]), discrete=True)
     with pytest.raises(ParameterError, match="must be integers"):
         pmf_from_graph(gd)(jnp.zeros(0), jnp.array([2.5]))   # was truncated to 2
+
+
+def test_flags_and_counts_are_not_bools_or_strings():
+    g = Graph(kingman)
+    with pytest.raises(ParameterError, match="got True"):
+        g.sample(True)
+    h = random_param_graph(2)
+    with pytest.raises(ParameterError, match="got True"):
+        evaluate_batch(h, np.ones((2, 3)), k=True)
+    pytest.importorskip("jax")
+    from phasic import pmf_from_graph
+
+    with pytest.raises(ParameterError, match="discrete must be None, True or False, got 'no'"):
+        pmf_from_graph(g, discrete="no")

@@ -433,3 +433,24 @@ def test_graph_method_spelling(graph):
     f = graph.pmf_from_graph()
     np.testing.assert_allclose(np.asarray(f(jnp.array([1.0, 0.5]), jnp.array([1.0]))),
                                dense_pdf(graph, [1.0, 0.5], [1.0]), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["expm", "auto"])
+def test_stiff_rates_with_expm(method):
+    """A fast stage (rate a = 1e6) then a slow one (b = 1): a t far beyond the uniformisation
+    step cap, so "auto" uses expm. JAX's expm gave NaN past 16 squarings; the density is the
+    hypoexponential a b / (a - b) (exp(-b t) - exp(-a t))."""
+    g = Graph(state_length=1, theta_dim=1)
+    a_, b_, c_ = (g.find_or_create_vertex([i]) for i in (1, 2, 3))
+    g.add_edge(0, a_, 1.0)
+    g.add_edge(a_, b_, 0.0, coefficients=[1.0])
+    g.add_edge(b_, c_, 1.0)
+    g.update_weights([1e6])
+    f = pmf_from_graph(g, method=method)
+    t = np.array([0.5, 1.0, 5.0, 30.0])
+    a, b = 1e6, 1.0
+    want = a * b / (a - b) * (np.exp(-b * t) - np.exp(-a * t))
+    np.testing.assert_allclose(np.asarray(f(jnp.array([a]), jnp.asarray(t))), want, rtol=1e-9)
+    # d/da log pdf = 1/a - 1/(a - b) (the exp(-a t) term vanishes here), summed over t
+    grad = float(jax.grad(lambda th: jnp.log(f(th, jnp.asarray(t))).sum())(jnp.array([a]))[0])
+    assert grad == pytest.approx(t.size * (1 / a - 1 / (a - b)), rel=1e-5)
