@@ -15,7 +15,7 @@ $(PY):
 # build tools first: the editable install builds without isolation, so that `import phasic`
 # rebuilds the compiled core after edits (meson-python's editable mode)
 $(STAMP): $(PY) pyproject.toml meson.build csrc/meson.build
-	$(PY) -m pip install -q "meson-python>=0.15" "meson>=1.2" ninja "cython>=3.0" "numpy>=1.25"
+	$(PY) -m pip install -q "setuptools>=70.1" wheel "meson-python>=0.15" "meson>=1.2" ninja "cython>=3.0" "numpy>=1.25"
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $(STAMP)
 
