@@ -298,7 +298,9 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
             exc.add_note(f"phasic: raised by the callback for state {state_arr.tolist()!r} (vertex {i})")
             raise
         if result is None:
-            result = ()
+            raise GraphConstructionError(
+                f"state {state_arr.tolist()!r} (vertex {i}): the callback returned None; return [] "
+                f"for an absorbing state (a missing `return` statement?)")
         elif not isinstance(result, (list, tuple)):
             raise GraphConstructionError(
                 f"callback returned {result!r} for state {state_arr.tolist()!r}; expected a list of "
