@@ -53,3 +53,15 @@ class TraceError(PhasicError, ValueError):
 
 class DistributedError(PhasicError, RuntimeError):
     """A Dask task failed; the message names the model spec and the cause."""
+
+
+class PhasicWarning(UserWarning):
+    """Base class of every warning issued by phasic."""
+
+
+class CacheWarning(PhasicWarning, RuntimeWarning):
+    """A cache could not be used as intended (a lock or a write failed, an entry was unreadable);
+    the result was computed in memory instead and is correct, but it was not stored.
+
+    Also a ``RuntimeWarning``, the category these warnings had before this class existed.
+    """
