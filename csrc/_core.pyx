@@ -106,6 +106,18 @@ cdef extern from "dist.hpp" namespace "phasic":
 # ---------------------------------------------------------------------------------------
 # states
 
+cdef object _plain(object x):
+    """`x` for an error message: NumPy scalars and arrays (also inside lists and tuples) as
+    plain Python numbers and lists, so a state prints as [3, 0], not [np.int32(3), 0]."""
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist() if x.size <= 64 else x  # a large array keeps NumPy's short repr
+    if isinstance(x, (list, tuple)) and len(x) <= 64:
+        return [_plain(y) for y in x]
+    return x
+
+
 cdef str _where(object where):
     if isinstance(where, np.ndarray):
         return f"callback result for state {where.tolist()!r}"
@@ -157,30 +169,30 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
         seq = s
     elif isinstance(s, np.ndarray):
         if s.ndim != 1 or s.dtype.kind not in "iub":
-            raise StateTypeError(f"{_where(where)}: state {s!r} must be a 1-D sequence of integers")
+            raise StateTypeError(f"{_where(where)}: state {_plain(s)!r} must be a 1-D sequence of integers")
         seq = s.tolist()
     elif isinstance(s, (list, tuple)):
         seq = s
     else:
-        raise StateTypeError(f"{_where(where)}: state {s!r} must be a list/tuple/array of integers, "
+        raise StateTypeError(f"{_where(where)}: state {_plain(s)!r} must be a list/tuple/array of integers, "
                              f"not {type(s).__name__}")
     n = len(seq)
     if n != d:
         raise GraphConstructionError(
-            f"{_where(where)}: state {list(seq)!r} has length {n}, expected {d} "
+            f"{_where(where)}: state {_plain(seq)!r} has length {n}, expected {d} "
             f"(all states of a graph have the same length)")
     for i in range(n):
         x = seq[i]
         if type(x) is not int and (isinstance(x, (float, np.floating, complex, str, bytes)) or x is None):
-            raise StateTypeError(f"{_where(where)}: state {list(seq)!r} has non-integer entry {x!r} "
+            raise StateTypeError(f"{_where(where)}: state {_plain(seq)!r} has non-integer entry {_plain(x)!r} "
                                  f"at position {i}; states are integer vectors")
         try:
             val = x
         except (TypeError, OverflowError):
-            raise StateTypeError(f"{_where(where)}: state {list(seq)!r} has non-integer entry {x!r} "
+            raise StateTypeError(f"{_where(where)}: state {_plain(seq)!r} has non-integer entry {_plain(x)!r} "
                                  f"at position {i}; states are integer vectors") from None
         if val < -2147483648 or val > 2147483647:
-            raise GraphConstructionError(f"{_where(where)}: state entry {x!r} does not fit in int32")
+            raise GraphConstructionError(f"{_where(where)}: state entry {_plain(x)!r} does not fit in int32")
         buf[i] = <int32_t>val
     return 0
 
@@ -303,12 +315,12 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
                 f"for an absorbing state (a missing `return` statement?)")
         elif not isinstance(result, (list, tuple)):
             raise GraphConstructionError(
-                f"callback returned {result!r} for state {state_arr.tolist()!r}; expected a list of "
+                f"callback returned {_plain(result)!r} for state {state_arr.tolist()!r}; expected a list of "
                 f"[next_state, rate] pairs ([] for an absorbing state)")
         for item in result:
             if not (type(item) is list or type(item) is tuple or isinstance(item, (list, tuple))) or len(item) != 2:
                 raise GraphConstructionError(
-                    f"callback returned a malformed edge {item!r} for state {state_arr.tolist()!r}; "
+                    f"callback returned a malformed edge {_plain(item)!r} for state {state_arr.tolist()!r}; "
                     f"each edge must be [next_state, rate]")
             nxt = item[0]
             rate = item[1]
@@ -317,26 +329,26 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
                 r = rate
                 if not isfinite(r) or r < 0:
                     raise GraphConstructionError(
-                        f"callback returned rate {rate!r} for the edge {state_arr.tolist()!r} -> "
-                        f"{list(nxt) if not isinstance(nxt, np.ndarray) else nxt.tolist()!r}; "
+                        f"callback returned rate {_plain(rate)!r} for the edge {state_arr.tolist()!r} -> "
+                        f"{_plain(nxt)!r}; "
                         f"rates must be finite and >= 0")
                 crow = None
             elif isinstance(rate, (list, tuple, np.ndarray)):
                 crow = np.asarray(rate, dtype=np.float64)
                 if crow.ndim != 1 or crow.size == 0 or not np.all(np.isfinite(crow)):
                     raise GraphConstructionError(
-                        f"callback returned coefficients {rate!r} for state {state_arr.tolist()!r}; "
+                        f"callback returned coefficients {_plain(rate)!r} for state {state_arr.tolist()!r}; "
                         f"expected a non-empty list of finite numbers")
                 if p < 0:
                     p = crow.size
                 elif crow.size != p:
                     raise GraphConstructionError(
-                        f"callback returned {crow.size} coefficients {rate!r} for state "
+                        f"callback returned {crow.size} coefficients {_plain(rate)!r} for state "
                         f"{state_arr.tolist()!r}, but theta has dimension {p}")
                 r = crow.sum()
             else:
                 raise GraphConstructionError(
-                    f"callback returned rate {rate!r} ({type(rate).__name__}) for state "
+                    f"callback returned rate {_plain(rate)!r} ({type(rate).__name__}) for state "
                     f"{state_arr.tolist()!r}; expected a number or a list of coefficients")
             z = sp.t.find_or_create(buf, &created)
             if created and sp.t.size() > max_vertices:
