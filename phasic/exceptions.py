@@ -65,3 +65,10 @@ class CacheWarning(PhasicWarning, RuntimeWarning):
 
     Also a ``RuntimeWarning``, the category these warnings had before this class existed.
     """
+
+
+class KeyWarning(PhasicWarning):
+    """A callback uses a construct the graph key cannot follow (``exec``, ``eval``, a computed
+    ``getattr``, a ``global`` statement, ...): an edit reached only through it does not change
+    the key.  Issued once per callback; make the dependency explicit (a parameter, a plain
+    import) to silence it."""
