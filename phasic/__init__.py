@@ -1,7 +1,8 @@
 """phasic: phase-type distributions from state-space graphs, with caching.
 
 Heavy dependencies (JAX, Dask, Snakemake) are imported only by the functions that use them;
-the cache API is loaded on first use.
+the cache API is loaded on first use, and so is every submodule: after ``import phasic``,
+``phasic.traces.evaluate_batch`` imports :mod:`phasic.traces` when it is first used.
 """
 from phasic.callbacks import with_ipv
 from phasic.exceptions import (CorruptEntryError, DistributedError, ForwardModeError,
@@ -31,6 +32,9 @@ _LAZY = {
     # JAX functions
     "pmf_from_graph": "phasic.jax_ops",
     "moments_from_graph": "phasic.jax_ops",
+    # named lineage properties
+    "StateIndexer": "phasic.state_indexing",
+    "Property": "phasic.state_indexing",
 }
 
 __all__ = ["Graph", "with_ipv", "PhasicError", "GraphConstructionError", "StateSpaceTooLarge",
@@ -39,15 +43,30 @@ __all__ = ["Graph", "with_ipv", "PhasicError", "GraphConstructionError", "StateS
 
 
 def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'phasic' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    module = _LAZY.get(name)
+    if module is None:
+        # a public submodule used as phasic.<module>.<name> (phasic.traces, phasic.distributed)
+        if name.startswith("_") or not name.isidentifier():
+            raise AttributeError(f"module 'phasic' has no attribute {name!r}")
+        try:
+            value = importlib.import_module(f"phasic.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"phasic.{name}":
+                raise  # the submodule exists but needs what is missing: say so
+            raise AttributeError(f"module 'phasic' has no attribute {name!r}") from None
+    else:
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
+def _submodules():
+    import pkgutil
+
+    return {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+
+
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _submodules())
