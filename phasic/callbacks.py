@@ -4,7 +4,31 @@ from __future__ import annotations
 import functools
 import inspect
 
+import numpy as np
+
 from phasic.exceptions import GraphConstructionError
+
+#: containers longer than this keep their own (summarised) repr in messages
+_PLAIN_MAX = 64
+
+
+def plain(x):
+    """`x` for an error message: NumPy scalars and arrays, also inside lists and tuples, as
+    plain Python numbers and lists, so a state prints as ``[3, 0]``, not
+    ``[np.int32(3), 0]``. Large containers are left as they are.
+
+    Examples
+    --------
+    >>> plain([np.int32(3), 0])
+    [3, 0]
+    """
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist() if x.size <= _PLAIN_MAX else x
+    if isinstance(x, (list, tuple)) and len(x) <= _PLAIN_MAX:
+        return type(x)(plain(y) for y in x) if type(x) in (list, tuple) else x
+    return x
 
 
 def normalize_ipv(ipv) -> list:
@@ -17,7 +41,7 @@ def normalize_ipv(ipv) -> list:
         raise GraphConstructionError("no initial distribution: decorate the callback with "
                                      "@with_ipv(...) or pass Graph(callback, ipv=...)")
     if not isinstance(ipv, (list, tuple)) or len(ipv) == 0:
-        raise GraphConstructionError(f"IPV {ipv!r} must be a start state like [10] or a "
+        raise GraphConstructionError(f"IPV {plain(ipv)!r} must be a start state like [10] or a "
                                      f"non-empty list of [state, probability] pairs")
     pairs = all(isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple))
                 for x in ipv)
@@ -28,13 +52,13 @@ def normalize_ipv(ipv) -> list:
         try:
             p = float(prob)
         except (TypeError, ValueError):
-            raise GraphConstructionError(f"IPV probability {prob!r} for state {state!r} is not a number")
+            raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} is not a number")
         if not (p >= 0.0) or p == float("inf"):
-            raise GraphConstructionError(f"IPV probability {prob!r} for state {state!r} must be >= 0")
+            raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} must be >= 0")
         total += p
         out.append([list(state), p])
     if total > 1.0 + 1e-12:
-        raise GraphConstructionError(f"IPV probabilities sum to {total!r} > 1 in {ipv!r}")
+        raise GraphConstructionError(f"IPV probabilities sum to {total!r} > 1 in {plain(ipv)!r}")
     return out
 
 

@@ -1,15 +1,78 @@
 """`Graph`: a phase-type distribution as a state-space graph, over the compiled core."""
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
+import re
 from math import isfinite
 
 import numpy as np
 
 from phasic import _core
-from phasic.callbacks import accepted_extras, callback_ipv, normalize_ipv
-from phasic.exceptions import GraphConstructionError, ParameterError
+from phasic.callbacks import accepted_extras, callback_ipv, normalize_ipv, plain
+from phasic.exceptions import GraphConstructionError, ParameterError, PhasicError
 
 DEFAULT_MAX_VERTICES = 50_000_000
+#: vertices are indexed by int32 (edge targets), so no graph has more
+MAX_VERTICES_LIMIT = 2**31 - 1
+#: the longest state vector (every vertex stores one; 4 MB each at this length)
+MAX_STATE_LENGTH = 1_000_000
+#: the largest theta dimension (the coefficient matrix is dense: edges x theta_dim)
+MAX_THETA_DIM = 1_000_000
+
+
+def _show_int(v):
+    """`v` for a message: the digits, or its size when it has too many to print."""
+    return str(v) if v.bit_length() <= 128 else f"an integer of {v.bit_length()} bits"
+
+
+def check_count(value, name, low, high, why):
+    """`value` as an int in ``[low, high]``, or a ParameterError naming it.
+
+    Parameters
+    ----------
+    value : object
+        The user's value.
+    name : str
+        The option's name, for the message.
+    low, high : int
+        The accepted range (inclusive).
+    why : str
+        Why `high` is the limit, for the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name}={plain(value)!r} must be an int")
+    v = int(value)
+    if v < low:
+        raise ParameterError(f"{name} must be >= {low}, got {_show_int(v)}")
+    if v > high:
+        raise ParameterError(f"{name}={_show_int(v)} is beyond {high}: {why}")
+    return v
+
+
+def _unknown_params(callback, params):
+    """Names in `params` that `callback`'s signature cannot take ([] when unknown)."""
+    if not params:
+        return []
+    try:
+        sig = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return []
+    ok = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return [k for k in params if k not in ok]
+
+
+def _requires_weights(fn):
+    """`fn` as a `Graph` method that refuses a parameterised graph before update_weights."""
+    @functools.wraps(fn)
+    def method(self, *args, **kwargs):
+        self._require_weights(fn.__name__)
+        return fn(self, *args, **kwargs)
+
+    return method
 
 
 def _check_csr(V, indptr, target, weight, coef):
@@ -41,6 +104,9 @@ def _check_csr(V, indptr, target, weight, coef):
                              or not np.isfinite(np.asarray(coef).sum())):
         raise GraphConstructionError(f"edges/coef must be a finite ({E}, p) array, got shape "
                                      f"{np.shape(coef)}")
+
+
+_UNPACK = re.compile(r"(too many|not enough) values to unpack(?: \(expected (\d+))?")
 
 
 class Graph:
@@ -88,7 +154,15 @@ class Graph:
                  graph_cache=None, hierarchical=False, model=None, indexer=None,
                  max_vertices=DEFAULT_MAX_VERTICES, state_length=None, **params):
         if isinstance(callback, (int, np.integer)) and not isinstance(callback, bool):
-            state_length, callback = int(callback), None
+            state_length, callback = callback, None
+        max_vertices = check_count(max_vertices, "max_vertices", 1, MAX_VERTICES_LIMIT,
+                                   "vertices are indexed by 32-bit integers")
+        if state_length is not None:
+            state_length = check_count(state_length, "state_length", 1, MAX_STATE_LENGTH,
+                                       "every vertex stores a state vector of this length")
+        if theta_dim is not None:
+            theta_dim = check_count(theta_dim, "theta_dim", 1, MAX_THETA_DIM,
+                                    "the coefficient matrix is dense (edges x theta_dim)")
         self._discrete = bool(discrete)
         self._hierarchical = bool(hierarchical)
         self._theta = None
@@ -102,15 +176,20 @@ class Graph:
         if callback is None:
             if state_length is None:
                 raise TypeError("Graph() needs a callback or state_length= for manual construction")
-            if int(state_length) < 1:
-                raise ValueError(f"state_length must be >= 1, got {state_length!r}")
-            self._space = _core.StateSpace(int(state_length))
+            self._space = _core.StateSpace(state_length)
             self._set_csr(np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0), None)
-            self._theta_dim = None if theta_dim is None else int(theta_dim)
+            self._theta_dim = theta_dim
             return
         if not callable(callback):
             raise TypeError(f"callback {callback!r} is not callable")
         self._callback_name = getattr(callback, "__qualname__", repr(callback))
+        unknown = _unknown_params(callback, params)
+        if unknown:
+            hint = ("; for coefficient edges (rates given as lists of coefficients) build the graph "
+                    "without theta and call graph.update_weights(theta)" if "theta" in unknown else "")
+            raise ParameterError(
+                f"Graph() passes {', '.join(f'{k}=' for k in unknown)} to the callback "
+                f"{self._callback_name!r}, which has no parameter of that name{hint}")
         if cache:
             from phasic.cache import cached_graph
 
@@ -131,14 +210,27 @@ class Graph:
         d = len(ipv_pairs[0][0])
         for s, _ in ipv_pairs:
             if len(s) != d:
-                raise GraphConstructionError(f"IPV states {[s for s, _ in ipv_pairs]!r} differ in length")
+                raise GraphConstructionError(f"IPV states {plain([s for s, _ in ipv_pairs])!r} differ in length")
+        if state_length is not None and d != state_length:
+            raise GraphConstructionError(
+                f"the IPV {plain(ipv_pairs)!r} has states of length {d}, but state_length={state_length}")
         call_params = dict(params)
         call_params.update(accepted_extras(callback, {"model": model, "indexer": indexer}))
-        if theta_dim is not None and int(theta_dim) < 1:
-            raise ValueError(f"theta_dim must be >= 1, got {theta_dim!r}")
-        space, indptr, target, weight, coef = _core.build(
-            callback, ipv_pairs, d, call_params, int(max_vertices),
-            None if theta_dim is None else int(theta_dim))
+        try:
+            space, indptr, target, weight, coef = _core.build(
+                callback, ipv_pairs, d, call_params, max_vertices, theta_dim)
+        except ValueError as exc:
+            # a state of the wrong length unpacked inside the callback (`n, = state`)
+            unpack = None if isinstance(exc, PhasicError) else _UNPACK.search(str(exc))
+            if unpack is None:
+                raise
+            where = " ".join(getattr(exc, "__notes__", ())).removeprefix("phasic: ")
+            expects = (f"the callback seems to expect states of length {unpack.group(2)}"
+                       if unpack.group(2) else "does the callback expect another length?")
+            raise GraphConstructionError(
+                f"the callback {self._callback_name!r} failed with {type(exc).__name__}: {exc}"
+                f"{' (' + where + ')' if where else ''}; the IPV {plain(ipv_pairs)!r} has states "
+                f"of length {d}: {expects}") from exc
         self._space = space
         self._set_csr(indptr, target, weight, coef)
         self._theta_dim = None if coef is None else coef.shape[1]
@@ -148,9 +240,11 @@ class Graph:
         """Install CSR arrays; ``own``: ``weight`` is a fresh array nobody else holds."""
         self._indptr, self._target = indptr, target
         self._coef = coef
+        self._parameterised = False
         if coef is not None:
             param = np.any(coef != 0, axis=1)
             self._base = np.where(param, 0.0, weight)
+            self._parameterised = bool(param.any())
         else:
             self._base = weight
         self._w = weight if own and weight.dtype == np.float64 else weight.astype(np.float64, copy=True)
@@ -195,6 +289,16 @@ class Graph:
             self._coo = (src, self._target.tolist(), self._w.tolist(), coefs)
         return self._coo
 
+    def _require_weights(self, what):
+        """Raises unless the weights are known: a graph with coefficient edges needs
+        :meth:`update_weights` first (its rates are ``coef . theta``)."""
+        self._flush()
+        if self._theta is None and self._parameterised:
+            raise ParameterError(
+                f"Graph.{what}() needs the edge weights, but this graph has parameterised edges "
+                f"(theta_dim={self._theta_dim}) and no theta yet: call graph.update_weights(theta) "
+                f"first")
+
     def starting_vertex(self) -> int:
         """Index of the starting vertex (always 0); its out-edges are the IPV."""
         return 0
@@ -217,30 +321,30 @@ class Graph:
         V = len(self._space)
         for name, v in (("source", source), ("target", target)):
             if not isinstance(v, (int, np.integer)) or not 0 <= v < V:
-                raise GraphConstructionError(f"{name} vertex {v!r} is not a vertex index in [0, {V})")
+                raise GraphConstructionError(f"{name} vertex {plain(v)!r} is not a vertex index in [0, {V})")
         if target == 0:
             raise GraphConstructionError("the starting vertex 0 cannot have in-edges")
         if source == target:
-            raise GraphConstructionError(f"self-loop on vertex {source!r}: self-transitions are implicit")
+            raise GraphConstructionError(f"self-loop on vertex {plain(source)!r}: self-transitions are implicit")
         try:
             w = float(weight)
         except (TypeError, ValueError):
-            raise GraphConstructionError(f"edge weight {weight!r} ({source} -> {target}) is not a number") from None
+            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) is not a number") from None
         if not np.isfinite(w) or w < 0:
-            raise GraphConstructionError(f"edge weight {weight!r} ({source} -> {target}) must be finite and >= 0")
+            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) must be finite and >= 0")
         if coefficients is not None and w != 0:
             raise GraphConstructionError(
-                f"edge {source} -> {target}: give a weight ({weight!r}) or coefficients "
-                f"({coefficients!r}), not both; for a constant part add a second edge with the weight")
+                f"edge {source} -> {target}: give a weight ({plain(weight)!r}) or coefficients "
+                f"({plain(coefficients)!r}), not both; for a constant part add a second edge with the weight")
         if coefficients is not None:
             c = np.asarray(coefficients, np.float64)
             if c.ndim != 1 or not np.all(np.isfinite(c)):
-                raise GraphConstructionError(f"coefficients {coefficients!r} must be a 1-D finite vector")
+                raise GraphConstructionError(f"coefficients {plain(coefficients)!r} must be a 1-D finite vector")
             if self._theta_dim is None:
                 self._theta_dim = c.size
             elif c.size != self._theta_dim:
                 raise GraphConstructionError(
-                    f"{c.size} coefficients {coefficients!r} given, theta has dimension {self._theta_dim}")
+                    f"{c.size} coefficients {plain(coefficients)!r} given, theta has dimension {self._theta_dim}")
             coefficients = c
         src, tgt, ws, coefs = self._edit()
         src.append(int(source)); tgt.append(int(target)); ws.append(w); coefs.append(coefficients)
@@ -290,9 +394,9 @@ class Graph:
             raise ParameterError("this graph has no parameterised edges (callback rates are numbers)")
         th = np.asarray(theta, dtype=np.float64).reshape(-1)
         if th.size != self._coef.shape[1]:
-            raise ParameterError(f"theta {theta!r} has length {th.size}, expected {self._coef.shape[1]}")
+            raise ParameterError(f"theta {plain(theta)!r} has length {th.size}, expected {self._coef.shape[1]}")
         if not all(map(isfinite, th.tolist())):
-            raise ParameterError(f"theta {theta!r} has non-finite entries")
+            raise ParameterError(f"theta {plain(theta)!r} has non-finite entries")
         w, e = _core.edge_weights(self._base, self._coef, th)  # one pass, first bad edge e
         if e >= 0:
             u = int(np.searchsorted(self._indptr, e, side="right") - 1)
@@ -369,10 +473,21 @@ class Graph:
         return _from_state(*self.__reduce__()[1])
 
     # ------------------------------------------------------------------ computations
-    from phasic.moments import (covariance, expectation, expected_sojourn_time, moments,  # noqa: E402
-                                variance)
-    from phasic.distributions import as_matrices, cdf, pdf, pmf, sample, transient_vertices  # noqa: E402
-    from phasic.rewards import reward_transform  # noqa: E402
+    # each needs the weights: a parameterised graph refuses them before update_weights
+    from phasic import distributions as _d, moments as _m, rewards as _r  # noqa: E402
+    covariance = _requires_weights(_m.covariance)
+    expectation = _requires_weights(_m.expectation)
+    expected_sojourn_time = _requires_weights(_m.expected_sojourn_time)
+    moments = _requires_weights(_m.moments)
+    variance = _requires_weights(_m.variance)
+    as_matrices = _requires_weights(_d.as_matrices)
+    cdf = _requires_weights(_d.cdf)
+    pdf = _requires_weights(_d.pdf)
+    pmf = _requires_weights(_d.pmf)
+    sample = _requires_weights(_d.sample)
+    transient_vertices = _requires_weights(_d.transient_vertices)
+    reward_transform = _requires_weights(_r.reward_transform)
+    del _d, _m, _r
 
     def plot(self, ax=None, **kwargs):
         """Draws a small graph with matplotlib; see :func:`phasic.plot.plot_graph`."""
