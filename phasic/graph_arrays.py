@@ -96,3 +96,116 @@ def unpack(arrays):
     out["edges/indptr"] = np.ascontiguousarray(out["edges/indptr"], np.int64)
     out["edges/target"] = np.ascontiguousarray(out["edges/target"], np.int32)
     return out
+
+
+#: Dataset names of a graph entry (plain and compact forms).
+GRAPH_NAMES = ("states", "edges/indptr", "edges/target", "edges/weight", "edges/coef", "edges/weight_table",
+               "edges/weight_code", "edges/coef_table", "edges/coef_code")
+#: Attributes ``Graph.to_arrays`` writes.
+GRAPH_ATTRS = ("discrete", "theta_dim", "state_length")
+
+
+def graph_problem(arrays, attrs):
+    """Why ``(arrays, attrs)`` read from the store cannot be a graph (None when they can).
+
+    Entries that hold neither a graph dataset (:data:`GRAPH_NAMES`) nor a graph attribute
+    (:data:`GRAPH_ATTRS`) are other data kept under ``graphs`` and pass.  The checks are
+    those of ``Graph.from_arrays`` (CSR offsets, targets in ``[1, V)``, finite rates
+    ``>= 0``, no self-loops, finite coefficients), done without building the graph.
+    """
+    if not any(n in arrays for n in GRAPH_NAMES) and not any(a in attrs for a in GRAPH_ATTRS):
+        return None
+    try:
+        check_graph_arrays(arrays, attrs)
+    except ValueError as exc:
+        return f"invalid graph arrays: {exc}"
+    return None
+
+
+def _int_array(arrays, name, ndim):
+    a = np.asarray(arrays[name])
+    if a.dtype.kind not in "iu" or a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d integer array, got {a.dtype} of shape {a.shape}")
+    if a.size and (int(a.min()) < -2**31 or int(a.max()) >= 2**31):
+        raise ValueError(f"{name} holds values outside int32")
+    return a
+
+
+def check_graph_arrays(arrays, attrs):
+    """Raise ValueError (a :class:`phasic.exceptions.GraphConstructionError`) naming the first
+    thing that makes ``(arrays, attrs)`` not a valid graph; see :func:`graph_problem`."""
+    from phasic.exceptions import GraphConstructionError
+
+    try:
+        _check_graph_arrays(arrays, attrs)
+    except GraphConstructionError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise GraphConstructionError(str(exc)) from None
+
+
+def _check_graph_arrays(arrays, attrs):
+    for name in ("states", "edges/indptr"):
+        if name not in arrays:
+            raise ValueError(f"graph arrays need {name!r}, got {sorted(arrays)!r}")
+    for name in ("edges/target",):
+        if name not in arrays:
+            raise ValueError(f"graph arrays need {name!r}")
+    for base in ("edges/weight", "edges/coef"):
+        for suffix in ("_table", "_code"):
+            a = arrays.get(base + suffix)
+            if a is not None and (np.asarray(a).dtype.kind != ("u" if suffix == "_code" else "f")):
+                raise ValueError(f"{base}{suffix} has dtype {np.asarray(a).dtype}")
+    table = arrays.get("edges/weight_table")
+    if table is not None and np.ndim(table) != 1:
+        raise ValueError("edges/weight_table must be 1-d")
+    table = arrays.get("edges/coef_table")
+    if table is not None and np.ndim(table) != 2:
+        raise ValueError("edges/coef_table must be 2-d")
+    if "edges/weight" not in arrays and "edges/weight_table" not in arrays:
+        raise ValueError("graph arrays need 'edges/weight' (or its table and code)")
+    plain = unpack(arrays)
+    states = _int_array(arrays, "states", 2)
+    V, d = states.shape
+    if V < 1 or d < 1:
+        raise ValueError(f"states must have at least one vertex and one column, got shape {states.shape}")
+    indptr = _int_array(arrays, "edges/indptr", 1)
+    target = _int_array(arrays, "edges/target", 1)
+    weight = np.asarray(plain["edges/weight"])
+    if weight.dtype.kind != "f" or weight.ndim != 1:
+        raise ValueError(f"edges/weight must be a 1-d float array, got {weight.dtype} of shape {weight.shape}")
+    if indptr.shape != (V + 1,) or indptr[0] != 0 or (V and np.diff(indptr.astype(np.int64)).min() < 0):
+        raise ValueError(f"edges/indptr must be {V + 1} non-decreasing offsets from 0, got shape {indptr.shape}")
+    E = int(indptr[-1])
+    if target.shape != (E,) or weight.shape != (E,):
+        raise ValueError(f"edges/target and edges/weight must hold {E} entries (indptr's end), "
+                         f"got {target.shape} and {weight.shape}")
+    coef = plain.get("edges/coef")
+    if E:
+        if target.min() < 1 or target.max() >= V:
+            e = int(np.flatnonzero((target < 1) | (target >= V))[0])
+            raise ValueError(f"edge {e} targets vertex {int(target[e])}, not in [1, {V})")
+        if not (weight.min() >= 0 and np.isfinite(weight.max())):
+            e = int(np.flatnonzero(~(np.isfinite(weight) & (weight >= 0)))[0])
+            raise ValueError(f"edge {e} has weight {float(weight[e])!r}; weights must be finite and >= 0")
+        src = np.repeat(np.arange(V, dtype=np.int64), np.diff(indptr.astype(np.int64)))
+        if np.any(src == target):
+            e = int(np.flatnonzero(src == target)[0])
+            raise ValueError(f"edge {e} is a self-loop on vertex {int(src[e])}")
+    if coef is not None:
+        coef = np.asarray(coef)
+        if coef.dtype.kind != "f" or coef.ndim != 2 or coef.shape[0] != E or not np.isfinite(coef).all():
+            raise ValueError(f"edges/coef must be a finite ({E}, p) float array, got {coef.dtype} of shape "
+                             f"{coef.shape}")
+    discrete = attrs.get("discrete", False)
+    if not isinstance(discrete, (bool, np.bool_)):
+        raise ValueError(f"attribute discrete={discrete!r} is not a bool")
+    theta_dim = attrs.get("theta_dim")
+    if theta_dim is not None:
+        if (isinstance(theta_dim, bool) or not isinstance(theta_dim, (int, np.integer)) or theta_dim < 0
+                or coef is not None and int(theta_dim) != coef.shape[1]):
+            raise ValueError(f"attribute theta_dim={theta_dim!r} does not match the coefficients "
+                             f"({None if coef is None else coef.shape[1]})")
+    state_length = attrs.get("state_length")
+    if state_length is not None and (isinstance(state_length, bool) or state_length != d):
+        raise ValueError(f"attribute state_length={state_length!r} does not match the states' {d} columns")

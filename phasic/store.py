@@ -74,8 +74,8 @@ from pathlib import Path
 # Set before h5py opens any file; see the module docstring.
 os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
 
-from phasic.exceptions import ParameterError  # noqa: E402
-from phasic.store_entry import FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, read_hdf5, read_indexed  # noqa: E402
+from phasic.exceptions import CacheWarning, ParameterError  # noqa: E402
+from phasic.store_entry import FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, read_entry  # noqa: E402
 
 __all__ = ["Store", "VerifyReport", "ImportReport", "default_root", "KINDS", "STORE_ATTRS", "checksum_arrays",
            "STORE_FORMAT"]
@@ -86,12 +86,11 @@ STORE_FORMAT = FORMAT
 TOUCH_SECONDS = 60.0
 #: Default size of the in-process memory layer (MiB); ``$PHASIC_CACHE_MEMORY_MB`` overrides it.
 MEMORY_MB = 64.0
-_INDEX_PROBLEM = "its index does not match its content (modified or damaged after it was written)"
 
 KINDS = ("graphs", "traces")
 #: Attributes the store itself writes on every entry.
-STORE_ATTRS = ("format", "key", "key_material", "phasic_version", "created", "callback", "checksum")
-_RESERVED = frozenset({"format", "key", "phasic_version", "created", "checksum"})
+STORE_ATTRS = ("format", "key", "key_material", "phasic_version", "created", "user", "host", "callback", "checksum")
+_RESERVED = frozenset({"format", "key", "phasic_version", "created", "user", "host", "checksum"})
 STALE_TEMP_SECONDS = 600.0
 COMPRESS_MIN_BYTES = 64 * 1024
 class _LazyRe:
@@ -156,14 +155,22 @@ class VerifyReport:
         Stale temporary and lock files that were removed.
     newer : list of str
         Entries of a newer store format, left alone (neither ok nor bad).
+    legacy : list of str
+        Format-1 (and older unindexed) entries: no checksum covers their attributes, so
+        they are never read (a hit rebuilds and replaces them); left alone.
+    unreadable : list of (str, str)
+        ``(path, reason)`` of entries this user may not read (another user's files):
+        left alone, never moved aside.
     """
 
-    def __init__(self, checked=0, ok=0, bad=None, removed_temp=None, newer=None):
+    def __init__(self, checked=0, ok=0, bad=None, removed_temp=None, newer=None, legacy=None, unreadable=None):
         self.checked = checked
         self.ok = ok
         self.bad = [] if bad is None else bad
         self.removed_temp = [] if removed_temp is None else removed_temp
         self.newer = [] if newer is None else newer
+        self.legacy = [] if legacy is None else legacy
+        self.unreadable = [] if unreadable is None else unreadable
 
     def __bool__(self):
         return not self.bad
@@ -176,17 +183,38 @@ class VerifyReport:
 
 
 class ImportReport:
-    """Result of :meth:`Store.import_archive`: entries ``imported`` and ``skipped`` (already present)."""
+    """Result of :meth:`Store.import_archive`.
 
-    def __init__(self, imported=0, skipped=0):
+    Attributes
+    ----------
+    imported : int
+        Entries merged into the store.
+    skipped : int
+        Entries already present (and good), or present but unreadable to this user.
+    provenance : list of dict
+        One dict per imported entry: ``kind``, ``key``, ``path`` and those of ``callback``,
+        ``user``, ``host``, ``phasic_version``, ``created`` the entry records (what it
+        *claims*: an archive's checksums show integrity, not who made it).
+    ignored : list of (str, str)
+        ``(member, reason)`` of entries left out: format-1 entries (never trusted, see
+        :class:`VerifyReport`) and entries of a newer store format.
+    """
+
+    def __init__(self, imported=0, skipped=0, provenance=None, ignored=None):
         self.imported = imported
         self.skipped = skipped
+        self.provenance = [] if provenance is None else provenance
+        self.ignored = [] if ignored is None else ignored
 
     def __eq__(self, other):
         return isinstance(other, ImportReport) and vars(self) == vars(other)
 
     def __repr__(self):
-        return f"ImportReport(imported={self.imported!r}, skipped={self.skipped!r})"
+        return "ImportReport(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
+
+
+#: Entry attributes :meth:`Store.import_archive` reports as provenance.
+PROVENANCE_ATTRS = ("callback", "user", "host", "phasic_version", "created")
 
 
 def _token(nbytes=6):
@@ -210,48 +238,28 @@ def _new_temp(path):
             continue
 
 
-def _problem(arrays, attrs, key):
-    """Why a read entry is not valid for ``key`` (None when it is)."""
-    if attrs.get("key") != key:
-        return f"stored key {attrs.get('key')!r} does not match the file name"
-    if "checksum" not in attrs:
-        return "no checksum attribute"
-    if checksum_arrays(arrays) != attrs["checksum"]:
-        return "checksum mismatch"
-    return None
+def _inspect(path, key, kind, deep=False):
+    """``(arrays, attrs, stat, status, detail)`` of the entry file at ``path`` (see
+    :func:`phasic.store_entry.read_entry`); a graph entry is also checked as a graph
+    (:func:`phasic.graph_arrays.graph_problem`).  Raises OSError when it cannot be read."""
+    arrays, attrs, st, status, detail = read_entry(path, key, deep)
+    if status == "ok" and kind == "graphs":
+        from phasic.graph_arrays import graph_problem
+
+        detail = graph_problem(arrays, attrs)
+        if detail is not None:
+            status = "bad"
+            arrays = attrs = None
+    return arrays, attrs, st, status, detail
 
 
-def _load(path, key, index_status="plain"):
-    """``(arrays, attrs, problem)`` for the file at ``path`` expected to hold ``key``, read with h5py.
-
-    ``index_status`` is what :func:`phasic.store_entry.read_indexed` found;
-    ``"bad"`` (an index that fails its check) makes an otherwise valid file a
-    problem, unless the file is of a newer format.
-    """
-    try:
-        arrays, attrs = read_hdf5(path)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ValueError on damage
-        return None, None, f"unreadable HDF5 file ({type(exc).__name__}: {exc})"
-    fmt = attrs.get("format")
-    if isinstance(fmt, int) and fmt > STORE_FORMAT:
-        return arrays, attrs, f"newer store format {fmt} (this phasic reads {STORE_FORMAT})"
-    problem = _problem(arrays, attrs, key)
-    if problem is None and index_status == "bad":
-        problem = _INDEX_PROBLEM
-    return arrays, attrs, problem
-
-
-def _check(path, key):
-    """``(arrays, attrs, problem)``: every check there is (the index when present, and h5py's view)."""
-    try:
-        status = read_indexed(os.fspath(path), key)[3]
-    except FileNotFoundError:
-        raise
-    except OSError:
-        status = "bad"
-    return _load(path, key, status)
+def _unreadable(path, exc, stacklevel=3):
+    """Warn that an entry cannot be read (a miss; the entry is left alone)."""
+    reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+    hint = ("another user's entry? ask its owner to make the cache group-readable, or use your own "
+            "PHASIC_CACHE_DIR" if isinstance(exc, PermissionError) else "check the file system")
+    warnings.warn(f"phasic store: cannot read {path} ({reason}); treated as a miss and left alone; {hint}",
+                  CacheWarning, stacklevel)
 
 
 class Store:
@@ -354,8 +362,12 @@ class Store:
                 raise ParameterError(f"store kind {k!r} is not one of {KINDS}")
         return kinds
 
-    def _entry_paths(self, kind):
-        """``(key, path)`` of every entry file of ``kind``; never creates anything."""
+    def _entry_paths(self, kind, any_type=False):
+        """``(key, path)`` of every entry file of ``kind``; never creates anything.
+
+        ``any_type=True`` also lists FIFOs, devices, sockets and symbolic links at entry
+        names (bad entries that :meth:`verify` and :meth:`clear` remove); never directories.
+        """
         base = self.root / kind
         try:
             subdirs = sorted(os.scandir(base), key=lambda e: e.name)
@@ -367,7 +379,9 @@ class Store:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
-                    if _ENTRY_FILE_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    if _ENTRY_FILE_RE.match(entry.name) and (
+                            entry.is_file(follow_symlinks=False)
+                            or any_type and not entry.is_dir(follow_symlinks=False)):
                         out.append((sub.name + entry.name[:-3], Path(entry.path)))
         return out
 
@@ -408,8 +422,11 @@ class Store:
         """
         path = self._file(kind, key)
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            _unreadable(path, exc)
             return None
         if self.memory_mb:
             found = MEMORY.get(st, key)
@@ -417,23 +434,18 @@ class Store:
                 self._touch(path, st, key)
                 return found
         try:
-            arrays, attrs, st, status = read_indexed(path, key)
+            arrays, attrs, st, status, detail = _inspect(path, key, kind)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except OSError:
-            status = "bad"
+        except OSError as exc:  # PermissionError (another user's entry), EIO, EMFILE: not the entry's fault
+            _unreadable(path, exc)
+            return None
         if status != "ok":
-            try:
-                arrays, attrs, problem = _load(path, key, status)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            if problem is not None:
-                if problem.startswith("newer store format"):
-                    warnings.warn(f"phasic store: ignoring {path}: {problem}; upgrade phasic to use it",
-                                  RuntimeWarning, 2)
-                else:
-                    self._quarantine(kind, key, Path(path), st, problem)
-                return None
+            if status == "newer":
+                warnings.warn(f"phasic store: ignoring {path}: {detail}; upgrade phasic to use it", CacheWarning, 2)
+            elif status == "bad":
+                self._quarantine(kind, key, Path(path), st, detail)
+            return None  # "legacy": a miss; get_or_create rebuilds and replaces it
         MEMORY.put(st, key, arrays, attrs, self.memory_mb * _MB)
         self._touch(path, st, key)
         return arrays, attrs
@@ -458,11 +470,11 @@ class Store:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.rename(path, dest)
-            moved = dest.stat()
+            moved = os.lstat(dest)
             if (moved.st_ino, moved.st_dev) != (st.st_ino, st.st_dev):
                 # a writer replaced the bad file with a good one meanwhile: put it back
                 with contextlib.suppress(OSError):
-                    os.link(dest, path)
+                    os.link(dest, path, follow_symlinks=False)
                 with contextlib.suppress(OSError):
                     os.unlink(dest)
         except FileNotFoundError:
@@ -474,7 +486,7 @@ class Store:
             except OSError as exc:
                 action = f"could not be moved or removed ({exc})"
         warnings.warn(
-            f"phasic store: corrupt entry {path} ({reason}); {action}; it will be rebuilt", RuntimeWarning, 3
+            f"phasic store: corrupt entry {path} ({reason}); {action}; it will be rebuilt", CacheWarning, 3
         )
 
     # ------------------------------------------------------------------ write

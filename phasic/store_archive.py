@@ -8,27 +8,37 @@ hit does not load (or compile) code only maintenance commands use.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import stat
+import time
 import warnings
 from pathlib import Path
 
 from phasic.exceptions import StoreError, UnsafeArchiveError
-from phasic.store import (_MB, _SUBDIR_RE, KINDS, ImportReport, VerifyReport, _check, _LazyRe, _new_temp,
-                          _token)
+from phasic.store import (_MB, _SUBDIR_RE, KINDS, PROVENANCE_ATTRS, STALE_TEMP_SECONDS, ImportReport, VerifyReport,
+                          _hostname, _inspect, _LazyRe, _new_temp, _token, _unreadable)
 
 __all__ = ["clear", "verify", "evict", "export", "import_archive"]
 
+_STAGING_RE = _LazyRe(r"^\.import-[^/]+$")
+_OWNER = "owner.json"
+
 
 def _checked_entries(store, kind):
-    """``(key, path, stat, problem)`` of every entry of ``kind`` (fully checked; None = good)."""
-    for key, path in store._entry_paths(kind):
+    """``(key, path, stat, arrays, attrs, status, detail)`` of every entry of ``kind``, fully
+    checked (see :func:`phasic.store._inspect`); ``status`` ``"unreadable"`` when this user
+    cannot read it (``detail`` says why).  Non-regular files at entry names come out ``"bad"``."""
+    for key, path in store._entry_paths(kind, any_type=True):
         try:
-            st = path.stat()
-            _, _, problem = _check(path, key)
-        except FileNotFoundError:
+            arrays, attrs, st, status, detail = _inspect(os.fspath(path), key, kind, deep=True)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        yield key, path, st, problem
+        except OSError as exc:
+            yield key, path, None, None, None, "unreadable", exc
+            continue
+        yield key, path, st, arrays, attrs, status, detail
 
 
 def _subdirs(store, kind):
@@ -38,11 +48,51 @@ def _subdirs(store, kind):
                 yield sub.path
 
 
+def _staging_is_stale(path):
+    """Whether an ``.import-*`` staging folder belongs to a dead or long-silent import."""
+    owner = os.path.join(path, _OWNER)
+    try:
+        with open(owner) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        info = {}
+    if isinstance(info, dict) and info.get("host") == _hostname() and type(info.get("pid")) is int:
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        else:
+            return False  # a live import on this host
+    newest = 0.0
+    for p in (path, owner):
+        with contextlib.suppress(OSError):
+            newest = max(newest, os.lstat(p).st_mtime)
+    return time.time() - newest > STALE_TEMP_SECONDS
+
+
+def clean_staging(store):
+    """Remove the ``<root>/.import-*`` folders of killed imports; returns their paths."""
+    import shutil
+
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
+        for entry in os.scandir(store.root):
+            if not (_STAGING_RE.match(entry.name) and entry.is_dir(follow_symlinks=False)):
+                continue
+            if _staging_is_stale(entry.path):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                if not os.path.lexists(entry.path):
+                    removed.append(entry.path)
+    return removed
+
+
 def clear(store, kind=None):
     """See :meth:`phasic.store.Store.clear`."""
     n = 0
     for k in store._kinds(kind):
-        for _, path in store._entry_paths(k):
+        for _, path in store._entry_paths(k, any_type=True):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 n += 1
@@ -50,26 +100,32 @@ def clear(store, kind=None):
             store._clean_temps(sub)
             with contextlib.suppress(OSError):
                 os.rmdir(sub)
+    clean_staging(store)
     return n
 
 
 def verify(store, kind=None):
     """See :meth:`phasic.store.Store.verify`."""
     report = VerifyReport()
+    report.removed_temp += clean_staging(store)
     for k in store._kinds(kind):
         for sub in _subdirs(store, k):
             report.removed_temp += store._clean_temps(sub)
-        for key, path, st, problem in _checked_entries(store, k):
+        for key, path, st, _, _, status, detail in _checked_entries(store, k):
             report.checked += 1
-            if problem is None:
+            if status == "ok":
                 report.ok += 1
-            elif problem.startswith("newer store format"):
+            elif status == "newer":
                 report.newer.append(str(path))
+            elif status == "legacy":
+                report.legacy.append(str(path))
+            elif status == "unreadable":
+                report.unreadable.append((str(path), detail.strerror or str(detail)))
             else:
-                report.bad.append((str(path), problem))
+                report.bad.append((str(path), detail))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    store._quarantine(k, key, path, st, problem)
+                    store._quarantine(k, key, path, st, detail)
     return report
 
 
@@ -97,12 +153,30 @@ def evict(store, max_size_mb, keep=()):
     return removed
 
 
+def _refuse_special(tar_path):
+    """Raise UnsafeArchiveError unless ``tar_path`` is missing or a regular file (not a link)."""
+    try:
+        st = os.lstat(tar_path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot write the archive {str(tar_path)!r}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        from phasic.store_entry import _kind_of
+
+        raise UnsafeArchiveError(
+            f"refusing to write the archive to {str(tar_path)!r}: it is {_kind_of(st.st_mode)}, not a regular file; "
+            "give the path of a new or regular file")
+
+
 def export(store, tar_path, kinds):
     """See :meth:`phasic.store.Store.export`."""
+    import io
     import tarfile
 
     kinds = store._kinds(kinds)
     tar_path = Path(tar_path).expanduser()
+    _refuse_special(tar_path)
     n = 0
     try:
         tmp = _new_temp(tar_path)
@@ -111,20 +185,47 @@ def export(store, tar_path, kinds):
     try:
         with tarfile.open(tmp, "w:gz") as tar:
             for kind in kinds:
-                for key, path, st, problem in _checked_entries(store, kind):
-                    if problem is not None:
-                        store._quarantine(kind, key, path, st, problem)
+                for key, path, st, _, _, status, detail in _checked_entries(store, kind):
+                    if status == "bad":
+                        store._quarantine(kind, key, path, st, detail)
                         continue
-                    tar.add(path, arcname=f"{kind}/{key[:2]}/{key[2:]}.h5", recursive=False)
+                    if status == "unreadable":
+                        _unreadable(path, detail, 4)
+                        continue
+                    if status != "ok":
+                        continue  # legacy and newer entries stay out of archives
+                    try:
+                        data = _read_regular(path)
+                    except OSError:
+                        continue
+                    info = tarfile.TarInfo(f"{kind}/{key[:2]}/{key[2:]}.h5")
+                    info.size, info.mtime, info.mode = len(data), int(st.st_mtime), 0o644
+                    tar.addfile(info, io.BytesIO(data))
                     n += 1
+        _refuse_special(tar_path)  # (created meanwhile)
         os.replace(tmp, tar_path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and not isinstance(exc, StoreError):
             raise StoreError(f"cannot write the archive {str(tar_path)!r}: {exc}") from exc
         raise
     return n
+
+
+def _read_regular(path):
+    """The bytes of a regular file (never follows a symlink, never blocks on a FIFO)."""
+    from phasic.store_entry import _open_regular
+
+    fd, _ = _open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def _provenance(kind, key, path, attrs):
+    out = {"kind": kind, "key": key, "path": str(path)}
+    out.update((name, attrs[name]) for name in PROVENANCE_ATTRS if attrs.get(name) is not None)
+    return out
 
 
 def import_archive(store, tar_path):
@@ -147,35 +248,45 @@ def import_archive(store, tar_path):
             raise
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise StoreError(f"{str(tar_path)!r} is a damaged tar archive ({exc})") from None
+        clean_staging(store)
         staging = store.root / f".import-{_token(16)}"
         try:
             staging.mkdir(parents=True)
+            with open(staging / _OWNER, "w") as fh:
+                json.dump({"host": _hostname(), "pid": os.getpid(), "time": time.time()}, fh)
             staged = []
             for i, (member, kind, key) in enumerate(wanted):
                 dest = staging / f"{i}.h5"
                 src = tar.extractfile(member)
                 with src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out)
-                _, _, problem = _check(dest, key)
-                if problem is not None:
+                _, attrs, _, status, detail = _inspect(os.fspath(dest), key, kind, deep=True)
+                if status in ("legacy", "newer"):
+                    report.ignored.append((member.name, detail))
+                    continue
+                if status != "ok":
                     raise UnsafeArchiveError(
-                        f"archive member {member.name!r} is not a valid store entry ({problem}); "
+                        f"archive member {member.name!r} is not a valid store entry ({detail}); "
                         "nothing was imported. Re-export the cache with 'phasic cache export'"
                     )
-                staged.append((dest, kind, key))
-            for dest, kind, key in staged:
+                staged.append((dest, kind, key, attrs))
+            for dest, kind, key, attrs in staged:
                 target = store.path(kind, key)
-                if target.is_file():
+                if os.path.lexists(target):
                     try:
-                        _, _, problem = _check(target, key)
+                        status = _inspect(os.fspath(target), key, kind)[3]
                     except FileNotFoundError:
-                        problem = "missing"
-                    if problem is None:
+                        status = "missing"
+                    except OSError as exc:
+                        _unreadable(target, exc)
+                        status = "ok"  # another user's entry: leave it alone
+                    if status in ("ok", "newer"):
                         report.skipped += 1
                         continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(dest, target)
                 report.imported += 1
+                report.provenance.append(_provenance(kind, key, target, attrs))
         except (OSError, tarfile.TarError, EOFError) as exc:
             if isinstance(exc, StoreError):
                 raise

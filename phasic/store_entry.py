@@ -65,8 +65,10 @@ from phasic.keys import sha256
 __all__ = [
     "FORMAT",
     "MAGIC",
-    "read_indexed",
+    "MAGIC_H5",
+    "read_entry",
     "read_hdf5",
+    "NotRegularFile",
     "entry_image",
     "checksum_arrays",
     "MemoryLayer",
@@ -128,30 +130,91 @@ def checksum_arrays(arrays):
 
 # ----------------------------------------------------------------------------- reading
 
+#: The head of an entry whose HDF5 part is read with h5py (compressed datasets), behind the
+#: same whole-file SHA-256 as an indexed entry; its index holds the attributes only.
+MAGIC_H5 = b"phasic-store-h2\n"
+_MAGIC_STEM = b"phasic-store-"
+#: Attribute values an entry may hold.
+_ATTR_TYPES = (str, bool, int, float, type(None))
+#: HDF5 filters an entry may use: deflate (gzip), shuffle, fletcher32, lzf.
+_FILTERS = frozenset({1, 2, 3, 32000})
+#: A chunked dataset may expand to at most this many times its stored bytes (deflate's
+#: limit is ~1032), plus :data:`_EXPANSION_SLACK` bytes over the whole file.
+_MAX_EXPANSION = 1100
+_EXPANSION_SLACK = 1 << 20
+#: At most this many links are followed in an HDF5 file (a hard-link cycle ends here).
+_MAX_LINKS = 10_000
+
+
+class NotRegularFile(OSError):
+    """An entry path holds a FIFO, device, socket, directory or symbolic link."""
+
+
+def _kind_of(mode):
+    import stat
+
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _open_regular(path):
+    """``(fd, stat)`` of the regular file ``path``; never follows a final symlink, never blocks.
+
+    Raises
+    ------
+    NotRegularFile
+        (with the ``lstat`` result as ``.st``) when ``path`` is anything but a regular file.
+    """
+    st = os.lstat(path)
+    if (st.st_mode & 0o170000) != 0o100000:
+        exc = NotRegularFile(f"{path} is {_kind_of(st.st_mode)}")
+        exc.st = st
+        raise exc
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ELOOP:  # swapped for a symlink between lstat and open
+            raise NotRegularFile(f"{path} is a symbolic link") from exc
+        raise
+    st = os.fstat(fd)
+    if (st.st_mode & 0o170000) != 0o100000:  # swapped for something else between lstat and open
+        os.close(fd)
+        exc = NotRegularFile(f"{path} is {_kind_of(st.st_mode)}")
+        exc.st = st
+        raise exc
+    return fd, st
+
 
 def _read_all(path):
-    """``(buffer, stat)``: the whole file in a fresh, writable uint8 array."""
-    fd = os.open(path, os.O_RDONLY)
+    """``(buffer, stat, head)``: the whole file in a fresh, writable uint8 array when it starts
+    with a phasic magic; otherwise ``(None, stat, head)`` without reading further."""
+    fd, st = _open_regular(path)
     try:
-        st = os.fstat(fd)
         head = os.read(fd, PREFIX)
-        if len(head) < PREFIX or head[:16] != MAGIC:
-            return None, st
+        if len(head) < PREFIX or not head.startswith(_MAGIC_STEM):
+            return None, st, head
         buf = np.empty(st.st_size, np.uint8)
         buf[:PREFIX] = np.frombuffer(head, np.uint8)
         view = memoryview(buf)[PREFIX:]
         while view:
             n = os.readv(fd, [view])
             if n <= 0:
-                return np.empty(0, np.uint8), st  # shorter than its stat: damaged or being replaced
+                return np.empty(0, np.uint8), st, head  # shorter than its stat: damaged or being replaced
             view = view[n:]
-        return buf, st
+        return buf, st, head
     finally:
         os.close(fd)
 
 
-def read_indexed(path, key):
-    """Read and verify a format-2 entry through its index.
+def read_entry(path, key, deep=False):
+    """Read and verify one entry file; h5py sees only bytes that passed the whole-file SHA-256.
 
     Parameters
     ----------
@@ -159,57 +222,162 @@ def read_indexed(path, key):
         The entry file.
     key : str
         The key the entry must hold.
+    deep : bool
+        Also read the HDF5 part of an indexed entry (safely, see :func:`read_hdf5_image`) and
+        check that it, the index and the ``checksum`` attribute agree (verify, export, import).
 
     Returns
     -------
-    (arrays, attrs, stat, status)
-        ``status`` is ``"ok"`` (``arrays`` are views of one private buffer,
-        ``attrs`` a dict), ``"plain"`` (no index: format 1 or compressed; read
-        it with h5py) or ``"bad"`` (an index that fails its check, or holds
-        another key).  ``arrays`` and ``attrs`` are None unless ``"ok"``.
+    (arrays, attrs, stat, status, detail)
+        ``status`` is ``"ok"``, ``"bad"`` (``detail`` says why), ``"newer"`` (a newer store
+        format; ``detail`` says which) or ``"legacy"`` (a format-1 or unindexed entry, whose
+        attributes no checksum covers: never parsed, a miss).  ``arrays`` and ``attrs`` are
+        None unless ``"ok"``.  ``stat`` is the ``lstat`` of a non-regular file.
 
     Raises
     ------
     OSError
-        When the file cannot be opened or read (FileNotFoundError: missing).
+        When the file cannot be opened or read (FileNotFoundError: missing;
+        PermissionError: another user's entry).  Never for damaged content.
     """
-    buf, st = _read_all(path)
-    if buf is None:
-        return None, None, st, "plain"
     try:
-        arrays, attrs = _parse(buf, key)
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError):  # a damaged index
-        return None, None, st, "bad"
-    return arrays, attrs, st, "ok"
+        buf, st, head = _read_all(path)
+    except NotRegularFile as exc:
+        return None, None, exc.st, "bad", f"{_kind_of(exc.st.st_mode)}, not a regular file"
+    if buf is None:
+        if head[:8] == _HDF5_SIGNATURE:
+            return None, None, st, "legacy", ("a format-1 (or unindexed) entry: no checksum covers its "
+                                              "attributes, so it is not trusted; it is rebuilt on next use")
+        return None, None, st, "bad", "no store header and no HDF5 signature (damaged or overwritten)"
+    magic = head[:16]
+    if magic not in (MAGIC, MAGIC_H5):
+        version = magic[len(_MAGIC_STEM) + 1:-1]
+        if magic[len(_MAGIC_STEM):len(_MAGIC_STEM) + 1] in b"vh" and version.isdigit() and int(version) > FORMAT:
+            return None, None, st, "newer", f"newer store format {int(version)} (this phasic reads {FORMAT})"
+        return None, None, st, "bad", f"unknown store header {magic!r}"
+    try:
+        arrays, attrs, index_arrays = _parse(buf, key, magic == MAGIC_H5)
+    except _Bad as exc:
+        return None, None, st, "bad", str(exc)
+    fmt = attrs.get("format")
+    if type(fmt) is int and fmt > FORMAT:
+        return None, None, st, "newer", f"newer store format {fmt} (this phasic reads {FORMAT})"
+    if type(fmt) is not int or fmt < 1:
+        return None, None, st, "bad", f"format attribute {fmt!r} is not a store format"
+    if magic == MAGIC_H5 or deep:
+        problem = _cross_check(buf, attrs, arrays if index_arrays else None)
+        if problem is not None:
+            return None, None, st, "bad", problem
+        if magic == MAGIC_H5:
+            arrays = _read_hdf5_checked(buf)[0]
+    return arrays, attrs, st, "ok", None
 
 
-def _parse(buf, key):
+class _Bad(ValueError):
+    """An entry's content is damaged or not what the store writes (the message says how)."""
+
+
+def _parse(buf, key, h5):
+    """``(arrays, attrs, indexed)`` of a buffer with a phasic head; raises :class:`_Bad`."""
     size = buf.size
+    if size < PREFIX:
+        raise _Bad("shorter than its header (truncated)")
     head = buf[:PREFIX].tobytes()
     userblock = int.from_bytes(head[16:24], "little")
     length = int.from_bytes(head[24:32], "little")
     if not (MIN_USERBLOCK <= userblock < size and userblock & (userblock - 1) == 0 and PREFIX + length <= userblock):
-        raise ValueError("bad index header")
+        raise _Bad("bad index header (truncated or damaged)")
     h = sha256(head[16:32], size_hint=size)
     h.update(memoryview(buf)[PREFIX:])
     if h.digest() != head[32:64]:
-        raise ValueError("checksum mismatch")
-    index = json.loads(buf[PREFIX:PREFIX + length].tobytes())
+        raise _Bad("checksum mismatch (the file's SHA-256 does not match its header: damaged or modified)")
+    try:
+        index = json.loads(buf[PREFIX:PREFIX + length].tobytes())
+    except ValueError:
+        raise _Bad("index is not JSON") from None
+    if not isinstance(index, dict) or not isinstance(index.get("attrs"), dict):
+        raise _Bad("index has no attributes")
     attrs = index["attrs"]
+    for name, value in attrs.items():
+        if not isinstance(value, _ATTR_TYPES):
+            raise _Bad(f"attribute {name!r} has a {type(value).__name__} value")
     if attrs.get("key") != key:
-        raise ValueError("another key")
+        raise _Bad(f"stored key {attrs.get('key')!r} does not match the file name")
+    if not isinstance(attrs.get("checksum"), str):
+        raise _Bad("no checksum attribute")
+    if h5:
+        return None, attrs, False
+    table = index.get("arrays")
+    if not isinstance(table, list):
+        raise _Bad("index has no array table")
     arrays = {}
-    for name, dtype, shape, offset, nbytes in index["arrays"]:
-        dtype = _dtype(dtype)
+    for row in table:
+        try:
+            name, dtype, shape, offset, nbytes = row
+        except (TypeError, ValueError):
+            raise _Bad(f"index row {row!r:.80} is not [name, dtype, shape, offset, nbytes]") from None
+        if not (isinstance(name, str) and _valid_name(name)) or name in arrays:
+            raise _Bad(f"index names an array {name!r:.80} the store does not write")
+        dtype = _safe_dtype(dtype)
+        if dtype is None:
+            raise _Bad(f"array {name!r} has dtype {row[1]!r:.40}; the store holds bool, integer, float, "
+                       "complex and bytes arrays only")
+        if (not isinstance(shape, list) or len(shape) > 32
+                or not all(type(n) is int and 0 <= n for n in shape)
+                or type(offset) is not int or type(nbytes) is not int):
+            raise _Bad(f"array {name!r} has a bad shape or offset in the index")
         if math.prod(shape) * dtype.itemsize != nbytes:
-            raise ValueError("bad array size")
+            raise _Bad(f"array {name!r}: its size does not match its shape")
         if nbytes == 0:
             arrays[name] = np.empty(shape, dtype)
-        elif userblock <= offset and offset + nbytes <= size:
+        elif userblock <= offset and offset + nbytes <= size and offset % dtype.alignment == 0:
             arrays[name] = np.ndarray(shape, dtype, buf, offset)  # a view of the private buffer
         else:
-            raise ValueError("array outside the file")
-    return arrays, attrs
+            raise _Bad(f"array {name!r} lies outside the file's HDF5 part")
+    return arrays, attrs, True
+
+
+def _valid_name(name):
+    parts = name.split("/")
+    return all(p and p not in (".", "..") and not p.strip(_NAME_CHARS) for p in parts)
+
+
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+
+
+def _safe_dtype(text):
+    """The numpy dtype of an index's dtype string, or None unless a plain bool/int/float/complex/bytes."""
+    if not isinstance(text, str) or len(text) > 16:
+        return None
+    try:
+        dtype = _dtype(text)
+    except (TypeError, ValueError):
+        return None
+    if dtype.kind not in "biufcS" or dtype.fields is not None or dtype.subdtype is not None or dtype.itemsize == 0:
+        return None
+    return dtype
+
+
+def _cross_check(buf, attrs, index_arrays):
+    """Why the HDF5 part of a checked buffer disagrees with its index (None when it agrees)."""
+    try:
+        h5_arrays, h5_attrs = _read_hdf5_checked(buf)
+    except _Bad as exc:
+        return str(exc)
+    if h5_attrs != attrs:
+        return "the HDF5 attributes differ from the index (" + ", ".join(
+            sorted(k for k in set(h5_attrs) | set(attrs) if h5_attrs.get(k, ...) != attrs.get(k, ...)))[:200] + ")"
+    if index_arrays is not None:
+        if sorted(h5_arrays) != sorted(index_arrays):
+            return "the HDF5 datasets differ from the index"
+        if checksum_arrays(index_arrays) != attrs["checksum"]:
+            return "checksum mismatch (arrays vs. checksum attribute)"
+    try:
+        if checksum_arrays(h5_arrays) != attrs["checksum"]:
+            return "checksum mismatch (HDF5 datasets vs. checksum attribute)"
+    except (TypeError, ValueError) as exc:
+        return f"a dataset cannot be checksummed ({exc})"
+    return None
 
 
 def _py(value, h5py):
@@ -223,22 +391,112 @@ def _py(value, h5py):
     return value
 
 
-def read_hdf5(path):
-    """``(arrays, attrs)``: every dataset and root attribute of an HDF5 file, read with h5py."""
+def _read_hdf5_checked(buf):
+    """``(arrays, attrs)`` of the HDF5 file in ``buf`` (bytes or uint8 array), read with h5py
+    only after its structure passed :func:`_hdf5_problem`; raises :class:`_Bad`."""
+    import io
+
     h5py = _h5py()
-    arrays = {}
-    with h5py.File(path, "r", locking=False) as f:
-        attrs = {k: _py(v, h5py) for k, v in f.attrs.items()}
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                arrays[name] = obj[()]
-
-        f.visititems(visit)
-    for name, value in arrays.items():
-        if not isinstance(value, np.ndarray):
-            arrays[name] = np.asarray(value)
+    data = buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf)
+    try:
+        with h5py.File(io.BytesIO(data), "r", locking=False) as f:
+            datasets = _hdf5_datasets(f, len(data), h5py)
+            attrs = {}
+            for k in f.attrs:
+                value = _py(f.attrs[k], h5py)
+                if not isinstance(value, _ATTR_TYPES):
+                    raise _Bad(f"attribute {k!r} is not a str, int, float, bool or None")
+                attrs[k] = value
+            arrays = {}
+            for name, ds in datasets:
+                value = ds[()]
+                arrays[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
+    except _Bad:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError, ValueError on damage
+        raise _Bad(f"unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
     return arrays, attrs
+
+
+def _hdf5_datasets(f, size, h5py):
+    """``[(name, dataset)]`` of an open HDF5 file, refusing everything the store never writes:
+    soft and external links, named datatypes, external raw storage, virtual and compact
+    datasets, unknown filters, odd dtypes and shapes whose bytes the file cannot hold."""
+    from h5py import h5d
+
+    out = []
+    total = 0
+    pending = [("", f)]
+    links = 0
+    while pending:
+        prefix, group = pending.pop()
+        for name in group:
+            links += 1
+            if links > _MAX_LINKS:
+                raise _Bad(f"more than {_MAX_LINKS} HDF5 links (a cycle?)")
+            full = prefix + name
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise _Bad(f"{full!r} is a {type(link).__name__} (it would read outside the entry)")
+            if not _valid_name(full):
+                raise _Bad(f"HDF5 object {full!r:.80} has a name the store does not write")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                if len(full) > 1000:
+                    raise _Bad("HDF5 groups nested too deep (a cycle?)")
+                pending.append((full + "/", obj))
+                continue
+            if not isinstance(obj, h5py.Dataset):
+                raise _Bad(f"{full!r} is a {type(obj).__name__}, not a dataset")
+            dtype = obj.dtype
+            vlen = h5py.check_vlen_dtype(dtype) is not None or (
+                h5py.check_string_dtype(dtype) is not None and h5py.check_string_dtype(dtype).length is None)
+            if dtype.kind not in "biufcS" or dtype.fields is not None or dtype.subdtype is not None or vlen:
+                raise _Bad(f"dataset {full!r} has dtype {dtype!r:.60}; the store holds bool, integer, float, "
+                           "complex and fixed-size bytes arrays only")
+            shape = obj.shape
+            if shape is None:
+                raise _Bad(f"dataset {full!r} has no dataspace")
+            dcpl = obj.id.get_create_plist()
+            layout = dcpl.get_layout()
+            if layout == h5d.VIRTUAL:
+                raise _Bad(f"dataset {full!r} is a virtual dataset (it would read other files)")
+            if dcpl.get_external_count():
+                raise _Bad(f"dataset {full!r} has external raw storage (it would read other files)")
+            if layout not in (h5d.CONTIGUOUS, h5d.CHUNKED):
+                raise _Bad(f"dataset {full!r} has a layout the store does not write ({layout})")
+            for i in range(dcpl.get_nfilters()):
+                code = dcpl.get_filter(i)[0]
+                if code not in _FILTERS:
+                    raise _Bad(f"dataset {full!r} uses HDF5 filter {code}, which the store does not write")
+            nbytes = math.prod(shape) * dtype.itemsize
+            stored = obj.id.get_storage_size()
+            if layout == h5d.CONTIGUOUS:
+                offset = obj.id.get_offset() if nbytes else 0
+                if nbytes and (stored != nbytes or offset is None or offset + nbytes > size):
+                    raise _Bad(f"dataset {full!r} claims {nbytes} bytes the {size}-byte file does not hold")
+            elif stored > size or nbytes > _MAX_EXPANSION * stored + _EXPANSION_SLACK:
+                raise _Bad(f"dataset {full!r} claims {nbytes} bytes from {stored} stored bytes")
+            total += nbytes
+            if total > _MAX_EXPANSION * size + _EXPANSION_SLACK:
+                raise _Bad(f"datasets claim {total} bytes, more than the {size}-byte file can hold")
+            out.append((full, obj))
+    return out
+
+
+def read_hdf5(path):
+    """``(arrays, attrs)``: every dataset and root attribute of a plain regular HDF5 file,
+    read with h5py after the structural checks of :func:`read_entry` (no checksum check).
+
+    Raises
+    ------
+    ValueError
+        When the file holds anything the store never writes (external storage, links, ...).
+    """
+    fd, st = _open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read()
+    return _read_hdf5_checked(data)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -270,7 +528,8 @@ def _hdf5_image(arrays, attrs, compression, min_compress_bytes, userblock):
 
 
 def entry_image(arrays, attrs, compression="none", min_compress_bytes=64 * 1024):
-    """The bytes of an entry file: format 2 with its index when possible.
+    """The bytes of an entry file: format 2, behind a whole-file SHA-256 that covers every byte
+    (arrays, attributes, index).
 
     Parameters
     ----------
@@ -281,29 +540,49 @@ def entry_image(arrays, attrs, compression="none", min_compress_bytes=64 * 1024)
         including ``format``, ``key`` and ``checksum``.
     compression : {"none", "gzip", "lzf"}
         Filter for datasets of at least ``min_compress_bytes``; an entry with
-        a compressed dataset gets no index.
+        a compressed dataset gets the head :data:`MAGIC_H5` and an index of its
+        attributes only (its arrays are read with h5py once the SHA-256 passed).
 
     Returns
     -------
     bytes
+
+    Raises
+    ------
+    RuntimeError
+        When no image that reads back identically could be built.
     """
+    if compression != "none":
+        data = _framed_image(arrays, attrs, compression, min_compress_bytes)
+        if data is not None:
+            return data
+    data = _framed_image(arrays, attrs, "none", min_compress_bytes)
+    if data is None:
+        raise RuntimeError("could not build an entry image that reads back identically")
+    return data
+
+
+def _framed_image(arrays, attrs, compression, min_compress_bytes):
+    """An entry image with its head, or None when it does not read back identically."""
     table = [[name, a.dtype.str, list(a.shape), 0, int(a.nbytes)] for name, a in sorted(arrays.items())]
     index = {"attrs": attrs, "arrays": table}
     need = PREFIX + len(json.dumps(index, separators=(",", ":"))) + 24 * len(table)
     userblock = max(MIN_USERBLOCK, 1 << (need - 1).bit_length())
     for _ in range(4):
         image, offsets = _hdf5_image(arrays, attrs, compression, min_compress_bytes, userblock)
-        if offsets is None:
-            break  # compressed: no index
         if image[:8] == _HDF5_SIGNATURE:  # h5py's core image leaves the userblock out
             body = image
         elif image[userblock:userblock + 8] == _HDF5_SIGNATURE:
             body = image[userblock:]
         else:
-            break
-        for row in table:
-            row[3] = int(offsets[row[0]]) if row[4] else 0
-        text = json.dumps(index, separators=(",", ":")).encode()
+            return None
+        if offsets is None:  # compressed: the index holds the attributes only
+            magic, doc = MAGIC_H5, {"attrs": attrs}
+        else:
+            for row in table:
+                row[3] = int(offsets[row[0]]) if row[4] else 0
+            magic, doc = MAGIC, index
+        text = json.dumps(doc, separators=(",", ":")).encode()
         if PREFIX + len(text) > userblock:
             userblock = 1 << (PREFIX + len(text) - 1).bit_length()
             continue
@@ -311,11 +590,22 @@ def entry_image(arrays, attrs, compression="none", min_compress_bytes=64 * 1024)
         rest = text + bytes(userblock - PREFIX - len(text)) + body
         h = sha256(sizes, size_hint=len(rest))
         h.update(rest)
-        data = MAGIC + sizes + h.digest() + rest
-        if _index_holds(data, arrays, table, userblock):
-            return data
-        break
-    return _hdf5_image(arrays, attrs, compression, min_compress_bytes, 0)[0]
+        data = magic + sizes + h.digest() + rest
+        if offsets is None:
+            return data if _h5_holds(data, arrays) else None
+        return data if _index_holds(data, arrays, table, userblock) else None
+    return None
+
+
+def _h5_holds(data, arrays):
+    """Whether the checked h5py reader gives back exactly ``arrays`` from an unindexed image."""
+    try:
+        got = _read_hdf5_checked(data)[0]
+    except _Bad:
+        return False
+    return sorted(got) == sorted(arrays) and all(
+        got[n].dtype == a.dtype and got[n].shape == a.shape and np.array_equal(got[n], a, equal_nan=a.dtype.kind in "fc")
+        for n, a in arrays.items())
 
 
 #: Datasets up to this size are also read back through h5py when an entry is written.

@@ -40,7 +40,7 @@ def _sample_arrays():
     return {
         "states": rng.integers(0, 5, size=(300, 4)).astype(np.int32),
         "edges/indptr": np.arange(301, dtype=np.int64),
-        "edges/target": rng.integers(0, 300, size=300).astype(np.int32),
+        "edges/target": (np.arange(300) % 299 + 1).astype(np.int32),  # a valid graph: checked on reads
         "edges/weight": rng.random(300),
         "big/zeros": np.zeros((20_000, 4), np.int32),  # >= 64 KiB: compressed
         "flags": np.array([True, False, True]),
@@ -205,13 +205,19 @@ def test_corrupt_entry_is_detected_moved_aside_and_rebuilt(tmp_path, damage):
 
 
 def test_newer_format_is_ignored_not_destroyed(tmp_path):
+    """A valid entry (its SHA-256 holds) whose format attribute is newer than this phasic's."""
+    from phasic.store_entry import entry_image
+
     store = Store(tmp_path)
-    path = store.put("graphs", K(1), {"x": np.arange(3)}, {})
-    with h5py.File(path, "r+") as f:
-        f.attrs["format"] = 99
+    arrays = {"x": np.arange(3)}
+    path = store.path("graphs", K(1))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(entry_image(arrays, {"format": 99, "key": K(1), "checksum": _reference_checksum(arrays)}))
+    before = path.read_bytes()
     with pytest.warns(RuntimeWarning, match="newer store format 99"):
         assert store.get("graphs", K(1)) is None
-    assert path.exists()
+    assert store.verify().newer == [str(path)]
+    assert path.read_bytes() == before
 
 
 def test_verify_reports_and_moves_bad_entries_and_stale_temps(tmp_path):
@@ -227,7 +233,7 @@ def test_verify_reports_and_moves_bad_entries_and_stale_temps(tmp_path):
     os.utime(stale, (old, old))
     report = store.verify()
     assert report.checked == 2 and report.ok == 1 and not report
-    assert report.bad == [(str(bad), "checksum mismatch")]
+    assert [p for p, _ in report.bad] == [str(bad)] and report.bad[0][1].startswith("checksum mismatch")
     assert report.removed_temp == [str(stale)]
     assert not bad.exists() and good.exists() and fresh.exists() and not stale.exists()
     assert store.verify()  # now clean
@@ -296,7 +302,7 @@ WRITER_CHILD = textwrap.dedent("""
     i = 0
     while True:
         key = hashlib.sha256(f"{sys.argv[3]}-{i % 3}".encode()).hexdigest()
-        store.put("graphs", key, {"x": rng.random(300_000), "states": np.zeros((50_000, 8), np.int32)}, {"i": i})
+        store.put("graphs", key, {"x": rng.random(300_000), "s": np.zeros((50_000, 8), np.int32)}, {"i": i})
         i += 1
 """)
 
@@ -510,7 +516,7 @@ def test_malicious_archives_are_refused(tmp_path, case):
     elif case == "not_an_entry":
         bad = _file("graphs/README", b"hello")
     elif case == "bad_content":
-        bad = _file(f"graphs/{K(3)[:2]}/{K(3)[2:]}.h5", b"\x89HDF\r\n\x1a\n" + b"0" * 500)
+        bad = _file(f"graphs/{K(3)[:2]}/{K(3)[2:]}.h5", b"phasic-store-v2\n" + b"0" * 500)
     else:
         info = tarfile.TarInfo("etc")
         info.type = tarfile.DIRTYPE
@@ -651,7 +657,7 @@ def test_attribute_edited_in_place_is_detected(tmp_path):
     path = store.put("graphs", K(1), {"x": np.arange(3)}, {"note": "original"})
     with h5py.File(path, "r+") as f:
         f.attrs["note"] = "edited!!"
-    with pytest.warns(RuntimeWarning, match="index does not match"):
+    with pytest.warns(RuntimeWarning, match="checksum mismatch"):
         assert store.get("graphs", K(1)) is None
     assert not path.exists()
 
@@ -671,8 +677,10 @@ def test_newer_index_version_is_ignored_not_destroyed(tmp_path):
     assert path.read_bytes() == bytes(data)
 
 
-def test_format_1_entries_are_still_read_and_verified(tmp_path):
-    """An entry as format 1 wrote it (no userblock), built here with h5py directly."""
+def test_format_1_entries_are_misses_rebuilt_and_never_parsed(tmp_path):
+    """An entry as format 1 wrote it (no userblock, built here with h5py directly): no checksum
+    covers its attributes (a flipped ``discrete`` would go unnoticed), so it is never trusted:
+    a hit is a miss that rebuilds and replaces it; verify lists it and leaves it alone."""
     arrays = {"states": np.arange(6, dtype=np.int32).reshape(3, 2), "edges/weight": np.array([0.5, 2.0])}
     path = Store(tmp_path).path("graphs", K(1))
     path.parent.mkdir(parents=True)
@@ -683,27 +691,34 @@ def test_format_1_entries_are_still_read_and_verified(tmp_path):
                         "created": "2026-01-01T00:00:00+00:00", "checksum": _reference_checksum(arrays),
                         "discrete": False})
     store = Store(tmp_path)
-    for _ in range(2):
-        got, attrs = store.get("graphs", K(1))
-        assert attrs["format"] == 1 and attrs["discrete"] is False
-        for name, a in arrays.items():
-            np.testing.assert_array_equal(got[name], a)
-    assert store.verify().ok == 1
-    with h5py.File(path, "r+") as f:  # and a damaged format-1 entry is still caught
-        f["edges/weight"][0] = 9.0
-    with pytest.warns(RuntimeWarning, match="checksum mismatch"):
-        assert store.get("graphs", K(1)) is None
+    assert store.get("graphs", K(1)) is None and path.exists()
+    report = store.verify()
+    assert report.legacy == [str(path)] and report.ok == 0 and report.bad == [] and path.exists()
+    assert store.export(tmp_path / "a.tar.gz") == 0  # not exported either
+    graph = {"states": np.array([[0], [1], [2]], np.int32), "edges/indptr": np.array([0, 1, 2, 2]),
+             "edges/target": np.array([1, 2], np.int32), "edges/weight": np.array([0.5, 2.0])}
+    got, attrs = store.get_or_create("graphs", K(1), lambda: (graph, {"discrete": False}))
+    assert attrs["format"] == 2 and path.read_bytes()[:16] == MAGIC
+    assert store.get("graphs", K(1))[0]["edges/weight"].tolist() == [0.5, 2.0]
 
 
-def test_compressed_entries_have_no_index_and_read_back(tmp_path):
+def test_compressed_entries_are_checked_whole_then_read_with_h5py(tmp_path):
+    from phasic.store_entry import MAGIC_H5
+
     store = Store(tmp_path, compression="gzip")
     big = np.tile(np.arange(100.0), 200)  # >= 64 KiB: compressed
     path = store.put("graphs", K(1), {"big": big, "small": np.arange(3)}, {})
-    assert path.read_bytes()[:16] != MAGIC
+    assert path.read_bytes()[:16] == MAGIC_H5
+    with h5py.File(path, "r") as f:  # still a plain HDF5 file to every HDF5 tool
+        assert f["big"].compression == "gzip"
     got, attrs = store.get("graphs", K(1))
-    np.testing.assert_array_equal(got["big"], big) and attrs["format"] == 2
+    np.testing.assert_array_equal(got["big"], big)
+    assert attrs["format"] == 2
     small = store.put("graphs", K(2), {"small": np.arange(3)}, {})  # nothing to compress: indexed
     assert small.read_bytes()[:16] == MAGIC
+    _flip(path, path.stat().st_size - 1)  # any byte: the whole-file SHA-256 catches it before h5py
+    with pytest.warns(RuntimeWarning, match="checksum mismatch"):
+        assert store.get("graphs", K(1)) is None
 
 
 def test_memory_layer_hands_out_copies_and_notices_every_change(tmp_path):
