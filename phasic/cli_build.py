@@ -58,6 +58,7 @@ def read_models(path, names=None):
 
     from phasic.distributed import ModelSpec
     from phasic.exceptions import ParameterError
+    from phasic.models import load_yaml, short_repr
 
     path = Path(path).expanduser()
     try:
@@ -66,13 +67,13 @@ def read_models(path, names=None):
         raise ParameterError(f"cannot read the models file {str(path)!r}: {exc.strerror or exc}; "
                              "give an existing YAML or JSON file") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text, repr(str(path)))
     except yaml.YAMLError as exc:
-        raise ParameterError(f"{str(path)!r} is not valid YAML/JSON ({exc})") from None
+        raise ParameterError(f"{str(path)!r} is not valid YAML/JSON ({str(exc)[:400]})") from None
     models = doc.get("models") if isinstance(doc, dict) else doc
     if not isinstance(models, list) or not models:
         raise ParameterError(f"{str(path)!r} must hold a non-empty list of model specs, or a mapping "
-                             f"with a 'models' list; got {doc!r:.120}")
+                             f"with a 'models' list; got {short_repr(doc)}")
     out = []
     for i, spec in enumerate(models):
         name = spec.get("name") if isinstance(spec, dict) else None
@@ -85,7 +86,7 @@ def read_models(path, names=None):
     missing = sorted(set(names or ()) - {name for name, _ in out})
     if missing:
         known = [m.get("name") for m in models if isinstance(m, dict)]
-        raise ParameterError(f"no model named {missing[0]!r} in {str(path)!r}; it holds {known!r}")
+        raise ParameterError(f"no model named {short_repr(missing[0])} in {str(path)!r}; it holds {short_repr(known)}")
     return out
 
 

@@ -53,10 +53,101 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ENTRY_RE = re.compile(r"^[0-9a-f]{62}\.h5$")
 _LOADED: dict = {}
 
+#: a YAML document may hold at most this many nodes, counting every alias as the copy it
+#: stands for (a few hundred bytes of nested aliases can otherwise stand for billions)
+MAX_YAML_NODES = 1_000_000
+#: the most parameter vectors ``theta``/``theta_grid`` may ask for
+MAX_THETAS = 10_000_000
+
+
+def short_repr(value, limit=120):
+    """``repr(value)`` cut to about `limit` characters, without formatting all of a large
+    (or alias-expanded) object first.
+
+    Examples
+    --------
+    >>> short_repr(list(range(100)), 30)
+    '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring = r.maxother = r.maxlong = max(limit // 2, 12)
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _expanded_size(root, source):
+    """Nodes of a composed YAML document with every alias counted in full; a ParameterError
+    past MAX_YAML_NODES or for an alias inside its own anchor (a cycle)."""
+    import yaml
+
+    size = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [x for kv in node.value for x in kv] if isinstance(node, yaml.MappingNode) else ())
+            total = 1 + sum(size[id(c)] for c in children)
+            if total > MAX_YAML_NODES:
+                raise ParameterError(
+                    f"{source} expands to more than {MAX_YAML_NODES} YAML nodes through its aliases "
+                    f"(*name references to &name anchors); refusing it (a YAML alias bomb?)")
+            size[key] = total
+            continue
+        if key in size:
+            if size[key] is None:
+                raise ParameterError(f"{source} has an alias inside its own anchor (a recursive "
+                                     f"structure, {node.start_mark}); write the data out")
+            continue
+        size[key] = None  # in progress
+        stack.append((node, True))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((c, False) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((c, False) for kv in node.value for c in kv)
+    return size.get(id(root), 0)
+
+
+def load_yaml(text, source="the YAML text"):
+    """``yaml.safe_load(text)`` that refuses documents expanding (through aliases) to more
+    than :data:`MAX_YAML_NODES` nodes, recursive aliases and too deep nesting.
+
+    Parameters
+    ----------
+    text : str
+        JSON or YAML text.
+    source : str
+        What the text is, for messages (``"'models.yaml'"``).
+
+    Raises
+    ------
+    ParameterError
+        For a document that is too large once expanded, recursive or nested too deeply.
+    yaml.YAMLError
+        For malformed YAML.
+    """
+    import yaml
+
+    class _BoundedLoader(yaml.SafeLoader):
+        def compose_document(self):
+            node = super().compose_document()
+            if node is not None:
+                _expanded_size(node, source)
+            return node
+
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise ParameterError(f"{source} is nested too deeply to read") from None
+
 
 def _label(spec):
     name = spec.get("name") if isinstance(spec, dict) else None
-    return f"model {name!r}" if name else "the model spec"
+    return f"model {short_repr(name)}" if name else "the model spec"
 
 
 def read_spec(text, model=None):
@@ -91,23 +182,23 @@ def read_spec(text, model=None):
                                  "give an existing JSON or YAML file") from None
         source = repr(str(path))
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text, source)
     except yaml.YAMLError as exc:
-        raise ParameterError(f"{source} is not valid JSON/YAML ({exc}); give one model spec "
+        raise ParameterError(f"{source} is not valid JSON/YAML ({str(exc)[:400]}); give one model spec "
                              "like {\"name\": \"m\", \"file\": \"m.py\", \"callback\": \"f\"}") from None
     if isinstance(doc, dict) and "models" in doc and "callback" not in doc:
         models = doc["models"]
         if not isinstance(models, list):
-            raise ParameterError(f"'models' in {source} must be a list of model specs, got {models!r:.80}")
+            raise ParameterError(f"'models' in {source} must be a list of model specs, got {short_repr(models, 80)}")
         names = [m.get("name") for m in models if isinstance(m, dict)]
         if model is None:
             if len(models) != 1:
-                raise ParameterError(f"{source} holds the models {names!r}; pick one with --model NAME")
+                raise ParameterError(f"{source} holds the models {short_repr(names)}; pick one with --model NAME")
             doc = models[0]
         else:
             picked = [m for m in models if isinstance(m, dict) and m.get("name") == model]
             if not picked:
-                raise ParameterError(f"no model named {model!r} in {source}; it holds {names!r}")
+                raise ParameterError(f"no model named {model!r} in {source}; it holds {short_repr(names)}")
             doc = picked[0]
     elif model is not None and isinstance(doc, dict) and doc.get("name") not in (None, model):
         raise ParameterError(f"{source} is the model {doc.get('name')!r}, not {model!r}")
@@ -124,7 +215,7 @@ def check_spec(spec):
     """
     if not isinstance(spec, dict):
         raise ParameterError(f"a model spec must be a mapping with name, file (or module) and callback, "
-                             f"got {spec!r:.120}")
+                             f"got {short_repr(spec, 120)}")
     spec = dict(spec)
     label = _label(spec)
     unknown = sorted(set(spec) - set(SPEC_KEYS))
@@ -132,37 +223,37 @@ def check_spec(spec):
         raise ParameterError(f"{label}: unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}")
     name = spec.get("name")
     if name is not None and not (isinstance(name, str) and _NAME_RE.match(name)):
-        raise ParameterError(f"model name {name!r} must be letters, digits, '_', '-' or '.' "
+        raise ParameterError(f"model name {short_repr(name)} must be letters, digits, '_', '-' or '.' "
                              "(it names the results directory)")
     if ("file" in spec) == ("module" in spec):
         raise ParameterError(f"{label}: give exactly one of 'file' (a .py path) or 'module' "
-                             f"(an importable module name); got {({k: spec[k] for k in ('file', 'module') if k in spec})!r}")
+                             f"(an importable module name); got {short_repr({k: spec[k] for k in ('file', 'module') if k in spec})}")
     where = spec.get("file", spec.get("module"))
     if not isinstance(where, str) or not where:
-        raise ParameterError(f"{label}: 'file'/'module' must be a non-empty string, got {where!r}")
+        raise ParameterError(f"{label}: 'file'/'module' must be a non-empty string, got {short_repr(where)}")
     cb = spec.get("callback")
     if not (isinstance(cb, str) and cb.isidentifier() and not keyword.iskeyword(cb)):
-        raise ParameterError(f"{label}: 'callback' must be the name of a function in {where!r}, got {cb!r}")
+        raise ParameterError(f"{label}: 'callback' must be the name of a function in {short_repr(where)}, got {short_repr(cb)}")
     params = spec.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict) or not all(isinstance(k, str) and k.isidentifier() for k in params):
-        raise ParameterError(f"{label}: 'params' must map keyword names to values, got {params!r:.120}")
+        raise ParameterError(f"{label}: 'params' must map keyword names to values, got {short_repr(params, 120)}")
     spec["params"] = params
     for key, kind in (("discrete", bool), ("theta_dim", int), ("max_vertices", int), ("moments", int)):
         value = spec.get(key)
         if value is not None and (type(value) is not kind or (kind is int and value < 1)):
             what = "true or false" if kind is bool else "a positive integer"
-            raise ParameterError(f"{label}: {key!r} must be {what}, got {value!r}")
+            raise ParameterError(f"{label}: {key!r} must be {what}, got {short_repr(value)}")
     if spec.get("sweep") not in (None, "auto", "batch", "dask"):
-        raise ParameterError(f"{label}: 'sweep' must be 'auto', 'batch' or 'dask', got {spec['sweep']!r}")
+        raise ParameterError(f"{label}: 'sweep' must be 'auto', 'batch' or 'dask', got {short_repr(spec['sweep'])}")
     if spec.get("theta") is not None and spec.get("theta_grid") is not None:
         raise ParameterError(f"{label}: give 'theta' (a list of vectors) or 'theta_grid' (one list "
                              "of values per dimension), not both")
     rewards = spec.get("rewards")
     if rewards is not None and not (isinstance(rewards, str) and rewards):
         raise ParameterError(f"{label}: 'rewards' must be 'sfs', 'columns' or the name of a function "
-                             f"in the model file, got {rewards!r}")
+                             f"in the model file, got {short_repr(rewards)}")
     return spec
 
 
@@ -246,7 +337,7 @@ def load_callback(spec, search_dirs=()):
         defined = sorted(n for n, v in vars(module).items()
                          if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
         problem = "is not defined" if func is None else f"is {type(func).__name__!r}, not a function"
-        raise ParameterError(f"{_label(spec)}: callback {name!r} {problem} in {where!r} "
+        raise ParameterError(f"{_label(spec)}: callback {short_repr(name)} {problem} in {short_repr(where)} "
                              f"(its functions: {', '.join(defined) or 'none'}); fix 'callback'")
     return func
 
@@ -319,18 +410,19 @@ def _axis(values, label, i):
     if isinstance(values, dict):
         unknown = sorted(set(values) - {"start", "stop", "num"})
         if unknown or "stop" not in values:
-            raise ParameterError(f"{label}: theta_grid axis {i} {values!r} must be a list of numbers "
+            raise ParameterError(f"{label}: theta_grid axis {i} {short_repr(values)} must be a list of numbers "
                                  "or {start, stop, num}")
         start, stop, num = values.get("start", 0.0), values["stop"], values.get("num", 10)
-        if not (isinstance(num, int) and num >= 1):
-            raise ParameterError(f"{label}: theta_grid axis {i} has num={num!r}; give a positive integer")
+        if not (isinstance(num, int) and not isinstance(num, bool) and 1 <= num <= MAX_THETAS):
+            raise ParameterError(f"{label}: theta_grid axis {i} has num={short_repr(num)}; give a positive "
+                                 f"integer up to {MAX_THETAS}")
         return np.linspace(float(start), float(stop), num)
     if isinstance(values, (int, float)) and not isinstance(values, bool):
         return np.array([float(values)])
     arr = np.asarray(values, dtype=object)
     if arr.ndim != 1 or arr.size == 0 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                  for v in arr):
-        raise ParameterError(f"{label}: theta_grid axis {i} {values!r} must be a non-empty list of numbers")
+        raise ParameterError(f"{label}: theta_grid axis {i} {short_repr(values)} must be a non-empty list of numbers")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -354,23 +446,30 @@ def theta_matrix(spec=None, theta=None, theta_grid=None):
         raise ParameterError(f"{label}: give theta or theta_grid, not both")
     if theta_grid is not None:
         if not isinstance(theta_grid, (list, tuple)) or not theta_grid:
-            raise ParameterError(f"{label}: theta_grid {theta_grid!r} must be a non-empty list with one "
+            raise ParameterError(f"{label}: theta_grid {short_repr(theta_grid)} must be a non-empty list with one "
                                  "list of values per parameter")
         axes = [_axis(a, label, i) for i, a in enumerate(theta_grid)]
+        total = 1
+        for a in axes:
+            total *= a.size
+        if total > MAX_THETAS:
+            raise ParameterError(f"{label}: theta_grid {short_repr(theta_grid)} is the product of "
+                                 f"{[a.size for a in axes]} values, {total} parameter vectors; at most "
+                                 f"{MAX_THETAS} are evaluated, give fewer values per axis")
         return np.array(list(itertools.product(*axes)), dtype=np.float64).reshape(-1, len(axes))
     if theta is None:
         return None
     try:
         arr = np.array(theta, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ParameterError(f"{label}: theta {theta!r:.120} must be a list of equally long lists of "
+        raise ParameterError(f"{label}: theta {short_repr(theta, 120)} must be a list of equally long lists of "
                              "numbers") from None
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.size == 0:
-        raise ParameterError(f"{label}: theta {theta!r:.120} must be a list of parameter vectors")
+        raise ParameterError(f"{label}: theta {short_repr(theta, 120)} must be a list of parameter vectors")
     if not np.all(np.isfinite(arr)):
-        raise ParameterError(f"{label}: theta {theta!r:.120} has non-finite entries")
+        raise ParameterError(f"{label}: theta {short_repr(theta, 120)} has non-finite entries")
     return arr
 
 
@@ -381,10 +480,10 @@ def theta_names(spec, p):
         return [f"theta_{i + 1}" for i in range(p)]
     if (not isinstance(names, (list, tuple)) or len(names) != p
             or not all(isinstance(n, str) and _NAME_RE.match(n) for n in names)):
-        raise ParameterError(f"{_label(spec)}: theta_names {names!r} must be {p} distinct names "
+        raise ParameterError(f"{_label(spec)}: theta_names {short_repr(names)} must be {p} distinct names "
                              "(letters, digits, '_'), one per parameter")
     if len(set(names)) != p:
-        raise ParameterError(f"{_label(spec)}: theta_names {names!r} repeat a name")
+        raise ParameterError(f"{_label(spec)}: theta_names {short_repr(names)} repeat a name")
     return list(names)
 
 
@@ -425,12 +524,12 @@ def reward_vectors(rewards, graph, module=None, label="the model"):
             try:
                 module = importlib.import_module(where)
             except ImportError as exc:
-                raise ParameterError(f"{label}: cannot import {where!r} for rewards {rewards!r} ({exc})") from None
+                raise ParameterError(f"{label}: cannot import {short_repr(where)} for rewards {short_repr(rewards)} ({exc})") from None
     else:
         fname = rewards
     func = getattr(module, fname, None) if module is not None else None
     if not callable(func):
-        raise ParameterError(f"{label}: rewards {rewards!r} is not 'sfs', 'columns' or a function of the "
+        raise ParameterError(f"{label}: rewards {short_repr(rewards)} is not 'sfs', 'columns' or a function of the "
                              "model file (give FILE.py:function on the command line)")
     out = func(graph.states())
     if isinstance(out, dict):
