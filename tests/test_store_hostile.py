@@ -1,0 +1,572 @@
+"""The store's read path against damaged and hostile entries (issue 14, "Trust").
+
+Real files, real processes: torn writes, HDF5 files crafted with h5py (external raw
+storage, virtual datasets, unwritten huge datasets, variable-length strings) behind a
+valid whole-file SHA-256, FIFOs and devices at entry and archive paths, another user's
+unreadable entry (read as ``nobody``), a killed import.  Anything that could block or
+loop runs in a subprocess with a timeout, so a regression fails instead of hanging.
+"""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from phasic.exceptions import CacheWarning, UnsafeArchiveError
+from phasic.keys import sha256
+from phasic.store import Store
+from phasic.store_entry import MAGIC, MAGIC_H5, PREFIX, checksum_arrays, entry_image
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 90
+
+
+def K(i):
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env["PHASIC_CACHE_MEMORY_MB"] = "0"
+    env.update(extra)
+    return env
+
+
+def _run(code, *args, timeout=TIMEOUT, **env):
+    """Run ``code`` in a fresh interpreter; its last stdout line is JSON.  A hang fails the test."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], cwd=REPO,
+                              env=_env(**env), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the store blocked or looped: no answer within {timeout} s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _graph_arrays(target=(1, 2), weight=(0.5, 2.0)):
+    """A 3-vertex chain 0 -> 1 -> 2 (valid with the defaults)."""
+    return {"states": np.array([[0], [1], [2]], np.int32), "edges/indptr": np.array([0, 1, 2, 2], np.int64),
+            "edges/target": np.array(target, np.int32), "edges/weight": np.array(weight, np.float64)}
+
+
+def _frame_h5(path, attrs):
+    """Put the store's head on an HDF5 file made with a 512-byte userblock: MAGIC_H5, the
+    attributes as the index and a valid SHA-256 over everything after it.  The result passes
+    every integrity check, whatever the HDF5 part holds (integrity is not authenticity)."""
+    data = bytearray(Path(path).read_bytes())
+    assert data[512:520] == b"\x89HDF\r\n\x1a\n"
+    text = json.dumps({"attrs": attrs}, separators=(",", ":")).encode()
+    sizes = (512).to_bytes(8, "little") + len(text).to_bytes(8, "little")
+    data[PREFIX:512] = text + bytes(512 - PREFIX - len(text))
+    data[16:32] = sizes
+    h = sha256(bytes(data[16:32]))
+    h.update(bytes(data[PREFIX:]))
+    data[32:64] = h.digest()
+    data[:16] = MAGIC_H5
+    Path(path).write_bytes(bytes(data))
+
+
+def _crafted(path, key, make, checksum):
+    """An entry at ``path`` for ``key`` whose datasets ``make(f)`` creates (valid head and digest)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    attrs = {"format": 2, "key": key, "checksum": checksum}
+    with h5py.File(path, "w", userblock_size=512) as f:
+        make(f)
+        f.attrs.update(attrs)
+    _frame_h5(path, attrs)
+
+
+def _archive_of(archive, kind, key, data):
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(f"{kind}/{key[:2]}/{key[2:]}.h5")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def _get_warning(store, kind, key):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = store.get(kind, key)
+    return found, " | ".join(str(w.message) for w in caught), [w.category for w in caught]
+
+
+# ----------------------------------------------------------------------------- item 2: torn writes
+
+TORN = """
+import json, sys, warnings
+from pathlib import Path
+from phasic import Graph
+from phasic.store import Store
+from tests import _keys_helpers as kh
+
+root = Path(sys.argv[1])
+want = Graph(kh.coalescent, ipv=[12], theta=2.0, cache=True).variance()
+path = next((root / "graphs").rglob("*.h5"))
+good = path.read_bytes()
+results = []
+for start in range(0, len(good), 512):
+    data = bytearray(good)
+    data[start:start + 512] = bytes(len(data[start:start + 512]))  # a torn write: one block of zeros
+    if bytes(data) == good:
+        continue
+    path.write_bytes(bytes(data))
+    report = Store(root).verify()
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = Graph(kh.coalescent, ipv=[12], theta=2.0, cache=True).variance()
+    results.append({"start": start, "bad": [p for p, _ in report.bad], "var": got,
+                    "warned": any(str(path) in str(w.message) for w in caught)})
+print(json.dumps({"path": str(path), "want": want, "results": results}))
+"""
+
+
+def test_torn_write_is_quarantined_and_rebuilt_never_parsed(tmp_path):
+    """Item 2: zeroing any one 512-byte block of an entry: verify and Graph(cache=True) finish,
+    move it aside and rebuild the right graph (the damaged bytes never reach h5py)."""
+    root = tmp_path / "cache"
+    out = _run(TORN, root, PHASIC_CACHE_DIR=str(root), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax"))
+    assert len(out["results"]) >= 3
+    for r in out["results"]:
+        assert r["bad"] == [out["path"]], r
+        assert r["warned"] and r["var"] == pytest.approx(out["want"], rel=1e-12), r
+    assert len(list((root / "corrupt").iterdir())) == 2 * len(out["results"])
+
+
+# ----------------------------------------------------------------------------- item 4: HDF5 reaching outside
+
+def _external_passwd(f):
+    n = os.path.getsize("/etc/passwd")
+    f.create_dataset("x", shape=(n,), dtype="u1", external=[("/etc/passwd", 0, n)])
+
+
+def _virtual(other):
+    def make(f):
+        layout = h5py.VirtualLayout(shape=(100,), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(other), "data", shape=(100,))
+        f.create_virtual_dataset("x", layout)
+    return make
+
+
+def _huge(f):
+    f.create_dataset("x", shape=(512 << 20,), dtype="u1")  # never written: a few hundred bytes on disk
+
+
+def _vlen(f):
+    f.create_dataset("x", data=np.array(["a", "bc"], dtype=object), dtype=h5py.string_dtype())
+
+
+@pytest.mark.parametrize("case", ["external_passwd", "virtual", "huge", "vlen_string"])
+def test_crafted_hdf5_entries_are_refused_before_reading(tmp_path, case):
+    """Items 4 and 10: entries that pass the SHA-256 but whose HDF5 part reads other files
+    (external raw storage, a virtual dataset), claims 512 MiB it does not hold, or holds a
+    variable-length string dataset: refused by get (moved aside, the warning names the file
+    and the reason), by verify and by import -- without reading the other file or the bytes."""
+    key = K(case)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.arange(100.0)
+    make, checksum, reason = {
+        "external_passwd": (_external_passwd, checksum_arrays({"x": np.fromfile("/etc/passwd", np.uint8)}),
+                            "external raw storage"),
+        "virtual": (_virtual(other), checksum_arrays({"x": np.arange(100.0)}), "virtual dataset"),
+        "huge": (_huge, "0" * 64, "claims 536870912 bytes"),
+        "vlen_string": (_vlen, "0" * 64, "dtype"),
+    }[case]
+    store = Store(tmp_path / "a", memory_mb=0)
+    path = store.path("traces", key)
+    _crafted(path, key, make, checksum)
+    data = path.read_bytes()
+    tracemalloc.start()
+    try:
+        found, text, categories = _get_warning(store, "traces", key)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found is None and str(path) in text and reason in text, text
+    assert CacheWarning in categories and peak < 64 << 20
+    assert not path.exists() and len(list((store.root / "corrupt").iterdir())) == 1
+    other_store = Store(tmp_path / "b")
+    path_b = other_store.path("traces", key)
+    path_b.parent.mkdir(parents=True)
+    path_b.write_bytes(data)
+    report = other_store.verify()
+    assert [p for p, _ in report.bad] == [str(path_b)] and reason in report.bad[0][1]
+    _archive_of(tmp_path / "x.tar.gz", "traces", key, data)
+    with pytest.raises(UnsafeArchiveError, match=reason):
+        Store(tmp_path / "c").import_archive(tmp_path / "x.tar.gz")
+    assert not list((tmp_path / "c").rglob("*.h5"))
+
+
+FIFO_CHILD = """
+import json, sys, warnings
+from phasic.store import Store
+root, kind, key, archive = sys.argv[1:5]
+store = Store(root, memory_mb=0)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = store.get(kind, key)
+    text = " | ".join(str(w.message) for w in caught)
+report = store.verify()
+try:
+    Store(root + "-import").import_archive(archive)
+    imported = "imported"
+except Exception as exc:
+    imported = f"{type(exc).__name__}: {exc}"
+print(json.dumps({"got": got is None, "warning": text, "bad": report.bad, "import": imported}))
+"""
+
+
+@pytest.mark.parametrize("case", ["external_fifo", "fifo_entry"])
+def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case):
+    """Item 4: an entry whose external storage is a FIFO, and a FIFO at the entry path itself:
+    get, verify and import answer at once (a bad entry, moved aside) instead of waiting for
+    a writer that never comes."""
+    key = K(case)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    root = tmp_path / "cache"
+    path = Store(root).path("traces", key)
+    crafted = tmp_path / "crafted.h5"
+    _crafted(crafted, key, lambda f: f.create_dataset("x", shape=(100,), dtype="u1", external=[(str(fifo), 0, 100)]),
+             "0" * 64)
+    path.parent.mkdir(parents=True)
+    if case == "fifo_entry":
+        os.mkfifo(path)
+    else:
+        shutil.copyfile(crafted, path)
+    _archive_of(tmp_path / "x.tar.gz", "traces", key, crafted.read_bytes())
+    out = _run(FIFO_CHILD, root, "traces", key, tmp_path / "x.tar.gz")
+    assert out["got"] and str(path) in out["warning"]
+    assert ("FIFO" if case == "fifo_entry" else "external raw storage") in out["warning"]
+    assert out["import"].startswith("UnsafeArchiveError") and "external raw storage" in out["import"]
+    assert not os.path.lexists(path)  # moved aside by get (verify found nothing left)
+    moved = list((root / "corrupt").iterdir())
+    assert len(moved) == 1 and (stat.S_ISFIFO(os.lstat(moved[0]).st_mode) == (case == "fifo_entry"))
+    # verify on its own finds it too
+    os.mkfifo(path) if case == "fifo_entry" else shutil.copyfile(crafted, path)
+    out = _run(FIFO_CHILD.replace("got = store.get(kind, key)", "got = None"), root, "traces", key,
+               tmp_path / "x.tar.gz")
+    assert [p for p, _ in out["bad"]] == [str(path)]
+
+
+def test_symlink_at_an_entry_path_is_not_followed(tmp_path):
+    """Item 4: a symbolic link at an entry path (here to a valid entry elsewhere) is a bad entry;
+    the link is moved aside, its target is untouched."""
+    store = Store(tmp_path / "cache", memory_mb=0)
+    elsewhere = Store(tmp_path / "elsewhere").put("graphs", K(1), _graph_arrays(), {})
+    before = elsewhere.read_bytes()
+    path = store.path("graphs", K(1))
+    path.parent.mkdir(parents=True)
+    os.symlink(elsewhere, path)
+    found, text, _ = _get_warning(store, "graphs", K(1))
+    assert found is None and "symbolic link" in text and not os.path.lexists(path)
+    assert elsewhere.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- item 7: permission denied
+
+NOBODY_CHILD = """
+import json, os, sys, warnings
+from pathlib import Path
+root = Path(sys.argv[1])
+from phasic import Graph
+from phasic.store import Store
+import phasic.cache, phasic.store_archive, phasic.store_lock, phasic.store_write, h5py
+from tests import _keys_helpers as kh
+
+want = Graph(kh.coalescent, ipv=[9], theta=2.0, cache=True).variance()  # built and stored as root
+Graph(kh.coalescent, ipv=[9], theta=2.0, cache=True).variance()  # a hit: every module is loaded now
+path = next((root / "graphs").rglob("*.h5"))
+key = path.parent.name + path.name[:-3]
+os.chmod(path, 0o600)  # another user's private entry
+for d in (root, root / "graphs", path.parent):
+    os.chmod(d, 0o777)  # ... in folders this user may write: quarantining it would be possible
+ino = path.stat().st_ino
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = Store(root).get("graphs", key)
+    report = Store(root).verify()
+    kept = path.stat().st_ino == ino
+    var = Graph(kh.coalescent, ipv=[9], theta=2.0, cache=True).variance()
+print(json.dumps({"uid": os.getuid(), "got": got is None, "kept": kept, "bad": report.bad,
+                  "unreadable": report.unreadable, "corrupt": os.path.exists(root / "corrupt"),
+                  "want": want, "var": var, "categories": [w.category.__name__ for w in caught],
+                  "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def test_permission_denied_is_a_miss_never_quarantined(tmp_path):
+    """Item 7: an entry this user may not read (another user's, mode 0600; read here as
+    ``nobody``) is a miss with a CacheWarning for get and Graph(cache=True), listed as
+    unreadable by verify, and never moved aside."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create another user's entry and switch to 'nobody'")
+    base = Path(tempfile.mkdtemp(prefix="phasic-perm-", dir="/tmp"))  # tmp_path is 0700: nobody cannot enter it
+    try:
+        os.chmod(base, 0o755)
+        root = base / "cache"
+        out = _run(NOBODY_CHILD, root, PHASIC_CACHE_DIR=str(root), JAX_COMPILATION_CACHE_DIR=str(base / "jax"),
+                   HOME=str(base))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert out["uid"] == 65534
+    assert out["got"] and out["kept"] and out["bad"] == [] and not out["corrupt"], out
+    assert len(out["unreadable"]) == 1 and "Permission denied" in out["unreadable"][0][1]
+    assert out["var"] == pytest.approx(out["want"], rel=1e-12)
+    assert "CacheWarning" in out["categories"] and any("cannot read" in w for w in out["warnings"])
+    assert not any("corrupt entry" in w for w in out["warnings"]), out["warnings"]
+
+
+# ----------------------------------------------------------------------------- item 9: attributes covered
+
+def _chain(V):
+    """A valid chain graph on V vertices whose edges/indptr is over 64 KiB (compressed)."""
+    return {"states": np.arange(V, dtype=np.int32).reshape(V, 1),
+            "edges/indptr": np.concatenate([np.arange(V, dtype=np.int64), [V - 1]]),
+            "edges/target": np.arange(1, V, dtype=np.int32), "edges/weight": np.full(V - 1, 2.0)}
+
+
+def _set_attr(path, name, value):
+    with h5py.File(path, "r+") as f:
+        f.attrs[name] = value
+
+
+def test_flipped_discrete_on_a_compressed_entry_is_detected(tmp_path):
+    """Item 9: a compressed entry (read with h5py) is covered by the whole-file SHA-256, so an
+    attribute edited in place (``discrete``: another distribution) is caught by get and verify."""
+    store = Store(tmp_path, compression="gzip", memory_mb=0)
+    path = store.put("graphs", K(1), _chain(10_000), {"discrete": False})
+    assert path.read_bytes()[:16] == MAGIC_H5
+    assert store.get("graphs", K(1))[1]["discrete"] is False
+    _set_attr(path, "discrete", True)
+    data = path.read_bytes()
+    found, text, _ = _get_warning(store, "graphs", K(1))
+    assert found is None and "checksum mismatch" in text and str(path) in text
+    path.write_bytes(data)
+    assert [p for p, _ in store.verify().bad] == [str(path)]
+
+
+def test_flipped_discrete_on_a_format_1_entry_is_never_used(tmp_path):
+    """Item 9: a format-1 entry's attributes are covered by nothing, so it is never read: a
+    hit is a miss and the rebuilt entry carries the true ``discrete``."""
+    arrays = _graph_arrays()
+    store = Store(tmp_path, memory_mb=0)
+    path = store.path("graphs", K(1))
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        for name, a in arrays.items():
+            f.create_dataset(name, data=a)
+        f.attrs.update({"format": 1, "key": K(1), "checksum": checksum_arrays(arrays), "discrete": False})
+    _set_attr(path, "discrete", True)  # still matches its (arrays-only) checksum
+    assert store.get("graphs", K(1)) is None
+    assert store.verify().legacy == [str(path)]
+    _, attrs = store.get_or_create("graphs", K(1), lambda: (arrays, {"discrete": False}))
+    assert attrs["discrete"] is False and store.get("graphs", K(1))[1]["discrete"] is False
+
+
+# ----------------------------------------------------------------------------- item 10: dtypes in the index
+
+def test_object_dtype_in_a_valid_index_is_refused(tmp_path):
+    """Item 10: an indexed entry whose index (behind a valid SHA-256) declares an object dtype
+    would make numpy read raw bytes as pointers; it is refused and moved aside."""
+    store = Store(tmp_path, memory_mb=0)
+    path = store.put("traces", K(1), {"x": np.arange(4, dtype=np.int64)}, {})
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[24:32], "little")
+    text = bytes(data[PREFIX:PREFIX + length])
+    assert b'"<i8"' in text
+    text = text.replace(b'"<i8"', b'"|O8"')
+    data[PREFIX:PREFIX + length] = text
+    h = sha256(bytes(data[16:32]))
+    h.update(bytes(data[PREFIX:]))
+    data[32:64] = h.digest()
+    path.write_bytes(bytes(data))
+    found, text, _ = _get_warning(store, "traces", K(1))
+    assert found is None and "dtype" in text and str(path) in text
+
+
+# ----------------------------------------------------------------------------- items 8 and 11: invalid graphs
+
+@pytest.mark.parametrize("bad", ["target_out_of_range", "nan_rate", "negative_rate"])
+def test_graph_entry_with_valid_checksum_but_invalid_arrays(tmp_path, monkeypatch, bad):
+    """Items 8 and 11: a graph entry whose checksums hold but whose arrays are not a graph:
+    verify reports it, a Graph(cache=True) hit moves it aside (the warning names the file and
+    the edge) and rebuilds the right graph, and import refuses it."""
+    from phasic import Graph
+    from phasic.cache import graph_entry_path
+    from tests import _keys_helpers as kh
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(root))
+    monkeypatch.setenv("PHASIC_CACHE_MEMORY_MB", "0")
+    want = Graph(kh.coalescent, ipv=[6], theta=2.0).variance()
+    path = graph_entry_path(kh.coalescent, ipv=[6], theta=2.0)
+    key = path.parent.name + path.name[:-3]
+    arrays = {"target_out_of_range": _graph_arrays(target=(1, 7)), "nan_rate": _graph_arrays(weight=(np.nan, 1.0)),
+              "negative_rate": _graph_arrays(weight=(0.5, -1.0))}[bad]
+    store = Store(root)
+    store.put("graphs", key, arrays, {"discrete": False})
+    data = path.read_bytes()
+    message = {"target_out_of_range": "edge 1 targets vertex 7", "nan_rate": "edge 0 has weight nan",
+               "negative_rate": "edge 1 has weight -1.0"}[bad]
+    report = store.verify()
+    assert [p for p, _ in report.bad] == [str(path)] and message in report.bad[0][1]
+    path.write_bytes(data)
+    with pytest.warns(CacheWarning, match=message) as caught:
+        g = Graph(kh.coalescent, ipv=[6], theta=2.0, cache=True)
+    assert any(str(path) in str(w.message) for w in caught)
+    assert g.variance() == pytest.approx(want, rel=1e-12)
+    assert Graph(kh.coalescent, ipv=[6], theta=2.0, cache=True).variance() == pytest.approx(want, rel=1e-12)
+    _archive_of(tmp_path / "x.tar.gz", "graphs", key, data)
+    with pytest.raises(UnsafeArchiveError, match=message):
+        Store(tmp_path / "dst").import_archive(tmp_path / "x.tar.gz")
+
+
+def test_import_reports_provenance(tmp_path):
+    """Item 8: import says what it merged and what the entries claim about their origin."""
+    src = Store(tmp_path / "src")
+    src.put("graphs", K(1), _graph_arrays(), {"callback": "models.chain", "discrete": False})
+    src.put("traces", K(2), {"code": np.arange(3, dtype=np.uint8)}, {})
+    src.export(tmp_path / "a.tar.gz")
+    dst = Store(tmp_path / "dst")
+    report = dst.import_archive(tmp_path / "a.tar.gz")
+    assert report.imported == 2
+    prov = {p["key"]: p for p in report.provenance}
+    assert set(prov) == {K(1), K(2)}
+    assert prov[K(1)]["kind"] == "graphs" and prov[K(1)]["callback"] == "models.chain"
+    assert prov[K(1)]["path"] == str(dst.path("graphs", K(1)))
+    for p in prov.values():
+        assert {"phasic_version", "created"} <= set(p)
+        for name in ("user", "host"):  # written by newer phasic versions; reported when present
+            attrs = dst.get(p["kind"], p["key"])[1]
+            assert p.get(name) == attrs.get(name)
+    assert dst.import_archive(tmp_path / "a.tar.gz").provenance == []  # all present: nothing imported
+
+
+# ----------------------------------------------------------------------------- item 12: killed imports
+
+KILLED_IMPORT = """
+import shutil, sys, time
+from phasic.store import Store
+copy = shutil.copyfileobj
+
+def slow(*args, **kwargs):
+    copy(*args, **kwargs)
+    print("staged", flush=True)
+    time.sleep(120)
+
+shutil.copyfileobj = slow
+Store(sys.argv[1]).import_archive(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("op", ["import", "verify", "clear"])
+def test_staging_folders_of_a_killed_import_are_removed(tmp_path, op):
+    """Item 12: an import killed mid-way leaves ``<root>/.import-*``; the next import, verify
+    or clear removes it (and a live import's folder is left alone)."""
+    src = Store(tmp_path / "src")
+    src.put("graphs", K(1), _graph_arrays(), {})
+    src.export(tmp_path / "a.tar.gz")
+    root = tmp_path / "dst"
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_IMPORT), str(root),
+                             str(tmp_path / "a.tar.gz")], cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "staged"
+        live = list(root.glob(".import-*"))
+        assert len(live) == 1
+        Store(root).verify()  # a live import's folder is not touched
+        assert live[0].exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert live[0].exists()
+    store = Store(root)
+    if op == "import":
+        assert store.import_archive(tmp_path / "a.tar.gz").imported == 1
+    elif op == "verify":
+        assert str(live[0]) in store.verify().removed_temp
+    else:
+        store.clear()
+    assert not list(root.glob(".import-*"))
+
+
+# ----------------------------------------------------------------------------- item 13: export targets
+
+@pytest.mark.parametrize("what", ["fifo", "symlink", "device"])
+def test_export_refuses_anything_but_a_new_or_regular_file(tmp_path, what):
+    """Item 13: exporting onto a FIFO, a symbolic link or a device fails with a clear error
+    naming the path, and leaves it as it was."""
+    store = Store(tmp_path / "cache")
+    store.put("graphs", K(1), _graph_arrays(), {})
+    target = tmp_path / "out.tar.gz"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    if what == "fifo":
+        os.mkfifo(target)
+    elif what == "symlink":
+        os.symlink(victim, target)
+    else:
+        try:
+            os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a null device of our own
+        except PermissionError:
+            pytest.skip("mknod is not permitted here (no CAP_MKNOD)")
+    mode = os.lstat(target).st_mode
+    with pytest.raises(UnsafeArchiveError, match=str(target).replace(".", r"\.")):
+        store.export(target)
+    assert os.lstat(target).st_mode == mode and victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cache", "out.tar.gz", "victim.txt"])
+    regular = tmp_path / "ok.tar.gz"
+    regular.write_bytes(b"old archive")
+    assert store.export(regular) == 1 and tarfile.is_tarfile(regular)
+
+
+def test_indexed_entries_still_hit_without_h5py_after_the_checks(tmp_path):
+    """The checks cost nothing on the fast path: a graph hit in a fresh process loads
+    neither h5py nor the archive code."""
+    store = Store(tmp_path)
+    store.put("graphs", K(1), _graph_arrays(), {"discrete": False})
+    assert store.path("graphs", K(1)).read_bytes()[:16] == MAGIC
+    out = _run("""
+        import json, sys
+        from phasic.store import Store
+        arrays, attrs = Store(sys.argv[1]).get("graphs", sys.argv[2])
+        print(json.dumps({"h5py": "h5py" in sys.modules, "archive": "phasic.store_archive" in sys.modules,
+                          "w": arrays["edges/weight"].tolist()}))
+    """, tmp_path, K(1))
+    assert out == {"h5py": False, "archive": False, "w": [0.5, 2.0]}
+
+
+def test_entry_image_round_trips_every_dtype_compressed(tmp_path):
+    """The compressed (h5py-read) form reads back what was written, bounds and all."""
+    arrays = {"z": np.zeros((50_000, 4), np.int32), "f": np.linspace(0, 1, 20_000), "b": np.array([True, False]),
+              "s": np.array([b"ab", b"c"]), "c": np.array([1 + 2j]), "e": np.zeros((0, 3))}
+    store = Store(tmp_path, compression="gzip", memory_mb=0)
+    path = store.put("traces", K(1), arrays, {"n": None})
+    assert path.read_bytes()[:16] == MAGIC_H5
+    got, attrs = store.get("traces", K(1))
+    for name, a in arrays.items():
+        assert got[name].dtype == a.dtype and got[name].shape == a.shape
+        np.testing.assert_array_equal(got[name], a)
+    assert attrs["n"] is None and store.verify().ok == 1
+    assert entry_image({"x": np.arange(3)}, {"format": 2, "key": K(2), "checksum": "0"})[:16] == MAGIC
