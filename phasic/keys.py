@@ -26,10 +26,24 @@ Encoding rules
   :func:`phasic.with_ipv` is keyed separately) and docstrings, but any change
   of the code itself changes the key.  Added to that: default argument values,
   closure cell values, the values of module-level constants named in the code
-  (numbers, str, bool, None, tuples/lists/dicts/sets of those, numpy arrays),
-  and, recursively and cycle-safe, the normalised source of plain functions
-  from the callback's own module that it names.  Functions, classes and
-  modules from *other* modules are recorded by qualified name only.
+  (numbers, str, bool, None, tuples/lists/dicts/sets of those, numpy arrays).
+* The key follows the callback into **all of the user's code it reaches**,
+  transitively and cycle-safe (:mod:`phasic.keys_reach` draws the line: user
+  code is any module whose file lies outside the standard library and the site
+  directories).  A user function reached as a global, a default, a closure
+  cell, a ``module.attr`` (dotted chains included), or an import inside the
+  body is encoded like the callback; a user class by its normalised source,
+  its methods (followed the same way), its data and its bases; a user module
+  by the attributes the code can name (a superset: every name the code
+  mentions), or whole when the code looks attributes up by a computed name.
+  Installed code is recorded by distribution name and version
+  (``["libfunc"|"libmodule"|"libclass", qualname, dist, version]``), the
+  standard library by name.  Constructs whose targets are only known at run
+  time (``exec``, ``eval``, ``__import__``, ``globals()``, a computed
+  ``getattr`` on anything but a module, a ``global`` statement) give one
+  :class:`phasic.exceptions.KeyWarning` per callback (see docs/store.md).
+  A callback reaching only its own module and the standard library keeps the
+  key it had before this was added.
   The AST dump format depends on the Python minor version, so a different
   Python gives different keys (a cache miss, never a wrong hit).
 
@@ -37,11 +51,12 @@ Speed
 -----
 A cache hit must cost less than rebuilding even a ~50-vertex graph (~0.1 ms),
 so the immutable parts of a key are memoised per code object (a code object
-never changes while it lives): the normalised AST dump and its JSON text, and
-the names of the globals the code reads.  What can change between calls is
-read on every call: default values, closure cells, the current values of the
-module globals (helper functions are looked up again and re-encoded), the
-parameters, IPV and options.  :func:`graph_key` assembles the canonical JSON
+never changes while it lives): the normalised AST dump and its JSON text, the
+names the code reads and its imports.  The callback's whole text is reused
+while every function, module attribute, class member and closure cell the walk
+read is still the same object and nothing it encoded can change in place (a
+list or an array constant); otherwise it is encoded afresh.  Parameters, IPV
+and options are encoded on every call.  :func:`graph_key` assembles the canonical JSON
 text from those parts; the result is identical to
 ``key_from_material(graph_key_material(...))``, only faster.  SHA-256 comes
 from :mod:`hashlib`, or, while hashlib is not yet imported (its OpenSSL load
@@ -68,7 +83,8 @@ import types
 
 import numpy as np  # a hard dependency, already imported by phasic
 
-from phasic.exceptions import UnhashableError
+from phasic.exceptions import KeyWarning, UnhashableError
+from phasic.keys_reach import distribution, module_kind
 from phasic.keys_values import (_NONE_TEXT, _named_only, _object_text, _qualname, _value_text,  # noqa: F401
                                 canonical_json, encode_value, sha256)
 from phasic.keys_source import (_class_source, _dumps, _function_ast, _function_ast_entry,  # noqa: F401
@@ -165,7 +181,7 @@ def _unwrap(func):
 
 
 def callback_material(func, *, _visited=None):
-    """Encode a function by its normalised source and the data it reads.
+    """Encode a function by its normalised source and everything of the user's it reaches.
 
     Parameters
     ----------
@@ -184,11 +200,49 @@ def callback_material(func, *, _visited=None):
         For lambdas, functions without retrievable source, and closure or
         global values of unsupported types.
     """
-    return _callback(func, {} if _visited is None else _visited, False)
+    return _callback(func, _Walk({} if _visited is None else _visited, False))
 
 
-def _callback(func, visited, text):
-    """:func:`callback_material` (``text=False``), or its canonical JSON text (``text=True``).
+class _Walk:
+    """One walk over the code a callback reaches.
+
+    ``visited`` marks functions (by code object), modules and classes already encoded
+    (cycles and repeats become ``funcref``/``moduleref``/``classref``); ``text`` selects
+    canonical JSON text instead of nested lists.  The walk also notes what its result
+    depends on, for :func:`_top_callback_text`: ``attrs`` (object, attribute, value) and
+    ``items`` (mapping, name, value) must still be identical, ``sizes`` (mapping, length)
+    still hold; ``cacheable`` turns False when a value that can change in place (a list,
+    an array, a keyword-default dict) was encoded.
+    """
+
+    __slots__ = ("visited", "text", "attrs", "items", "sizes", "cacheable")
+
+    def __init__(self, visited, text):
+        self.visited = visited
+        self.text = text
+        self.attrs = []
+        self.items = []
+        self.sizes = []
+        self.cacheable = True
+
+    def out(self, encoded):
+        return _text(encoded) if self.text else encoded
+
+    def holds(self):
+        for obj, name, value in self.attrs:
+            try:
+                if getattr(obj, name) is not value:
+                    return False
+            except (AttributeError, ValueError):  # an emptied cell
+                return False
+        for mapping, name, value in self.items:
+            if mapping.get(name, _MISSING) is not value:
+                return False
+        return all(len(mapping) == size for mapping, size in self.sizes)
+
+
+def _callback(func, walk):
+    """:func:`callback_material` (``walk.text`` False), or its canonical JSON text (True).
 
     Both walk the function in the same order (so nested functions get the same
     ``funcref`` markers); the text form reuses the memoised JSON text of every
@@ -197,86 +251,342 @@ def _callback(func, visited, text):
     func = _unwrap(func)
     if not isinstance(func, types.FunctionType):
         if isinstance(func, (functools.partial, types.MethodType)):
-            encoded = encode_value(func, _seen={"__functions__": visited})
-            return _dumps(encoded) if text else encoded
+            walk.cacheable = False
+            return walk.out(encode_value(func, _seen={"__functions__": walk.visited}))
         kind = "built-in function" if isinstance(func, types.BuiltinFunctionType) else type(func).__qualname__
         raise UnhashableError(
             f"cannot key the callback {func!r}: a {kind} has no Python source to key; "
             "use a plain function defined with def in a file"
         )
     code = func.__code__
+    walk.attrs += ((func, "__code__", code), (func, "__defaults__", func.__defaults__),
+                   (func, "__kwdefaults__", func.__kwdefaults__), (func, "__qualname__", func.__qualname__))
     marker = id(code)
-    if marker in visited:
-        ref = ["funcref", func.__qualname__]
-        return _dumps(ref) if text else ref
-    visited[marker] = True
-    ast_dump, ast_json = _function_ast_entry(func)
+    if marker in walk.visited:
+        return walk.out(["funcref", func.__qualname__])
+    walk.visited[marker] = True
+    ast_dump, ast_json, notes = _function_ast_entry(func)
     where = f"callback {_qualname(func)}"
-    seen = {"__functions__": visited}
-    encode = _value_text if text else _encode_in
-    defaults = encode(func.__defaults__, f"the defaults of {where}", seen)
-    kwdefaults = encode(func.__kwdefaults__, f"the keyword defaults of {where}", seen)
+    names = _reach_names(code, notes)
+    seen = {"__functions__": walk.visited}
+    defaults = _encode_items(func.__defaults__, f"the defaults of {where}", walk, names, seen)
+    if func.__kwdefaults__:
+        walk.cacheable = False
+    kwdefaults = (_value_text if walk.text else _encode_in)(func.__kwdefaults__, f"the keyword defaults of {where}", seen)
     closure = {}
+    cells = {}
     for var, cell in zip(code.co_freevars, func.__closure__ or ()):
         try:
             contents = cell.cell_contents
         except ValueError:
-            closure[var] = _EMPTY_CELL_TEXT if text else ["emptycell"]
+            walk.cacheable = False
+            closure[var] = _EMPTY_CELL_TEXT if walk.text else ["emptycell"]
             continue
-        closure[var] = encode(contents, f"the closure variable {var!r} of {where}", seen)
+        walk.attrs.append((cell, "cell_contents", contents))
+        cells[var] = contents
+        closure[var] = _encode_ref(contents, f"the closure variable {var!r} of {where}", walk, names, seen)
     glob = {}
     namespace = func.__globals__
     for gname in _global_names(code):
-        if gname in namespace:  # otherwise a builtin or an attribute name
-            glob[gname] = _encode_global(gname, namespace[gname], func, visited, text)
-    if not text:
-        material = {
-            "name": func.__qualname__,  # not the module: __main__ vs imported must give one key
-            "ast": ast_dump,
-            "defaults": defaults,
-            "kwdefaults": kwdefaults,
-            "closure": closure,
-            "globals": glob,
-        }
+        value = namespace.get(gname, _MISSING)
+        walk.items.append((namespace, gname, value))
+        if value is not _MISSING:  # otherwise a builtin or an attribute name
+            glob[gname] = _encode_ref(value, f"the global {gname!r} used by callback {_qualname(func)}", walk,
+                                      names, seen, gname=gname)
+    material = {"name": func.__qualname__, "defaults": defaults, "kwdefaults": kwdefaults, "closure": closure,
+                "globals": glob}
+    imports = _encode_imports(func, notes, walk, names, seen)
+    if imports:  # absent unless the function imports inside its body (so older keys stay as they were)
+        material["imports"] = imports
+    whole = _encode_whole_modules(func, notes, cells, walk, seen)
+    if whole:
+        material["modules"] = whole
+    for construct, line in notes.dynamic:
+        _warn_unfollowable(func, construct, line)
+    if not walk.text:
+        material["ast"] = ast_dump
         return ["function", material]
-    return (
-        f'["function",{{"ast":{ast_json},"closure":{_object_text(closure)},"defaults":{defaults},'
-        f'"globals":{_object_text(glob)},"kwdefaults":{kwdefaults},"name":{_jstr(func.__qualname__)}}}]'
-    )
+    fields = {k: (v if isinstance(v, str) else _object_text(v)) for k, v in material.items()}
+    fields["ast"] = ast_json
+    fields["name"] = _jstr(func.__qualname__)
+    return f'["function",{_object_text(fields)}]'
 
 
 _EMPTY_CELL_TEXT = '["emptycell"]'
 _MISSING = object()
 _IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _TEXT_CACHE = {}
+_WARNED = {}
+
+
+def _stable(value):
+    """True for values that cannot change in place (so an identity check vouches for them)."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return True
+    return (kind is tuple or kind is frozenset) and all(_stable(v) for v in value)
+
+
+_NAMES = {}
+
+
+def _reach_names(code, notes):
+    """Attribute names a function may look up on a module it reaches (a superset; memoised per code object)."""
+    names = _memo_get(_NAMES, code)
+    if names is None:
+        names = set(_global_names(code))
+        names.update(notes.getattr_names)
+        for _, _, imported in notes.imports:
+            if imported:
+                names.update(imported)
+        names = _memo_put(_NAMES, code, frozenset(names))
+    return names
+
+
+def _is_ref(value):
+    """Functions, modules, classes and builtins: encoded by what they are, not as data."""
+    if isinstance(value, (types.ModuleType, type, types.BuiltinFunctionType, np.ufunc)):
+        return True
+    return type(_unwrap(value)) is types.FunctionType
+
+
+def _encode_items(items, where, walk, names, seen):
+    """A tuple of defaults: references by :func:`_encode_ref`, data as :func:`encode_value` does."""
+    if items is None:
+        return _NONE_TEXT if walk.text else ["none"]
+    out = [_encode_ref(v, where, walk, names, seen) for v in items]
+    return '["tuple",[' + ",".join(out) + "]]" if walk.text else ["tuple", out]
+
+
+def _named(value):
+    """The encoding of a value recorded by name only (as before: ``["named", kind, qualname]``)."""
+    return ["named", type(value).__name__, _qualname(value) if hasattr(value, "__name__") else None]
+
+
+def _encode_ref(value, where, walk, names, seen, gname=None):
+    """Encode a value a function reaches (a global, a default, a closure cell, a module attribute).
+
+    User functions, classes and modules are followed (:func:`_callback`, :func:`_encode_class`,
+    :func:`_encode_module`); installed ones are recorded by name with their distribution's
+    name and version, the standard library's by name; data is encoded by value.
+    """
+    inner = value if isinstance(value, type) else _unwrap(value)
+    if type(inner) is types.FunctionType:
+        kind = module_kind(inner.__module__)
+        if kind == "user":
+            return _callback(inner, walk)
+        if kind == "stdlib":
+            return walk.out(["extfunc", _qualname(inner)])
+        return walk.out(["libfunc", _qualname(inner), *distribution(inner.__module__)])
+    if isinstance(value, types.ModuleType):
+        kind = module_kind(value.__name__)
+        if kind == "user":
+            return _encode_module(value, names, walk, seen, whole=False)
+        return walk.out(_named(value) if kind == "stdlib" else ["libmodule", value.__name__,
+                                                                 *distribution(value.__name__)])
+    if isinstance(value, type):
+        kind = module_kind(value.__module__)
+        if kind == "user":
+            return _encode_class(value, walk, seen)
+        return walk.out(_named(value) if kind == "stdlib" else ["libclass", _qualname(value),
+                                                                 *distribution(value.__module__)])
+    if isinstance(value, types.BuiltinFunctionType):
+        module = getattr(value, "__module__", None)
+        if module and module_kind(module) == "lib":
+            return walk.out(["libfunc", _qualname(value), *distribution(module)])
+        return walk.out(_named(value))
+    if isinstance(value, np.ufunc):
+        return walk.out(["ufunc", value.__name__, *distribution("numpy")])
+    if _named_only(value):
+        return walk.out(_named(value))
+    if not _stable(value):
+        walk.cacheable = False
+    try:
+        return _value_text(value, where, seen) if walk.text else _encode_in(value, where, seen)
+    except UnhashableError as exc:
+        if gname is None:
+            raise
+        raise UnhashableError(
+            f"{exc}. A callback may only read module-level constants of supported types; "
+            f"pass {gname!r} to it as a keyword parameter instead"
+        ) from None
+
+
+def _encode_module(module, names, walk, seen, whole):
+    """A user module: the encodings of its attributes that ``names`` names (all of them when ``whole``)."""
+    namespace = vars(module)
+    if whole:
+        attrs = sorted(n for n in namespace if not n.startswith("__"))
+        walk.sizes.append((namespace, len(namespace)))
+    else:
+        attrs = sorted(n for n in names if n in namespace)
+        walk.items.extend((namespace, n, _MISSING) for n in names if n not in namespace)
+    marker = ("module", id(module), whole, tuple(attrs))
+    if marker in walk.visited:
+        return walk.out(["moduleref", module.__name__])
+    walk.visited[marker] = True
+    encoded = {}
+    for name in attrs:
+        value = namespace[name]
+        walk.items.append((namespace, name, value))
+        where = f"{module.__name__}.{name}"
+        if whole and not _is_ref(value):
+            try:  # a whole module may hold data that cannot be keyed; name what was left out
+                encoded[name] = _encode_ref(value, where, walk, names, seen)
+            except UnhashableError:
+                walk.cacheable = False
+                encoded[name] = walk.out(["unkeyed", _qualname(type(value))])
+            continue
+        encoded[name] = _encode_ref(value, where, walk, names, seen)
+    if walk.text:
+        return f'["module",{_jstr(module.__name__)},{_object_text(encoded)}]'
+    return ["module", module.__name__, encoded]
+
+
+_SKIPPED_MEMBERS = frozenset({"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__",
+                              "__annotations__", "__slots__", "__firstlineno__", "__static_attributes__"})
+
+
+def _encode_class(cls, walk, seen):
+    """A user class: its normalised source, the encodings of its methods and data, its bases."""
+    marker = ("class", id(cls))
+    if marker in walk.visited:
+        return walk.out(["classref", cls.__qualname__])
+    walk.visited[marker] = True
+    source = _class_source(cls)
+    if source is None:
+        _warn_unfollowable(cls, "a class whose source cannot be read", None)
+    members = vars(cls)
+    walk.sizes.append((members, len(members)))
+    encoded = {}
+    for name in sorted(members):
+        if name in _SKIPPED_MEMBERS:
+            continue
+        value = members[name]
+        walk.items.append((members, name, value))
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, property):
+            parts = [_encode_member(f, walk, seen) for f in (value.fget, value.fset, value.fdel)]
+            encoded[name] = ('["property",[' + ",".join(parts) + "]]") if walk.text else ["property", parts]
+            continue
+        if type(value) is types.FunctionType:
+            if value.__code__.co_filename.startswith("<"):
+                continue  # generated from the class body (dataclass __init__, ...): covered by its source
+            encoded[name] = _callback(value, walk)
+        elif name.startswith("__") and not _is_ref(value):
+            continue
+        else:
+            try:
+                encoded[name] = _encode_ref(value, f"{_qualname(cls)}.{name}", walk, frozenset(), seen)
+            except UnhashableError:
+                walk.cacheable = False
+                encoded[name] = walk.out(["unkeyed", _qualname(type(value))])
+    bases = [_encode_ref(b, f"a base of {_qualname(cls)}", walk, frozenset(), seen)
+             for b in cls.__bases__ if b is not object]
+    if walk.text:
+        return (f'["class",{_jstr(cls.__qualname__)},{_dumps(source)},{_object_text(encoded)},'
+                f'[{",".join(bases)}]]')
+    return ["class", cls.__qualname__, source, encoded, bases]
+
+
+def _encode_member(func, walk, seen):
+    if func is None:
+        return walk.out(["none"])
+    return _encode_ref(func, "a property", walk, frozenset(), seen)
+
+
+def _encode_imports(func, notes, walk, names, seen):
+    """``{import text: encoding}`` of the imports inside a function's body."""
+    if not notes.imports:
+        return {}
+    import importlib
+
+    package = func.__globals__.get("__package__") or (func.__module__ or "").rpartition(".")[0]
+    encoded = {}
+    for module_name, level, imported in notes.imports:
+        text = "." * level + module_name
+        try:
+            module = importlib.import_module(text, package if level else None)
+        except Exception as exc:  # noqa: BLE001 - any import error: the callback will raise it itself
+            _warn_unfollowable(func, f"import {text} (it failed here: {type(exc).__name__}: {exc})", None)
+            encoded[text] = walk.out(["unimportable", text])
+            continue
+        walk.items.append((sys.modules, module.__name__, module))
+        if imported is None:
+            encoded[text] = _encode_ref(module, f"the module {text} imported by {_qualname(func)}", walk, names, seen)
+            continue
+        for name in imported:
+            if name == "*":
+                encoded[f"{text}:*"] = _encode_module(module, names, walk, seen, whole=True) \
+                    if module_kind(module.__name__) == "user" else _encode_ref(module, text, walk, names, seen)
+                continue
+            value = getattr(module, name, _MISSING)
+            if value is _MISSING:
+                try:
+                    value = importlib.import_module(f"{module.__name__}.{name}")
+                except Exception:  # noqa: BLE001 - the callback's own import will fail the same way
+                    encoded[f"{text}:{name}"] = walk.out(["unimportable", f"{text}.{name}"])
+                    continue
+            else:
+                walk.items.append((vars(module), name, value))
+            encoded[f"{text}:{name}"] = _encode_ref(value, f"{name} imported from {text} by {_qualname(func)}",
+                                                    walk, names, seen)
+    return encoded
+
+
+def _encode_whole_modules(func, notes, cells, walk, seen):
+    """User modules whose attributes a function looks up by computed names: followed whole."""
+    encoded = {}
+    for target in notes.getattr_targets:
+        value = cells.get(target, func.__globals__.get(target, _MISSING))
+        if isinstance(value, types.ModuleType):
+            if module_kind(value.__name__) == "user":
+                encoded[target] = _encode_module(value, frozenset(), walk, seen, whole=True)
+        else:  # a local variable or another object: what it holds is only known at run time
+            _warn_unfollowable(func, f"getattr({target}, <computed name>)", None)
+    return encoded
+
+
+def _warn_unfollowable(obj, construct, line):
+    """Warn once per function (or class) that the key cannot follow ``construct``."""
+    token = getattr(obj, "__code__", obj)
+    warned = _memo_get(_WARNED, token)
+    if warned is not None and construct in warned:
+        return
+    if warned is None:
+        warned = _memo_put(_WARNED, token, set())
+    warned.add(construct)
+    import warnings
+
+    code = getattr(obj, "__code__", None)
+    place = f" ({code.co_filename}:{line})" if code is not None and line else ""
+    warnings.warn(
+        f"the graph key of {_qualname(obj)} cannot follow {construct}{place}: an edit reached only "
+        "through it does not change the key, so a cached graph could be stale; pass what it reaches "
+        "as a parameter or import it by name",
+        KeyWarning,
+        stacklevel=4,
+    )
 
 
 def _top_callback_text(callback):
-    """``_callback(callback, {}, True)``, remembered for functions whose text cannot go stale.
+    """``_callback(callback, _Walk({}, True))``, remembered while what it depends on is unchanged.
 
-    The text of a function with no closure, no keyword-only defaults,
-    defaults of immutable scalars only, and whose globals are absent or
-    modules, classes or builtins (encoded by name or by their memoised source)
-    depends only on the function object, its ``__qualname__``, the identities
-    of its ``__code__`` and ``__defaults__`` and of each global's value; those
-    are checked on every call, anything else is encoded afresh.
+    The walk notes every function, module attribute, class member and closure cell it
+    read; while each is still the same object, and nothing it encoded can change in place,
+    the text is reused (a cache hit's key then costs a few identity checks).
     """
     func = _unwrap(callback)
     if type(func) is not types.FunctionType:
-        return _callback(callback, {}, True)
+        return _callback(callback, _Walk({}, True))
     entry = _memo_get(_TEXT_CACHE, func)
-    namespace = func.__globals__
-    if (entry is not None and entry[0] == func.__qualname__ and entry[1] is func.__defaults__
-            and entry[4] is func.__code__ and func.__kwdefaults__ is None and not func.__closure__
-            and all(namespace.get(name, _MISSING) is value for name, value in entry[2])):
-        return entry[3]
-    text = _callback(callback, {}, True)
-    defaults = func.__defaults__
-    if func.__kwdefaults__ is None and not func.__closure__ and (
-            defaults is None or all(type(d) in _IMMUTABLE for d in defaults)):
-        snapshot = tuple((name, namespace.get(name, _MISSING)) for name in _global_names(func.__code__))
-        if all(value is _MISSING or _named_only(value) for _, value in snapshot):
-            _memo_put(_TEXT_CACHE, func, (func.__qualname__, defaults, snapshot, text, func.__code__))
+    if entry is not None and entry[0].holds():
+        return entry[1]
+    walk = _Walk({}, True)
+    text = _callback(callback, walk)
+    if walk.cacheable:
+        _memo_put(_TEXT_CACHE, func, (walk, text))
     return text
 
 
@@ -285,42 +595,8 @@ def _encode_in(value, where, seen):
 
 
 def _is_library(func):
-    """True for functions from the standard library or installed packages."""
-    module_name = getattr(func, "__module__", None) or ""
-    if module_name.split(".")[0] in sys.stdlib_module_names or module_name.split(".")[0] == "builtins":
-        return True
-    module = sys.modules.get(module_name)
-    path = getattr(module, "__file__", None) or ""
-    return "site-packages" in path or "dist-packages" in path
-
-
-def _encode_global(gname, value, func, visited, text=False):
-    """Encode the module-level name ``gname`` read by ``func`` (as JSON text when ``text``)."""
-    inner = _unwrap(value) if not isinstance(value, type) else value
-    if isinstance(inner, types.FunctionType) and inner.__module__ == func.__module__ and not _is_library(inner):
-        return _callback(inner, visited, text)
-    encoded = _encode_global_value(gname, value, inner, func, visited)
-    return _text(encoded) if text else encoded
-
-
-def _encode_global_value(gname, value, inner, func, visited):
-    """Encode a module-level value other than a same-module function."""
-    if isinstance(inner, types.FunctionType):
-        return ["extfunc", _qualname(inner)]
-    where = f"the global {gname!r} used by callback {_qualname(func)}"
-    if isinstance(value, type) and value.__module__ == func.__module__:
-        return ["ownclass", value.__qualname__, _class_source(value)]
-    if _named_only(value):
-        return ["named", type(value).__name__, _qualname(value) if hasattr(value, "__name__") else None]
-    if isinstance(value, np.ufunc):
-        return ["ufunc", value.__name__]
-    try:
-        return encode_value(value, _seen={"__functions__": visited}, _where=where)
-    except UnhashableError as exc:
-        raise UnhashableError(
-            f"{exc}. A callback may only read module-level constants of supported types; "
-            f"pass {gname!r} to it as a keyword parameter instead"
-        ) from None
+    """True for functions from the standard library or installed packages (phasic included)."""
+    return module_kind(getattr(func, "__module__", None)) != "user"
 
 
 def _callback_ipv(callback):

@@ -60,20 +60,25 @@ def _function_ast(func):
 
 
 def _function_ast_entry(func):
-    """``(dump, JSON text of the dump)`` of ``func`` (memoised per code object)."""
+    """``(dump, JSON text of the dump, reach notes)`` of ``func`` (memoised per code object).
+
+    The notes (:func:`phasic.keys_reach.scan`) list the imports inside the function and
+    the constructs the key cannot follow, read from the same parse.
+    """
     code = getattr(func, "__code__", None)
     if code is not None:
         cached = _memo_get(_AST_CACHE, code)
         if cached is not None:
             return cached
-    dump = _function_ast_uncached(func)
-    entry = (dump, _dumps(dump))
+    dump, notes = _function_ast_uncached(func, with_notes=True)
+    entry = (dump, _dumps(dump), notes)
     if code is not None:
         _memo_put(_AST_CACHE, code, entry)
     return entry
 
 
-def _function_ast_uncached(func):
+def _function_ast_uncached(func, with_notes=False):
+    """The normalised AST dump of ``func`` (and its reach notes when ``with_notes``)."""
     import ast
     import inspect
     import textwrap
@@ -117,11 +122,17 @@ def _function_ast_uncached(func):
             "define it with def in a file"
         )
     node.decorator_list = []
+    notes = None
+    if with_notes:
+        from phasic.keys_reach import scan
+
+        notes = scan(node, getattr(getattr(func, "__code__", None), "co_firstlineno", 1) - 1)
     body = node.body
     if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
         if isinstance(body[0].value.value, str) and len(body) > 1:
             node.body = body[1:]
-    return ast.dump(node, include_attributes=False)
+    dump = ast.dump(node, include_attributes=False)
+    return (dump, notes) if with_notes else dump
 
 
 def _function_source(func):

@@ -1,0 +1,464 @@
+"""The graph key follows the callback into the user's other modules.
+
+Each scenario is a small user project written to ``tmp_path``: a model module whose
+callback reaches a helper in another module in one of the ways users write it
+(from-import, ``module.attr``, a helper of a helper, a module constant, a class, a
+default argument, a closure, an import inside the callback, a relative import in a
+package, an editable-style package outside site-packages).  One subprocess computes
+every scenario's key and its ``Graph(cache=True)`` expectation with a shared store;
+then every helper is edited (a real change, or only comments and formatting) and a
+new process runs again.  A real change must give a new key and the new answer (equal
+to a build without the cache); a cosmetic edit must keep the key and hit the store.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Each scenario: files (path -> source with {R} for the edited rate and {C} for a
+# cosmetic edit) and the module:callback to build.  The callback is a Kingman-like
+# chain whose rate at n lineages is n(n-1)/2 times a helper's value.
+SCENARIOS = {
+    "from_import": {
+        "s1_helpers.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s1_model.py": """
+            from s1_helpers import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "module_attr": {
+        "s2_helpers.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s2_model.py": """
+            import s2_helpers
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s2_helpers.mig_rate(1.0)]]
+        """,
+    },
+    "helper_of_helper": {
+        "s3_inner.py": """
+            def base(k):{C}
+                return {R} * k
+        """,
+        "s3_helpers.py": """
+            from s3_inner import base
+
+            def mig_rate(k):
+                return base(k)
+        """,
+        "s3_model.py": """
+            from s3_helpers import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "helper_constant": {
+        "s4_helpers.py": """
+            SCALE = {R}{C}
+
+            def mig_rate(k):
+                return SCALE * k
+        """,
+        "s4_model.py": """
+            from s4_helpers import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "dotted_constant": {
+        "s5_helpers.py": """
+            SCALE = {R}{C}
+        """,
+        "s5_model.py": """
+            import s5_helpers
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s5_helpers.SCALE]]
+        """,
+    },
+    "class_method": {
+        "s6_helpers.py": """
+            class Rates:
+                def __init__(self, k):
+                    self.k = k
+
+                def mig(self):{C}
+                    return {R} * self.k
+        """,
+        "s6_model.py": """
+            from s6_helpers import Rates
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * Rates(1.0).mig()]]
+        """,
+    },
+    "default_argument": {
+        "s7_helpers.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s7_model.py": """
+            from s7_helpers import mig_rate as _m
+
+            def model(state, rate=_m):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * rate(1.0)]]
+        """,
+    },
+    "closure": {
+        "s8_helpers.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s8_model.py": """
+            def make():
+                from s8_helpers import mig_rate
+
+                def model(state):
+                    n = state[0]
+                    return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+
+                return model
+
+            model = make()
+        """,
+    },
+    "import_in_body": {
+        "s9_helpers.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s9_model.py": """
+            def model(state):
+                from s9_helpers import mig_rate
+
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "package_relative": {
+        "s10pkg/__init__.py": """
+        """,
+        "s10pkg/rates.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s10pkg/model.py": """
+            from .rates import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "relative_import_in_body": {
+        "s11pkg/__init__.py": """
+        """,
+        "s11pkg/sub/__init__.py": """
+        """,
+        "s11pkg/sub/rates.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s11pkg/model.py": """
+            def model(state):
+                from .sub import rates
+
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * rates.mig_rate(1.0)]]
+        """,
+    },
+    "dotted_submodule": {
+        "s12pkg/__init__.py": """
+        """,
+        "s12pkg/rates.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s12_model.py": """
+            import s12pkg.rates
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s12pkg.rates.mig_rate(1.0)]]
+        """,
+    },
+    "staticmethod_of_helper_class": {
+        "s13_helpers.py": """
+            class Table:
+                @staticmethod
+                def rate(k):{C}
+                    return {R} * k
+        """,
+        "s13_model.py": """
+            import s13_helpers
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s13_helpers.Table.rate(1.0)]]
+        """,
+    },
+}
+
+CALLBACKS = {
+    "from_import": "s1_model:model",
+    "module_attr": "s2_model:model",
+    "helper_of_helper": "s3_model:model",
+    "helper_constant": "s4_model:model",
+    "dotted_constant": "s5_model:model",
+    "class_method": "s6_model:model",
+    "default_argument": "s7_model:model",
+    "closure": "s8_model:model",
+    "import_in_body": "s9_model:model",
+    "package_relative": "s10pkg.model:model",
+    "relative_import_in_body": "s11pkg.model:model",
+    "dotted_submodule": "s12_model:model",
+    "staticmethod_of_helper_class": "s13_model:model",
+}
+
+RUNNER = """
+import importlib, json, sys, warnings
+warnings.simplefilter("error")  # no scenario here may need a warning
+import phasic
+from phasic.cache import graph_key_for
+out = {}
+for name, spec in json.loads(sys.argv[1]).items():
+    module, attr = spec.split(":")
+    cb = getattr(importlib.import_module(module), attr)
+    key = graph_key_for(cb, ipv=[6])[0]
+    cached = phasic.Graph(cb, ipv=[6], cache=True).expectation()
+    fresh = phasic.Graph(cb, ipv=[6], cache=False).expectation()
+    out[name] = [key, cached, fresh]
+print(json.dumps(out))
+"""
+
+
+def _write(root, rate, cosmetic):
+    for files in SCENARIOS.values():
+        for rel, source in files.items():
+            text = textwrap.dedent(source).lstrip("\n")
+            text = text.replace("{R}", rate)
+            if cosmetic:  # comments, blank lines and spacing only
+                text = text.replace("{C}", "  # edited: comments only") + "\n\n# trailing comment\n"
+            text = text.replace("{C}", "")
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+
+def _run(project, store):
+    env = dict(os.environ, PHASIC_CACHE_DIR=str(store), PYTHONPATH=f"{project}{os.pathsep}{REPO}",
+               PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(CALLBACKS)], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    project = tmp_path_factory.mktemp("project")
+    store = tmp_path_factory.mktemp("store")
+    _write(project, "0.5", cosmetic=False)
+    first = _run(project, store)
+    _write(project, "0.5", cosmetic=True)
+    cosmetic = _run(project, store)
+    _write(project, "5.0", cosmetic=False)
+    edited = _run(project, store)
+    return first, cosmetic, edited
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_edit_in_another_module_changes_key_and_answer(runs, scenario):
+    first, _, edited = runs
+    key0, cached0, fresh0 = first[scenario]
+    key1, cached1, fresh1 = edited[scenario]
+    assert cached0 == pytest.approx(fresh0, rel=1e-12)
+    assert fresh1 == pytest.approx(fresh0 / 10, rel=1e-12)  # the rate went from 0.5 to 5.0
+    assert key1 != key0, f"{scenario}: the key did not follow the helper's edit"
+    assert cached1 == pytest.approx(fresh1, rel=1e-12), f"{scenario}: a stale graph came from the store"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_comment_and_format_edits_keep_the_key(runs, scenario):
+    first, cosmetic, _ = runs
+    assert cosmetic[scenario][0] == first[scenario][0]
+
+
+# ------------------------------------------------------------------ in-process checks
+
+
+def _module(tmp_path, monkeypatch, name, source, load=True):
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source).lstrip("\n"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.invalidate_caches()
+    sys.modules.pop(name, None)
+    return importlib.import_module(name) if load else None
+
+
+def test_installed_distributions_are_recorded_by_name_and_version(tmp_path, monkeypatch):
+    import numpy as np
+
+    from phasic.keys import graph_key
+
+    mod = _module(tmp_path, monkeypatch, "k_uses_numpy", """
+        import numpy as np
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], float(np.sqrt(n))]]
+    """)
+    _, material = graph_key(mod.model, {}, ipv=[4])
+    assert '"numpy"' in material and json.dumps(np.__version__) in material
+
+
+def test_stdlib_is_recorded_by_name_only(tmp_path, monkeypatch):
+    from phasic.keys import graph_key
+
+    mod = _module(tmp_path, monkeypatch, "k_uses_math", """
+        import math
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], math.comb(n, 2)]]
+    """)
+    _, material = graph_key(mod.model, {}, ipv=[4])
+    assert '["named","module","?.math"]' in material  # the encoding keys have always used
+
+
+def test_cyclic_helpers_are_keyed(tmp_path, monkeypatch):
+    from phasic.keys import graph_key, graph_key_material, key_from_material
+
+    _module(tmp_path, monkeypatch, "k_cyc_a", """
+        import k_cyc_b
+
+        def f(k):
+            return 1.0 if k <= 0 else k_cyc_b.g(k - 1)
+    """, load=False)
+    b = _module(tmp_path, monkeypatch, "k_cyc_b", """
+        import k_cyc_a
+
+        def g(k):
+            return 2.0 * k_cyc_a.f(k)
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], g(n)]]
+    """)
+    key, text = graph_key(b.model, {}, ipv=[4])
+    assert (key, text) == key_from_material(graph_key_material(b.model, {}, ipv=[4]))
+
+
+def test_unfollowable_constructs_warn_once_and_name_the_construct(tmp_path, monkeypatch):
+    from phasic.exceptions import KeyWarning
+    from phasic.keys import graph_key
+
+    mod = _module(tmp_path, monkeypatch, "k_dynamic", """
+        SUFFIX = "_rate"
+
+        def model(state, table=None):
+            n = state[0]
+            scale = eval("0.5")
+            return [] if n <= 1 else [[[n - 1], n * scale]]
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        k0 = graph_key(mod.model, {}, ipv=[4])[0]
+        assert graph_key(mod.model, {}, ipv=[4])[0] == k0
+    messages = [str(w.message) for w in caught if issubclass(w.category, KeyWarning)]
+    assert len(messages) == 1, messages
+    assert "eval()" in messages[0] and "k_dynamic.model" in messages[0] and "k_dynamic.py:5" in messages[0]
+
+
+def test_computed_getattr_on_a_user_module_follows_the_whole_module(tmp_path, monkeypatch):
+    import importlib
+
+    from phasic.keys import graph_key
+
+    helpers = _module(tmp_path, monkeypatch, "k_getattr_helpers", """
+        def rate_fn(n):
+            return n * 0.5
+    """)
+    mod = _module(tmp_path, monkeypatch, "k_getattr_model", """
+        import k_getattr_helpers
+
+        NAME = "rate"
+
+        def model(state):
+            n = state[0]
+            fn = getattr(k_getattr_helpers, NAME + "_fn")
+            return [] if n <= 1 else [[[n - 1], fn(n)]]
+    """)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # followed soundly: no warning
+        k0 = graph_key(mod.model, {}, ipv=[4])[0]
+    (tmp_path / "k_getattr_helpers.py").write_text("def rate_fn(n):\n    return n * 0.75\n")
+    importlib.invalidate_caches()
+    importlib.reload(helpers)
+    assert graph_key(mod.model, {}, ipv=[4])[0] != k0
+
+
+def test_getattr_with_a_computed_name_on_a_local_warns(tmp_path, monkeypatch):
+    from phasic.exceptions import KeyWarning
+    from phasic.keys import graph_key
+
+    mod = _module(tmp_path, monkeypatch, "k_getattr_local", """
+        def model(state, rates=None):
+            n = state[0]
+            obj = rates
+            which = "x" * n
+            return [] if n <= 1 else [[[n - 1], float(getattr(obj, which, 1.0))]]
+    """)
+    with pytest.warns(KeyWarning, match=r"getattr\(obj, <computed name>\)"):
+        graph_key(mod.model, {}, ipv=[4])
+
+
+def test_helper_edit_in_the_same_process_after_reload_changes_the_key(tmp_path, monkeypatch):
+    import importlib
+
+    from phasic.keys import graph_key
+
+    helpers = _module(tmp_path, monkeypatch, "k_reload_helpers", """
+        def mig_rate(k):
+            return 0.5 * k
+    """)
+    mod = _module(tmp_path, monkeypatch, "k_reload_model", """
+        import k_reload_helpers
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], k_reload_helpers.mig_rate(n)]]
+    """)
+    k0 = graph_key(mod.model, {}, ipv=[4])[0]
+    assert graph_key(mod.model, {}, ipv=[4])[0] == k0  # memoised path
+    (tmp_path / "k_reload_helpers.py").write_text("def mig_rate(k):\n    return 5.25 * k\n")
+    importlib.invalidate_caches()
+    importlib.reload(helpers)
+    assert graph_key(mod.model, {}, ipv=[4])[0] != k0
