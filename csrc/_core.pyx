@@ -110,12 +110,23 @@ cdef object _plain(object x):
     """`x` for an error message: NumPy scalars and arrays (also inside lists and tuples) as
     plain Python numbers and lists, so a state prints as [3, 0], not [np.int32(3), 0]."""
     if isinstance(x, np.generic):
-        return x.item()
+        x = x.item()
+    if type(x) is int and x.bit_length() > 128:
+        return _BigInt(x.bit_length())  # printing every digit may not even be allowed
     if isinstance(x, np.ndarray):
         return x.tolist() if x.size <= 64 else x  # a large array keeps NumPy's short repr
     if isinstance(x, (list, tuple)) and len(x) <= 64:
         return [_plain(y) for y in x]
     return x
+
+
+class _BigInt:
+    """Stands for a huge integer in a message."""
+    def __init__(self, bits):
+        self.bits = bits
+
+    def __repr__(self):
+        return f"<an integer of {self.bits} bits>"
 
 
 cdef str _where(object where):
@@ -157,7 +168,7 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
         lst = <list>s
         for i in range(d):
             x = lst[i]
-            if type(x) is not int:
+            if type(x) is not int or not -2147483648 <= x <= 2147483647:
                 break
             val = PyLong_AsLongLong(x)
             if val < -2147483648 or val > 2147483647:
@@ -186,6 +197,8 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
         if type(x) is not int and (isinstance(x, (float, np.floating, complex, str, bytes)) or x is None):
             raise StateTypeError(f"{_where(where)}: state {_plain(seq)!r} has non-integer entry {_plain(x)!r} "
                                  f"at position {i}; states are integer vectors")
+        if isinstance(x, (int, np.integer)) and not -2147483648 <= x <= 2147483647:
+            raise GraphConstructionError(f"{_where(where)}: state entry {_plain(x)!r} does not fit in int32")
         try:
             val = x
         except (TypeError, OverflowError):
@@ -326,7 +339,10 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
             rate = item[1]
             fill_state(nxt, d, buf, state_arr)
             if is_number(rate):
-                r = rate
+                try:
+                    r = rate
+                except OverflowError:  # an int beyond the largest double
+                    r = INFINITY
                 if not isfinite(r) or r < 0:
                     raise GraphConstructionError(
                         f"callback returned rate {_plain(rate)!r} for the edge {state_arr.tolist()!r} -> "
