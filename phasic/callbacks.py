@@ -12,6 +12,16 @@ from phasic.exceptions import GraphConstructionError
 _PLAIN_MAX = 64
 
 
+class _BigInt:
+    """Stands for a huge integer in a message."""
+
+    def __init__(self, bits):
+        self.bits = bits
+
+    def __repr__(self):
+        return f"<an integer of {self.bits} bits>"
+
+
 def plain(x):
     """`x` for an error message: NumPy scalars and arrays, also inside lists and tuples, as
     plain Python numbers and lists, so a state prints as ``[3, 0]``, not
@@ -23,7 +33,9 @@ def plain(x):
     [3, 0]
     """
     if isinstance(x, np.generic):
-        return x.item()
+        x = x.item()
+    if type(x) is int and x.bit_length() > 128:
+        return _BigInt(x.bit_length())  # every digit may be too many to print
     if isinstance(x, np.ndarray):
         return x.tolist() if x.size <= _PLAIN_MAX else x
     if isinstance(x, (list, tuple)) and len(x) <= _PLAIN_MAX:
@@ -51,8 +63,9 @@ def normalize_ipv(ipv) -> list:
     for state, prob in ipv:
         try:
             p = float(prob)
-        except (TypeError, ValueError):
-            raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} is not a number")
+        except (TypeError, ValueError, OverflowError):
+            raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} is not "
+                                         f"a number in [0, 1]") from None
         if not (p >= 0.0) or p == float("inf"):
             raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} must be >= 0")
         total += p

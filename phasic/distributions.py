@@ -87,6 +87,8 @@ def _check_absorbing(g):
 MAX_RATE_TIME = 1e8
 #: discrete pmf/cdf refuse jump counts beyond this
 MAX_JUMPS = 100_000_000
+#: sample() refuses more draws than this in one call (8 bytes each)
+MAX_SAMPLES = 1_000_000_000
 
 
 def _times(t, name="t"):
@@ -163,6 +165,9 @@ def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
     """`n` simulated absorption times (reward-weighted if `rewards` is given)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ParameterError(f"n must be a non-negative integer, got {n!r}")
+    if n > MAX_SAMPLES:
+        raise ParameterError(f"n={int(n)} is more than {MAX_SAMPLES} samples in one call; draw them "
+                             f"in batches")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
