@@ -462,3 +462,53 @@ def test_helper_edit_in_the_same_process_after_reload_changes_the_key(tmp_path, 
     importlib.invalidate_caches()
     importlib.reload(helpers)
     assert graph_key(mod.model, {}, ipv=[4])[0] != k0
+
+
+INSTALLED_RUNNER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])   # a site-packages directory, as an installed package's
+sys.path.insert(0, sys.argv[2])   # the user's project, as an editable install's path entry
+import model
+from phasic.keys import graph_key
+from phasic.keys_reach import distribution, module_kind
+key, material = graph_key(model.model, {}, ipv=[4])
+print(json.dumps([key, module_kind("fancyrates"), distribution("fancyrates"), module_kind("model")]))
+"""
+
+
+def test_installed_code_is_keyed_by_version_and_editable_user_code_by_source(tmp_path):
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    (site / "fancyrates").mkdir(parents=True)
+    (site / "fancyrates" / "__init__.py").write_text("def rate(n):\n    return 0.5 * n\n")
+    dist = site / "Fancy_Rates-1.0.dist-info"  # the distribution's name differs from the import name
+    dist.mkdir()
+    (dist / "top_level.txt").write_text("fancyrates\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "model.py").write_text(textwrap.dedent("""
+        import fancyrates
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], fancyrates.rate(n)]]
+    """))
+
+    def run():
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run([sys.executable, "-c", INSTALLED_RUNNER, str(site), str(project)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    key, lib_kind, found, user_kind = run()
+    assert (lib_kind, found, user_kind) == ("lib", ["Fancy_Rates", "1.0"], "user")
+    # editing installed code without a new version keeps the key (it is keyed by version) ...
+    (site / "fancyrates" / "__init__.py").write_text("def rate(n):\n    return 5.0 * n\n")
+    assert run()[0] == key
+    # ... a new version changes it, and so does an edit of the user's own module
+    dist.rename(site / "Fancy_Rates-1.1.dist-info")
+    key2 = run()[0]
+    assert key2 != key
+    (project / "model.py").write_text((project / "model.py").read_text().replace("fancyrates.rate(n)",
+                                                                                 "2 * fancyrates.rate(n)"))
+    assert run()[0] != key2
