@@ -19,10 +19,25 @@ attribute the caller passes (str/int/float/bool/None).  No pickles.
 Format 2 adds an index in the file's HDF5 userblock (described in
 :mod:`phasic.store_entry`): the attributes as JSON, where each dataset's bytes
 lie, and a SHA-256 of the whole file, so that a hit is one read of the file, one
-SHA-256 pass and no h5py at all.  Entries of format 1 (no index) and entries
-with compressed datasets are read with h5py and verified with ``checksum``;
-both stay readable, and keys did not change.  A phasic that only knows
-format 1 ignores format-2 entries (with a warning) and never removes them.
+SHA-256 pass and no h5py at all.  Entries with compressed datasets carry the
+same head and SHA-256 (magic ``phasic-store-h2``, an index of the attributes
+only) and are read with h5py once the SHA-256 passed.  Keys did not change.
+
+What is trusted
+---------------
+Nothing is parsed before the whole-file SHA-256 passed, and that SHA-256 covers
+every byte: arrays, attributes (``discrete``, ``key``, ...) and index.  Only
+regular files are read (a FIFO, device or symbolic link at an entry path is a
+bad entry, moved aside without being opened).  h5py reads only files whose
+structure the store writes: no external raw storage, virtual datasets, soft or
+external links, unknown filters or odd dtypes, and no dataset claiming bytes the
+file cannot hold.  Graph entries are also checked as graphs
+(:func:`phasic.graph_arrays.graph_problem`).  Entries of format 1 (and older
+unindexed ones) have no checksum over their attributes: they are never parsed,
+a hit on them is a miss whose rebuild replaces them, and :meth:`Store.verify`
+lists them as ``legacy``.  An entry this user may not read (``PermissionError``)
+is a miss with a :class:`phasic.exceptions.CacheWarning` and is never moved
+aside.  A checksum shows integrity, not authenticity: see ``docs/store.md``.
 
 Speed and compression
 ---------------------
@@ -152,7 +167,7 @@ class VerifyReport:
     bad : list of (str, str)
         ``(path, reason)`` of every entry that failed; each was moved aside.
     removed_temp : list of str
-        Stale temporary and lock files that were removed.
+        Stale temporary and lock files, and staging folders of killed imports, that were removed.
     newer : list of str
         Entries of a newer store format, left alone (neither ok nor bad).
     legacy : list of str
@@ -544,15 +559,18 @@ class Store:
 
     # ------------------------------------------------------------------ maintenance
     def clear(self, kind=None):
-        """Remove every entry of ``kind`` (default: all kinds); returns how many."""
+        """Remove every entry of ``kind`` (default: all kinds; also non-regular files at entry
+        paths and staging folders of killed imports); returns how many entries."""
         from phasic.store_archive import clear
 
         return clear(self, kind)
 
     def verify(self, kind=None):
-        """Check every entry (through its index and with h5py); move bad ones aside and remove
-        stale temporary files.  Entries of a newer store format are listed in ``newer`` and
-        left alone.
+        """Check every entry (its SHA-256, then its HDF5 part with the safe h5py reader, and
+        graph entries as graphs); move bad ones (also FIFOs, devices and symlinks at entry
+        paths) aside and remove stale temporary files and the staging folders of killed
+        imports.  Entries of a newer store format (``newer``), format-1 entries (``legacy``)
+        and entries this user may not read (``unreadable``) are listed and left alone.
 
         Returns
         -------
@@ -611,7 +629,8 @@ class Store:
         Parameters
         ----------
         tar_path : str or path-like
-            The archive to write (replaced atomically).
+            The archive to write (replaced atomically); must be a new or regular file
+            (a FIFO, device or symbolic link there raises UnsafeArchiveError).
         kinds : sequence of {"graphs", "traces"}
 
         Returns
@@ -629,13 +648,17 @@ class Store:
 
         Every member is checked before anything is merged: no absolute paths,
         no ``..``, no links or devices, only ``graphs|traces/xx/yyyy.h5`` files
-        (and their directories) whose content verifies and whose stored key
-        matches the name.  Leftover temporary/lock files of a live cache are
-        skipped.  Good entries already in the store are kept.
+        (and their directories) whose content verifies as :meth:`verify` checks it
+        (graph entries must be valid graphs) and whose stored key matches the
+        name.  Format-1 and newer-format members are left out (``ignored``).
+        Leftover temporary/lock files of a live cache are skipped.  Good entries
+        already in the store are kept.  Staging folders of killed imports are removed.
 
         Returns
         -------
         ImportReport
+            Counts, and the provenance (``callback``, ``user``, ``host``,
+            ``phasic_version``, ``created`` when recorded) of every imported entry.
 
         Raises
         ------

@@ -63,8 +63,8 @@ def _staging_is_stale(path):
             return True
         except OSError:
             pass
-        else:
-            return False  # a live import on this host
+        else:  # a live process: its import, unless the pid was reused long after a kill
+            return time.time() - os.lstat(path).st_mtime > 86400.0 if os.path.lexists(path) else False
     newest = 0.0
     for p in (path, owner):
         with contextlib.suppress(OSError):

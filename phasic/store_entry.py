@@ -27,13 +27,20 @@ digest (index, padding and the whole HDF5 part: any change anywhere is
 caught) and takes the arrays as views of the buffer, without h5py: importing
 h5py alone costs ~50-190 ms and an h5py open + read ~0.7-1.3 ms here, many
 times the cost of building a 50-vertex graph (~0.1 ms).  The writer checks that every offset holds the
-array's bytes and that h5py reads the finished file back; an entry that
-cannot be indexed (compressed datasets) is written without the index and
-read with h5py, like format-1 entries.
+array's bytes and that h5py reads the finished file back.  An entry with
+compressed datasets cannot be indexed: it gets the head :data:`MAGIC_H5` and
+an index holding only the attributes, behind the same whole-file SHA-256, and
+its arrays are read with h5py once that SHA-256 passed.
 
-A file whose index is missing (format 1, compressed) or fails its check
-(damaged, modified, or a newer format) is read with h5py and judged there;
-see :meth:`phasic.store.Store.get`.
+A file whose SHA-256 fails is bad and never parsed (damaged HDF5 metadata can
+make the HDF5 library loop forever); a file without a phasic head (format 1)
+is ``"legacy"``: no checksum covers its attributes, so it is not read at all.
+h5py only sees bytes that passed the SHA-256, through
+:func:`_hdf5_datasets`, which refuses everything the store never writes
+(external raw storage, virtual datasets, soft/external links, unknown filters,
+variable-length or compound dtypes, datasets claiming more bytes than the file
+holds).  Only regular files are opened (``O_NOFOLLOW | O_NONBLOCK`` after an
+``lstat``): a FIFO or device at an entry path never blocks a reader.
 
 In-process memory layer
 -----------------------
