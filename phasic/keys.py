@@ -84,7 +84,7 @@ import types
 import numpy as np  # a hard dependency, already imported by phasic
 
 from phasic.exceptions import KeyWarning, UnhashableError
-from phasic.keys_reach import distribution, module_kind
+from phasic.keys_reach import distribution, find_module, module_kind
 from phasic.keys_values import (_NONE_TEXT, _named_only, _object_text, _qualname, _value_text,  # noqa: F401
                                 canonical_json, encode_value, sha256)
 from phasic.keys_source import (_class_source, _dumps, _function_ast, _function_ast_entry,  # noqa: F401
@@ -358,6 +358,11 @@ def _encode_items(items, where, walk, names, seen):
     return '["tuple",[' + ",".join(out) + "]]" if walk.text else ["tuple", out]
 
 
+def _named_module(name):
+    """What :func:`_named` gives for the module ``name``, without the module object."""
+    return ["named", "module", f"?.{name}"]
+
+
 def _named(value):
     """The encoding of a value recorded by name only (as before: ``["named", kind, qualname]``)."""
     return ["named", type(value).__name__, _qualname(value) if hasattr(value, "__name__") else None]
@@ -506,6 +511,14 @@ def _encode_imports(func, notes, walk, names, seen):
     encoded = {}
     for module_name, level, imported in notes.imports:
         text = "." * level + module_name
+        located = find_module(text, package if level else None)
+        if located is not None and located[2] != "user":
+            # installed code is keyed by module name and version, whatever names are taken from it
+            # and whether or not it is imported yet (so no import here: jax, ...)
+            absolute = located[0]
+            encoded[text] = walk.out(_named_module(absolute) if located[2] == "stdlib"
+                                     else ["libmodule", absolute, *distribution(absolute)])
+            continue
         try:
             module = importlib.import_module(text, package if level else None)
         except Exception as exc:  # noqa: BLE001 - any import error: the callback will raise it itself

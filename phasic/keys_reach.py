@@ -29,7 +29,7 @@ import os
 import sys
 from collections import namedtuple
 
-__all__ = ["Notes", "scan", "module_kind", "distribution"]
+__all__ = ["Notes", "scan", "module_kind", "path_kind", "find_module", "distribution"]
 
 #: What :func:`scan` reads from a function's syntax tree.
 #: ``imports``: ``(module, level, names)`` per import statement (``names`` is None for
@@ -158,21 +158,47 @@ def module_kind(module_name):
     else:
         module = sys.modules.get(module_name)
         path = _module_file(module) if module is not None else None
-        if module is None or not path:
-            kind = "user"  # unknown: keyed by source (which fails clearly if there is none)
-        else:
-            real = os.path.realpath(path)
-            libs, stdlib = _library_roots()
-            parts = real.split(os.sep)
-            if real.startswith(stdlib) and not any(p in ("site-packages", "dist-packages") for p in parts):
-                kind = "stdlib"
-            elif real.startswith(libs) or "site-packages" in parts or "dist-packages" in parts:
-                kind = "lib"
-            else:
-                kind = "user"
+        # unknown or without a file: keyed by source (which fails clearly if there is none)
+        kind = path_kind(path) if path else "user"
     if module_name in sys.modules or kind != "user":
         _KIND[module_name] = kind
     return kind
+
+
+def path_kind(path):
+    """:func:`module_kind` of the module whose file is ``path``."""
+    real = os.path.realpath(path)
+    libs, stdlib = _library_roots()
+    parts = real.split(os.sep)
+    in_site = "site-packages" in parts or "dist-packages" in parts
+    if real.startswith(stdlib) and not in_site:
+        return "stdlib"
+    return "lib" if in_site or real.startswith(libs) else "user"
+
+
+def find_module(name, package=None):
+    """``(absolute name, file, kind)`` of a module without importing it (its parents may be imported).
+
+    Returns None when the module cannot be found.
+    """
+    import importlib.util
+
+    try:
+        absolute = importlib.util.resolve_name(name, package) if name.startswith(".") else name
+        module = sys.modules.get(absolute)
+        if module is not None:
+            return absolute, _module_file(module), module_kind(absolute)
+        spec = importlib.util.find_spec(absolute)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    if spec is None:
+        return None
+    top = absolute.split(".")[0]
+    if top in sys.stdlib_module_names or top == "builtins":
+        return absolute, spec.origin, "stdlib"
+    path = spec.origin if spec.origin not in (None, "built-in", "frozen") else \
+        next(iter(spec.submodule_search_locations or ()), None)
+    return absolute, path, ("lib" if top == "phasic" else path_kind(path) if path else "user")
 
 
 _DIST = {}
@@ -247,10 +273,16 @@ def distribution(module_name):
         found = ("phasic", str(getattr(module, "__version__", "unknown")))
     else:
         path = _module_file(module) if module is not None else None
+        if path is None:
+            located = find_module(top)
+            path = located[1] if located else None
+            package = bool(path) and os.path.basename(path) == "__init__.py"
+        else:
+            package = hasattr(module, "__path__")
         if path:
             real = os.path.realpath(path)
             # numpy/__init__.py -> site dir two levels up; six.py -> one level up
-            site_dir = os.path.dirname(os.path.dirname(real)) if hasattr(module, "__path__") else os.path.dirname(real)
+            site_dir = os.path.dirname(os.path.dirname(real)) if package else os.path.dirname(real)
             found = _site_dists(site_dir).get(_normalise(top)) or _top_level_owner(site_dir, top)
         if found is None:
             version = getattr(module, "__version__", None)

@@ -512,3 +512,28 @@ def test_installed_code_is_keyed_by_version_and_editable_user_code_by_source(tmp
     (project / "model.py").write_text((project / "model.py").read_text().replace("fancyrates.rate(n)",
                                                                                  "2 * fancyrates.rate(n)"))
     assert run()[0] != key2
+
+
+def test_an_installed_module_imported_in_the_body_is_keyed_without_importing_it(tmp_path, monkeypatch):
+    from phasic.keys import graph_key
+
+    mod = _module(tmp_path, monkeypatch, "k_body_import", """
+        def model(state):
+            from yaml import safe_load
+            import json
+
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], float(safe_load("0.5")) * n]]
+    """)
+    had_yaml = "yaml" in sys.modules
+    sys.modules.pop("yaml", None)
+    try:
+        key, material = graph_key(mod.model, {}, ipv=[4])
+        assert "yaml" not in sys.modules  # keyed from its location and version, not imported
+        assert '"libmodule","yaml","pyyaml"' in material.lower() and '"?.json"' in material
+        import yaml  # noqa: F401
+
+        assert graph_key(mod.model, {}, ipv=[4])[0] == key  # the same key once it is imported
+    finally:
+        if had_yaml:
+            import yaml  # noqa: F401,F811
