@@ -7,12 +7,19 @@ its leaf parsers.  The ``cache`` group lives here; further groups (``graph``,
 :data:`GROUP_MODULES` when they exist, each exposing ``register(subparsers)``.
 
 Errors print one line ``phasic: error: ...`` to stderr and exit with status 2.
+Wherever a command takes a file path, ``-`` means standard output (or input).
+Maintenance commands do only what is asked: ``cache clear`` without a kind
+(``graphs``, ``traces``, ``jax``) or ``--all`` removes nothing and says what it
+would remove.
 
 Examples
 --------
 ::
 
+    phasic --version
     phasic cache info --json
+    phasic cache list
+    phasic cache clear traces --dry-run
     phasic --cache-dir /scratch/cache cache verify
     phasic cache export cache.tar.gz --kind graphs
     phasic cache import cache.tar.gz
@@ -29,6 +36,8 @@ import sys
 
 __all__ = ["main", "build_parser", "register_cache", "GROUP_MODULES"]
 
+_CLEAR_KINDS = ("graphs", "traces", "jax")
+
 #: Modules providing further subcommand groups via ``register(subparsers)``.
 GROUP_MODULES = ("phasic.cli_workflow", "phasic.cli_build")  # graph build, trace record, evaluate; build
 
@@ -43,20 +52,88 @@ def _cache_info(args):
     return 0
 
 
-def _cache_clear(args):
-    from phasic.cache import _clear_jax
+def _jax_dir():
+    """The directory JAX is configured to use in this process (see :func:`phasic.jax_cache.jax_cache_dir`).
+
+    A ``jax`` already imported with ``jax_compilation_cache_dir`` set wins; else the directory
+    a ``CompilationConfig.apply()`` in this process chose, ``$JAX_COMPILATION_CACHE_DIR``, and
+    phasic's default ``~/.jax_cache``, in that order.
+    """
+    from phasic import jax_cache
+
+    jax = sys.modules.get("jax")
+    configured = getattr(getattr(jax, "config", None), "jax_compilation_cache_dir", None) if jax else None
+    if configured and jax_cache._applied_cache_dir is None:
+        return jax_cache.jax_cache_dir(configured)
+    return jax_cache.jax_cache_dir()
+
+
+def _clear_targets(kinds):
+    """``[(kind, directory, count, bytes, noun)]`` of what clearing `kinds` would remove."""
+    from phasic.jax_cache import get_jax_cache_stats
     from phasic.store import Store
 
     store = Store()
-    what = args.what
-    removed = {}
-    if what in ("graphs", "all"):
-        removed["graphs"] = store.clear("graphs")
-    if what in ("traces", "all"):
-        removed["traces"] = store.clear("traces")
-    if what in ("jax", "all"):
-        removed["jax"] = _clear_jax()
-    print("Removed " + ", ".join(f"{n} {kind} entries" for kind, n in removed.items()))
+    out = []
+    for kind in kinds:
+        if kind == "jax":
+            directory = _jax_dir()
+            stats = get_jax_cache_stats(directory)
+            out.append((kind, str(directory), stats["num_files"], stats["total_bytes"], "files"))
+        else:
+            stats = store.stats(kind)
+            out.append((kind, stats["cache_dir"], stats["num_entries"], stats["total_bytes"], "entries"))
+    return out
+
+
+def _cache_clear(args):
+    from phasic.cli_list import format_size
+
+    kinds = list(dict.fromkeys(args.kinds))
+    for kind in kinds:
+        if kind not in (*_CLEAR_KINDS, "all"):
+            raise _usage_error(f"cache clear: invalid choice: {kind!r}; name one or more of graphs, traces, jax, "
+                               "or --all")
+    if args.all or "all" in kinds:
+        kinds = list(_CLEAR_KINDS)
+    if not kinds:
+        for kind, directory, n, nbytes, noun in _clear_targets(_CLEAR_KINDS):
+            print(f"would remove {n} {kind} {noun} ({format_size(nbytes)}) from {directory}")
+        print("phasic: error: nothing was removed: name what to clear: one or more of graphs, traces, jax, "
+              "or --all (--dry-run lists without deleting)", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for kind, directory, n, nbytes, noun in _clear_targets(kinds):
+            print(f"would remove {n} {kind} {noun} ({format_size(nbytes)}) from {directory}")
+        return 0
+    from phasic.jax_cache import clear_jax_cache
+    from phasic.store import Store
+
+    store = Store()
+    for kind in kinds:
+        if kind == "jax":
+            directory = _jax_dir()
+            n = clear_jax_cache(directory)
+            print(f"removed {n} jax files from {directory}")
+        else:
+            n = store.clear(kind)
+            print(f"removed {n} {kind} entries from {store.root / kind}")
+    return 0
+
+
+def _cache_list(args):
+    from phasic.cli_list import format_listing, jsonable_rows, list_entries
+    from phasic.store import KINDS, Store
+
+    store = Store()
+    kinds = tuple(dict.fromkeys(args.kind)) if args.kind else KINDS
+    rows = list_entries(store, kinds)
+    if args.json:
+        print(json.dumps(jsonable_rows(rows), indent=2))
+    elif rows:
+        print(format_listing(rows))
+    else:
+        print(f"no {' or '.join(kinds)} entries in {store.root}")
     return 0
 
 
@@ -74,25 +151,66 @@ def _cache_verify(args):
 
 
 def _cache_export(args):
+    import shutil
+    import tempfile
+
     from phasic.store import KINDS, Store
 
     kinds = tuple(args.kind) if args.kind else KINDS
-    n = Store().export(args.file, kinds=kinds)
-    print(f"Exported {n} entries ({', '.join(kinds)}) to {args.file}")
+    store = Store()
+    if args.file != "-":
+        n = store.export(args.file, kinds=kinds)
+        print(f"Exported {n} entries ({', '.join(kinds)}) to {args.file}")
+        return 0
+    if sys.stdout.isatty():
+        raise _usage_error("cache export -: refusing to write a gzip archive to a terminal; redirect it, "
+                           "e.g. phasic cache export - > cache.tar.gz")
+    with tempfile.TemporaryDirectory(prefix="phasic-export-") as tmp:
+        path = os.path.join(tmp, "cache.tar.gz")
+        n = store.export(path, kinds=kinds)
+        sys.stdout.flush()
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    print(f"Exported {n} entries ({', '.join(kinds)}) to standard output", file=sys.stderr)
     return 0
 
 
 def _cache_import(args):
-    from phasic.store import Store
+    import shutil
+    import tempfile
+
+    from phasic.cli_list import entry_info, provenance_summary
+    from phasic.store import KINDS, Store
 
     store = Store()
-    report = store.import_archive(args.file)
+    before = {kind: set(store.entries(kind)) for kind in KINDS}
+    if args.file == "-":
+        with tempfile.TemporaryDirectory(prefix="phasic-import-") as tmp:
+            path = os.path.join(tmp, "stdin.tar.gz")
+            with open(path, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f)
+            report = store.import_archive(path)
+    else:
+        report = store.import_archive(args.file)
     print(f"Imported {report.imported} entries into {store.root} ({report.skipped} already present)")
+    claimed = getattr(report, "provenance", None)  # what the entries record, when the store reports it
+    if claimed is not None:
+        rows = [{"status": "ok", **{f: str(d.get(f) or "-") for f in ("user", "host", "phasic_version", "created")}}
+                for d in claimed]
+    else:
+        rows = [info for kind in KINDS for key in sorted(set(store.entries(kind)) - before[kind])
+                if (info := entry_info(store, kind, key)) is not None]
+    if rows:
+        print("Provenance, as recorded in the entries themselves:")
+        print("\n".join(provenance_summary(rows)))
+        print("The store checks integrity, not authenticity: these records and the entries' contents are only "
+              "as trustworthy as whoever made the archive; import archives only from people you trust.")
     return 0
 
 
 def register_cache(subparsers):
-    """Add the ``cache`` group: ``info``, ``clear``, ``verify``, ``export``, ``import``."""
+    """Add the ``cache`` group: ``info``, ``list``, ``clear``, ``verify``, ``export``, ``import``."""
     cache = subparsers.add_parser("cache", help="inspect and maintain the graph/trace/JAX caches")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cache-dir", metavar="DIR", default=argparse.SUPPRESS,
@@ -103,19 +221,71 @@ def register_cache(subparsers):
     p = add("info", help="show the size of every cache")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
     p.set_defaults(func=_cache_info)
-    p = add("clear", help="remove cache entries")
-    p.add_argument("what", nargs="?", default="all", choices=("graphs", "traces", "jax", "all"))
+    p = add("clear", help="remove the named caches' entries (nothing without a kind or --all)",
+            description="Remove the entries of the named caches: graphs and traces from the store, "
+                        "jax from the directory JAX is configured to use ($JAX_COMPILATION_CACHE_DIR, "
+                        "else ~/.jax_cache). Without a kind nothing is removed.")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="graphs, traces and/or jax")
+    p.add_argument("--all", action="store_true", help="clear graphs, traces and jax")
+    p.add_argument("--dry-run", "-n", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=_cache_clear)
+    p = add("list", help="one line per entry: model, parameters, vertices, size, dates, provenance")
+    p.add_argument("--kind", action="append", choices=("graphs", "traces"), help="only this kind (repeatable)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.set_defaults(func=_cache_list)
     p = add("verify", help="check every entry; bad ones are moved aside (exit 1 if any)")
     p.set_defaults(func=_cache_verify)
     p = add("export", help="write the entries to a .tar.gz archive")
-    p.add_argument("file", help="archive to write, e.g. cache.tar.gz")
+    p.add_argument("file", help="archive to write, e.g. cache.tar.gz ('-': standard output)")
     p.add_argument("--kind", action="append", choices=("graphs", "traces"), help="only this kind (repeatable)")
     p.set_defaults(func=_cache_export)
     p = add("import", help="merge a .tar.gz archive into the cache (validated first)")
-    p.add_argument("file", help="archive to read")
+    p.add_argument("file", help="archive to read ('-': standard input)")
     p.set_defaults(func=_cache_import)
     return cache
+
+
+def _usage_error(message):
+    from phasic.exceptions import ParameterError
+
+    return ParameterError(message)
+
+
+def _version():
+    from phasic import __version__
+    from phasic.store import phasic_version
+
+    installed = phasic_version()
+    return installed if installed != "unknown" else __version__
+
+
+class _Version(argparse.Action):
+    """``--version``: print ``phasic X.Y.Z`` and exit (the version is looked up only then)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"phasic {_version()}")
+        parser.exit(0)
+
+
+def _check_cache_dir(text, where):
+    """The absolute cache root named by `text`; a ParameterError when it cannot be one."""
+    if not text or not text.strip():
+        raise _usage_error(f"{where} {text!r} is empty; give a directory (created when needed)")
+    path = os.path.abspath(os.path.expanduser(text))
+    probe = path
+    while not os.path.lexists(probe):  # the first existing ancestor must be a directory
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.lexists(probe) and not os.path.isdir(probe):
+        what = "a regular file" if os.path.isfile(probe) else "not a directory either"
+        why = f"it is {what}" if probe == path else f"its parent {probe!r} is {what}"
+        raise _usage_error(f"{where} {path!r} is not a directory: {why}; give a directory (created when needed)")
+    return path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,6 +297,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     """The argument parser with every available subcommand group."""
     parser = _Parser(prog="phasic", description="Phase-type distributions from state-space graphs.")
+    parser.add_argument("--version", action=_Version, help="print the phasic version and exit")
     parser.add_argument(
         "--cache-dir", metavar="DIR", help="cache root holding graphs/ and traces/ (default: $PHASIC_CACHE_DIR or ~/.phasic_cache)"
     )
@@ -150,9 +321,11 @@ def main(argv=None):
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.cache_dir:
-        os.environ["PHASIC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
     try:
+        if args.cache_dir is not None:
+            os.environ["PHASIC_CACHE_DIR"] = _check_cache_dir(args.cache_dir, "--cache-dir")
+        elif os.environ.get("PHASIC_CACHE_DIR"):
+            _check_cache_dir(os.environ["PHASIC_CACHE_DIR"], "PHASIC_CACHE_DIR")
         return int(args.func(args) or 0)
     except (PhasicError, OSError) as exc:
         print(f"phasic: error: {exc}", file=sys.stderr)

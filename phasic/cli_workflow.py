@@ -5,7 +5,11 @@ well.  A model is named by a *model spec* (see :mod:`phasic.models`): ``--spec``
 text or ``@file.yaml`` (a spec, or a workflow config plus ``--model NAME``), or the flags
 ``--file``/``--module``, ``--callback`` and ``--param KEY=VALUE``.  ``trace record`` and
 ``evaluate`` also take a graph's store entry path instead.  Every command prints a JSON object
-with ``--json`` and shows progress on stderr when that is a terminal.
+with ``--json`` and shows progress on stderr when that is a terminal.  ``evaluate`` prints its
+moments as an aligned table on standard output unless ``--moments-out`` or ``--json`` is given.
+Wherever a file is taken, ``-`` means standard output (``--moments-out``,
+``--distribution-out``, ``--out``) or standard input (``--spec @-``, ``--trace``); the summary
+line then goes to standard error.
 
 Examples
 --------
@@ -30,6 +34,13 @@ from pathlib import Path
 __all__ = ["register"]
 
 _SPIN = "|/-\\"
+
+#: Most points a time grid (``--times``) may have.
+MAX_TIME_POINTS = 1_000_000
+#: Most (parameter vector, time) rows of a distribution table (pdf and cdf are 16 bytes each in memory).
+MAX_DISTRIBUTION_ROWS = 100_000_000
+
+STDIO = "-"
 
 
 # ------------------------------------------------------------------------ progress
@@ -81,7 +92,7 @@ def _add_spec_args(p, entry=False):
                        help="a graph's store entry (<cache>/graphs/xx/....h5) instead of a model spec")
     g = p.add_argument_group("model spec")
     g.add_argument("--spec", metavar="SPEC", help="model spec as JSON/YAML text, or @FILE (a spec, "
-                   "or a config with 'models:' plus --model)")
+                   "or a config with 'models:' plus --model; @- reads standard input)")
     g.add_argument("--model", metavar="NAME", help="the model's name in a config's 'models' list")
     g.add_argument("--file", metavar="PATH", help="Python file defining the callback")
     g.add_argument("--module", metavar="NAME", help="importable module defining the callback")
@@ -134,6 +145,8 @@ def _spec_from_args(args, required=True):
         if required:
             raise ParameterError("no model given: use --spec SPEC (or @FILE) or --file/--module with --callback")
         return None
+    if args.spec == "@" + STDIO:  # the spec (or config) from standard input; files relative to the cwd
+        args.spec = sys.stdin.read()
     spec = read_spec(args.spec, model=args.model) if args.spec is not None else {}
     if args.spec is not None and args.spec.startswith("@"):  # files relative to the spec file, too
         args.search_dir = [*args.search_dir, str(Path(args.spec[1:]).expanduser().resolve().parent)]
@@ -238,6 +251,11 @@ def _emit(args, result, human):
 
 
 def _atomic_write(path, text):
+    """Write `text` to `path` through a temporary file and a rename; ``-`` is standard output."""
+    if path == STDIO:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
@@ -309,7 +327,11 @@ def _trace_record(args):
     if args.out:
         _atomic_write(args.out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     verb = "recorded" if not existed else "found (not re-recorded)"
-    _emit(args, result, f"{verb} trace {key[:12]}... of graph {info['graph_key'][:12]}... -> {result['trace_entry']}")
+    human = f"{verb} trace {key[:12]}... of graph {info['graph_key'][:12]}... -> {result['trace_entry']}"
+    if args.out == STDIO:  # the JSON went to stdout already
+        print(human, file=sys.stderr)
+    else:
+        _emit(args, result, human)
     return 0
 
 
@@ -326,13 +348,14 @@ def _parse_times(text, discrete):
         num = text[5:] if text.startswith("auto:") else ""
         if text not in ("auto",) and not (text.startswith("auto:") and num.isdigit() and int(num) >= 2):
             raise ParameterError(f"--times {text!r}: write auto, auto:N (N >= 2 points), START:STOP:NUM or a JSON list")
-        return ("auto", int(num) if num else 100)
+        return ("auto", _check_num(int(num), text) if num else 100)
     elif text.count(":") == 2 and not text.lstrip().startswith(("[", "{")):
         try:
             start, stop, num = text.split(":")
             value = {"start": float(start), "stop": float(stop), "num": int(num)}
         except ValueError:
             raise ParameterError(f"--times {text!r}: START:STOP:NUM needs two numbers and an integer") from None
+        _check_num(value["num"], text)
     else:
         value = _json_arg(text, "--times")
     if value is None or value == "auto":
@@ -340,14 +363,19 @@ def _parse_times(text, discrete):
     if isinstance(value, dict):
         unknown = set(value) - {"start", "stop", "num"}
         num = value.get("num", 100)
-        if unknown or not isinstance(num, int) or num < 2:
-            raise ParameterError(f"times {value!r} must be {{start, stop, num}} with num >= 2 "
+        if unknown or not isinstance(num, int) or isinstance(num, bool) or num < 2:
+            raise ParameterError(f"times {value!r:.200} must be {{start, stop, num}} with num >= 2 "
                                  "(stop omitted: chosen from the moments)")
+        _check_num(num, value)
         if "stop" not in value:
             return ("auto", num)
         grid = np.linspace(float(value.get("start", 0.0)), float(value["stop"]), num)
     else:
-        grid = np.asarray(value, dtype=np.float64).reshape(-1)
+        try:
+            grid = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise ParameterError(f"times {value!r:.100} must be a flat list of numbers") from None
+        _check_num(grid.size, f"a list of {grid.size} times")
     if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0) or np.any(np.diff(grid) < 0):
         raise ParameterError(f"times {value!r:.100} must be finite, non-negative and increasing")
     if discrete:
@@ -356,13 +384,30 @@ def _parse_times(text, discrete):
     return grid
 
 
+def _check_num(num, text):
+    """`num` (points of a time grid), or a ParameterError naming it when it is over the bound."""
+    from phasic.exceptions import ParameterError
+
+    if num > MAX_TIME_POINTS:
+        shown = text if isinstance(text, str) else f"{text!r:.200}"
+        raise ParameterError(f"--times {shown!r}: {num} time points is too many; at most {MAX_TIME_POINTS} "
+                             "(a grid is evaluated and written in full for every parameter vector)")
+    return num
+
+
 def _auto_grid(mean, sd, num, discrete):
     import numpy as np
+
+    from phasic.exceptions import ParameterError
 
     stop = float(np.max(mean + 5.0 * sd))
     if not math.isfinite(stop) or stop <= 0:
         stop = 1.0
     if discrete:
+        if stop >= MAX_TIME_POINTS:
+            raise ParameterError(f"the automatic grid of this discrete graph runs to mean + 5 sd = {stop:.6g} "
+                                 f"jumps, more than {MAX_TIME_POINTS} points; give --times explicitly, "
+                                 "e.g. --times 0:1000:1001")
         return np.arange(0, int(math.ceil(stop)) + 1, dtype=np.float64)
     return np.linspace(0.0, stop, num)
 
@@ -372,9 +417,23 @@ def _fmt(x):
 
 
 def _write_table(path, header, rows):
+    """A TSV table to `path` (``-``: standard output)."""
     lines = ["\t".join(header)]
     lines += ["\t".join(r) for r in rows]
     _atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _readable(x):
+    """A number of a table printed for reading (12 significant digits; the TSV files keep all 17)."""
+    return f"{float(x):.12g}"
+
+
+def _print_table(header, rows):
+    """An aligned table on standard output."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for cells in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+    sys.stdout.flush()
 
 
 def _chunks(B, progress):
@@ -460,6 +519,10 @@ def _evaluate(args):
     from phasic.models import reward_vectors, rewards_reference, theta_matrix, theta_names
 
     t0 = time.perf_counter()
+    to_stdout = [f for f in ("moments_out", "distribution_out") if getattr(args, f) == STDIO]
+    if args.json and to_stdout:
+        flag = "--" + to_stdout[0].replace("_", "-")
+        raise ParameterError(f"{flag} - and --json both write to standard output; give {flag} a file or drop --json")
     loaded = _load_graph_or_fail(args)
     if isinstance(loaded, int):
         return loaded
@@ -468,7 +531,7 @@ def _evaluate(args):
     name = spec.get("name") or spec.get("callback") or info["graph_key"][:12]
     if args.trace:
         try:
-            pointer = json.loads(Path(args.trace).read_text())
+            pointer = json.loads(sys.stdin.read() if args.trace == STDIO else Path(args.trace).read_text())
         except (OSError, ValueError) as exc:
             raise TraceError(f"cannot read the trace pointer {args.trace!r} ({exc}); run phasic trace record") from None
         if pointer.get("graph_key") != info["graph_key"]:
@@ -533,6 +596,10 @@ def _evaluate(args):
                 grid_t = _auto_grid(tm[:, 0], sd, times[1], g.discrete)
             else:
                 grid_t = times
+            if B * grid_t.size > MAX_DISTRIBUTION_ROWS:
+                raise ParameterError(f"the distribution table would have {B} parameter vectors x {grid_t.size} "
+                                     f"times = {B * grid_t.size} rows; at most {MAX_DISTRIBUTION_ROWS}: use fewer "
+                                     "times (--times) or split the parameter vectors")
             if thetas is None:
                 _, dist = _evaluate_plain(g, 1, None, grid_t)
             elif method == "dask":
@@ -542,15 +609,24 @@ def _evaluate(args):
         else:
             progress.advance(B)
     theta_rows = [[]] if thetas is None else [[_fmt(x) for x in row] for row in thetas]
-    if args.moments_out:
-        header = names + ["reward"] + [f"moment_{i + 1}" for i in range(k)] + (["variance"] if k >= 2 else [])
+    header = names + ["reward"] + [f"moment_{i + 1}" for i in range(k)] + (["variance"] if k >= 2 else [])
+
+    def moment_rows(fmt):
         rows = []
         for b in range(B):
             for r, label in enumerate(labels):
                 m = mom[r, b]
-                rows.append(theta_rows[b] + [label] + [_fmt(x) for x in m]
-                            + ([_fmt(m[1] - m[0] ** 2)] if k >= 2 else []))
-        _write_table(args.moments_out, header, rows)
+                rows.append(([fmt(x) for x in thetas[b]] if thetas is not None else []) + [label]
+                            + [fmt(x) for x in m] + ([fmt(m[1] - m[0] ** 2)] if k >= 2 else []))
+        return rows
+
+    stdout_used = False
+    if args.moments_out:
+        _write_table(args.moments_out, header, moment_rows(_fmt))
+        stdout_used = args.moments_out == STDIO
+    elif not args.json:  # the default: a table to read
+        _print_table(header, moment_rows(_readable))
+        stdout_used = True
     if want_dist:
         tcol, dcol = ("k", "pmf") if g.discrete else ("t", "pdf")
         rows = []
@@ -558,6 +634,10 @@ def _evaluate(args):
             for j, t in enumerate(grid_t):
                 tv = str(int(t)) if g.discrete else _fmt(t)
                 rows.append(theta_rows[b] + [tv, _fmt(dist[0, b, j]), _fmt(dist[1, b, j])])
+        if args.distribution_out == STDIO:
+            if stdout_used:
+                print()
+            stdout_used = True
         _write_table(args.distribution_out, names + [tcol, dcol, "cdf"], rows)
     result = {"name": spec.get("name"), **info, **_graph_info(g), "n_theta": B if thetas is not None else 0,
               "theta_names": names, "rewards": labels, "moments": k, "method": method,
@@ -565,10 +645,18 @@ def _evaluate(args):
               "times": None if grid_t is None else [float(grid_t[0]), float(grid_t[-1]), int(grid_t.size)],
               "moments_out": args.moments_out, "distribution_out": args.distribution_out,
               "seconds": round(time.perf_counter() - t0, 6)}
-    _emit(args, result, f"evaluated {name!r} at {B} parameter vector(s)"
-                        + (f" -> {args.moments_out}" if args.moments_out else "")
-                        + (f", {args.distribution_out}" if want_dist else ""))
+    human = (f"evaluated {name!r} at {B} parameter vector(s)"
+             + (f" -> {_where(args.moments_out)}" if args.moments_out else "")
+             + (f", {_where(args.distribution_out)}" if want_dist else ""))
+    if stdout_used:  # keep standard output for the tables
+        print(human, file=sys.stderr)
+    else:
+        _emit(args, result, human)
     return 0
+
+
+def _where(path):
+    return "standard output" if path == STDIO else path
 
 
 def _have_dask_sweep():
@@ -601,7 +689,8 @@ def register(subparsers):
                        description="Record the elimination trace of a graph (given by its store entry or a "
                                    "model spec) into the store next to the graph.")
     _add_spec_args(p, entry=True)
-    p.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
+    p.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically; '-': "
+                   "standard output, the summary line then goes to standard error)")
     _add_output_args(p)
     p.set_defaults(func=_trace_record)
 
@@ -619,9 +708,12 @@ def register(subparsers):
     p.add_argument("--method", choices=("auto", "batch", "dask"), help="sweep with the core's batch replay or "
                    "Dask (auto: Dask from --dask-threshold vectors on, when installed)")
     p.add_argument("--dask-threshold", type=int, default=20000, metavar="N", help="default 20000")
-    p.add_argument("--trace", metavar="FILE", help="trace pointer from 'phasic trace record --out' to check")
-    p.add_argument("--moments-out", metavar="TSV", help="write the moments table here")
-    p.add_argument("--distribution-out", metavar="TSV", help="write the pdf/cdf (pmf/cdf) table here")
+    p.add_argument("--trace", metavar="FILE", help="trace pointer from 'phasic trace record --out' to check "
+                   "('-': standard input)")
+    p.add_argument("--moments-out", metavar="TSV", help="write the moments table here ('-': standard output; "
+                   "default: an aligned table on standard output, none with --json)")
+    p.add_argument("--distribution-out", metavar="TSV", help="write the pdf/cdf (pmf/cdf) table here "
+                   "('-': standard output)")
     _add_output_args(p)
     p.set_defaults(func=_evaluate)
     return graph
