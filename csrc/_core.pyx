@@ -9,10 +9,11 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 from libc.math cimport isfinite, INFINITY
 from libcpp.vector cimport vector
+from libcpp.string cimport string
 from libcpp cimport bool as cbool
 from cpython.long cimport PyLong_AsLongLong
 
-from phasic.exceptions import GraphConstructionError, StateSpaceTooLarge, StateTypeError
+from phasic.exceptions import GraphConstructionError, StateSpaceTooLarge, StateTypeError, TraceError
 
 cnp.import_array()
 
@@ -34,7 +35,7 @@ cdef extern from "elim.hpp" namespace "phasic":
         vector[int32_t] a, b, c, xi, xj, xs, xinit
         vector[int64_t] order, scc_ptr, seg_ptr, xseg_ptr
     cdef cppclass LocalTrace:
-        int64_t n_ops, n_x
+        int64_t n_ops, n_x, n_v
         const uint8_t* code
         const int32_t* a
         const int32_t* b
@@ -43,6 +44,15 @@ cdef extern from "elim.hpp" namespace "phasic":
         const int32_t* xj
         const int32_t* xs
         const int32_t* xinit
+    string check_tape(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                      const int32_t* c, int64_t E) except + nogil
+    string check_program(int64_t nx, const int32_t* xi, const int32_t* xj, const int32_t* xs,
+                         int64_t n, int64_t V, int64_t i_lo, int64_t j_lo) except + nogil
+    string check_xinit(int64_t V, const int32_t* xinit, int64_t n) except + nogil
+    string check_csr(int64_t V, const int64_t* indptr, int64_t E, const int32_t* target) except + nogil
+    string check_trace(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                       const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
+                       const int32_t* xs, int64_t V, const int32_t* xinit, int64_t E, cbool local) except + nogil
     void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
                 const vector[const LocalTrace*]* provided, cbool local) except + nogil
     void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
@@ -415,6 +425,97 @@ cdef const int32_t* _ptr32(object arr, list keep) except? NULL:
     return &m[0] if m.shape[0] else NULL
 
 
+# Checks of the arrays handed to the entry points below (csrc/elim.hpp check_*): one pass
+# each, raising TraceError instead of letting a loop index memory out of range.
+cdef int _fail(string msg, str where) except -1:
+    if msg.size():
+        raise TraceError(f"{where}: {(<bytes>msg).decode()}")
+    return 0
+
+
+cdef int _csr_ok(const int64_t[::1] indptr, const int32_t[::1] target, str where) except -1:
+    cdef int64_t V = indptr.shape[0] - 1, E = target.shape[0]
+    if V < 1:
+        raise TraceError(f"{where}: indptr has {indptr.shape[0]} entries; it needs one per vertex and one more")
+    _fail(check_csr(V, &indptr[0], E, &target[0] if E else NULL), where)
+    return 0
+
+
+cdef int _tape_ok(const uint8_t[::1] code, const int32_t[::1] a, const int32_t[::1] b,
+                  const int32_t[::1] c, int64_t E, str where) except -1:
+    cdef int64_t n = code.shape[0]
+    if a.shape[0] != n or b.shape[0] != n or c.shape[0] != n:
+        raise TraceError(f"{where}: tape arrays have lengths code {n}, a {a.shape[0]}, b {b.shape[0]}, "
+                         f"c {c.shape[0]}; they must be equal")
+    if n:
+        _fail(check_tape(n, &code[0], &a[0], &b[0], &c[0], E), where)
+    return 0
+
+
+cdef int _program_ok(const int32_t[::1] xi, const int32_t[::1] xj, const int32_t[::1] xs, int64_t n,
+                     int64_t V, int64_t i_lo, int64_t j_lo, str where) except -1:
+    cdef int64_t nx = xi.shape[0]
+    if xj.shape[0] != nx or xs.shape[0] != nx:
+        raise TraceError(f"{where}: program arrays have lengths xi {nx}, xj {xj.shape[0]}, xs {xs.shape[0]}; "
+                         f"they must be equal")
+    if nx:
+        _fail(check_program(nx, &xi[0], &xj[0], &xs[0], n, V, i_lo, j_lo), where)
+    return 0
+
+
+cdef int _trace_ok(dict tr, int64_t E, str where) except -1:
+    """The trace's arrays fit each other and E edges (memory safety of the plain replay)."""
+    cdef const int32_t[::1] xinit = tr["xinit"]
+    cdef int64_t n = len(tr["code"]), V = xinit.shape[0]
+    if V < 1:
+        raise TraceError(f"{where}: xinit is empty; a trace has one entry per vertex")
+    _tape_ok(tr["code"], tr["a"], tr["b"], tr["c"], E, where)
+    _program_ok(tr["xi"], tr["xj"], tr["xs"], n, V, 0, 0, where)
+    _fail(check_xinit(V, &xinit[0], n), where)
+    return 0
+
+
+cdef int _start_ok(const int64_t[::1] a_target, const int64_t[::1] a_edge, int64_t V, int64_t E,
+                   int64_t nr, str where) except -1:
+    cdef int64_t i
+    if a_edge.shape[0] != a_target.shape[0]:
+        raise TraceError(f"{where}: {a_edge.shape[0]} start edges but {a_target.shape[0]} start targets")
+    for i in range(a_edge.shape[0]):
+        if a_edge[i] < 0 or a_edge[i] >= E:
+            raise TraceError(f"{where}: start edge a_edge[{i}] = {a_edge[i]} is not an edge, in [0, {E})")
+        if a_target[i] < 0 or a_target[i] >= V:
+            raise TraceError(f"{where}: start edge target a_target[{i}] = {a_target[i]} is not a vertex, "
+                             f"in [0, {V})")
+    if nr != V:
+        raise TraceError(f"{where}: rewards has {nr} entries, the trace {V} vertices")
+    return 0
+
+
+def trace_problem(dict tr, int64_t n_vertices, int64_t n_edges, bint local=False):
+    """None if the arrays of trace `tr` fit a graph of `n_vertices` vertices and `n_edges`
+    edges (lengths, opcodes, operand ranges, SSA order; csrc/elim.hpp check_trace), else a
+    description of the first bad entry. `local`: `tr` is one component's own trace.
+    The arrays must have the recorder's dtypes (uint8 code, int32 operands)."""
+    cdef const uint8_t[::1] code = tr["code"]
+    cdef const int32_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
+    cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
+    cdef int64_t n = code.shape[0], nx = xi.shape[0]
+    if ta.shape[0] != n or tb.shape[0] != n or tc.shape[0] != n:
+        return (f"tape arrays have lengths code {n}, a {ta.shape[0]}, b {tb.shape[0]}, c {tc.shape[0]}; "
+                f"they must be equal")
+    if xj.shape[0] != nx or xs.shape[0] != nx:
+        return f"program arrays have lengths xi {nx}, xj {xj.shape[0]}, xs {xs.shape[0]}; they must be equal"
+    if xinit.shape[0] != n_vertices:
+        return f"xinit has {xinit.shape[0]} entries; the graph has {n_vertices} vertices"
+    cdef string msg
+    with nogil:
+        msg = check_trace(n, &code[0] if n else NULL, &ta[0] if n else NULL, &tb[0] if n else NULL,
+                          &tc[0] if n else NULL, nx, &xi[0] if nx else NULL, &xj[0] if nx else NULL,
+                          &xs[0] if nx else NULL, n_vertices, &xinit[0] if n_vertices else NULL,
+                          n_edges, local)
+    return (<bytes>msg).decode() if msg.size() else None
+
+
 def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict provided=None,
                  bint local=False):
     """Records the elimination of a graph (CSR) as a tape + reward program (dict of arrays).
@@ -431,15 +532,23 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
     cdef const uint8_t[::1] cm
     cdef list keep = []
     cdef int64_t k, nmax = 0
+    _csr_ok(indptr, target, "record_trace")
     if provided:
+        if min(provided) < 0:
+            raise TraceError(f"record_trace: provided component {min(provided)} is not a component index")
         nmax = max(provided) + 1
         locals_.resize(len(provided))
         ptrs.assign(nmax, NULL)
         for j, (k, lt) in enumerate(sorted(provided.items())):
             cm = np.ascontiguousarray(lt["code"], dtype=np.uint8)
             keep.append(cm)
+            nl = [len(lt[f]) for f in ("a", "b", "c", "xi", "xj", "xs")]
+            if nl[:3] != [cm.shape[0]] * 3 or nl[4:] != [nl[3]] * 2:
+                raise TraceError(f"record_trace: trace of component {k}: arrays code/a/b/c/xi/xj/xs have "
+                                 f"lengths {[cm.shape[0]] + nl}; the tape's and the program's must agree")
             locals_[j].n_ops = cm.shape[0]
             locals_[j].n_x = len(lt["xi"])
+            locals_[j].n_v = len(lt["xinit"])
             locals_[j].code = &cm[0] if cm.shape[0] else NULL
             locals_[j].a = _ptr32(lt["a"], keep)
             locals_[j].b = _ptr32(lt["b"], keep)
@@ -449,9 +558,12 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
             locals_[j].xs = _ptr32(lt["xs"], keep)
             locals_[j].xinit = _ptr32(lt["xinit"], keep)
             ptrs[k] = &locals_[j]
-    with nogil:
-        record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T,
-               &ptrs if nmax else NULL, local)
+    try:
+        with nogil:
+            record(V, &indptr[0], &target[0] if target.shape[0] else NULL, T,
+                   &ptrs if nmax else NULL, local)
+    except ValueError as exc:  # a provided trace that does not fit its component
+        raise TraceError(f"record_trace: {exc}") from None
     code = np.asarray(<uint8_t[:T.code.size()]>T.code.data()).copy() if T.code.size() else np.zeros(0, np.uint8)
     return {
         "code": code, "a": _vec32(T.a), "b": _vec32(T.b), "c": _vec32(T.c),
@@ -464,6 +576,7 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
 def scc(const int64_t[::1] indptr, const int32_t[::1] target):
     """Strongly connected components in topological order: (order, scc_ptr)."""
     cdef vector[int64_t] order, ptr
+    _csr_ok(indptr, target, "scc")
     with nogil:
         scc_order(indptr.shape[0] - 1, &indptr[0], &target[0] if target.shape[0] else NULL, order, ptr)
     return _vec64(order), _vec64(ptr)
@@ -473,6 +586,7 @@ def evaluate_tape(const uint8_t[::1] code, const int32_t[::1] a, const int32_t[:
                   const int32_t[::1] c, const double[::1] w):
     """Values of every tape op for one edge-weight vector."""
     cdef int64_t n = code.shape[0]
+    _tape_ok(code, a, b, c, w.shape[0], "evaluate_tape")
     val = np.empty(n)
     cdef double[::1] v = val
     if n:
@@ -485,6 +599,7 @@ def run_program(const int32_t[::1] xi, const int32_t[::1] xj, const int32_t[::1]
                 const double[::1] val, double[::1] x, bint adjoint=False):
     """Applies the reward program (or its transpose) to x in place."""
     cdef int64_t n = xi.shape[0]
+    _program_ok(xi, xj, xs, val.shape[0], x.shape[0], 0, 0, "run_program")
     if n == 0:
         return
     with nogil:
@@ -506,6 +621,8 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
     cdef int64_t B = W.shape[0], E = W.shape[1], n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
     cdef int64_t na = a_target.shape[0]
+    _trace_ok(tr, E, "cph_moments_batch")
+    _start_ok(a_target, a_edge, V, E, rewards.shape[0], "cph_moments_batch")
     out = np.empty((B, k))
     cdef double[:, ::1] o = out
     if B == 0:
@@ -538,6 +655,8 @@ def cph_moments_theta(dict tr, const double[:, ::1] thetas, const double[::1] ba
     cdef int64_t n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0], na = a_target.shape[0]
     if coef.shape[0] != E or coef.shape[1] != p:
         raise ValueError(f"coef has shape {(coef.shape[0], coef.shape[1])}, expected {(E, p)}")
+    _trace_ok(tr, E, "cph_moments_theta")
+    _start_ok(a_target, a_edge, V, E, rewards.shape[0], "cph_moments_theta")
     out = np.empty((B, k))
     negative = np.zeros(B, dtype=np.uint8)
     cdef double[:, ::1] o = out
@@ -681,6 +800,7 @@ cdef class ReplayPlan:
                              f"{E}/{E}/{V + 1}/{k}")
         if indptr[0] != 0 or indptr[V] != E or indptr[1] != self.a_edge.shape[0]:
             raise ValueError("moments_vjp: indptr does not match the plan's edges")
+        _csr_ok(indptr, target, "moments_vjp")
         cdef const double[::1] r = self._rewards(rewards)
         plan_adjoint(self.P[0])
         val = np.empty(self.P.nslot)
@@ -716,6 +836,7 @@ cdef class ReplayPlan:
         if target.shape[0] != E or indptr.shape[0] != V + 1 or indptr[0] != 0 or indptr[V] != E \
                 or indptr[1] != self.a_edge.shape[0]:
             raise ValueError("moments_vjp_theta: indptr/target do not match the plan's edges")
+        _csr_ok(indptr, target, "moments_vjp_theta")
         if E == 0 or p == 0:
             raise ValueError("moments_vjp_theta needs edges and parameters")
         cdef const double[::1] r = self._rewards(rewards)

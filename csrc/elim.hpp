@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -147,6 +148,111 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
   }
 }
 
+// ---------------------------------------------------------------------------- checks
+// A trace that comes from outside the recorder (a store entry, arrays handed to an entry
+// point) is checked before any loop indexes memory with it: one pass over each array, no
+// allocation. Each check returns "" or names the first bad entry, its value and the range
+// it must lie in. The pass only accumulates a flag (no early exit, no branches on the
+// data); the first bad entry is looked for once a flag is down.
+inline std::string bad_entry(const char* field, int64_t i, int64_t v, const std::string& need) {
+  return std::string(field) + "[" + std::to_string(i) + "] = " + std::to_string(v) + ": " + need;
+}
+
+inline bool below(int64_t v, int64_t hi) { return (uint64_t)v < (uint64_t)hi; }  // 0 <= v < hi
+
+// The tape over E edges: op i is an opcode <= OP_INV1M; a WEIGHT op reads edge a[i] in
+// [0, E) and has b[i] = c[i] = -1; any other op reads earlier ops only (SSA: a[i] in [0, i),
+// b[i] in [0, i) for ADD/DIV/MUL/FMA, c[i] in [0, i) for FMA), -1 in the operands it does
+// not use.
+inline std::string check_tape(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                              const int32_t* c, int64_t E) {
+  constexpr unsigned two = (1u << OP_ADD) | (1u << OP_DIV) | (1u << OP_MUL) | (1u << OP_FMA);
+  auto ok_a = [&](int64_t i) { return below(a[i], code[i] == OP_WEIGHT ? E : i); };
+  auto ok_b = [&](int64_t i) { return code[i] < 8 && ((two >> code[i]) & 1u) ? below(b[i], i) : b[i] == -1; };
+  auto ok_c = [&](int64_t i) { return code[i] == OP_FMA ? below(c[i], i) : c[i] == -1; };
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) ok &= (code[i] <= OP_INV1M) & ok_a(i) & ok_b(i) & ok_c(i);
+  if (ok) return "";
+  for (int64_t i = 0; i < n; ++i) {
+    if (code[i] > OP_INV1M) return bad_entry("code", i, code[i], "not an opcode (0 to 6)");
+    if (!ok_a(i))
+      return code[i] == OP_WEIGHT
+          ? bad_entry("a", i, a[i], "a WEIGHT op reads an edge index in [0, " + std::to_string(E) + ")")
+          : bad_entry("a", i, a[i], "an operand must be an earlier op, in [0, " + std::to_string(i) + ")");
+    if (!ok_b(i))
+      return bad_entry("b", i, b[i], b[i] == -1 || !(code[i] < 8 && ((two >> code[i]) & 1u))
+          ? "must be -1 for opcode " + std::to_string(code[i]) + " or an earlier op"
+          : "an operand must be an earlier op, in [0, " + std::to_string(i) + ")");
+    if (!ok_c(i))
+      return bad_entry("c", i, c[i], code[i] == OP_FMA
+          ? "an operand must be an earlier op, in [0, " + std::to_string(i) + ")"
+          : "must be -1 for opcode " + std::to_string(code[i]));
+  }
+  return "";
+}
+
+// The reward program on V vertices with n tape values: update k writes x[xi[k]], xi[k] in
+// [i_lo, V), reads x[xj[k]], xj[k] in [j_lo, V), or is a scaling (xj[k] = -1), and its
+// multiplier is val[xs[k]], xs[k] in [0, n). Recorded traces have i_lo = 1 (vertex 0, the
+// start, is never eliminated) and, for a component's own trace, j_lo = 1 (its vertex 0 is
+// a dummy).
+inline std::string check_program(int64_t nx, const int32_t* xi, const int32_t* xj, const int32_t* xs,
+                                 int64_t n, int64_t V, int64_t i_lo = 0, int64_t j_lo = 0) {
+  const int64_t ni = std::max<int64_t>(V - i_lo, 0), nj = std::max<int64_t>(V - j_lo, 0);
+  auto ok_i = [&](int64_t k) { return below((int64_t)xi[k] - i_lo, ni); };
+  auto ok_j = [&](int64_t k) { return xj[k] == -1 || below((int64_t)xj[k] - j_lo, nj); };
+  auto ok_s = [&](int64_t k) { return below(xs[k], n); };
+  bool ok = true;
+  for (int64_t k = 0; k < nx; ++k) ok &= ok_i(k) & ok_j(k) & ok_s(k);
+  if (ok) return "";
+  const std::string vs = ", " + std::to_string(V) + ")";
+  for (int64_t k = 0; k < nx; ++k) {
+    if (!ok_i(k)) return bad_entry("xi", k, xi[k], "writes a vertex in [" + std::to_string(i_lo) + vs);
+    if (!ok_j(k)) return bad_entry("xj", k, xj[k], "reads a vertex in [" + std::to_string(j_lo) + vs + " or is -1");
+    if (!ok_s(k)) return bad_entry("xs", k, xs[k], "multiplier must be a tape op, in [0, " + std::to_string(n) + ")");
+  }
+  return "";
+}
+
+// Per vertex, the op of 1/lambda (in [0, n)) or -1.
+inline std::string check_xinit(int64_t V, const int32_t* xinit, int64_t n) {
+  bool ok = true;
+  for (int64_t v = 0; v < V; ++v) ok &= xinit[v] == -1 || below(xinit[v], n);
+  if (ok) return "";
+  for (int64_t v = 0; v < V; ++v)
+    if (!(xinit[v] == -1 || below(xinit[v], n)))
+      return bad_entry("xinit", v, xinit[v], "must be a tape op, in [0, " + std::to_string(n) + "), or -1");
+  return "";
+}
+
+// CSR structure: indptr[0] = 0, non-decreasing, indptr[V] = E; targets in [0, V).
+inline std::string check_csr(int64_t V, const int64_t* indptr, int64_t E, const int32_t* target) {
+  if (V < 1) return "indptr needs at least 2 entries (vertex 0, the start, and the end)";
+  bool ok = indptr[0] == 0 && indptr[V] == E;
+  for (int64_t v = 0; v < V; ++v) ok &= indptr[v] <= indptr[v + 1];
+  for (int64_t e = 0; e < E; ++e) ok &= below(target[e], V);
+  if (ok) return "";
+  if (indptr[0] != 0) return bad_entry("indptr", 0, indptr[0], "must be 0");
+  for (int64_t v = 0; v < V; ++v)
+    if (indptr[v] > indptr[v + 1]) return bad_entry("indptr", v + 1, indptr[v + 1], "must not decrease");
+  if (indptr[V] != E) return bad_entry("indptr", V, indptr[V], "must be the number of edges, " + std::to_string(E));
+  for (int64_t e = 0; e < E; ++e)
+    if (!below(target[e], V)) return bad_entry("target", e, target[e], "must be a vertex, in [0, " + std::to_string(V) + ")");
+  return "";
+}
+
+// All of a trace's operands, for a graph of V vertices and E edges (local: a component's
+// own trace, see LocalTrace).
+inline std::string check_trace(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
+                               const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
+                               const int32_t* xs, int64_t V, const int32_t* xinit, int64_t E,
+                               bool local) {
+  std::string m = check_tape(n, code, a, b, c, E);
+  if (m.empty()) m = check_program(nx, xi, xj, xs, n, V, 1, local ? 1 : 0);
+  if (m.empty()) m = check_xinit(V, xinit, n);
+  return m;
+}
+
 using EdgeList = std::vector<std::pair<int32_t, int32_t>>;  // (target, op) sorted by target
 
 inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
@@ -158,7 +264,7 @@ inline EdgeList::iterator find_edge(EdgeList& l, int64_t z) {
 // SCC's vertices in elimination order, then its external targets in id order), spliced in
 // by record().
 struct LocalTrace {
-  int64_t n_ops = 0, n_x = 0;
+  int64_t n_ops = 0, n_x = 0, n_v = 0;  // n_v: entries of xinit
   const uint8_t* code = nullptr;
   const int32_t *a = nullptr, *b = nullptr, *c = nullptr;
   const int32_t *xi = nullptr, *xj = nullptr, *xs = nullptr, *xinit = nullptr;
@@ -215,6 +321,13 @@ inline void record(int64_t V, const int64_t* indptr, const int32_t* target, Trac
       std::sort(ext.begin(), ext.end());
       ext.erase(std::unique(ext.begin(), ext.end()), ext.end());
       gv.insert(gv.end(), ext.begin(), ext.end());
+      // the splice indexes ge, gv and xinit with the component's operands: check them first
+      std::string bad = L->n_v != (int64_t)gv.size()
+          ? "xinit has " + std::to_string(L->n_v) + " entries, the component " + std::to_string(gv.size())
+          : check_trace(L->n_ops, L->code, L->a, L->b, L->c, L->n_x, L->xi, L->xj, L->xs,
+                        (int64_t)gv.size(), L->xinit, (int64_t)ge.size(), true);
+      if (!bad.empty())
+        throw std::invalid_argument("trace of component " + std::to_string(k) + ": " + bad);
       int64_t off = (int64_t)T.code.size();
       for (int64_t j = 0; j < L->n_ops; ++j) {
         if (L->code[j] == OP_WEIGHT) T.emit(OP_WEIGHT, ge[L->a[j]]);

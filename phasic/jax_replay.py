@@ -135,6 +135,13 @@ def build_plan(tr, n_weights, n_vertices):
 
     Value slots: the edge weights (a WEIGHT op lives in its edge's slot), constants 0 and 1,
     the other ops level by level, then write sinks for padding."""
+    from phasic import _core
+    from phasic.exceptions import TraceError
+
+    # the gathers below promise in-bounds indices: every operand must be checked first
+    problem = _core.trace_problem(tr, int(n_vertices), int(n_weights))
+    if problem:
+        raise TraceError(f"build_plan: {problem}")
     code, a, b, c = tr["code"], tr["a"], tr["b"], tr["c"]
     n, E = int(code.size), int(n_weights)
     isw = code == _W

@@ -15,16 +15,25 @@ took at least twice the estimated load time (``SCC_STORE_GAIN``, ``load_estimate
 Replay of a continuous graph's trace runs through a *replay plan* compiled from it once
 (``phasic._core.ReplayPlan``, csrc/replay_plan.hpp): the same arithmetic, bit for bit,
 laid out for speed. Plans live with the graph, not in the store.
+
+A trace read from the store is checked (:func:`check_trace`: lengths, opcodes, every
+operand's range, SSA order) against the graph or component it is used for before anything
+replays or splices it; an entry that fails is moved to ``<root>/corrupt/`` with a warning
+and recorded again. A trace that cannot be written (read-only store, full disk, the
+store's directories removed underneath) gives one :class:`~phasic.exceptions.CacheWarning`
+and stays in memory.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import warnings
 
 import numpy as np
 
 from phasic import _core
-from phasic.exceptions import GraphConstructionError, ParameterError, TraceError
+from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterError, TraceError
 
 #: Bumped when what a structure records changes (3: components re-ordered from their
 #: centre, out-probabilities as w * (1/lambda)).
@@ -88,37 +97,156 @@ def _to_entry(tr: dict):
     return arrays, attrs
 
 
+_DTYPES = {"code": np.uint8, **{f: np.int32 if f in _OP_FIELDS else np.int64 for f in _INT_FIELDS}}
+
+
 def _from_entry(arrays, attrs) -> dict:
-    try:
-        tr = {"code": np.ascontiguousarray(arrays["code"], np.uint8)}
-        for f in _INT_FIELDS:
-            tr[f] = np.ascontiguousarray(arrays[f], np.int32 if f in _OP_FIELDS else np.int64)
-    except KeyError as exc:
-        raise TraceError(f"trace entry lacks field {exc.args[0]!r}") from None
-    if int(attrs.get("trace_format", -1)) != TRACE_FORMAT:
-        raise TraceError(f"trace entry has format {attrs.get('trace_format')!r}, expected {TRACE_FORMAT}")
+    """The trace held by a store entry, in the recorder's dtypes. Raises TraceError for a
+    missing field, another format, or an array that is not 1-D integers fitting the dtype
+    (narrowing must not wrap a value into range)."""
+    fmt = attrs.get("trace_format", -1)
+    if isinstance(fmt, bool) or not isinstance(fmt, (int, np.integer)) or int(fmt) != TRACE_FORMAT:
+        raise TraceError(f"trace entry has format {fmt!r}, expected {TRACE_FORMAT}")
+    tr = {}
+    for f, dt in _DTYPES.items():
+        if f not in arrays:
+            raise TraceError(f"trace entry lacks field {f!r}")
+        v = np.asarray(arrays[f])
+        if v.ndim != 1 or v.dtype.kind not in "iu":
+            raise TraceError(f"trace field {f!r} has shape {v.shape} and dtype {v.dtype}; expected 1-D integers")
+        if v.dtype != dt and v.size:
+            info = np.iinfo(dt)
+            lo, hi = int(v.min()), int(v.max())
+            if lo < info.min or hi > info.max:
+                bad = lo if lo < info.min else hi
+                raise TraceError(f"trace field {f!r} holds {bad}, which does not fit in {np.dtype(dt).name}")
+        tr[f] = np.ascontiguousarray(v, dt)
     return tr
 
 
-def _valid_for(tr, g) -> bool:
-    V, E = g.vertices_length(), g._target.size
-    n = tr["code"].size
-    if tr["xinit"].size != V:
-        return False
-    w = tr["a"][tr["code"] == 0]
-    return bool(w.size == 0 or (w.min() >= 0 and w.max() < E)) and bool(
-        tr["xs"].size == 0 or tr["xs"].max() < n)
+def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
+    """Checks that trace `tr` can be replayed on a graph of `n_vertices` vertices and
+    `n_edges` edges without touching memory out of range: dtypes and lengths; every opcode
+    known; every operand an earlier op (SSA) or, for a weight, an edge; every program entry
+    a vertex and a tape value; ``xinit`` one tape value (or -1) per vertex; ``order`` a
+    permutation of the vertices 1..V-1 and the segment pointers non-decreasing from 0 to the
+    number of vertices, ops and updates. One linear pass (the operands in the core,
+    csrc/elim.hpp ``check_trace``); ``local``: `tr` is one component's own trace
+    (:func:`local_structure`), whose program never reads its dummy vertex 0.
+
+    Raises
+    ------
+    TraceError
+        Naming the first bad field, index and value.
+    """
+    for f, dt in _DTYPES.items():
+        v = tr.get(f) if isinstance(tr, dict) else None
+        if not isinstance(v, np.ndarray) or v.dtype != dt or v.ndim != 1:
+            what = "missing" if v is None else f"{type(v).__name__} {getattr(v, 'dtype', '')} {np.shape(v)}"
+            raise TraceError(f"trace field {f!r} is {what}; expected a 1-D {np.dtype(dt).name} array")
+    V = int(n_vertices)
+    problem = _core.trace_problem(tr, V, int(n_edges), bool(local))
+    if problem:
+        raise TraceError(f"trace does not fit a graph of {V} vertices and {int(n_edges)} edges: {problem}")
+    order, ptr = tr["order"], tr["scc_ptr"]
+    if order.size != max(V - 1, 0):
+        raise TraceError(f"trace field 'order' has {order.size} entries; expected {max(V - 1, 0)} (vertices 1..V-1)")
+    if order.size:
+        bad = np.flatnonzero((order < 1) | (order >= V))
+        if bad.size:
+            raise TraceError(f"order[{bad[0]}] = {order[bad[0]]} is not a vertex in [1, {V})")
+        seen = np.bincount(order, minlength=V)
+        if np.any(seen[1:] != 1):
+            v = int(np.flatnonzero(seen[1:] != 1)[0]) + 1
+            raise TraceError(f"order lists vertex {v} {int(seen[v])} times; it must list each of 1..{V - 1} once")
+    ends = {"scc_ptr": order.size, "seg_ptr": tr["code"].size, "xseg_ptr": tr["xi"].size}
+    for f, end in ends.items():
+        p = tr[f]
+        if p.size != ptr.size or p.size == 0 or p[0] != 0 or p[-1] != end or np.any(np.diff(p) < 0):
+            raise TraceError(f"trace field {f!r} ({p.size} entries from {p[0] if p.size else None} to "
+                             f"{p[-1] if p.size else None}) must rise from 0 to {end} in {ptr.size} entries, "
+                             f"one per component and one more")
 
 
-def load_trace(key: str, store=None):
-    """The stored trace with `key`, or None."""
-    found = _store(store).get("traces", key)
+def _quarantine(store, key, reason):
+    """Moves the bad trace entry `key` aside (Store._quarantine: it warns); a missing entry
+    (already moved or replaced by another process) is left alone."""
+    path = store.path("traces", key)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    store._quarantine("traces", key, path, st, f"{reason}; a CorruptEntryError")
+
+
+def _load_checked(store, key, n_vertices, n_edges, local=False):
+    """The stored trace `key`, checked (:func:`check_trace`) against the sizes it will be
+    used with; None when missing, or when bad: the entry is then quarantined (a warning)
+    and the caller records the trace again."""
+    found = store.get("traces", key)
+    if found is None:
+        return None
+    try:
+        tr = _from_entry(*found)
+        check_trace(tr, n_vertices, n_edges, local)
+    except TraceError as exc:
+        _quarantine(store, key, exc)
+        return None
+    return tr
+
+
+def load_trace(key: str, store=None, graph=None):
+    """The stored trace with `key`, or None. With `graph`, the trace is checked against it
+    (:func:`check_trace`), and a bad entry is quarantined (with a warning) and None
+    returned."""
+    st = _store(store)
+    if graph is not None:
+        graph._flush()
+        return _load_checked(st, key, graph.vertices_length(), int(graph._target.size))
+    found = st.get("traces", key)
     if found is None:
         return None
     try:
         return _from_entry(*found)
     except TraceError:
         return None
+
+
+def _caller_stacklevel():
+    """The stacklevel of warnings.warn that names the first frame outside phasic."""
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class _Writer:
+    """Stores the traces of one computation. The first write that fails (read-only store,
+    full disk, directories removed by a concurrent clear) warns once with a CacheWarning
+    naming the store and the cause, and turns the writer off: the traces stay in memory."""
+
+    def __init__(self, store):
+        self.store, self.failed = store, False
+
+    def put(self, key, arrays, attrs) -> bool:
+        if self.failed:
+            return False
+        try:
+            self.store.put("traces", key, arrays, attrs)
+            return True
+        except OSError as exc:  # StoreError included
+            self.failed = True
+            _warn_unstored(self.store, exc)
+            return False
+
+
+def _warn_unstored(store, exc):
+    warnings.warn(f"phasic: an elimination trace was computed but not stored in {store.root}: {exc}; it is "
+                  f"kept in memory for this graph (another process or a later run records it again)",
+                  CacheWarning, stacklevel=_caller_stacklevel())
 
 
 def trace_entry_path(g, store=None):
@@ -173,8 +301,10 @@ def load_estimate(arrays) -> float:
     return LOAD_S_FIXED + LOAD_S_PER_BYTE * sum(a.nbytes for a in arrays.values())
 
 
-def _record_hierarchical(g, store, min_size=None):
-    """Trace of `g` composed from per-SCC traces kept in the store."""
+def _record_hierarchical(g, store, min_size=None, writer=None):
+    """Trace of `g` composed from per-SCC traces kept in the store (checked against their
+    components before the splice; the composed trace is checked against `g`)."""
+    writer = _Writer(store) if writer is None else writer
     min_size = HIERARCHICAL_MIN_SCC if min_size is None else int(min_size)
     order, ptr = _core.scc(g._indptr, g._target)
     sizes = np.diff(ptr)
@@ -185,13 +315,7 @@ def _record_hierarchical(g, store, min_size=None):
     for k in big.tolist():
         lp, lt = local_structure(g._indptr, g._target, order[ptr[k]:ptr[k + 1]])
         key = _structure_key("scc", lp, lt)
-        found = store.get("traces", key)
-        local = None
-        if found is not None:
-            try:
-                local = _from_entry(*found)
-            except TraceError:
-                local = None
+        local = _load_checked(store, key, lp.size - 1, lt.size, local=True)
         if local is None:
             t0 = time.perf_counter()
             local = _core.record_trace(lp, lt, None, True)
@@ -200,12 +324,13 @@ def _record_hierarchical(g, store, min_size=None):
             stats["recorded"] += 1
             if spent >= SCC_STORE_GAIN * load_estimate(arrays):
                 attrs["scope"] = "scc"
-                store.put("traces", key, arrays, attrs)
-                stats["stored"] += 1
+                stats["stored"] += writer.put(key, arrays, attrs)
         else:
             stats["reused"] += 1
         provided[k] = local
     tr = _core.record_trace(g._indptr, g._target, provided)
+    if provided:
+        check_trace(tr, g.vertices_length(), g._target.size)
     g._hierarchy_stats = stats
     return tr
 
@@ -222,12 +347,11 @@ def graph_trace(g, store=None):
         if getattr(g, "_hierarchical", False):
             st = _store(store)
             key = trace_key(g)
-            tr = load_trace(key, st)
-            if tr is not None and not _valid_for(tr, g):
-                tr = None
+            tr = _load_checked(st, key, g.vertices_length(), g._target.size)
             if tr is None:
+                writer = _Writer(st)
                 t0 = time.perf_counter()
-                tr = _record_hierarchical(g, st)
+                tr = _record_hierarchical(g, st, writer=writer)
                 spent = time.perf_counter() - t0
                 _check_closed_classes(g, tr)
                 arrays, attrs = _to_entry(tr)
@@ -236,7 +360,8 @@ def graph_trace(g, store=None):
                 g._hierarchy_stats["graph_stored"] = keep
                 if keep:
                     attrs["scope"] = "graph"
-                    st.put("traces", key, arrays, attrs)
+                    g._hierarchy_stats["graph_stored"] = writer.put(key, arrays, attrs)
+                g._hierarchy_stats["write_failed"] = writer.failed
         else:
             tr = _core.record_trace(g._indptr, g._target)
         _check_closed_classes(g, tr)
@@ -248,8 +373,8 @@ def attach_trace(g, store=None) -> bool:
     """Gives `g` its stored trace (if the store has a valid one): later moments replay it
     instead of recording the elimination. Returns whether a trace was attached."""
     g._flush()
-    tr = load_trace(trace_key(g), _store(store))
-    if tr is None or not _valid_for(tr, g):
+    tr = _load_checked(_store(store), trace_key(g), g.vertices_length(), g._target.size)
+    if tr is None:
         return False
     _check_closed_classes(g, tr)
     g._trace = tr
@@ -258,14 +383,21 @@ def attach_trace(g, store=None) -> bool:
 
 
 def ensure_trace(g, store=None) -> str:
-    """Records `g`'s trace if the store lacks it, stores it, and returns its key."""
+    """Records `g`'s trace if the store lacks it, stores it, and returns its key. A store
+    that cannot be written gives a CacheWarning; the trace stays with `g` (in memory)."""
     st = _store(store)
     key = trace_key(g)
     if not st.contains("traces", key):
+        fresh = g._trace is None
         tr = graph_trace(g, st)
+        if fresh and getattr(g, "_hierarchy_stats", {}).get("write_failed"):
+            return key  # graph_trace tried to store it just now, and warned
         arrays, attrs = _to_entry(tr)
         attrs["scope"] = "graph"
-        st.get_or_create("traces", key, lambda: (arrays, attrs))
+        try:
+            st.get_or_create("traces", key, lambda: (arrays, attrs))
+        except OSError as exc:  # StoreError included
+            _warn_unstored(st, exc)
     return key
 
 
