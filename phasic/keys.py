@@ -215,9 +215,10 @@ class _Walk:
     an array, a keyword-default dict) was encoded.
     """
 
-    __slots__ = ("visited", "text", "attrs", "items", "sizes", "cacheable")
+    __slots__ = ("visited", "text", "attrs", "items", "sizes", "cacheable", "nested")
 
     def __init__(self, visited, text):
+        self.nested = False  # True once the top function is being encoded
         self.visited = visited
         self.text = text
         self.attrs = []
@@ -265,7 +266,11 @@ def _callback(func, walk):
     if marker in walk.visited:
         return walk.out(["funcref", func.__qualname__])
     walk.visited[marker] = True
-    ast_dump, ast_json, notes = _function_ast_entry(func)
+    nested, walk.nested = walk.nested, True
+    if nested and func.__name__ == "<lambda>":
+        ast_dump, ast_json, notes = _lambda_entry(code)  # a lambda a helper module holds
+    else:
+        ast_dump, ast_json, notes = _function_ast_entry(func)
     where = f"callback {_qualname(func)}"
     names = _reach_names(code, notes)
     seen = {"__functions__": walk.visited}
@@ -317,6 +322,30 @@ _MISSING = object()
 _IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _TEXT_CACHE = {}
 _WARNED = {}
+
+
+_LAMBDAS = {}
+_NO_NOTES = None
+
+
+def _code_text(code):
+    """A deterministic description of a code object: its bytecode, constants and names."""
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else
+              f"float:{c.hex()}" if type(c) is float else f"{type(c).__name__}:{c!r}" for c in code.co_consts]
+    return repr((code.co_code.hex(), consts, code.co_names, code.co_varnames, code.co_freevars,
+                 code.co_cellvars, code.co_argcount, code.co_kwonlyargcount, code.co_flags))
+
+
+def _lambda_entry(code):
+    """``(dump, JSON text, notes)`` of a lambda reached from a callback: its bytecode stands in for
+    its syntax tree (a lambda's source cannot be isolated from its line); memoised per code object."""
+    entry = _memo_get(_LAMBDAS, code)
+    if entry is None:
+        from phasic.keys_reach import Notes
+
+        dump = "Lambda:" + _code_text(code)
+        entry = _memo_put(_LAMBDAS, code, (dump, _dumps(dump), Notes((), (), (), ())))
+    return entry
 
 
 def _stable(value):
@@ -475,8 +504,8 @@ def _encode_class(cls, walk, seen):
             parts = [_encode_member(f, walk, seen) for f in (value.fget, value.fset, value.fdel)]
             encoded[name] = ('["property",[' + ",".join(parts) + "]]") if walk.text else ["property", parts]
             continue
-        if type(value) is types.FunctionType:
-            if value.__code__.co_filename.startswith("<"):
+        if type(_unwrap(value)) is types.FunctionType:
+            if _unwrap(value).__code__.co_filename.startswith("<"):
                 continue  # generated from the class body (dataclass __init__, ...): covered by its source
             encoded[name] = _callback(value, walk)
         elif name.startswith("__") and not _is_ref(value):

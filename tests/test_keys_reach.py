@@ -222,6 +222,46 @@ SCENARIOS = {
                 return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s13_helpers.Table.rate(1.0)]]
         """,
     },
+    "lambda_in_helper": {
+        "s14_helpers.py": """
+            mig_rate = lambda k: {R} * k{C}
+        """,
+        "s14_model.py": """
+            from s14_helpers import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "dataclass_enum_namedtuple": {
+        "s15_helpers.py": """
+            import dataclasses
+            import enum
+            from typing import NamedTuple
+
+            class Kind(enum.Enum):
+                A = 1
+
+            class Scale(NamedTuple):
+                x: float = 1.0
+
+            @dataclasses.dataclass(frozen=True)
+            class Params:
+                scale: float = {R}{C}
+
+                @property
+                def rate(self):
+                    return self.scale * Kind.A.value * Scale().x
+        """,
+        "s15_model.py": """
+            from s15_helpers import Params
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * Params().rate]]
+        """,
+    },
 }
 
 CALLBACKS = {
@@ -238,6 +278,8 @@ CALLBACKS = {
     "relative_import_in_body": "s11pkg.model:model",
     "dotted_submodule": "s12_model:model",
     "staticmethod_of_helper_class": "s13_model:model",
+    "lambda_in_helper": "s14_model:model",
+    "dataclass_enum_namedtuple": "s15_model:model",
 }
 
 RUNNER = """
