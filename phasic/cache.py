@@ -31,7 +31,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from phasic.exceptions import StoreError
+from phasic.exceptions import CacheWarning, StoreError
 from phasic.keys import graph_key, split_graph_kwargs
 from phasic.store import Store
 
@@ -132,8 +132,11 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
     Returns
     -------
     Graph
-        If the entry cannot be written (disk full, read-only cache) the built
-        graph is returned with a warning.
+        If the entry cannot be locked or written (disk full, read-only cache,
+        another user's lock that cannot be removed, a builder in another process
+        that holds the lock for longer than ``$PHASIC_CACHE_LOCK_TIMEOUT``) the
+        graph is built here and returned with a :class:`phasic.exceptions.CacheWarning`
+        that names the file and the cause; nothing is stored then.
     """
     Graph = _graph_class()
     key, material = graph_key(callback, params, ipv=ipv, model=model, indexer=indexer, options=options)
@@ -157,7 +160,7 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
     except StoreError as exc:
         if not built:
             raise
-        warnings.warn(f"phasic: the graph of {name} was built but not cached: {exc}", RuntimeWarning, 2)
+        warnings.warn(f"phasic: the graph of {name} was built but not cached: {exc}", CacheWarning, 2)
         return built[0]
     return built[0] if built else Graph.from_arrays(arrays, attrs)
 

@@ -5,22 +5,37 @@ not import it.  The entry image is built in memory (:func:`phasic.store_entry.en
 written to ``.<name>.tmp.<random>`` in the entry's directory, flushed and fsynced, then
 renamed into place; every failure removes the temporary file and raises
 :class:`phasic.exceptions.StoreError` naming the path and what to do.
+
+Every entry records its provenance: ``user`` (the login name, ``"uid <n>"`` when the
+user has none), ``host``, ``phasic_version`` and ``created``.
+
+A store shared by a group
+-------------------------
+Where a directory the store creates something in has the setgid bit (``chmod g+s``, see
+``docs/store.md``), the new directory or file gets that directory's group, new
+directories get the setgid bit and group read/execute, and files group read; group write
+is added to both when that directory is group-writable.  The modes are set with ``chmod``
+after creation, so a restrictive umask of one user does not lock the others out.
+Elsewhere the umask decides, as usual.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import os
+import stat
 import time
 
 import numpy as np
 
 from phasic.exceptions import ParameterError, StoreError
-from phasic.store import (_NAME_RE, _RESERVED, COMPRESS_MIN_BYTES, STORE_FORMAT, _new_temp, checksum_arrays,
-                          phasic_version)
+from phasic.store import (_NAME_RE, _RESERVED, COMPRESS_MIN_BYTES, STORE_FORMAT, _hostname, _new_temp,
+                          checksum_arrays, phasic_version)
 from phasic.store_entry import MTIME_BACKDATE, entry_image
 
-__all__ = ["check_arrays", "check_attrs", "write_bytes", "put_entry"]
+__all__ = ["check_arrays", "check_attrs", "write_bytes", "put_entry", "prepare_entry", "write_entry", "make_dirs",
+           "share_file", "current_user"]
 
 
 def check_arrays(arrays):
@@ -82,9 +97,81 @@ def write_bytes(tmp, image):
         raise OSError(f"short write ({os.path.getsize(tmp)} of {len(image)} bytes)")
 
 
-def put_entry(store, kind, key, arrays, attrs=None):
-    """Body of :meth:`phasic.store.Store.put`: ``(path, checked arrays, full attrs)``."""
-    path = store.path(kind, key)
+def current_user():
+    """The login name of this process's user; ``"uid <n>"`` when it has none (a container's
+    anonymous uid, no passwd entry)."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except Exception:  # KeyError (3.11) or OSError (3.13) when the uid has no passwd entry
+        name = ""
+    if not name and hasattr(os, "getuid"):
+        name = f"uid {os.getuid()}"
+    return name or "unknown"
+
+
+def _shared(parent_mode):
+    """Extra mode bits for a new directory and a new file in a directory of mode ``parent_mode``
+    (nothing unless the directory is setgid: see the module docstring)."""
+    if not parent_mode & stat.S_ISGID:
+        return 0, 0
+    write = stat.S_IWGRP if parent_mode & stat.S_IWGRP else 0
+    return stat.S_ISGID | stat.S_IRGRP | stat.S_IXGRP | write, stat.S_IRGRP | write
+
+
+def _follow_group(target, parent_st, extra, is_fd=False):
+    """Give ``target`` (a path or an fd) the group of its setgid parent and the ``extra`` mode bits."""
+    st = os.fstat(target) if is_fd else os.stat(target)
+    if st.st_gid != parent_st.st_gid:  # file systems that ignore setgid directories
+        with contextlib.suppress(OSError):
+            (os.fchown if is_fd else os.chown)(target, -1, parent_st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode | extra != mode:
+        with contextlib.suppress(OSError):
+            (os.fchmod if is_fd else os.chmod)(target, mode | extra)
+
+
+def make_dirs(directory):
+    """``mkdir -p directory``, each new level following the shared-group rule of its parent.
+
+    Raises OSError (read-only, full, not a directory, permission denied).
+    """
+    directory = os.fspath(directory)
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for new in reversed(missing):
+        try:
+            os.mkdir(new)
+        except FileExistsError:
+            if not os.path.isdir(new):
+                raise NotADirectoryError(errno.ENOTDIR, f"{new!r} exists and is not a directory", new) from None
+            continue  # made by another process meanwhile
+        parent_st = os.stat(os.path.dirname(new))
+        extra = _shared(parent_st.st_mode)[0]
+        if extra:
+            _follow_group(new, parent_st, extra)
+
+
+def share_file(fd, directory):
+    """Apply the shared-group rule of ``directory`` to the new file open as ``fd``."""
+    try:
+        parent_st = os.stat(directory)
+    except OSError:
+        return
+    extra = _shared(parent_st.st_mode)[1]
+    if extra:
+        _follow_group(fd, parent_st, extra, is_fd=True)
+
+
+def prepare_entry(key, arrays, attrs=None):
+    """``(checked arrays, full attrs)``: the caller's attributes plus the store's own
+    (format, key, provenance, checksum).  Raises ParameterError for bad arrays or attributes."""
     arrays = check_arrays(arrays)
     attrs = check_attrs(attrs)
     full = dict(attrs)
@@ -94,15 +181,34 @@ def put_entry(store, kind, key, arrays, attrs=None):
         key_material=attrs.get("key_material") or "",
         phasic_version=phasic_version(),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        user=current_user(),
+        host=_hostname(),
         checksum=checksum_arrays(arrays),
     )
+    return arrays, full
+
+
+def write_entry(store, kind, key, arrays, full):
+    """Write a prepared entry atomically; returns its path.
+
+    Raises
+    ------
+    StoreError
+        Naming the path and the cause; the temporary file is removed and every other
+        entry (and an older entry of the same key) is untouched.
+    """
+    path = store.path(kind, key)
     hint = "free disk space, or point PHASIC_CACHE_DIR (or --cache-dir) at a writable directory with room"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         tmp = _new_temp(path)
     except OSError as exc:
         raise StoreError(f"cannot write store entry {str(path)!r}: {exc.strerror or exc}; {hint}") from exc
     try:
+        parent_st = os.stat(path.parent)
+        extra = _shared(parent_st.st_mode)[1]
+        if extra:
+            _follow_group(os.fspath(tmp), parent_st, extra)
         write_bytes(tmp, entry_image(arrays, full, store.compression, COMPRESS_MIN_BYTES))
         os.replace(tmp, path)
     except BaseException as exc:
@@ -117,7 +223,16 @@ def put_entry(store, kind, key, arrays, attrs=None):
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    store._clean_temps(path.parent)
+    with contextlib.suppress(OSError):
+        store._clean_temps(path.parent)
     if store.max_size_mb is not None:
-        store.evict(store.max_size_mb, keep=(path,))
-    return path, arrays, full
+        with contextlib.suppress(OSError):
+            store.evict(store.max_size_mb, keep=(path,))
+    return path
+
+
+def put_entry(store, kind, key, arrays, attrs=None):
+    """Body of :meth:`phasic.store.Store.put`: ``(path, checked arrays, full attrs)``."""
+    store.path(kind, key)  # bad kind or key first
+    arrays, full = prepare_entry(key, arrays, attrs)
+    return write_entry(store, kind, key, arrays, full), arrays, full
