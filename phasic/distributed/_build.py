@@ -199,6 +199,10 @@ def build_task(root, key, material, callback, kwargs, trace=True, verify_key=Tru
         arrays, attrs = store.get_or_create("graphs", key, make)
         g = built[0] if built else Graph.from_arrays(arrays, attrs)
         trace_key = ensure_trace(g, store=store) if trace else None
+        for kind, stored in (("graphs", key), ("traces", trace_key)):
+            if stored is not None and not store.contains(kind, stored):  # get_or_create warned why
+                raise StoreError(f"built but could not store {store.path(kind, stored)} on this worker "
+                                 "(see its CacheWarning); check that the store is writable and has room")
     except (StoreError, MemoryError):
         raise  # possibly transient: let Dask retry
     except Exception as exc:
