@@ -106,13 +106,15 @@ def _cache_clear(args):
         for kind, directory, n, nbytes, noun in _clear_targets(kinds):
             print(f"would remove {n} {kind} {noun} ({format_size(nbytes)}) from {directory}")
         return 0
-    from phasic.jax_cache import clear_jax_cache
+    from phasic.jax_cache import _refuse_dangerous, clear_jax_cache
     from phasic.store import Store
 
     store = Store()
+    directory = _jax_dir()
+    if "jax" in kinds:
+        _refuse_dangerous(directory)  # before anything is removed
     for kind in kinds:
         if kind == "jax":
-            directory = _jax_dir()
             n = clear_jax_cache(directory)
             print(f"removed {n} jax files from {directory}")
         else:

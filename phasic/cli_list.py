@@ -1,12 +1,14 @@
 """What the ``phasic cache list`` and ``phasic cache import`` commands show about store entries.
 
-A listing reads only what it needs from each entry: the index in a format-2 entry's
-userblock (64 bytes plus the index JSON; see :mod:`phasic.store_entry`), or, for entries
-without one (format 1, compressed), the root attributes and dataset shapes through h5py.
-It never reads the arrays, never checks the content checksum (``phasic cache verify``
-does), never opens anything that is not a regular file, and never moves or changes an
-entry: a file that cannot be read, or whose index is inconsistent with its size, is
-reported as ``damaged`` with the reason.
+A listing reads only what it needs from each entry: the head and index in the entry's
+HDF5 userblock (64 bytes plus the index JSON; see :mod:`phasic.store_entry`), never
+through h5py.  Only a compressed entry, whose index holds no array shapes, is read whole
+by the store's own checked reader (its SHA-256 first) to count its vertices.  A listing
+never checks an indexed entry's content checksum (``phasic cache verify`` does), never
+opens anything that is not a regular file, and never moves or changes an entry: a file
+whose head or index is damaged or inconsistent with its size is reported as ``damaged``,
+an entry of another user as ``unreadable`` and a format-1 entry (which the store no longer
+reads) as ``legacy``, each with the reason.
 
 Parameters stored in an entry's key material are type-tagged (see :mod:`phasic.keys`);
 :func:`decode_value` turns them back into plain Python values for display.
@@ -30,7 +32,10 @@ import stat
 __all__ = ["decode_value", "format_params", "entry_info", "list_entries", "format_listing", "format_size",
            "provenance_summary", "jsonable_rows"]
 
-_MAGIC = b"phasic-store-v2\n"
+_MAGIC = b"phasic-store-v2\n"  # an indexed entry (attributes and array table in the index)
+_MAGIC_H5 = b"phasic-store-h2\n"  # a compressed entry (attributes only in the index)
+_MAGIC_STEM = b"phasic-store-"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _PREFIX = 64
 #: Largest index a listing reads (an entry's index is a few KiB; a bigger one is damage).
 _MAX_INDEX = 64 << 20
@@ -156,11 +161,24 @@ def _iso(ts):
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+class _Legacy(ValueError):
+    """A format-1 entry: no checksum covers it, so it is not read (the store rebuilds it)."""
+
+
 def _read_index(fd, size):
-    """``(attrs, {name: shape})`` from a format-2 index, or None when the file has no index."""
+    """``(attrs, {name: shape}, indexed)`` from an entry's head and index (JSON only: no h5py).
+
+    ``indexed`` is False for a compressed entry, whose index holds only the attributes.
+    """
     head = os.pread(fd, _PREFIX, 0)
-    if len(head) < _PREFIX or head[:16] != _MAGIC:
-        return None
+    if head[:8] == _HDF5_SIGNATURE:
+        raise _Legacy("legacy: a format-1 entry, not read (no checksum covers it; rebuilt on next use)")
+    if len(head) < _PREFIX:
+        raise ValueError("shorter than its header (truncated)")
+    if head[:16] not in (_MAGIC, _MAGIC_H5):
+        if head.startswith(_MAGIC_STEM):
+            raise ValueError(f"a newer or unknown store format {head[:16]!r}; upgrade phasic to read it")
+        raise ValueError("no store header (damaged or overwritten)")
     userblock = int.from_bytes(head[16:24], "little")
     length = int.from_bytes(head[24:32], "little")
     if not (512 <= userblock < size and userblock & (userblock - 1) == 0 and _PREFIX + length <= userblock
@@ -170,41 +188,17 @@ def _read_index(fd, size):
     if len(text) != length:
         raise ValueError("the file ends inside its index")
     index = json.loads(text)
-    shapes = {}
-    for name, _dtype, shape, offset, nbytes in index["arrays"]:
-        if nbytes and not (userblock <= offset and offset + nbytes <= size):
-            raise ValueError(f"dataset {name!r} lies outside the file (truncated)")
-        shapes[name] = tuple(shape)
     attrs = index["attrs"]
     if not isinstance(attrs, dict):
         raise ValueError("its index holds no attributes")
-    return attrs, shapes
-
-
-def _read_h5(path):
-    """``(attrs, {name: shape})`` through h5py (entries without an index)."""
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    import h5py
-    import numpy as np
-
     shapes = {}
-    with h5py.File(path, "r", locking=False) as f:
-        attrs = {}
-        for k, v in f.attrs.items():
-            if isinstance(v, bytes):
-                v = v.decode("utf-8", "replace")
-            elif isinstance(v, np.generic):
-                v = v.item()
-            elif isinstance(v, h5py.Empty):
-                v = None
-            attrs[k] = v
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                shapes[name] = tuple(obj.shape)
-
-        f.visititems(visit)
-    return attrs, shapes
+    if head[:16] == _MAGIC_H5:
+        return attrs, shapes, False
+    for name, _dtype, shape, offset, nbytes in index["arrays"]:
+        if nbytes and not (userblock <= offset and offset + nbytes <= size):
+            raise ValueError(f"dataset {name!r} lies outside the file (truncated)")
+        shapes[name] = tuple(int(n) for n in shape)
+    return attrs, shapes, True
 
 
 def _model_fields(attrs):
@@ -260,6 +254,11 @@ def entry_info(store, kind, key):
     info["bytes"], info["last_used"] = st.st_size, _iso(st.st_mtime)  # replaced when `created` is known
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        info["status"] = "unreadable: permission denied (another user's entry?)"
+        return info
     except OSError as exc:
         info["status"] = f"damaged: cannot open it ({exc.strerror or exc})"
         return info
@@ -267,19 +266,17 @@ def entry_info(store, kind, key):
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):  # replaced since the lstat
             return None
-        found = _read_index(fd, fst.st_size)
+        attrs, shapes, indexed = _read_index(fd, fst.st_size)
+    except _Legacy as exc:
+        info["status"] = str(exc)
+        return info
     except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
         info["status"] = f"damaged: {exc}"
         return info
     finally:
         os.close(fd)
-    if found is None:
-        try:
-            found = _read_h5(str(path))
-        except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError... for damaged files
-            info["status"] = f"damaged: not a readable HDF5 file ({type(exc).__name__}: {str(exc)[:120]})"
-            return info
-    attrs, shapes = found
+    if not indexed:  # compressed: the shapes are only in the HDF5 part, read once its SHA-256 passed
+        shapes = _checked_shapes(path, key)
     if attrs.get("key") != key:
         info["status"] = f"damaged: it holds key {str(attrs.get('key'))[:16]!r}, not its file name's"
     callback, module, params = _model_fields(attrs)
@@ -306,6 +303,17 @@ def _last_used(mtime, created):
     return _iso(max(mtime, made) if made is not None else mtime)
 
 
+def _checked_shapes(path, key):
+    """Dataset shapes of a compressed entry, read by the store's checked reader ({} if it fails)."""
+    from phasic.store_entry import read_entry
+
+    try:
+        arrays, _attrs, _st, status, _detail = read_entry(str(path), key)
+    except (OSError, ValueError):
+        return {}
+    return {name: a.shape for name, a in arrays.items()} if status == "ok" else {}
+
+
 def list_entries(store, kinds):
     """:func:`entry_info` of every entry of `kinds` (sorted by kind, then key)."""
     rows = []
@@ -325,6 +333,11 @@ def _short_time(text):
     return text.replace("T", " ").removesuffix("+00:00") if text != "-" else "-"
 
 
+def _shout(status):
+    word, sep, rest = status.partition(":")
+    return word.upper() + sep + rest
+
+
 def format_listing(rows):
     """The text table of ``phasic cache list``: a header and one line per entry.
 
@@ -342,7 +355,7 @@ def format_listing(rows):
         table.append((r["kind"], r["key"][:12], model, format_params(r["params"]),
                       "-" if r["vertices"] is None else str(r["vertices"]), format_size(r["bytes"]),
                       _short_time(r["created"]), _short_time(r["last_used"]), _who(r), r["phasic_version"],
-                      "" if r["status"] == "ok" else r["status"].upper()))
+                      "" if r["status"] == "ok" else _shout(r["status"])))
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(header)]
     lines = []
     for cells in [header, *table]:

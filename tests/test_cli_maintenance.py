@@ -146,6 +146,10 @@ def test_clear_graphs_deletes_only_graphs(env):
 
 def test_clear_all_uses_the_configured_jax_directory_never_home(env):
     store, trace = _populate(env.cache)
+    configured, env.jax = env.jax, env.home  # JAX pointed at the home directory: refused before any removal
+    assert "refusing to clear" in _one_line_error(env.run("cache", "clear", "--all"))
+    assert store.entries("graphs") == ["a" * 64, "b" * 64] and store.entries("traces") == [trace]
+    env.jax = configured
     (env.jax / "notes.txt").write_text("not a JAX file")
     out = env.run("cache", "clear", "--all")
     assert out.returncode == 0, out.stderr
@@ -207,16 +211,27 @@ def test_list_marks_damaged_entries_and_skips_what_is_not_a_file(env):
     fifo_dir = env.cache / "graphs" / "dd"
     fifo_dir.mkdir()
     os.mkfifo(fifo_dir / ("d" * 62 + ".h5"))  # would block a reader that opens it
+    legacy = env.cache / "graphs" / "ee" / ("e" * 62 + ".h5")  # format 1: plain HDF5, no store head
+    legacy.parent.mkdir()
+    import h5py
+
+    with h5py.File(legacy, "w") as f:
+        f["states"] = np.zeros((4, 1))
+        f.attrs["key"] = "e" * 64
+    compressed = "f" * 64  # a gzip entry: its index has the attributes only
+    Store(env.cache, compression="gzip").put("traces", compressed, {"xinit": np.zeros(20000)}, {"n": 1})
     out = env.run("cache", "list", "--json")
     assert out.returncode == 0, out.stderr
     rows = {r["key"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"a" * 64, "b" * 64, trace}
+    assert set(rows) == {"a" * 64, "b" * 64, "e" * 64, compressed, trace}
     assert rows["a" * 64]["status"].startswith("damaged") and rows["b" * 64]["status"] == "ok"
+    assert rows["e" * 64]["status"].startswith("legacy") and rows["e" * 64]["vertices"] is None
+    assert rows[compressed]["status"] == "ok" and rows[compressed]["vertices"] == 20000
     assert rows["b" * 64]["vertices"] == Store(env.cache).get("graphs", "b" * 64)[0]["states"].shape[0]
     assert rows["b" * 64]["module"] == "-" and rows["b" * 64]["params"] is None
     out = env.run("cache", "list")
     assert out.returncode == 0 and "damaged" in [x for x in out.stdout.splitlines() if "aaaaaaaa" in x][0].lower()
-    assert store.entries("graphs") == ["a" * 64, "b" * 64]  # listing moves nothing
+    assert store.entries("graphs") == ["a" * 64, "b" * 64, "e" * 64]  # listing moves nothing
 
 
 # ------------------------------------------------------------------------ import provenance
