@@ -8,7 +8,6 @@ command given another JAX directory may touch.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -320,4 +319,3 @@ def test_export_to_and_import_from_a_dash(env):
     assert out.returncode == 0, out.stderr
     assert Store(env.cache).entries("graphs") == ["a" * 64, "b" * 64]
     assert not any(p.name.startswith(".") for p in env.tmp.iterdir() if p.is_file())
-    shutil.rmtree(env.tmp / "src")
