@@ -57,9 +57,12 @@ Concurrency and durability
   :meth:`Store.put` (in that directory) and :meth:`Store.verify` (everywhere).
 * :meth:`Store.get_or_create` serialises builders of one key with an
   ``O_EXCL`` lock file ``.<name>.lock`` next to the entry; the holder touches
-  it while building, waiters poll for the entry and take the lock over when its
-  holder died (same host, pid gone) or it was not touched for
-  ``stale_lock_seconds``.
+  it while building, waiters poll for the entry with back-off and take the lock
+  over when its holder died (same host: pid gone or reused; another host: not
+  touched for ``stale_lock_seconds``).  A live holder is waited for up to
+  ``lock_timeout``; past it, or when no lock can be made or a dead one removed,
+  or the entry cannot be written, the entry is built in memory with one
+  ``CacheWarning`` and not stored (:mod:`phasic.store_lock`).
 * HDF5's own file locking is switched off (``HDF5_USE_FILE_LOCKING=FALSE`` is
   set when this module is imported, and ``locking=False`` is passed to h5py):
   entries are immutable once renamed into place, so it protects nothing here,
@@ -293,7 +296,11 @@ class Store:
         Filter for datasets of at least 64 KiB (with shuffle); default
         ``$PHASIC_CACHE_COMPRESSION`` or ``"none"`` (see the module docstring).
     stale_lock_seconds : float
-        How long a build lock may go untouched before waiters take it over.
+        How long a build lock of another host may go untouched before waiters take it over.
+    lock_timeout : float, optional
+        How long, in seconds, to wait in all for another live process building the same
+        entry before building it here in memory (with a ``CacheWarning``, not stored);
+        default ``$PHASIC_CACHE_LOCK_TIMEOUT`` or 600 (see :mod:`phasic.store_lock`).
     memory_mb : float, optional
         Budget of the process-wide memory layer this store's reads may fill;
         default ``$PHASIC_CACHE_MEMORY_MB`` or 64; 0 turns it off (this
@@ -310,7 +317,8 @@ class Store:
     ([0, 1, 2], 'hi')
     """
 
-    def __init__(self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0, memory_mb=None):
+    def __init__(self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0, memory_mb=None,
+                 lock_timeout=None):
         self.root = Path(root).expanduser() if root is not None else default_root()
         if max_size_mb is None and os.environ.get("PHASIC_CACHE_MAX_MB"):
             raw = os.environ["PHASIC_CACHE_MAX_MB"]
@@ -347,6 +355,11 @@ class Store:
         self.compression = compression
         self.stale_lock_seconds = float(stale_lock_seconds)
         self.memory_mb = float(memory_mb)
+        self.lock_timeout = lock_timeout
+        if lock_timeout is not None:
+            from phasic.store_lock import lock_timeout as _checked
+
+            _checked(self)  # a bad value is refused here, naming it
 
     def __repr__(self):
         return f"Store({str(self.root)!r})"
@@ -607,8 +620,11 @@ class Store:
         kind : {"graphs", "traces"}
         key : str
         build : callable
-            ``build() -> (arrays, attrs)``; called only when the entry is
-            missing and this process holds the build lock (see :mod:`phasic.store_lock`).
+            ``build() -> (arrays, attrs)``; called when the entry is missing and this
+            process holds the build lock, or, with one ``CacheWarning`` and nothing
+            stored, when no lock can be had (a read-only, full or foreign store, a stale
+            lock that cannot be removed, a live holder past ``lock_timeout``) or the
+            entry cannot be written (see :mod:`phasic.store_lock`).
 
         Returns
         -------

@@ -432,3 +432,12 @@ def test_provenance_of_a_user_without_a_name(world):
     assert result["value"] == list(range(7)) and not _cache_warnings(result)
     attrs = Store(store).get("graphs", K("anon"))[1]
     assert attrs["user"] == "uid 54321" and attrs["host"] == socket.gethostname()
+
+
+def test_lock_timeout_is_a_store_argument(tmp_path):
+    from phasic.exceptions import ParameterError
+    from phasic.store import Store
+
+    assert Store(tmp_path, lock_timeout=5).lock_timeout == 5
+    with pytest.raises(ParameterError, match="lock_timeout=-1"):
+        Store(tmp_path, lock_timeout=-1)
