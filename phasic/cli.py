@@ -149,6 +149,13 @@ def _cache_verify(args):
         print(f"BAD {path}: {reason} (moved to {store.root / 'corrupt'})")
     for path in report.removed_temp:
         print(f"removed stale temporary file {path}")
+    for path in report.legacy:
+        print(f"LEGACY {path}: format-1 entry, its attributes are not checksummed; never read "
+              "(the next hit rebuilds and replaces it)")
+    for path in report.newer:
+        print(f"NEWER {path}: written by a newer phasic; left alone")
+    for path, reason in report.unreadable:
+        print(f"UNREADABLE {path}: {reason} (another user's entry; left alone)")
     return 0 if not report.bad else 1
 
 
