@@ -110,6 +110,16 @@ def graph_entry_path(callback, **kwargs):
     return Store().path("graphs", key)
 
 
+def model_attrs(callback, material):
+    """The attributes naming a graph entry's model: ``key_material``, ``callback`` (qualname) and
+    ``callback_module`` (shown by ``phasic cache list``)."""
+    inner = callback
+    while getattr(inner, "__wrapped__", None) is not None and inner.__wrapped__ is not inner:
+        inner = inner.__wrapped__
+    return {"key_material": material, "callback": getattr(callback, "__qualname__", None) or repr(callback),
+            "callback_module": getattr(inner, "__module__", None) or getattr(callback, "__module__", None)}
+
+
 def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, build, store=None):
     """Load a graph from the store, or build and store it (used by ``Graph(..., cache=True)``).
 
@@ -140,9 +150,13 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
     """
     Graph = _graph_class()
     key, material = graph_key(callback, params, ipv=ipv, model=model, indexer=indexer, options=options)
-    found = (store if store is not None else _read_store()).get("graphs", key)
+    reader = store if store is not None else _read_store()
+    found = reader.get("graphs", key)
     if found is not None:
-        return Graph.from_arrays(*found)
+        try:
+            return Graph.from_arrays(*found)
+        except (ValueError, TypeError, KeyError) as exc:  # a valid checksum over something that is no graph
+            reader.discard("graphs", key, f"not a graph: {exc}")
     store = store if store is not None else Store()
     built = []
     name = getattr(callback, "__qualname__", None) or repr(callback)
@@ -152,7 +166,7 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
         built.append(graph)
         arrays, attrs = graph.to_arrays(compact=True)
         attrs = dict(attrs)
-        attrs.update(key_material=material, callback=name)
+        attrs.update(model_attrs(callback, material))
         return arrays, attrs
 
     try:
@@ -223,7 +237,7 @@ class GraphCache:
         key, material = graph_key_for(callback, **kwargs)
         arrays, attrs = graph.to_arrays(compact=True)
         attrs = dict(attrs)
-        attrs.update(key_material=material, callback=getattr(callback, "__qualname__", repr(callback)))
+        attrs.update(model_attrs(callback, material))
         return self.store.put("graphs", key, arrays, attrs)
 
     def load_graph(self, callback, **kwargs):

@@ -491,6 +491,16 @@ class Store:
         except OSError:
             pass
 
+    def discard(self, kind, key, reason):
+        """Move an entry its reader found unusable to ``<root>/corrupt/``, with a warning naming
+        the file and ``reason`` (a caller that could not use what :meth:`get` returned)."""
+        path = self._file(kind, key)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        self._quarantine(kind, key, Path(path), st, reason)
+
     def _quarantine(self, kind, key, path, st, reason):
         """Move a bad entry to ``<root>/corrupt/`` (or remove it) and warn."""
         dest = self.root / "corrupt" / f"{kind}-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{_token(4)}.h5"

@@ -269,3 +269,27 @@ def test_clear_model_cache_and_clear_caches(root, tmp_path, capsys):
     assert removed["graphs"] == 1 and removed["traces"] == 0 and removed["jax"] >= 1
     assert "Cleared 1 graphs" in capsys.readouterr().out
     assert not (jax_dir / "jit_f-0123abcd-cache").exists() and (jax_dir / "unrelated.txt").exists()
+
+
+def test_a_checksummed_entry_that_is_no_graph_is_moved_aside_and_rebuilt(root):
+    """Arrays with a valid checksum that hold no graph at all: the hit names the file, moves it
+    aside and rebuilds (before: every later Graph(cache=True) failed without naming the file)."""
+    from phasic.cache import graph_key_for
+    from phasic.exceptions import CacheWarning
+
+    key, _ = graph_key_for(kh.coalescent, theta=2.0, ipv=[6])
+    store = Store(root)
+    store.put("graphs", key, {"something/else": np.arange(3)}, {"note": "not a graph"})
+    path = store.path("graphs", key)
+    with pytest.warns(CacheWarning, match=str(path.name)):
+        g = Graph(kh.coalescent, theta=2.0, ipv=[6], cache=True)
+    assert g.expectation() == pytest.approx(sum(2.0 / (k * (k - 1) * 2.0) for k in range(2, 7)))  # 1 - 1/6
+    assert any(p.name.startswith(f"graphs-{key}") for p in (root / "corrupt").iterdir())
+    assert Graph(kh.coalescent, theta=2.0, ipv=[6], cache=True).expectation() == pytest.approx(g.expectation())
+
+
+def test_graph_entries_name_their_model_and_module(root):
+    Graph(kh.wrapped, cache=True)
+    (path,) = [p for p in root.rglob("*.h5")]
+    arrays, attrs = Store(root).get("graphs", path.parent.name + path.stem)
+    assert attrs["callback"] == "wrapped" and attrs["callback_module"] == "tests._keys_helpers"

@@ -186,14 +186,14 @@ def build_task(root, key, material, callback, kwargs, trace=True, verify_key=Tru
                 f"({key[:16]}...): the worker runs different code or data for the callback; install "
                 "the same version of its module on the workers"
             )
-        name = getattr(callback, "__qualname__", repr(callback))
+        from phasic.cache import model_attrs
 
         def make():
             g = Graph(callback, **kwargs)
             built.append(g)
             arrays, attrs = g.to_arrays(compact=True)
             attrs = dict(attrs)
-            attrs.update(key_material=worker_material, callback=name)
+            attrs.update(model_attrs(callback, worker_material))
             return arrays, attrs
 
         arrays, attrs = store.get_or_create("graphs", key, make)
