@@ -53,6 +53,9 @@ cdef extern from "elim.hpp" namespace "phasic":
     string check_trace(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
                        const int32_t* c, int64_t nx, const int32_t* xi, const int32_t* xj,
                        const int32_t* xs, int64_t V, const int32_t* xinit, int64_t E, cbool local) except + nogil
+    string check_layout(int64_t V, int64_t no, const int64_t* order, int64_t nptr,
+                        const int64_t* scc_ptr, const int64_t* seg_ptr, const int64_t* xseg_ptr,
+                        int64_t n, int64_t nx) except + nogil
     void record(int64_t V, const int64_t* indptr, const int32_t* target, Trace& T,
                 const vector[const LocalTrace*]* provided, cbool local) except + nogil
     void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
@@ -491,11 +494,13 @@ cdef int _start_ok(const int64_t[::1] a_target, const int64_t[::1] a_edge, int64
     return 0
 
 
-def trace_problem(dict tr, int64_t n_vertices, int64_t n_edges, bint local=False):
+def trace_problem(dict tr, int64_t n_vertices, int64_t n_edges, bint local=False, bint layout=False):
     """None if the arrays of trace `tr` fit a graph of `n_vertices` vertices and `n_edges`
     edges (lengths, opcodes, operand ranges, SSA order; csrc/elim.hpp check_trace), else a
     description of the first bad entry. `local`: `tr` is one component's own trace.
-    The arrays must have the recorder's dtypes (uint8 code, int32 operands)."""
+    `layout`: check the elimination order and segment pointers too (check_layout).
+    The arrays must have the recorder's dtypes (uint8 code, int32 operands, int64 order
+    and pointers)."""
     cdef const uint8_t[::1] code = tr["code"]
     cdef const int32_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
     cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
@@ -508,11 +513,20 @@ def trace_problem(dict tr, int64_t n_vertices, int64_t n_edges, bint local=False
     if xinit.shape[0] != n_vertices:
         return f"xinit has {xinit.shape[0]} entries; the graph has {n_vertices} vertices"
     cdef string msg
+    cdef const int64_t[::1] order, sp, gp, xp
+    if layout:
+        order, sp, gp, xp = tr["order"], tr["scc_ptr"], tr["seg_ptr"], tr["xseg_ptr"]
+        if gp.shape[0] != sp.shape[0] or xp.shape[0] != sp.shape[0] or sp.shape[0] == 0:
+            return (f"scc_ptr, seg_ptr and xseg_ptr have {sp.shape[0]}, {gp.shape[0]} and {xp.shape[0]} "
+                    f"entries; they need one per component and one more each")
     with nogil:
         msg = check_trace(n, &code[0] if n else NULL, &ta[0] if n else NULL, &tb[0] if n else NULL,
                           &tc[0] if n else NULL, nx, &xi[0] if nx else NULL, &xj[0] if nx else NULL,
                           &xs[0] if nx else NULL, n_vertices, &xinit[0] if n_vertices else NULL,
                           n_edges, local)
+        if layout and not msg.size():
+            msg = check_layout(n_vertices, order.shape[0], &order[0] if order.shape[0] else NULL,
+                               sp.shape[0], &sp[0], &gp[0], &xp[0], n, nx)
     return (<bytes>msg).decode() if msg.size() else None
 
 

@@ -152,8 +152,41 @@ inline void scc_order(int64_t V, const int64_t* indptr, const int32_t* target,
 // A trace that comes from outside the recorder (a store entry, arrays handed to an entry
 // point) is checked before any loop indexes memory with it: one pass over each array, no
 // allocation. Each check returns "" or names the first bad entry, its value and the range
-// it must lie in. The pass only accumulates a flag (no early exit, no branches on the
-// data); the first bad entry is looked for once a flag is down.
+// it must lie in. The pass only ORs 32-bit flags (no early exit, no branches on the data,
+// signed 32-bit compares: the compiler vectorises it, and builds an AVX2 clone where it
+// can); the first bad entry is looked for once a flag is up.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
+#define PHASIC_CHECK_CLONES __attribute__((target_clones("avx2", "default"), noinline))
+#else
+#define PHASIC_CHECK_CLONES
+#endif
+
+// Nonzero if a tape op is malformed (see check_tape). n < 2^31, E clamped to 2^31 - 1.
+PHASIC_CHECK_CLONES inline int32_t tape_flags(int32_t n, const uint8_t* code, const int32_t* a,
+                                              const int32_t* b, const int32_t* c, int32_t E) {
+  int32_t bad = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t op = code[i], x = a[i], y = b[i], z = c[i];
+    const int32_t lim = op == OP_WEIGHT ? E : i;
+    const int32_t two = (op == OP_ADD) | (op == OP_DIV) | (op == OP_MUL) | (op == OP_FMA), three = op == OP_FMA;
+    bad |= (op > OP_INV1M) | (x < 0) | (x >= lim) | (two & ((y < 0) | (y >= i))) | ((two ^ 1) & (y != -1)) |
+           (three & ((z < 0) | (z >= i))) | ((three ^ 1) & (z != -1));
+  }
+  return bad;
+}
+
+// Nonzero if a program update is out of range (see check_program); bounds clamped to int32.
+PHASIC_CHECK_CLONES inline int32_t program_flags(int64_t nx, const int32_t* xi, const int32_t* xj,
+                                                 const int32_t* xs, int32_t n, int32_t V, int32_t i_lo,
+                                                 int32_t j_lo) {
+  int32_t bad = 0;
+  for (int64_t k = 0; k < nx; ++k) {
+    const int32_t i = xi[k], j = xj[k], s = xs[k];
+    bad |= (i < i_lo) | (i >= V) | ((j != -1) & ((j < j_lo) | (j >= V))) | (s < 0) | (s >= n);
+  }
+  return bad;
+}
+
 inline std::string bad_entry(const char* field, int64_t i, int64_t v, const std::string& need) {
   return std::string(field) + "[" + std::to_string(i) + "] = " + std::to_string(v) + ": " + need;
 }
@@ -167,12 +200,11 @@ inline bool below(int64_t v, int64_t hi) { return (uint64_t)v < (uint64_t)hi; } 
 inline std::string check_tape(int64_t n, const uint8_t* code, const int32_t* a, const int32_t* b,
                               const int32_t* c, int64_t E) {
   constexpr unsigned two = (1u << OP_ADD) | (1u << OP_DIV) | (1u << OP_MUL) | (1u << OP_FMA);
+  if (n >= INT32_MAX) return "the tape has " + std::to_string(n) + " ops, more than 2^31 - 1";
   auto ok_a = [&](int64_t i) { return below(a[i], code[i] == OP_WEIGHT ? E : i); };
   auto ok_b = [&](int64_t i) { return code[i] < 8 && ((two >> code[i]) & 1u) ? below(b[i], i) : b[i] == -1; };
   auto ok_c = [&](int64_t i) { return code[i] == OP_FMA ? below(c[i], i) : c[i] == -1; };
-  bool ok = true;
-  for (int64_t i = 0; i < n; ++i) ok &= (code[i] <= OP_INV1M) & ok_a(i) & ok_b(i) & ok_c(i);
-  if (ok) return "";
+  if (!tape_flags((int32_t)n, code, a, b, c, (int32_t)std::min<int64_t>(E, INT32_MAX))) return "";
   for (int64_t i = 0; i < n; ++i) {
     if (code[i] > OP_INV1M) return bad_entry("code", i, code[i], "not an opcode (0 to 6)");
     if (!ok_a(i))
@@ -202,9 +234,8 @@ inline std::string check_program(int64_t nx, const int32_t* xi, const int32_t* x
   auto ok_i = [&](int64_t k) { return below((int64_t)xi[k] - i_lo, ni); };
   auto ok_j = [&](int64_t k) { return xj[k] == -1 || below((int64_t)xj[k] - j_lo, nj); };
   auto ok_s = [&](int64_t k) { return below(xs[k], n); };
-  bool ok = true;
-  for (int64_t k = 0; k < nx; ++k) ok &= ok_i(k) & ok_j(k) & ok_s(k);
-  if (ok) return "";
+  auto i32 = [](int64_t x) { return (int32_t)std::max<int64_t>(std::min<int64_t>(x, INT32_MAX), 0); };
+  if (!program_flags(nx, xi, xj, xs, i32(n), i32(V), i32(i_lo), i32(j_lo))) return "";
   const std::string vs = ", " + std::to_string(V) + ")";
   for (int64_t k = 0; k < nx; ++k) {
     if (!ok_i(k)) return bad_entry("xi", k, xi[k], "writes a vertex in [" + std::to_string(i_lo) + vs);
@@ -216,9 +247,10 @@ inline std::string check_program(int64_t nx, const int32_t* xi, const int32_t* x
 
 // Per vertex, the op of 1/lambda (in [0, n)) or -1.
 inline std::string check_xinit(int64_t V, const int32_t* xinit, int64_t n) {
-  bool ok = true;
-  for (int64_t v = 0; v < V; ++v) ok &= xinit[v] == -1 || below(xinit[v], n);
-  if (ok) return "";
+  const int32_t n32 = (int32_t)std::min<int64_t>(n, INT32_MAX);
+  int32_t bad = 0;
+  for (int64_t v = 0; v < V; ++v) bad |= (xinit[v] < -1) | (xinit[v] >= n32);
+  if (!bad) return "";
   for (int64_t v = 0; v < V; ++v)
     if (!(xinit[v] == -1 || below(xinit[v], n)))
       return bad_entry("xinit", v, xinit[v], "must be a tape op, in [0, " + std::to_string(n) + "), or -1");
@@ -238,6 +270,34 @@ inline std::string check_csr(int64_t V, const int64_t* indptr, int64_t E, const 
   if (indptr[V] != E) return bad_entry("indptr", V, indptr[V], "must be the number of edges, " + std::to_string(E));
   for (int64_t e = 0; e < E; ++e)
     if (!below(target[e], V)) return bad_entry("target", e, target[e], "must be a vertex, in [0, " + std::to_string(V) + ")");
+  return "";
+}
+
+// The elimination order and segments: order a permutation of the vertices 1..V-1;
+// scc_ptr, seg_ptr and xseg_ptr (np entries each: one per component and one more) rising
+// from 0 to V - 1, n (ops) and nx (updates).
+inline std::string check_layout(int64_t V, int64_t no, const int64_t* order, int64_t np,
+                                const int64_t* scc_ptr, const int64_t* seg_ptr,
+                                const int64_t* xseg_ptr, int64_t n, int64_t nx) {
+  const int64_t m = std::max<int64_t>(V - 1, 0);
+  if (no != m) return "order has " + std::to_string(no) + " entries; expected " + std::to_string(m) + " (vertices 1..V-1)";
+  std::vector<uint8_t> seen(V > 0 ? V : 1, 0);
+  for (int64_t i = 0; i < no; ++i) {
+    const int64_t v = order[i];
+    if (v < 1 || v >= V) return bad_entry("order", i, v, "must be a vertex in [1, " + std::to_string(V) + ")");
+    if (seen[v]++) return bad_entry("order", i, v, "lists a vertex a second time");
+  }
+  const int64_t* ptrs[3] = {scc_ptr, seg_ptr, xseg_ptr};
+  const int64_t ends[3] = {m, n, nx};
+  const char* names[3] = {"scc_ptr", "seg_ptr", "xseg_ptr"};
+  if (np < 1) return "scc_ptr is empty; it has one entry per component and one more";
+  for (int q = 0; q < 3; ++q) {
+    const int64_t* p = ptrs[q];
+    if (p[0] != 0) return bad_entry(names[q], 0, p[0], "must be 0");
+    for (int64_t k = 1; k < np; ++k)
+      if (p[k] < p[k - 1]) return bad_entry(names[q], k, p[k], "must not decrease");
+    if (p[np - 1] != ends[q]) return bad_entry(names[q], np - 1, p[np - 1], "must be " + std::to_string(ends[q]));
+  }
   return "";
 }
 

@@ -130,8 +130,8 @@ def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
     known; every operand an earlier op (SSA) or, for a weight, an edge; every program entry
     a vertex and a tape value; ``xinit`` one tape value (or -1) per vertex; ``order`` a
     permutation of the vertices 1..V-1 and the segment pointers non-decreasing from 0 to the
-    number of vertices, ops and updates. One linear pass (the operands in the core,
-    csrc/elim.hpp ``check_trace``); ``local``: `tr` is one component's own trace
+    number of vertices, ops and updates. One linear pass in the core (csrc/elim.hpp
+    ``check_trace``, ``check_layout``); ``local``: `tr` is one component's own trace
     (:func:`local_structure`), whose program never reads its dummy vertex 0.
 
     Raises
@@ -141,31 +141,13 @@ def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
     """
     for f, dt in _DTYPES.items():
         v = tr.get(f) if isinstance(tr, dict) else None
-        if not isinstance(v, np.ndarray) or v.dtype != dt or v.ndim != 1:
+        if not isinstance(v, np.ndarray) or v.dtype != dt or v.ndim != 1 or not v.flags.c_contiguous:
             what = "missing" if v is None else f"{type(v).__name__} {getattr(v, 'dtype', '')} {np.shape(v)}"
-            raise TraceError(f"trace field {f!r} is {what}; expected a 1-D {np.dtype(dt).name} array")
+            raise TraceError(f"trace field {f!r} is {what}; expected a contiguous 1-D {np.dtype(dt).name} array")
     V = int(n_vertices)
-    problem = _core.trace_problem(tr, V, int(n_edges), bool(local))
+    problem = _core.trace_problem(tr, V, int(n_edges), bool(local), True)
     if problem:
         raise TraceError(f"trace does not fit a graph of {V} vertices and {int(n_edges)} edges: {problem}")
-    order, ptr = tr["order"], tr["scc_ptr"]
-    if order.size != max(V - 1, 0):
-        raise TraceError(f"trace field 'order' has {order.size} entries; expected {max(V - 1, 0)} (vertices 1..V-1)")
-    if order.size:
-        bad = np.flatnonzero((order < 1) | (order >= V))
-        if bad.size:
-            raise TraceError(f"order[{bad[0]}] = {order[bad[0]]} is not a vertex in [1, {V})")
-        seen = np.bincount(order, minlength=V)
-        if np.any(seen[1:] != 1):
-            v = int(np.flatnonzero(seen[1:] != 1)[0]) + 1
-            raise TraceError(f"order lists vertex {v} {int(seen[v])} times; it must list each of 1..{V - 1} once")
-    ends = {"scc_ptr": order.size, "seg_ptr": tr["code"].size, "xseg_ptr": tr["xi"].size}
-    for f, end in ends.items():
-        p = tr[f]
-        if p.size != ptr.size or p.size == 0 or p[0] != 0 or p[-1] != end or np.any(np.diff(p) < 0):
-            raise TraceError(f"trace field {f!r} ({p.size} entries from {p[0] if p.size else None} to "
-                             f"{p[-1] if p.size else None}) must rise from 0 to {end} in {ptr.size} entries, "
-                             f"one per component and one more")
 
 
 def _quarantine(store, key, reason):
