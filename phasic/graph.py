@@ -10,7 +10,7 @@ from math import isfinite
 import numpy as np
 
 from phasic import _core
-from phasic.callbacks import accepted_extras, callback_ipv, normalize_ipv, plain
+from phasic.callbacks import accepted_extras, callback_ipv, plain
 from phasic.exceptions import GraphConstructionError, ParameterError, PhasicError
 
 DEFAULT_MAX_VERTICES = 50_000_000
@@ -116,8 +116,9 @@ class Graph:
     ----------
     callback : callable, optional
         ``callback(state, **params)`` returns ``[[next_state, rate], ...]`` (``[]`` when
-        absorbing). A rate may be a list of coefficients ``c``: the rate is then ``c . theta``
-        (see :meth:`update_weights`).
+        absorbing). A rate may be a list of coefficients ``c``: the rate is then ``c . theta``,
+        and moments, distributions and samples need :meth:`update_weights` first (they raise
+        ParameterError before it).
     ipv : list, optional
         Initial distribution when the callback has none attached by :func:`with_ipv`.
     theta_dim : int, optional
@@ -137,7 +138,8 @@ class Graph:
     state_length : int, optional
         Start an empty graph for manual construction.
     **params
-        Passed to the callback.
+        Passed to the callback; each must be a parameter of it (``theta=`` for coefficient
+        edges is refused: use :meth:`update_weights`).
 
     Examples
     --------
@@ -329,9 +331,11 @@ class Graph:
         try:
             w = float(weight)
         except (TypeError, ValueError):
-            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) is not a number") from None
+            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) is not "
+                                         f"a number") from None
         if not np.isfinite(w) or w < 0:
-            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) must be finite and >= 0")
+            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) must be "
+                                         f"finite and >= 0")
         if coefficients is not None and w != 0:
             raise GraphConstructionError(
                 f"edge {source} -> {target}: give a weight ({plain(weight)!r}) or coefficients "

@@ -227,13 +227,15 @@ def check_spec(spec):
                              "(it names the results directory)")
     if ("file" in spec) == ("module" in spec):
         raise ParameterError(f"{label}: give exactly one of 'file' (a .py path) or 'module' "
-                             f"(an importable module name); got {short_repr({k: spec[k] for k in ('file', 'module') if k in spec})}")
+                             f"(an importable module name); got "
+                             f"{short_repr({k: spec[k] for k in ('file', 'module') if k in spec})}")
     where = spec.get("file", spec.get("module"))
     if not isinstance(where, str) or not where:
         raise ParameterError(f"{label}: 'file'/'module' must be a non-empty string, got {short_repr(where)}")
     cb = spec.get("callback")
     if not (isinstance(cb, str) and cb.isidentifier() and not keyword.iskeyword(cb)):
-        raise ParameterError(f"{label}: 'callback' must be the name of a function in {short_repr(where)}, got {short_repr(cb)}")
+        raise ParameterError(f"{label}: 'callback' must be the name of a function in {short_repr(where)}, "
+                             f"got {short_repr(cb)}")
     params = spec.get("params", {})
     if params is None:
         params = {}
@@ -524,7 +526,8 @@ def reward_vectors(rewards, graph, module=None, label="the model"):
             try:
                 module = importlib.import_module(where)
             except ImportError as exc:
-                raise ParameterError(f"{label}: cannot import {short_repr(where)} for rewards {short_repr(rewards)} ({exc})") from None
+                raise ParameterError(f"{label}: cannot import {short_repr(where)} for rewards "
+                                     f"{short_repr(rewards)} ({exc})") from None
     else:
         fname = rewards
     func = getattr(module, fname, None) if module is not None else None

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import phasic
 from phasic import Graph, with_ipv
 from phasic.exceptions import GraphConstructionError, ParameterError, PhasicError
 from phasic.state_indexing import Property, StateIndexer
