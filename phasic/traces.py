@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 import warnings
 
@@ -150,21 +151,18 @@ def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
         raise TraceError(f"trace does not fit a graph of {V} vertices and {int(n_edges)} edges: {problem}")
 
 
-def _quarantine(store, key, reason):
-    """Moves the bad trace entry `key` aside (Store._quarantine: it warns); a missing entry
-    (already moved or replaced by another process) is left alone."""
-    path = store.path("traces", key)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return
-    store._quarantine("traces", key, path, st, f"{reason}; a CorruptEntryError")
-
-
 def _load_checked(store, key, n_vertices, n_edges, local=False):
     """The stored trace `key`, checked (:func:`check_trace`) against the sizes it will be
-    used with; None when missing, or when bad: the entry is then quarantined (a warning)
-    and the caller records the trace again."""
+    used with; None when missing, or when bad: the entry is then quarantined (moved to
+    ``<root>/corrupt/`` with a warning, as for a failed checksum) and the caller records
+    the trace again."""
+    path = store.path("traces", key)
+    try:
+        # stat before the read: should a writer replace the file meanwhile, the quarantine
+        # sees another inode and puts the new file back
+        before = os.stat(path)
+    except OSError:
+        return None
     found = store.get("traces", key)
     if found is None:
         return None
@@ -172,7 +170,7 @@ def _load_checked(store, key, n_vertices, n_edges, local=False):
         tr = _from_entry(*found)
         check_trace(tr, n_vertices, n_edges, local)
     except TraceError as exc:
-        _quarantine(store, key, exc)
+        store._quarantine("traces", key, path, before, f"the trace fails its check: {exc}")
         return None
     return tr
 
@@ -196,8 +194,6 @@ def load_trace(key: str, store=None, graph=None):
 
 def _caller_stacklevel():
     """The stacklevel of warnings.warn that names the first frame outside phasic."""
-    import sys
-
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
