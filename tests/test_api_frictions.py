@@ -91,6 +91,16 @@ def test_parameterised_graph_refuses_every_computation_before_update_weights(how
         assert f"{name}()" in str(info.value), (name, str(info.value))
 
 
+def test_graphs_from_the_store_refuse_too_then_work_after_update_weights(cache_dir):
+    for _ in range(2):  # built and stored, then loaded from the store
+        g = Graph(coalescent_coef, cache=True, hierarchical=True)
+        with pytest.raises(ParameterError, match=r"moments\(\) .*update_weights\(theta\)"):
+            g.moments(2)
+        g.update_weights([2.0])
+        assert g.expectation() == pytest.approx(_exact_expectation(4, 2.0), rel=1e-12)
+    assert any(cache_dir.rglob("*.h5"))
+
+
 def test_update_weights_then_computations_and_pickles_keep_working():
     g = Graph(coalescent_coef)
     g.update_weights([2.0])
