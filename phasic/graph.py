@@ -33,7 +33,7 @@ def check_count(value, name, low, high, why):
     Parameters
     ----------
     value : object
-        The user's value.
+        The user's value (a whole float such as ``1e6`` counts as an int).
     name : str
         The option's name, for the message.
     low, high : int
@@ -41,6 +41,8 @@ def check_count(value, name, low, high, why):
     why : str
         Why `high` is the limit, for the message.
     """
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)  # max_vertices=1e6
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ParameterError(f"{name}={plain(value)!r} must be an int")
     v = int(value)
