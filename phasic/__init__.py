@@ -5,10 +5,10 @@ the cache API is loaded on first use, and so is every submodule: after ``import 
 ``phasic.traces.evaluate_batch`` imports :mod:`phasic.traces` when it is first used.
 """
 from phasic.callbacks import with_ipv
-from phasic.exceptions import (CorruptEntryError, DistributedError, ForwardModeError,
-                               GraphConstructionError, ParameterError, PhasicError,
-                               StateSpaceTooLarge, StoreError, TraceError, UnhashableError,
-                               UnsafeArchiveError)
+from phasic.exceptions import (CacheWarning, CorruptEntryError, DistributedError, ForwardModeError,
+                               GraphConstructionError, KeyWarning, ParameterError, PhasicError,
+                               PhasicWarning, StateSpaceTooLarge, StoreError, TraceError,
+                               UnhashableError, UnsafeArchiveError)
 from phasic.graph import Graph
 
 __version__ = "0.1.0"
@@ -39,7 +39,8 @@ _LAZY = {
 
 __all__ = ["Graph", "with_ipv", "PhasicError", "GraphConstructionError", "StateSpaceTooLarge",
            "ParameterError", "UnhashableError", "StoreError", "CorruptEntryError",
-           "UnsafeArchiveError", "TraceError", "DistributedError", "ForwardModeError", *_LAZY]
+           "UnsafeArchiveError", "TraceError", "DistributedError", "ForwardModeError",
+           "PhasicWarning", "CacheWarning", "KeyWarning", *_LAZY]
 
 
 def __getattr__(name):
