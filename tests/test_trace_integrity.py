@@ -189,8 +189,8 @@ def check_rows(rows, restored=True):
             got, ref = got[1:], ref[1:]
         np.testing.assert_allclose(got, ref, rtol=1e-13, atol=0, err_msg=where)
         assert r["quarantined"] == 1, f"{where}: {r}"
-        msgs = [m for c, m in r["warnings"] if "corrupt entry" in m]
-        assert msgs, f"{where}: no warning about the corrupt entry: {r['warnings']}"
+        msgs = [m for c, m in r["warnings"] if "fails its check" in m]
+        assert msgs, f"{where}: no warning about the bad entry: {r['warnings']}"
         if restored and r["call"] != "attach":
             assert r["restored"], f"{where}: the entry was not stored again"
 
@@ -206,7 +206,7 @@ def test_crafted_graph_trace_entries_are_quarantined_and_rerecorded(tmp_path):
     rows = run_crafted(tmp_path, GRAPH_MUTATIONS, ["sojourn", "moments", "batch3", "batch20", "attach"])
     check_rows(rows)
     # the warning names the field and the offending value
-    msg = next(m for r in rows if r["what"] == "xi" for c, m in r["warnings"] if "corrupt entry" in m)
+    msg = next(m for r in rows if r["what"] == "xi" for c, m in r["warnings"] if "fails its check" in m)
     assert "xi[" in msg and "100000000" in msg, msg
 
 
