@@ -94,7 +94,9 @@ def _dense_moments(g, theta, rewards=None):
     alpha, S, _ = _dense(g, theta)
     U = np.linalg.inv(-S)
     if rewards is not None:
-        U = U @ np.diag(np.asarray(rewards)[g.transient_vertices()])
+        h = g.copy()
+        h.update_weights(theta)  # which vertices are transient depends on the rates
+        U = U @ np.diag(np.asarray(rewards)[h.transient_vertices()])
     one = np.ones(len(alpha))
     return alpha @ U @ one, 2 * alpha @ U @ U @ one
 
