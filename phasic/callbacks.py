@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 
 import numpy as np
 
@@ -130,14 +131,63 @@ def callback_ipv(callback, ipv=None):
     return None
 
 
+#: keyword-able parameter names per callback signature, keyed by the code objects of the
+#: callback and of the functions it wraps (an edit gives new code objects, hence a new key)
+_SIGNATURES: dict = {}
+_SIGNATURES_MAX = 4096
+
+
+def _signature_key(callback):
+    """The code objects that decide `callback`'s signature, or None when it cannot be
+    memoised (not a plain function, or one with an explicit ``__signature__``)."""
+    key, f = [], callback
+    while f is not None:
+        if type(f) is not types.FunctionType or "__signature__" in f.__dict__:
+            return None
+        key.append(f.__code__)
+        f = f.__dict__.get("__wrapped__")  # inspect.signature follows functools.wraps
+    return tuple(key)
+
+
+def _keyword_params(callback):
+    """``(names, var_kw)``: the names `callback` takes as keywords and whether it has
+    ``**kwargs``, or None when its signature is unknown. Memoised per code object
+    (``inspect.signature`` costs microseconds, paid on every ``Graph()`` call otherwise)."""
+    key = _signature_key(callback)
+    if key is not None:
+        found = _SIGNATURES.get(key)
+        if found is not None:
+            return found
+    try:
+        sig = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return None
+    params = sig.parameters.values()
+    found = (frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)),
+             any(p.kind is p.VAR_KEYWORD for p in params))
+    if key is not None:
+        if len(_SIGNATURES) >= _SIGNATURES_MAX:
+            _SIGNATURES.clear()
+        _SIGNATURES[key] = found
+    return found
+
+
+def unknown_params(callback, params) -> list:
+    """Names in `params` that `callback`'s signature cannot take ([] when unknown)."""
+    if not params:
+        return []
+    found = _keyword_params(callback)
+    if found is None or found[1]:
+        return []
+    return [k for k in params if k not in found[0]]
+
+
 def accepted_extras(callback, extras: dict) -> dict:
     """The subset of `extras` (model=, indexer=) the callback's signature accepts."""
     if not extras:
         return {}
-    try:
-        sig = inspect.signature(callback)
-    except (TypeError, ValueError):
+    found = _keyword_params(callback)
+    if found is None:
         return {}
-    params = sig.parameters
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return {k: v for k, v in extras.items() if v is not None and (k in params or var_kw)}
+    names, var_kw = found
+    return {k: v for k, v in extras.items() if v is not None and (k in names or var_kw)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import numbers
 import re
 from math import isfinite
@@ -10,7 +9,7 @@ from math import isfinite
 import numpy as np
 
 from phasic import _core
-from phasic.callbacks import accepted_extras, callback_ipv, plain
+from phasic.callbacks import accepted_extras, callback_ipv, plain, unknown_params
 from phasic.exceptions import GraphConstructionError, ParameterError, PhasicError
 
 DEFAULT_MAX_VERTICES = 50_000_000
@@ -53,20 +52,6 @@ def check_count(value, name, low, high, why):
     return v
 
 
-def _unknown_params(callback, params):
-    """Names in `params` that `callback`'s signature cannot take ([] when unknown)."""
-    if not params:
-        return []
-    try:
-        sig = inspect.signature(callback)
-    except (TypeError, ValueError):
-        return []
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return []
-    ok = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return [k for k in params if k not in ok]
-
-
 def _requires_weights(fn):
     """`fn` as a `Graph` method that refuses a parameterised graph before update_weights."""
     @functools.wraps(fn)
@@ -77,38 +62,18 @@ def _requires_weights(fn):
     return method
 
 
-def _check_csr(V, indptr, target, weight, coef):
-    """Graph arrays from outside (the store, pickles, users): the checks that keep the core
-    from reading out of bounds or computing with impossible weights (~0.2 ms per 100k
-    edges; the offender is located only on failure)."""
-    if indptr.shape != (V + 1,) or indptr[0] != 0 or (V and np.diff(indptr).min() < 0):
-        raise GraphConstructionError(f"edges/indptr must be {V + 1} non-decreasing offsets from 0 "
-                                     f"(one per vertex, then the end), got shape {indptr.shape}")
-    E = int(indptr[-1])
-    if target.shape != (E,) or weight.shape != (E,):
-        raise GraphConstructionError(f"edges/target and edges/weight must hold {E} entries (indptr's "
-                                     f"end), got {target.shape} and {weight.shape}")
-    if E == 0:
-        return
-    if target.min() < 1 or target.max() >= V:
-        e = int(np.flatnonzero((target < 1) | (target >= V))[0])
-        raise GraphConstructionError(f"edge {e} targets vertex {int(target[e])}, not in [1, {V}) "
-                                     f"(vertex 0 is the start and has no in-edges)")
-    if not (weight.min() >= 0 and np.isfinite(weight.max())):
-        e = int(np.flatnonzero(~(np.isfinite(weight) & (weight >= 0)))[0])
-        raise GraphConstructionError(f"edge {e} has weight {float(weight[e])!r}; weights must be "
-                                     f"finite and >= 0")
-    src = np.repeat(np.arange(V, dtype=target.dtype), np.diff(indptr))
-    if np.any(src == target):
-        e = int(np.flatnonzero(src == target)[0])
-        raise GraphConstructionError(f"edge {e} is a self-loop on vertex {int(src[e])}")
-    if coef is not None and (np.ndim(coef) != 2 or np.shape(coef)[0] != E
-                             or not np.isfinite(np.asarray(coef).sum())):
-        raise GraphConstructionError(f"edges/coef must be a finite ({E}, p) array, got shape "
-                                     f"{np.shape(coef)}")
-
-
 _UNPACK = re.compile(r"(too many|not enough) values to unpack(?: \(expected (\d+))?")
+
+
+def _nonzero_rows(coef):
+    """Rows of the (E, p) `coef` with a nonzero entry (column by column for small p: NumPy
+    reduces short rows slowly, ~20 ns per row)."""
+    if coef.shape[1] > 8:
+        return np.any(coef != 0, axis=1)
+    rows = np.zeros(coef.shape[0], bool)
+    for j in range(coef.shape[1]):
+        rows |= coef[:, j] != 0
+    return rows
 
 
 class Graph:
@@ -187,7 +152,7 @@ class Graph:
         if not callable(callback):
             raise TypeError(f"callback {callback!r} is not callable")
         self._callback_name = getattr(callback, "__qualname__", repr(callback))
-        unknown = _unknown_params(callback, params)
+        unknown = unknown_params(callback, params)
         if unknown:
             hint = ("; for coefficient edges (rates given as lists of coefficients) build the graph "
                     "without theta and call graph.update_weights(theta)" if "theta" in unknown else "")
@@ -246,7 +211,7 @@ class Graph:
         self._coef = coef
         self._parameterised = False
         if coef is not None:
-            param = np.any(coef != 0, axis=1)
+            param = _nonzero_rows(coef)
             self._base = np.where(param, 0.0, weight)
             self._parameterised = bool(param.any())
         else:
@@ -441,15 +406,27 @@ class Graph:
         return arrays, attrs
 
     @classmethod
-    def from_arrays(cls, arrays, attrs):
-        """Inverse of :meth:`to_arrays` (plain or compact arrays)."""
-        if "states" not in arrays or "edges/indptr" not in arrays:
-            raise ValueError(f"graph arrays need 'states' and 'edges/indptr', got {sorted(arrays)!r}")
-        fresh = "edges/weight" not in arrays
-        if fresh or "edges/coef_table" in arrays:
-            from phasic.graph_arrays import unpack
+    def from_arrays(cls, arrays, attrs, checked=False):
+        """Inverse of :meth:`to_arrays` (plain or compact arrays).
 
-            arrays = unpack(arrays)
+        Parameters
+        ----------
+        arrays, attrs : dict
+            As :meth:`to_arrays` gives them (or the store reads them).
+        checked : bool
+            The arrays were already validated by
+            :func:`phasic.graph_arrays.check_graph_arrays` (the store does so on every read)
+            and are not checked again. Otherwise they are: arrays from outside must not let
+            the core read out of bounds or compute with impossible weights.
+
+        Raises
+        ------
+        GraphConstructionError
+            Naming the first thing that makes the arrays no graph.
+        """
+        from phasic.graph_arrays import check_graph_arrays, unpack
+
+        plain = unpack(arrays) if checked else check_graph_arrays(arrays, attrs)
         g = cls.__new__(cls)
         g._discrete = bool(attrs.get("discrete", False))
         g._hierarchical = False
@@ -457,17 +434,15 @@ class Graph:
         g._coo = None
         g._trace = None
         g._callback_name = attrs.get("callback")
-        g._space = _core.StateSpace.from_states(np.asarray(arrays["states"], np.int32))
-        coef = arrays.get("edges/coef")
-        indptr = np.ascontiguousarray(arrays["edges/indptr"], np.int64)
-        target = np.ascontiguousarray(arrays["edges/target"], np.int32)
-        weight = np.ascontiguousarray(arrays["edges/weight"], np.float64)
-        _check_csr(len(g._space), indptr, target, weight, coef)
+        g._space = _core.StateSpace.from_states(plain["states"])
+        coef = plain.get("edges/coef")
         if coef is not None:
             coef = np.ascontiguousarray(coef, np.float64)
-            weight = weight + coef.sum(axis=1)  # theta = ones until update_weights
-            fresh = True
-        g._set_csr(indptr, target, weight, coef, own=fresh)
+        # weights of parameterised edges stay those stored (the constant part): computations
+        # refuse such a graph until update_weights sets them
+        weight = plain["edges/weight"]
+        g._set_csr(plain["edges/indptr"], plain["edges/target"], weight, coef,
+                   own=weight is not arrays.get("edges/weight"))
         g._theta_dim = None if coef is None else coef.shape[1]
         return g
 

@@ -287,3 +287,39 @@ def test_yaml_specs_refuse_recursive_aliases_and_keep_messages_short(tmp_path):
     ok.write_text("p: &p {theta: 2.0}\nmodels:\n  - {name: k, module: tests.dask_models, "
                   "callback: coalescent, params: *p}\n")
     assert read_spec(f"@{ok}")["params"] == {"theta": 2.0}
+
+
+def test_callback_signature_is_read_once_per_code_object_and_an_edit_is_seen(monkeypatch):
+    """Graph() checks params= against the callback's signature on every call (cache hits
+    included): inspect.signature is paid once per code object, and a new code object (an
+    edited callback) is read again."""
+    import inspect
+
+    from phasic import callbacks
+
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda f, *a, **k: calls.append(f) or real(f, *a, **k))
+
+    @with_ipv([3])
+    def cb(state, rate=1.0):
+        n = state[0]
+        return [] if n <= 1 else [[[n - 1], rate]]
+
+    assert Graph(cb, rate=2.0).expectation() == pytest.approx(1.0)
+    n = len(calls)
+    for _ in range(3):
+        Graph(cb, rate=2.0)
+    assert len(calls) == n  # memoised
+    with pytest.raises(ParameterError, match="slope="):
+        Graph(cb, slope=2.0)
+
+    def edited(state, slope=1.0):
+        n = state[0]
+        return [] if n <= 1 else [[[n - 1], slope]]
+
+    cb.__wrapped__.__code__ = edited.__code__  # the same function object, another signature
+    assert Graph(cb, slope=4.0).expectation() == pytest.approx(0.5)
+    with pytest.raises(ParameterError, match="rate="):
+        Graph(cb, rate=2.0)
+    assert callbacks.accepted_extras(cb, {"model": 1, "indexer": None}) == {}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from phasic import Graph
+from phasic import Graph, with_ipv
 from phasic.graph_arrays import narrow_int, pack, unpack
 from tests.dask_models import two_island_param
 
@@ -94,3 +94,66 @@ def test_broken_coding_is_refused():
         Graph.from_arrays(broken, attrs)
     with pytest.raises(ValueError, match="states"):
         Graph.from_arrays({"edges/weight": np.ones(1)}, attrs)
+
+
+# ---------------------------------------------------------------- one checker, checked=True
+def _param_chain_arrays(n=200):
+    @with_ipv([[[n, 0], 1.0]])
+    def chain(state):
+        k, j = int(state[0]), int(state[1])
+        return [] if k <= 0 else [[[k - 1, (j + 1) % 3], [1.0, float(j)]], [[k - 1, (j + 2) % 3], 2.0]]
+    return Graph(chain).to_arrays(compact=True)
+
+
+def test_from_arrays_checks_with_the_one_checker_of_graph_arrays():
+    from phasic.exceptions import GraphConstructionError
+    from phasic.graph_arrays import check_graph_arrays
+
+    arrays, attrs = _param_chain_arrays()
+    bad = dict(arrays)
+    bad["edges/target"] = arrays["edges/target"].copy()
+    bad["edges/target"][5] = 0
+    # the same words from the store's check and from Graph.from_arrays
+    with pytest.raises(GraphConstructionError, match=r"edge 5 targets vertex 0.*start and has no in-edges") as a:
+        check_graph_arrays(bad, attrs)
+    with pytest.raises(GraphConstructionError) as b:
+        Graph.from_arrays(bad, attrs)
+    assert str(a.value) == str(b.value)
+    # attributes are checked too (Graph.from_arrays used to ignore a wrong theta_dim)
+    with pytest.raises(GraphConstructionError, match="theta_dim=5"):
+        Graph.from_arrays(arrays, {**attrs, "theta_dim": 5})
+
+
+def test_from_arrays_checked_true_skips_the_check_and_gives_the_same_graph():
+    from phasic.graph_arrays import check_graph_arrays
+
+    arrays, attrs = _param_chain_arrays()
+    check_graph_arrays(arrays, attrs)
+    a = Graph.from_arrays(arrays, attrs)
+    b = Graph.from_arrays(arrays, attrs, checked=True)
+    for x, y in zip(a.edges() + (a.coefficients(), a.states()), b.edges() + (b.coefficients(), b.states())):
+        assert np.array_equal(x, y)
+    a.update_weights([0.5, 2.0])
+    b.update_weights([0.5, 2.0])
+    assert a.moments(3) == b.moments(3)
+
+
+def test_loaded_parameterised_graph_keeps_its_stored_weights_until_update_weights():
+    """No ``weight + coef.sum()`` ("theta = ones") on a load: the constant part is kept, the
+    computations refuse before update_weights, and round trips are exact."""
+    import pickle
+
+    from phasic.exceptions import ParameterError
+
+    arrays, attrs = _param_chain_arrays()
+    g = Graph.from_arrays(arrays, attrs)
+    stored = unpack(arrays)["edges/weight"]
+    assert np.array_equal(g.edges()[2], stored)
+    with pytest.raises(ParameterError, match="update_weights"):
+        g.expectation()
+    again = Graph.from_arrays(*g.to_arrays(compact=True))
+    _plain_equal(unpack(again.to_arrays(compact=True)[0]), unpack(arrays))
+    g.update_weights([0.25, 3.0])
+    for h in (pickle.loads(pickle.dumps(g)), g.copy()):
+        assert np.array_equal(h.edges()[2], g.edges()[2])
+        assert h.moments(2) == g.moments(2)
