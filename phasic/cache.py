@@ -146,17 +146,23 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
         another user's lock that cannot be removed, a builder in another process
         that holds the lock for longer than ``$PHASIC_CACHE_LOCK_TIMEOUT``) the
         graph is built here and returned with a :class:`phasic.exceptions.CacheWarning`
-        that names the file and the cause; nothing is stored then.
+        that names the file and the cause; nothing is stored then.  An entry written
+        by a newer phasic is never replaced: the graph is built here, with one
+        ``CacheWarning`` saying to upgrade.  A miss reads the entry once and warns at
+        most once (an unreadable entry, a newer one).
     """
     Graph = _graph_class()
     key, material = graph_key(callback, params, ipv=ipv, model=model, indexer=indexer, options=options)
     reader = store if store is not None else _read_store()
-    found = reader.get("graphs", key)
+    found, status, st = reader._lookup("graphs", key)
     if found is not None:
         try:
             return Graph.from_arrays(*found)
         except (ValueError, TypeError, KeyError) as exc:  # a valid checksum over something that is no graph
-            reader.discard("graphs", key, f"not a graph: {exc}")
+            reader.discard("graphs", key, f"not a graph: {exc}", st)  # (only the file that was read)
+            status = "bad"
+    if status == "newer":  # never replaced: built here; the read warned once, saying to upgrade
+        return build()
     store = store if store is not None else Store()
     built = []
     name = getattr(callback, "__qualname__", None) or repr(callback)
@@ -169,8 +175,10 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
         attrs.update(model_attrs(callback, material))
         return arrays, attrs
 
-    try:
-        arrays, attrs = store.get_or_create("graphs", key, _build)
+    from phasic.store_lock import get_or_create
+
+    try:  # after this miss (which gave any warning): no second read before the lock
+        arrays, attrs = get_or_create(store, "graphs", key, _build, status)
     except StoreError as exc:
         if not built:
             raise

@@ -256,19 +256,19 @@ def _new_temp(path):
             continue
 
 
-def _inspect(path, key, kind, deep=False):
+def _inspect(path, key, kind, deep=False, raw=False):
     """``(arrays, attrs, stat, status, detail)`` of the entry file at ``path`` (see
-    :func:`phasic.store_entry.read_entry`); a graph entry is also checked as a graph
-    (:func:`phasic.graph_arrays.graph_problem`).  Raises OSError when it cannot be read."""
-    arrays, attrs, st, status, detail = read_entry(path, key, deep)
-    if status == "ok" and kind == "graphs":
+    :func:`phasic.store_entry.read_entry`; with ``raw``, the verified bytes too); a graph
+    entry is also checked as a graph (:func:`phasic.graph_arrays.graph_problem`).
+    Raises OSError when it cannot be read."""
+    out = read_entry(path, key, deep, raw)
+    if out[3] == "ok" and kind == "graphs":
         from phasic.graph_arrays import graph_problem
 
-        detail = graph_problem(arrays, attrs)
+        detail = graph_problem(out[0], out[1])
         if detail is not None:
-            status = "bad"
-            arrays = attrs = None
-    return arrays, attrs, st, status, detail
+            out = (None, None, out[2], "bad", detail) + ((None,) if raw else ())
+    return out
 
 
 def _unreadable(path, exc, stacklevel=3):
@@ -443,40 +443,54 @@ class Store:
         Returns
         -------
         (dict, dict) or None
-            ``(arrays, attrs)``, or None when the entry is missing or failed
-            verification (a warning names the file, which is moved to
-            ``<root>/corrupt/``; the caller rebuilds).  The arrays belong to
-            the caller (never shared with the memory layer or other callers).
+            ``(arrays, attrs)``, or None for a miss: the entry is missing; it failed
+            verification (a warning names the file, which is moved to ``<root>/corrupt/``;
+            the caller rebuilds); it is a format-1 entry (``legacy``: a silent miss, a
+            rebuild replaces it); it is of a newer store format (a warning says to
+            upgrade; it is left alone); or this user cannot read it (a warning; it is left
+            alone, never moved).  The arrays belong to the caller (never shared with the
+            memory layer or other callers).
         """
+        return self._lookup(kind, key)[0]
+
+    def _lookup(self, kind, key, warn=True):
+        """``(found, status, stat)``: what :meth:`get` returns, the entry's status (``"ok"``,
+        ``"missing"``, ``"bad"`` (moved aside), ``"legacy"``, ``"newer"``, ``"unreadable"``) and the
+        stat of the file that was read (None when missing).  ``warn=False``: no warning for
+        newer and unreadable entries (a caller that already warned once)."""
         path = self._file(kind, key)
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return None, "missing", None
         except OSError as exc:
-            _unreadable(path, exc)
-            return None
+            if warn:
+                _unreadable(path, exc, 4)
+            return None, "unreadable", None
         if self.memory_mb:
             found = MEMORY.get(st, key)
             if found is not None:
                 self._touch(path, st, key)
-                return found
+                return found, "ok", st
         try:
             arrays, attrs, st, status, detail = _inspect(path, key, kind)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return None, "missing", None
         except OSError as exc:  # PermissionError (another user's entry), EIO, EMFILE: not the entry's fault
-            _unreadable(path, exc)
-            return None
+            if warn:
+                _unreadable(path, exc, 4)
+            return None, "unreadable", st
         if status != "ok":
             if status == "newer":
-                warnings.warn(f"phasic store: ignoring {path}: {detail}; upgrade phasic to use it", CacheWarning, 2)
+                if warn:
+                    warnings.warn(f"phasic store: ignoring {path}: {detail}; upgrade phasic to use it (it is "
+                                  "left alone; what it holds is built here and not stored)", CacheWarning, 3)
             elif status == "bad":
-                self._quarantine(kind, key, Path(path), st, detail)
-            return None  # "legacy": a miss; get_or_create rebuilds and replaces it
+                self._quarantine(kind, key, Path(path), st, detail, 4)
+            return None, status, st  # "legacy": a miss; get_or_create rebuilds and replaces it
         MEMORY.put(st, key, arrays, attrs, self.memory_mb * _MB)
         self._touch(path, st, key)
-        return arrays, attrs
+        return (arrays, attrs), "ok", st
 
     @staticmethod
     def _touch(path, st, key):
@@ -491,22 +505,30 @@ class Store:
         except OSError:
             pass
 
-    def discard(self, kind, key, reason):
+    def discard(self, kind, key, reason, st):
         """Move an entry its reader found unusable to ``<root>/corrupt/``, with a warning naming
-        the file and ``reason`` (a caller that could not use what :meth:`get` returned)."""
-        path = self._file(kind, key)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return
-        self._quarantine(kind, key, Path(path), st, reason)
+        the file and ``reason`` (a caller that could not use what :meth:`get` returned).
 
-    def _quarantine(self, kind, key, path, st, reason):
-        """Move a bad entry to ``<root>/corrupt/`` (or remove it) and warn."""
+        ``st`` is the ``os.stat`` of the file that was read (taken before the read): the file is
+        moved only while the path still holds that inode, so a good entry a writer put in place
+        meanwhile is left alone."""
+        self._quarantine(kind, key, Path(self._file(kind, key)), st, reason, 3)
+
+    def _quarantine(self, kind, key, path, st, reason, stacklevel=3):
+        """Move the bad entry whose stat is ``st`` to ``<root>/corrupt/`` (or remove it) and warn;
+        nothing happens when the path no longer holds that file."""
+        try:
+            now = os.lstat(path)
+        except OSError:
+            return  # gone: another process moved or replaced it
+        if st is None or (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+            return  # a writer replaced it meanwhile (with a good entry, or one the next read checks)
         dest = self.root / "corrupt" / f"{kind}-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{_token(4)}.h5"
         action = f"moved to {dest}"
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            from phasic.store_write import make_dirs
+
+            make_dirs(dest.parent)
             os.rename(path, dest)
             moved = os.lstat(dest)
             if (moved.st_ino, moved.st_dev) != (st.st_ino, st.st_dev):
@@ -515,6 +537,7 @@ class Store:
                     os.link(dest, path, follow_symlinks=False)
                 with contextlib.suppress(OSError):
                     os.unlink(dest)
+                return
         except FileNotFoundError:
             action = "already removed by another process"
         except OSError:
@@ -524,7 +547,7 @@ class Store:
             except OSError as exc:
                 action = f"could not be moved or removed ({exc})"
         warnings.warn(
-            f"phasic store: corrupt entry {path} ({reason}); {action}; it will be rebuilt", CacheWarning, 3
+            f"phasic store: corrupt entry {path} ({reason}); {action}; it will be rebuilt", CacheWarning, stacklevel
         )
 
     # ------------------------------------------------------------------ write
@@ -560,19 +583,23 @@ class Store:
 
         return put_entry(self, kind, key, arrays, attrs)
 
-    def _clean_temps(self, directory, max_age=STALE_TEMP_SECONDS):
-        """Remove stale temp files (and dead lock files) in one directory."""
+    def _clean_temps(self, directory, max_age=STALE_TEMP_SECONDS, everything=False):
+        """Remove stale temp files, dead lock files and anything but a regular file at a temp or
+        lock name (a FIFO or link there is never opened) in one directory; ``everything``
+        removes every temp and lock file (``clear``)."""
         removed = []
         now = time.time()
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for entry in os.scandir(directory):
-                if not _TEMP_RE.match(entry.name) or not entry.is_file(follow_symlinks=False):
+                if not _TEMP_RE.match(entry.name) or entry.is_dir(follow_symlinks=False):
                     continue
                 try:
-                    if entry.name.endswith(".lock"):
+                    if everything or not entry.is_file(follow_symlinks=False):
+                        pass
+                    elif entry.name.endswith(".lock"):
                         if not self._lock_is_stale(Path(entry.path)):
                             continue
-                    elif now - entry.stat().st_mtime < max_age:
+                    elif now - entry.stat(follow_symlinks=False).st_mtime < max_age:
                         continue
                     os.unlink(entry.path)
                     removed.append(entry.path)
@@ -634,19 +661,21 @@ class Store:
             process holds the build lock, or, with one ``CacheWarning`` and nothing
             stored, when no lock can be had (a read-only, full or foreign store, a stale
             lock that cannot be removed, a live holder past ``lock_timeout``) or the
-            entry cannot be written (see :mod:`phasic.store_lock`).
+            entry cannot be written (see :mod:`phasic.store_lock`).  An entry of a newer
+            store format is never replaced: the entry is built here, in memory, and the one
+            warning says to upgrade phasic.
 
         Returns
         -------
         (dict, dict)
             ``(arrays, attrs)`` as :meth:`get` returns them.
         """
-        found = self.get(kind, key)
+        found, status, _ = self._lookup(kind, key)
         if found is not None:
             return found
         from phasic.store_lock import get_or_create
 
-        return get_or_create(self, kind, key, build)
+        return get_or_create(self, kind, key, build, status)
 
     # ------------------------------------------------------------------ archives
     def export(self, tar_path, kinds=KINDS):

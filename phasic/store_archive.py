@@ -27,18 +27,19 @@ _OWNER = "owner.json"
 
 
 def _checked_entries(store, kind):
-    """``(key, path, stat, arrays, attrs, status, detail)`` of every entry of ``kind``, fully
-    checked (see :func:`phasic.store._inspect`); ``status`` ``"unreadable"`` when this user
-    cannot read it (``detail`` says why).  Non-regular files at entry names come out ``"bad"``."""
+    """``(key, path, stat, data, attrs, status, detail)`` of every entry of ``kind``, fully
+    checked (see :func:`phasic.store._inspect`); ``data`` is the verified file content (one
+    read: what was checked is what an archive holds).  ``status`` ``"unreadable"`` when this
+    user cannot read it (``detail`` says why).  Non-regular files at entry names come out ``"bad"``."""
     for key, path in store._entry_paths(kind, any_type=True):
         try:
-            arrays, attrs, st, status, detail = _inspect(os.fspath(path), key, kind, deep=True)
+            _, attrs, st, status, detail, data = _inspect(os.fspath(path), key, kind, deep=True, raw=True)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
             yield key, path, None, None, None, "unreadable", exc
             continue
-        yield key, path, st, arrays, attrs, status, detail
+        yield key, path, st, data, attrs, status, detail
 
 
 def _subdirs(store, kind):
@@ -49,26 +50,20 @@ def _subdirs(store, kind):
 
 
 def _staging_is_stale(path):
-    """Whether an ``.import-*`` staging folder belongs to a dead or long-silent import."""
+    """Whether an ``.import-*`` staging folder belongs to a dead or long-silent import (its owner
+    record is read like a lock file, and judged by the same rule: pid gone or reused)."""
+    from phasic.store_lock import owner_is_gone, read_small_json
+
     owner = os.path.join(path, _OWNER)
-    try:
-        with open(owner) as fh:
-            info = json.load(fh)
-    except (OSError, ValueError):
-        info = {}
-    if isinstance(info, dict) and info.get("host") == _hostname() and type(info.get("pid")) is int:
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            pass
-        else:  # a live process: its import, unless the pid was reused long after a kill
-            return time.time() - os.lstat(path).st_mtime > 86400.0 if os.path.lexists(path) else False
+    _, info = read_small_json(owner)
+    if owner_is_gone(info):
+        return True
     newest = 0.0
     for p in (path, owner):
         with contextlib.suppress(OSError):
             newest = max(newest, os.lstat(p).st_mtime)
+    if info.get("host") == _hostname() and type(info.get("pid")) is int:  # a live import on this host
+        return time.time() - newest > 86400.0
     return time.time() - newest > STALE_TEMP_SECONDS
 
 
@@ -97,7 +92,7 @@ def clear(store, kind=None):
                 path.unlink()
                 n += 1
         for sub in list(_subdirs(store, k)):
-            store._clean_temps(sub)
+            store._clean_temps(sub, everything=True)  # lock and temp files too (of any type)
             with contextlib.suppress(OSError):
                 os.rmdir(sub)
     clean_staging(store)
@@ -185,7 +180,7 @@ def export(store, tar_path, kinds):
     try:
         with tarfile.open(tmp, "w:gz") as tar:
             for kind in kinds:
-                for key, path, st, _, _, status, detail in _checked_entries(store, kind):
+                for key, path, st, data, _, status, detail in _checked_entries(store, kind):
                     if status == "bad":
                         store._quarantine(kind, key, path, st, detail)
                         continue
@@ -194,13 +189,9 @@ def export(store, tar_path, kinds):
                         continue
                     if status != "ok":
                         continue  # legacy and newer entries stay out of archives
-                    try:
-                        data = _read_regular(path)
-                    except OSError:
-                        continue
                     info = tarfile.TarInfo(f"{kind}/{key[:2]}/{key[2:]}.h5")
-                    info.size, info.mtime, info.mode = len(data), int(st.st_mtime), 0o644
-                    tar.addfile(info, io.BytesIO(data))
+                    info.size, info.mtime, info.mode = data.nbytes, int(st.st_mtime), 0o644
+                    tar.addfile(info, io.BytesIO(data))  # the verified bytes themselves
                     n += 1
         _refuse_special(tar_path)  # (created meanwhile)
         os.replace(tmp, tar_path)
@@ -213,15 +204,6 @@ def export(store, tar_path, kinds):
     return n
 
 
-def _read_regular(path):
-    """The bytes of a regular file (never follows a symlink, never blocks on a FIFO)."""
-    from phasic.store_entry import _open_regular
-
-    fd, _ = _open_regular(path)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
-
-
 def _provenance(kind, key, path, attrs):
     out = {"kind": kind, "key": key, "path": str(path)}
     out.update((name, attrs[name]) for name in PROVENANCE_ATTRS if attrs.get(name) is not None)
@@ -232,6 +214,8 @@ def import_archive(store, tar_path):
     """See :meth:`phasic.store.Store.import_archive`."""
     import shutil
     import tarfile
+
+    from phasic.store_write import make_dirs, share_file
 
     tar_path = Path(tar_path).expanduser()
     try:
@@ -251,7 +235,7 @@ def import_archive(store, tar_path):
         clean_staging(store)
         staging = store.root / f".import-{_token(16)}"
         try:
-            staging.mkdir(parents=True)
+            make_dirs(staging)
             with open(staging / _OWNER, "w") as fh:
                 json.dump({"host": _hostname(), "pid": os.getpid(), "time": time.time()}, fh)
             staged = []
@@ -283,7 +267,12 @@ def import_archive(store, tar_path):
                     if status in ("ok", "newer"):
                         report.skipped += 1
                         continue
-                target.parent.mkdir(parents=True, exist_ok=True)
+                make_dirs(target.parent)  # the shared-group rule, as for an entry written here
+                fd = os.open(dest, os.O_RDONLY)
+                try:
+                    share_file(fd, target.parent)
+                finally:
+                    os.close(fd)
                 os.replace(dest, target)
                 report.imported += 1
                 report.provenance.append(_provenance(kind, key, target, attrs))

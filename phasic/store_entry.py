@@ -74,7 +74,8 @@ __all__ = [
     "MAGIC",
     "MAGIC_H5",
     "read_entry",
-    "read_hdf5",
+    "read_head",
+    "max_entry_bytes",
     "NotRegularFile",
     "entry_image",
     "checksum_arrays",
@@ -188,7 +189,9 @@ def _open_regular(path):
         import errno
 
         if exc.errno == errno.ELOOP:  # swapped for a symlink between lstat and open
-            raise NotRegularFile(f"{path} is a symbolic link") from exc
+            new = NotRegularFile(f"{path} is a symbolic link")
+            new.st = os.lstat(path)  # (FileNotFoundError when it is gone again: a miss)
+            raise new from exc
         raise
     st = os.fstat(fd)
     if (st.st_mode & 0o170000) != 0o100000:  # swapped for something else between lstat and open
@@ -199,14 +202,44 @@ def _open_regular(path):
     return fd, st
 
 
+#: Default bound (MiB) on the size of an entry a reader loads (``$PHASIC_CACHE_MAX_ENTRY_MB``).
+MAX_ENTRY_MB = 4096.0
+
+
+def max_entry_bytes():
+    """Largest entry file a reader loads: ``$PHASIC_CACHE_MAX_ENTRY_MB`` MiB, default
+    :data:`MAX_ENTRY_MB`; a bigger file is a bad entry (never allocated, moved aside)."""
+    raw = os.environ.get("PHASIC_CACHE_MAX_ENTRY_MB")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < float("inf"):
+            from phasic.exceptions import ParameterError
+
+            raise ParameterError(f"PHASIC_CACHE_MAX_ENTRY_MB={raw!r} is not a size in MiB > 0 (the largest store "
+                                 f"entry a reader loads; default {MAX_ENTRY_MB:g}); set a number or unset it")
+        return int(value * 1024 * 1024)
+    return int(MAX_ENTRY_MB * 1024 * 1024)
+
+
 def _read_all(path):
     """``(buffer, stat, head)``: the whole file in a fresh, writable uint8 array when it starts
-    with a phasic magic; otherwise ``(None, stat, head)`` without reading further."""
+    with a phasic magic; otherwise ``(None, stat, head)`` without reading further.
+
+    Raises :class:`_Bad` for a file larger than :func:`max_entry_bytes` (nothing allocated)."""
     fd, st = _open_regular(path)
     try:
         head = os.read(fd, PREFIX)
         if len(head) < PREFIX or not head.startswith(_MAGIC_STEM):
             return None, st, head
+        limit = max_entry_bytes()
+        if st.st_size > limit:
+            exc = _Bad(f"{st.st_size} bytes, more than the largest entry a reader loads ({limit >> 20} MiB, "
+                       "$PHASIC_CACHE_MAX_ENTRY_MB): damaged or not an entry")
+            exc.st = st
+            raise exc
         buf = np.empty(st.st_size, np.uint8)
         buf[:PREFIX] = np.frombuffer(head, np.uint8)
         view = memoryview(buf)[PREFIX:]
@@ -220,7 +253,7 @@ def _read_all(path):
         os.close(fd)
 
 
-def read_entry(path, key, deep=False):
+def read_entry(path, key, deep=False, raw=False):
     """Read and verify one entry file; h5py sees only bytes that passed the whole-file SHA-256.
 
     Parameters
@@ -230,16 +263,21 @@ def read_entry(path, key, deep=False):
     key : str
         The key the entry must hold.
     deep : bool
-        Also read the HDF5 part of an indexed entry (safely, see :func:`read_hdf5_image`) and
+        Also read the HDF5 part of an indexed entry (with the checked h5py reader) and
         check that it, the index and the ``checksum`` attribute agree (verify, export, import).
+    raw : bool
+        Also return the verified bytes (a uint8 array; None unless ``"ok"``), so that an
+        archive holds exactly what was checked without reading the file again.
 
     Returns
     -------
-    (arrays, attrs, stat, status, detail)
+    (arrays, attrs, stat, status, detail) or (arrays, attrs, stat, status, detail, data)
         ``status`` is ``"ok"``, ``"bad"`` (``detail`` says why), ``"newer"`` (a newer store
         format; ``detail`` says which) or ``"legacy"`` (a format-1 or unindexed entry, whose
         attributes no checksum covers: never parsed, a miss).  ``arrays`` and ``attrs`` are
-        None unless ``"ok"``.  ``stat`` is the ``lstat`` of a non-regular file.
+        None unless ``"ok"``.  ``stat`` is the ``lstat`` of a non-regular file.  A file
+        larger than :func:`max_entry_bytes`, or whose index claims arrays larger than the
+        file, is ``"bad"`` (nothing that big is allocated).
 
     Raises
     ------
@@ -247,59 +285,88 @@ def read_entry(path, key, deep=False):
         When the file cannot be opened or read (FileNotFoundError: missing;
         PermissionError: another user's entry).  Never for damaged content.
     """
+    out = _read_entry(path, key, deep)
+    return out if raw else out[:5]
+
+
+def _read_entry(path, key, deep):
     try:
         buf, st, head = _read_all(path)
     except NotRegularFile as exc:
-        return None, None, exc.st, "bad", f"{_kind_of(exc.st.st_mode)}, not a regular file"
-    if buf is None:
-        if head[:8] == _HDF5_SIGNATURE:
-            return None, None, st, "legacy", ("a format-1 (or unindexed) entry: no checksum covers its "
-                                              "attributes, so it is not trusted; it is rebuilt on next use")
-        return None, None, st, "bad", "no store header and no HDF5 signature (damaged or overwritten)"
-    magic = head[:16]
-    if magic not in (MAGIC, MAGIC_H5):
-        version = magic[len(_MAGIC_STEM) + 1:-1]
-        if magic[len(_MAGIC_STEM):len(_MAGIC_STEM) + 1] in b"vh" and version.isdigit() and int(version) > FORMAT:
-            return None, None, st, "newer", f"newer store format {int(version)} (this phasic reads {FORMAT})"
-        return None, None, st, "bad", f"unknown store header {magic!r}"
+        return None, None, exc.st, "bad", f"{_kind_of(exc.st.st_mode)}, not a regular file", None
+    except _Bad as exc:
+        return None, None, exc.st, "bad", str(exc), None
+    try:
+        magic = _classify(head)
+    except _NotRead as exc:
+        return None, None, st, exc.status, str(exc), None
+    except _Bad as exc:
+        return None, None, st, "bad", str(exc), None
     try:
         arrays, attrs, index_arrays = _parse(buf, key, magic == MAGIC_H5)
+    except _NotRead as exc:
+        return None, None, st, exc.status, str(exc), None
     except _Bad as exc:
-        return None, None, st, "bad", str(exc)
-    fmt = attrs.get("format")
-    if type(fmt) is int and fmt > FORMAT:
-        return None, None, st, "newer", f"newer store format {fmt} (this phasic reads {FORMAT})"
-    if type(fmt) is not int or fmt < 1:
-        return None, None, st, "bad", f"format attribute {fmt!r} is not a store format"
+        return None, None, st, "bad", str(exc), None
     if magic == MAGIC_H5 or deep:
-        problem = _cross_check(buf, attrs, arrays if index_arrays else None)
+        problem, h5_arrays = _cross_check(buf, attrs, arrays if index_arrays else None)
         if problem is not None:
-            return None, None, st, "bad", problem
+            return None, None, st, "bad", problem, None
         if magic == MAGIC_H5:
-            arrays = _read_hdf5_checked(buf)[0]
-    return arrays, attrs, st, "ok", None
+            arrays = h5_arrays  # parsed once: the cross-check's own read
+    return arrays, attrs, st, "ok", None, buf
 
 
 class _Bad(ValueError):
     """An entry's content is damaged or not what the store writes (the message says how)."""
 
 
-def _parse(buf, key, h5):
-    """``(arrays, attrs, indexed)`` of a buffer with a phasic head; raises :class:`_Bad`."""
-    size = buf.size
-    if size < PREFIX:
-        raise _Bad("shorter than its header (truncated)")
-    head = buf[:PREFIX].tobytes()
+class _NotRead(ValueError):
+    """An entry that is not read: ``status`` ``"legacy"`` (format 1) or ``"newer"``."""
+
+    def __init__(self, status, text):
+        super().__init__(text)
+        self.status = status
+
+
+def _classify(head):
+    """The magic of an entry's first :data:`PREFIX` bytes; raises :class:`_NotRead` for a
+    format-1 or newer-format entry and :class:`_Bad` for anything else that is no entry."""
+    if head[:8] == _HDF5_SIGNATURE:
+        raise _NotRead("legacy", "a format-1 (or unindexed) entry: no checksum covers its attributes, so it is "
+                                 "not trusted; it is rebuilt on next use")
+    if len(head) < PREFIX:
+        if head.startswith(_MAGIC_STEM):
+            raise _Bad("shorter than its header (truncated)")
+        raise _Bad("no store header and no HDF5 signature (damaged or overwritten)")
+    magic = head[:16]
+    if magic in (MAGIC, MAGIC_H5):
+        return magic
+    if not magic.startswith(_MAGIC_STEM):
+        raise _Bad("no store header and no HDF5 signature (damaged or overwritten)")
+    version = magic[len(_MAGIC_STEM) + 1:-1]
+    if magic[len(_MAGIC_STEM):len(_MAGIC_STEM) + 1] in b"vh" and version.isdigit() and int(version) > FORMAT:
+        raise _NotRead("newer", _newer_text(int(version)))
+    raise _Bad(f"unknown store header {magic!r}")
+
+
+def _newer_text(version):
+    return f"newer store format {version} (this phasic reads {FORMAT})"
+
+
+def _head_sizes(head, size):
+    """``(userblock, index length)`` of a phasic head, checked against the file ``size``."""
     userblock = int.from_bytes(head[16:24], "little")
     length = int.from_bytes(head[24:32], "little")
     if not (MIN_USERBLOCK <= userblock < size and userblock & (userblock - 1) == 0 and PREFIX + length <= userblock):
         raise _Bad("bad index header (truncated or damaged)")
-    h = sha256(head[16:32], size_hint=size)
-    h.update(memoryview(buf)[PREFIX:])
-    if h.digest() != head[32:64]:
-        raise _Bad("checksum mismatch (the file's SHA-256 does not match its header: damaged or modified)")
+    return userblock, length
+
+
+def _index_attrs(text, key):
+    """``(index, attrs)`` of an index's JSON ``text``; raises :class:`_Bad` or :class:`_NotRead`."""
     try:
-        index = json.loads(buf[PREFIX:PREFIX + length].tobytes())
+        index = json.loads(text)
     except ValueError:
         raise _Bad("index is not JSON") from None
     if not isinstance(index, dict) or not isinstance(index.get("attrs"), dict):
@@ -309,21 +376,30 @@ def _parse(buf, key, h5):
         if not isinstance(value, _ATTR_TYPES):
             raise _Bad(f"attribute {name!r} has a {type(value).__name__} value")
     if attrs.get("key") != key:
-        raise _Bad(f"stored key {attrs.get('key')!r} does not match the file name")
+        raise _Bad(f"stored key {attrs.get('key')!r:.80} does not match the file name")
     if not isinstance(attrs.get("checksum"), str):
         raise _Bad("no checksum attribute")
-    if h5:
-        return None, attrs, False
+    fmt = attrs.get("format")
+    if type(fmt) is int and fmt > FORMAT:
+        raise _NotRead("newer", _newer_text(fmt))
+    if type(fmt) is not int or fmt < 1:
+        raise _Bad(f"format attribute {fmt!r:.40} is not a store format")
+    return index, attrs
+
+
+def _index_rows(index, userblock, size):
+    """``[(name, dtype, shape, offset, nbytes)]`` of an index's array table, every row checked
+    against the file ``size`` before anything is allocated; raises :class:`_Bad`."""
     table = index.get("arrays")
     if not isinstance(table, list):
         raise _Bad("index has no array table")
-    arrays = {}
+    rows, names = [], set()
     for row in table:
         try:
             name, dtype, shape, offset, nbytes = row
         except (TypeError, ValueError):
             raise _Bad(f"index row {row!r:.80} is not [name, dtype, shape, offset, nbytes]") from None
-        if not (isinstance(name, str) and _valid_name(name)) or name in arrays:
+        if not (isinstance(name, str) and _valid_name(name)) or name in names:
             raise _Bad(f"index names an array {name!r:.80} the store does not write")
         dtype = _safe_dtype(dtype)
         if dtype is None:
@@ -333,14 +409,73 @@ def _parse(buf, key, h5):
                 or not all(type(n) is int and 0 <= n for n in shape)
                 or type(offset) is not int or type(nbytes) is not int):
             raise _Bad(f"array {name!r} has a bad shape or offset in the index")
+        # every dimension counted at least once: an empty array of shape [0, 2**63] is no
+        # smaller a claim than a full one (numpy refuses to allocate either)
+        if math.prod(max(n, 1) for n in shape) * dtype.itemsize > size:
+            raise _Bad(f"array {name!r} has shape {shape!r:.80}, more than the {size}-byte file can hold")
         if math.prod(shape) * dtype.itemsize != nbytes:
             raise _Bad(f"array {name!r}: its size does not match its shape")
+        if nbytes and not (userblock <= offset and offset + nbytes <= size and offset % dtype.alignment == 0):
+            raise _Bad(f"array {name!r} lies outside the file's HDF5 part")
+        names.add(name)
+        rows.append((name, dtype, shape, offset, nbytes))
+    return rows
+
+
+def read_head(fd, size, key):
+    """The attributes and array shapes of the entry open as ``fd`` (``size`` bytes) from its head
+    and index alone: no SHA-256 check, no h5py (what ``phasic cache list`` shows).
+
+    Returns
+    -------
+    (status, detail, attrs, shapes)
+        ``status`` as :func:`read_entry` gives it (``"ok"``, ``"bad"``, ``"newer"``,
+        ``"legacy"``); ``attrs`` (a dict) and ``shapes`` (``{name: shape}``, None for a
+        compressed entry, whose index holds no array table) only when ``"ok"``.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
+    """
+    try:
+        head = os.pread(fd, PREFIX, 0)
+        magic = _classify(head)
+        userblock, length = _head_sizes(head, size)
+        text = os.pread(fd, length, PREFIX)
+        if len(text) != length:
+            raise _Bad("the file ends inside its index")
+        index, attrs = _index_attrs(text, key)
+        if magic == MAGIC_H5:
+            return "ok", None, attrs, None
+        return "ok", None, attrs, {row[0]: tuple(row[2]) for row in _index_rows(index, userblock, size)}
+    except _NotRead as exc:
+        return exc.status, str(exc), None, None
+    except _Bad as exc:
+        return "bad", str(exc), None, None
+
+
+def _parse(buf, key, h5):
+    """``(arrays, attrs, indexed)`` of a buffer with a phasic head; raises :class:`_Bad`
+    (or :class:`_NotRead` for an entry of a newer format)."""
+    size = buf.size
+    if size < PREFIX:
+        raise _Bad("shorter than its header (truncated)")
+    head = buf[:PREFIX].tobytes()
+    userblock, length = _head_sizes(head, size)
+    h = sha256(head[16:32], size_hint=size)
+    h.update(memoryview(buf)[PREFIX:])
+    if h.digest() != head[32:64]:
+        raise _Bad("checksum mismatch (the file's SHA-256 does not match its header: damaged or modified)")
+    index, attrs = _index_attrs(buf[PREFIX:PREFIX + length].tobytes(), key)
+    if h5:
+        return None, attrs, False
+    arrays = {}
+    for name, dtype, shape, offset, nbytes in _index_rows(index, userblock, size):
         if nbytes == 0:
             arrays[name] = np.empty(shape, dtype)
-        elif userblock <= offset and offset + nbytes <= size and offset % dtype.alignment == 0:
-            arrays[name] = np.ndarray(shape, dtype, buf, offset)  # a view of the private buffer
         else:
-            raise _Bad(f"array {name!r} lies outside the file's HDF5 part")
+            arrays[name] = np.ndarray(shape, dtype, buf, offset)  # a view of the private buffer
     return arrays, attrs, True
 
 
@@ -366,25 +501,26 @@ def _safe_dtype(text):
 
 
 def _cross_check(buf, attrs, index_arrays):
-    """Why the HDF5 part of a checked buffer disagrees with its index (None when it agrees)."""
+    """``(problem, arrays)``: why the HDF5 part of a checked buffer disagrees with its index
+    (None when it agrees) and the arrays h5py read from it (the only h5py parse of a read)."""
     try:
         h5_arrays, h5_attrs = _read_hdf5_checked(buf)
     except _Bad as exc:
-        return str(exc)
+        return str(exc), None
     if h5_attrs != attrs:
         return "the HDF5 attributes differ from the index (" + ", ".join(
-            sorted(k for k in set(h5_attrs) | set(attrs) if h5_attrs.get(k, ...) != attrs.get(k, ...)))[:200] + ")"
+            sorted(k for k in set(h5_attrs) | set(attrs) if h5_attrs.get(k, ...) != attrs.get(k, ...)))[:200] + ")", None
     if index_arrays is not None:
         if sorted(h5_arrays) != sorted(index_arrays):
-            return "the HDF5 datasets differ from the index"
+            return "the HDF5 datasets differ from the index", None
         if checksum_arrays(index_arrays) != attrs["checksum"]:
-            return "checksum mismatch (arrays vs. checksum attribute)"
+            return "checksum mismatch (arrays vs. checksum attribute)", None
     try:
         if checksum_arrays(h5_arrays) != attrs["checksum"]:
-            return "checksum mismatch (HDF5 datasets vs. checksum attribute)"
+            return "checksum mismatch (HDF5 datasets vs. checksum attribute)", None
     except (TypeError, ValueError) as exc:
-        return f"a dataset cannot be checksummed ({exc})"
-    return None
+        return f"a dataset cannot be checksummed ({exc})", None
+    return None, h5_arrays
 
 
 def _py(value, h5py):
@@ -489,21 +625,6 @@ def _hdf5_datasets(f, size, h5py):
                 raise _Bad(f"datasets claim {total} bytes, more than the {size}-byte file can hold")
             out.append((full, obj))
     return out
-
-
-def read_hdf5(path):
-    """``(arrays, attrs)``: every dataset and root attribute of a plain regular HDF5 file,
-    read with h5py after the structural checks of :func:`read_entry` (no checksum check).
-
-    Raises
-    ------
-    ValueError
-        When the file holds anything the store never writes (external storage, links, ...).
-    """
-    fd, st = _open_regular(path)
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read()
-    return _read_hdf5_checked(data)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -8,9 +8,17 @@ A waiter polls for the entry with exponential back-off (sleeping 0.01 s, doublin
 1 s, with jitter) and takes the lock over when it is stale:
 
 * on the holder's host, when its pid is gone, or is alive but belongs to a process that
-  started after the lock was written (the pid was reused);
+  started after the lock was written (the pid was reused), or when the lock was not
+  touched for ``stale_lock_seconds`` although its pid is alive (a live holder's heartbeat
+  touches it every quarter of that: a leftover or forged lock naming a live process);
 * from another host, when the lock was not touched for ``stale_lock_seconds`` (the
-  holder's heartbeat stopped: it died or its node did).
+  holder's heartbeat stopped: it died or its node did);
+* always, when its ``time`` lies in the future (beyond :data:`CLOCK_SLACK` seconds), and
+  when it is not a regular file (a FIFO, device, directory or symbolic link: never opened
+  for reading, so it cannot block a reader).
+
+Lock files are read like entries: ``lstat`` first, opened with ``O_NOFOLLOW | O_NONBLOCK``,
+regular files only, at most :data:`MAX_LOCK_BYTES` bytes.
 
 A stale lock is renamed before it is removed, so only one waiter wins the takeover.  A live
 holder is waited for up to ``lock_timeout`` seconds in all (``Store.lock_timeout`` when set,
@@ -37,7 +45,7 @@ import warnings
 from phasic.exceptions import CacheWarning, ParameterError, StoreError
 from phasic.store import _hostname, _token
 
-__all__ = ["get_or_create", "lock_is_stale", "lock_timeout", "LOCK_TIMEOUT"]
+__all__ = ["get_or_create", "lock_is_stale", "lock_timeout", "owner_is_gone", "read_small_json", "LOCK_TIMEOUT"]
 
 #: Default bound (seconds) on the wait for another process that builds the same entry.  Long
 #: enough for the big builds a store is for (state spaces of 10^5-10^6 vertices take
@@ -46,6 +54,10 @@ __all__ = ["get_or_create", "lock_is_stale", "lock_timeout", "LOCK_TIMEOUT"]
 #: the wait the waiter builds the entry itself, in memory.
 LOCK_TIMEOUT = 600.0
 _MAX_DELAY = 1.0
+#: A lock (or staging owner record) is read up to this many bytes; its JSON is ~150 bytes.
+MAX_LOCK_BYTES = 4096
+#: A lock whose ``time`` is more than this many seconds in the future is stale (forged or damaged).
+CLOCK_SLACK = 300.0
 _PHASIC_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -71,12 +83,46 @@ def lock_timeout(store):
     return float(value)
 
 
-def _read_info(lock):
+def read_small_json(path):
+    """``(lstat, dict)`` of a small JSON record (a lock file, an import's owner record).
+
+    The file is opened only when its ``lstat`` shows a regular file, with ``O_NOFOLLOW |
+    O_NONBLOCK``, and at most :data:`MAX_LOCK_BYTES` are read: a FIFO or a link to a device
+    never blocks or floods the reader.  The dict is empty when the file is not regular, not
+    readable or not a JSON object; the stat is None when the path is gone.
+    """
+    import stat
+
     try:
-        info = json.loads(lock.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        st = os.lstat(path)
+    except OSError:
+        return None, {}
+    if not stat.S_ISREG(st.st_mode):
+        return st, {}
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return st, {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return st, {}
+        data = os.read(fd, MAX_LOCK_BYTES + 1)
+    except OSError:
+        return st, {}
+    finally:
+        os.close(fd)
+    if len(data) > MAX_LOCK_BYTES:
+        return st, {}
+    try:
+        info = json.loads(data or b"{}")
+    except ValueError:
+        return st, {}
+    return st, info if isinstance(info, dict) else {}
+
+
+def _read_info(lock):
+    return read_small_json(lock)[1]
 
 
 def _boot_time():
@@ -107,34 +153,47 @@ def _pid_alive(pid):
     return True
 
 
+def owner_is_gone(info):
+    """Whether the process a lock or staging record ``info`` names (``pid``, ``host``, ``time``)
+    is known to be gone: on this host, its pid is dead or was reused (the process with that pid
+    started after ``time``).  False when it is alive or cannot be judged (another host, no pid).
+    """
+    pid = info.get("pid")
+    if info.get("host") != _hostname() or type(pid) is not int or pid <= 0:
+        return False
+    if not _pid_alive(pid):
+        return True
+    started, written = _process_start(pid), info.get("time")
+    return started is not None and isinstance(written, (int, float)) and started > written + 2.0
+
+
 def lock_is_stale(lock, stale_seconds):
     """Whether the lock file ``lock`` (a Path) belongs to a dead or silent builder.
 
-    On the host that wrote it a lock is stale when its pid is gone or was reused (the
-    process with that pid started after the lock was written); a live holder there is
-    never stale, however long it builds.  A lock from another host (or one without a
-    readable pid) is stale when it was not touched for ``stale_seconds``.
+    Stale: not a regular file; its ``time`` in the future (beyond :data:`CLOCK_SLACK`); on
+    the host that wrote it, its pid gone or reused (:func:`owner_is_gone`); anywhere, not
+    touched for ``stale_seconds`` (a live holder's heartbeat touches it four times as often).
     """
-    try:
-        mtime = lock.stat().st_mtime
-    except OSError:  # gone (FileNotFoundError), or not even stat-able: not ours to judge
+    import stat
+
+    st, info = read_small_json(lock)
+    if st is None:  # gone, or not even stat-able: not ours to judge
         return False
-    info = _read_info(lock)
-    pid = info.get("pid")
-    if info.get("host") == _hostname() and isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
-        if not _pid_alive(pid):
-            return True
-        started, written = _process_start(pid), info.get("time")
-        if started is not None and isinstance(written, (int, float)) and started > written + 2.0:
-            return True
-        return False
-    return time.time() - mtime > stale_seconds
+    if not stat.S_ISREG(st.st_mode):
+        return True
+    now = time.time()
+    written = info.get("time")
+    if isinstance(written, (int, float)) and not isinstance(written, bool) and written > now + CLOCK_SLACK:
+        return True
+    if owner_is_gone(info):
+        return True
+    return now - st.st_mtime > stale_seconds
 
 
 def _heartbeat(lock, stop, stale_seconds):
     while not stop.wait(max(0.05, stale_seconds / 4)):
-        with contextlib.suppress(OSError):
-            os.utime(lock)
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.utime(lock, follow_symlinks=False)
 
 
 def _release(lock, token):
@@ -186,12 +245,16 @@ def _in_memory(kind, key, build, why):
     return arrays, attrs
 
 
-def get_or_create(store, kind, key, build):
-    """See :meth:`phasic.store.Store.get_or_create` (called after a first miss)."""
+def get_or_create(store, kind, key, build, status="missing"):
+    """See :meth:`phasic.store.Store.get_or_create`; called after a first read of the entry
+    missed with ``status`` (see :meth:`phasic.store.Store._lookup`), which gave any warning:
+    later reads of the entry here are quiet.  A ``"newer"`` entry is never replaced."""
     from phasic.store_write import make_dirs, prepare_entry, share_file, write_entry
 
     timeout = lock_timeout(store)
     path = store.path(kind, key)
+    if status == "newer":
+        return _build_only(key, build)
     lock = path.parent / f".{path.name}.lock"
     stale = store.stale_lock_seconds
     deadline = time.monotonic() + timeout
@@ -204,9 +267,11 @@ def get_or_create(store, kind, key, build):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            found = store.get(kind, key)
+            found, status, _ = store._lookup(kind, key, warn=False)
             if found is not None:
                 return found
+            if status == "newer":
+                return _in_memory(kind, key, build, _NEWER.format(path=str(path)))
             if lock_is_stale(lock, stale):
                 holder = _holder(lock)
                 try:  # rename first: only one waiter wins
@@ -238,19 +303,23 @@ def get_or_create(store, kind, key, build):
             view = memoryview(data.encode())
             while view:
                 view = view[os.write(fd, view):]
-        except OSError as exc:  # a full disk: the empty file fitted, its content does not
-            os.close(fd)
+        except BaseException as exc:  # a full disk (the empty file fitted, its content does not), or an
+            os.close(fd)             # interrupt, MemoryError, ...: never leave an empty lock behind
             with contextlib.suppress(OSError):
                 os.unlink(lock)
+            if not isinstance(exc, OSError):
+                raise
             return _in_memory(kind, key, build, f"cannot write the lock {str(lock)!r}: {_cause(exc)}")
-        os.close(fd)
         stop = threading.Event()
         try:
+            os.close(fd)
             beat = threading.Thread(target=_heartbeat, args=(lock, stop, stale), daemon=True)
             beat.start()
-            found = store.get(kind, key)
+            found, status, _ = store._lookup(kind, key, warn=False)
             if found is not None:
                 return found
+            if status == "newer":
+                return _in_memory(kind, key, build, _NEWER.format(path=str(path)))
             arrays, attrs = prepare_entry(key, *build())
             try:
                 write_entry(store, kind, key, arrays, attrs)
@@ -260,3 +329,13 @@ def get_or_create(store, kind, key, build):
         finally:
             stop.set()
             _release(lock, token)
+
+
+_NEWER = "{path} was written by a newer phasic (a newer store format); it is left alone: upgrade phasic to use it"
+
+
+def _build_only(key, build):
+    """Build without storing or warning (the read that found a newer entry warned)."""
+    from phasic.store_write import prepare_entry
+
+    return prepare_entry(key, *build())
