@@ -189,11 +189,10 @@ def _cache_import(args):
     import shutil
     import tempfile
 
-    from phasic.cli_list import entry_info, provenance_summary
-    from phasic.store import KINDS, Store
+    from phasic.cli_list import provenance_summary
+    from phasic.store import Store
 
     store = Store()
-    before = {kind: set(store.entries(kind)) for kind in KINDS}
     if args.file == "-":
         with tempfile.TemporaryDirectory(prefix="phasic-import-") as tmp:
             path = os.path.join(tmp, "stdin.tar.gz")
@@ -203,13 +202,10 @@ def _cache_import(args):
     else:
         report = store.import_archive(args.file)
     print(f"Imported {report.imported} entries into {store.root} ({report.skipped} already present)")
-    claimed = getattr(report, "provenance", None)  # what the entries record, when the store reports it
-    if claimed is not None:
-        rows = [{"status": "ok", **{f: str(d.get(f) or "-") for f in ("user", "host", "phasic_version", "created")}}
-                for d in claimed]
-    else:
-        rows = [info for kind in KINDS for key in sorted(set(store.entries(kind)) - before[kind])
-                if (info := entry_info(store, kind, key)) is not None]
+    for member, why in report.ignored:
+        print(f"Ignored {member}: {why}")
+    rows = [{"status": "ok", **{f: str(d.get(f) or "-") for f in ("user", "host", "phasic_version", "created")}}
+            for d in report.provenance]  # what the entries record
     if rows:
         print("Provenance, as recorded in the entries themselves:")
         print("\n".join(provenance_summary(rows)))
@@ -291,7 +287,11 @@ def _check_cache_dir(text, where):
             break
         probe = parent
     if os.path.lexists(probe) and not os.path.isdir(probe):
-        what = "a regular file" if os.path.isfile(probe) else "not a directory either"
+        from phasic.store_entry import _kind_of
+
+        what = "a regular file" if os.path.isfile(probe) else _kind_of(os.lstat(probe).st_mode)
+        if what == "a symbolic link":
+            what = "a symbolic link to something that is not a directory"
         why = f"it is {what}" if probe == path else f"its parent {probe!r} is {what}"
         raise _usage_error(f"{where} {path!r} is not a directory: {why}; give a directory (created when needed)")
     return path

@@ -1,14 +1,16 @@
 """What the ``phasic cache list`` and ``phasic cache import`` commands show about store entries.
 
 A listing reads only what it needs from each entry: the head and index in the entry's
-HDF5 userblock (64 bytes plus the index JSON; see :mod:`phasic.store_entry`), never
-through h5py.  Only a compressed entry, whose index holds no array shapes, is read whole
-by the store's own checked reader (its SHA-256 first) to count its vertices.  A listing
-never checks an indexed entry's content checksum (``phasic cache verify`` does), never
-opens anything that is not a regular file, and never moves or changes an entry: a file
-whose head or index is damaged or inconsistent with its size is reported as ``damaged``,
-an entry of another user as ``unreadable`` and a format-1 entry (which the store no longer
-reads) as ``legacy``, each with the reason.
+HDF5 userblock (64 bytes plus the index JSON), with the store's own
+:func:`phasic.store_entry.read_head`, never through h5py.  Only a compressed entry, whose
+index holds no array shapes, is read whole by the store's checked reader
+(:func:`phasic.store_entry.read_entry`, its SHA-256 first) to count its vertices.  A
+listing never checks an indexed entry's content checksum (``phasic cache verify`` does),
+never opens anything that is not a regular file, and never moves or changes an entry: a
+file whose head or index is damaged or inconsistent with its size, or a compressed entry
+that fails its check, is reported as ``damaged``, an entry of another user as
+``unreadable``, a format-1 entry (which the store no longer reads) as ``legacy`` and an
+entry of a newer store format as ``newer``, each with the reason.
 
 Parameters stored in an entry's key material are type-tagged (see :mod:`phasic.keys`);
 :func:`decode_value` turns them back into plain Python values for display.
@@ -32,13 +34,8 @@ import stat
 __all__ = ["decode_value", "format_params", "entry_info", "list_entries", "format_listing", "format_size",
            "provenance_summary", "jsonable_rows"]
 
-_MAGIC = b"phasic-store-v2\n"  # an indexed entry (attributes and array table in the index)
-_MAGIC_H5 = b"phasic-store-h2\n"  # a compressed entry (attributes only in the index)
-_MAGIC_STEM = b"phasic-store-"
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_PREFIX = 64
-#: Largest index a listing reads (an entry's index is a few KiB; a bigger one is damage).
-_MAX_INDEX = 64 << 20
+#: How :func:`entry_info` shows a status of :func:`phasic.store_entry.read_entry`.
+_STATUS_WORD = {"bad": "damaged", "newer": "newer", "legacy": "legacy"}
 #: Datasets whose first dimension is the number of vertices, by kind.
 _VERTEX_ARRAYS = {"graphs": ("states",), "traces": ("xinit", "order")}
 
@@ -161,46 +158,6 @@ def _iso(ts):
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-class _Legacy(ValueError):
-    """A format-1 entry: no checksum covers it, so it is not read (the store rebuilds it)."""
-
-
-def _read_index(fd, size):
-    """``(attrs, {name: shape}, indexed)`` from an entry's head and index (JSON only: no h5py).
-
-    ``indexed`` is False for a compressed entry, whose index holds only the attributes.
-    """
-    head = os.pread(fd, _PREFIX, 0)
-    if head[:8] == _HDF5_SIGNATURE:
-        raise _Legacy("legacy: a format-1 entry, not read (no checksum covers it; rebuilt on next use)")
-    if len(head) < _PREFIX:
-        raise ValueError("shorter than its header (truncated)")
-    if head[:16] not in (_MAGIC, _MAGIC_H5):
-        if head.startswith(_MAGIC_STEM):
-            raise ValueError(f"a newer or unknown store format {head[:16]!r}; upgrade phasic to read it")
-        raise ValueError("no store header (damaged or overwritten)")
-    userblock = int.from_bytes(head[16:24], "little")
-    length = int.from_bytes(head[24:32], "little")
-    if not (512 <= userblock < size and userblock & (userblock - 1) == 0 and _PREFIX + length <= userblock
-            and length <= _MAX_INDEX):
-        raise ValueError("its index header is inconsistent with the file size")
-    text = os.pread(fd, length, _PREFIX)
-    if len(text) != length:
-        raise ValueError("the file ends inside its index")
-    index = json.loads(text)
-    attrs = index["attrs"]
-    if not isinstance(attrs, dict):
-        raise ValueError("its index holds no attributes")
-    shapes = {}
-    if head[:16] == _MAGIC_H5:
-        return attrs, shapes, False
-    for name, _dtype, shape, offset, nbytes in index["arrays"]:
-        if nbytes and not (userblock <= offset and offset + nbytes <= size):
-            raise ValueError(f"dataset {name!r} lies outside the file (truncated)")
-        shapes[name] = tuple(int(n) for n in shape)
-    return attrs, shapes, True
-
-
 def _model_fields(attrs):
     """``callback``, ``module`` and decoded ``params`` from an entry's attributes."""
     callback = attrs.get("callback")
@@ -235,7 +192,8 @@ def entry_info(store, kind, key):
     Returns
     -------
     dict or None
-        ``kind``, ``key``, ``path``, ``status`` (``"ok"`` or ``"damaged: <reason>"``),
+        ``kind``, ``key``, ``path``, ``status`` (``"ok"``, or ``"damaged: <reason>"``,
+        ``"newer: <reason>"``, ``"legacy: <reason>"`` or ``"unreadable: <reason>"``),
         ``callback``, ``module``, ``params`` (decoded dict or None), ``vertices``, ``bytes``,
         ``created``, ``last_used`` (the file's mtime, which the store sets on hits, ISO 8601
         UTC), ``phasic_version``, ``user`` and ``host`` (``"-"`` when the entry does not
@@ -252,9 +210,11 @@ def entry_info(store, kind, key):
     if not stat.S_ISREG(st.st_mode):
         return None
     info["bytes"], info["last_used"] = st.st_size, _iso(st.st_mtime)  # replaced when `created` is known
+    from phasic.store_entry import NotRegularFile, _open_regular, read_entry, read_head
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
+        fd, fst = _open_regular(str(path))
+    except (FileNotFoundError, NotRegularFile):  # gone, or replaced by a non-regular file since the lstat
         return None
     except PermissionError:
         info["status"] = "unreadable: permission denied (another user's entry?)"
@@ -263,22 +223,20 @@ def entry_info(store, kind, key):
         info["status"] = f"damaged: cannot open it ({exc.strerror or exc})"
         return info
     try:
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode):  # replaced since the lstat
-            return None
-        attrs, shapes, indexed = _read_index(fd, fst.st_size)
-    except _Legacy as exc:
-        info["status"] = str(exc)
-        return info
-    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
-        info["status"] = f"damaged: {exc}"
-        return info
+        status, detail, attrs, shapes = read_head(fd, fst.st_size, key)
+    except OSError as exc:
+        status, detail = "bad", f"cannot read it ({exc.strerror or exc})"
     finally:
         os.close(fd)
-    if not indexed:  # compressed: the shapes are only in the HDF5 part, read once its SHA-256 passed
-        shapes = _checked_shapes(path, key)
-    if attrs.get("key") != key:
-        info["status"] = f"damaged: it holds key {str(attrs.get('key'))[:16]!r}, not its file name's"
+    if status == "ok" and shapes is None:  # compressed: the shapes are only in the HDF5 part, read
+        try:                                # by the store's checked reader (its SHA-256 first)
+            arrays, _attrs, _st, status, detail = read_entry(str(path), key)
+        except OSError as exc:
+            arrays, status, detail = None, "bad", f"cannot read it ({exc.strerror or exc})"
+        shapes = {name: a.shape for name, a in arrays.items()} if status == "ok" else {}
+    if status != "ok":
+        info["status"] = f"{_STATUS_WORD[status]}: {detail}"
+        return info
     callback, module, params = _model_fields(attrs)
     info.update(callback=callback or "-", module=module or "-", params=params)
     for name in _VERTEX_ARRAYS[kind]:
@@ -301,17 +259,6 @@ def _last_used(mtime, created):
     except (TypeError, ValueError):
         made = None
     return _iso(max(mtime, made) if made is not None else mtime)
-
-
-def _checked_shapes(path, key):
-    """Dataset shapes of a compressed entry, read by the store's checked reader ({} if it fails)."""
-    from phasic.store_entry import read_entry
-
-    try:
-        arrays, _attrs, _st, status, _detail = read_entry(str(path), key)
-    except (OSError, ValueError):
-        return {}
-    return {name: a.shape for name, a in arrays.items()} if status == "ok" else {}
 
 
 def list_entries(store, kinds):
@@ -344,7 +291,8 @@ def format_listing(rows):
     The columns are the kind, the key's first 12 digits, the model (``module.callback``, or the
     callback alone when the entry does not record its module), the parameters, the number of
     vertices, the file size, when it was created and last used (UTC), who made it
-    (``user@host``) with which phasic version, and ``DAMAGED: <reason>`` for an unreadable entry.
+    (``user@host``) with which phasic version, and for an entry that is not ``ok`` its status in
+    capitals with the reason (``DAMAGED: ...``, ``NEWER: ...``, ``LEGACY: ...``, ``UNREADABLE: ...``).
     """
     header = ("KIND", "KEY", "MODEL", "PARAMS", "VERTICES", "SIZE", "CREATED (UTC)", "LAST USED (UTC)", "BY",
               "PHASIC", "")
