@@ -42,8 +42,13 @@ Encoding rules
   time (``exec``, ``eval``, ``__import__``, ``globals()``, a computed
   ``getattr`` on anything but a module, a ``global`` statement) give one
   :class:`phasic.exceptions.KeyWarning` per callback (see docs/store.md).
-  A callback reaching only its own module and the standard library keeps the
-  key it had before this was added.
+  User decorators are keyed with the function they wrap, singledispatch
+  functions with every implementation, user classes with a user metaclass,
+  instances of user classes by class and attributes, a user module's
+  ``__getattr__`` with the module.  A callback reaching only plain functions
+  and constants of its own module and the standard library keeps the key it
+  had before helpers were followed; one that reads installed code, a class or
+  another module of the user's was re-keyed once (docs/store.md).
   The AST dump format depends on the Python minor version, so a different
   Python gives different keys (a cache miss, never a wrong hit).
 
@@ -172,9 +177,23 @@ def _text(encoded):
         return _NONE_TEXT
     return _dumps(encoded)
 
+def _defined_in(func):
+    """The module a function's code belongs to (its globals'; ``functools.wraps`` copies
+    ``__module__`` from the wrapped function, not this)."""
+    return func.__globals__.get("__name__") if type(func) is types.FunctionType else \
+        getattr(func, "__module__", None)
+
+
 def _unwrap(func):
+    """Follow ``__wrapped__`` through installed wrappers (``with_ipv``, ``functools.lru_cache``, ...).
+
+    A user's own wrapper is kept: its code is part of what runs, and it reaches the wrapped
+    function itself (:func:`_callback` keys ``__wrapped__`` of a user function too).
+    """
     seen = set()
     while hasattr(func, "__wrapped__") and id(func) not in seen:
+        if type(func) is types.FunctionType and module_kind(_defined_in(func)) == "user":
+            break
         seen.add(id(func))
         func = func.__wrapped__
     return func
@@ -200,7 +219,9 @@ def callback_material(func, *, _visited=None):
         For lambdas, functions without retrievable source, and closure or
         global values of unsupported types.
     """
-    return _callback(func, _Walk({} if _visited is None else _visited, False))
+    walk = _Walk({} if _visited is None else _visited, False)
+    walk.nested = bool(_visited)  # a function inside a value a callback reaches (a lambda in a dict)
+    return _callback(func, walk)
 
 
 class _Walk:
@@ -306,6 +327,10 @@ def _callback(func, walk):
     whole = _encode_whole_modules(func, notes, cells, walk, seen)
     if whole:
         material["modules"] = whole
+    wrapped = func.__dict__.get("__wrapped__", _MISSING)
+    if wrapped is not _MISSING:  # a user's wrapper: the wrapped function runs too
+        walk.items.append((func.__dict__, "__wrapped__", wrapped))
+        material["wrapped"] = _encode_ref(wrapped, f"the function {_qualname(func)} wraps", walk, names, seen)
     for construct, line in notes.dynamic:
         _warn_unfollowable(func, construct, line)
     if not walk.text:
@@ -404,14 +429,20 @@ def _encode_ref(value, where, walk, names, seen, gname=None):
     :func:`_encode_module`); installed ones are recorded by name with their distribution's
     name and version, the standard library's by name; data is encoded by value.
     """
+    registry = getattr(value, "registry", None) if callable(value) and hasattr(value, "dispatch") else None
+    if registry is not None and hasattr(registry, "items"):  # functools.singledispatch: every implementation
+        walk.sizes.append((registry, len(registry)))
+        impls = {_qualname(k): _encode_ref(f, where, walk, names, seen) for k, f in registry.items()}
+        return f'["singledispatch",{_object_text(impls)}]' if walk.text else ["singledispatch", impls]
     inner = value if isinstance(value, type) else _unwrap(value)
     if type(inner) is types.FunctionType:
-        kind = module_kind(inner.__module__)
+        module = _defined_in(inner)
+        kind = module_kind(module)
         if kind == "user":
             return _callback(inner, walk)
         if kind == "stdlib":
             return walk.out(["extfunc", _qualname(inner)])
-        return walk.out(["libfunc", _qualname(inner), *distribution(inner.__module__)])
+        return walk.out(["libfunc", _qualname(inner), *distribution(module)])
     if isinstance(value, types.ModuleType):
         kind = module_kind(value.__name__)
         if kind == "user":
@@ -435,6 +466,10 @@ def _encode_ref(value, where, walk, names, seen, gname=None):
         return walk.out(_named(value))
     if not _stable(value):
         walk.cacheable = False
+    kind = type(value)
+    if (not (callable(getattr(value, "to_dict", None)) and callable(getattr(kind, "from_dict", None)))
+            and kind.__module__ not in ("builtins", "numpy") and module_kind(kind.__module__) == "user"):
+        return _encode_instance(value, where, walk, names, seen)
     try:
         return _value_text(value, where, seen) if walk.text else _encode_in(value, where, seen)
     except UnhashableError as exc:
@@ -446,6 +481,21 @@ def _encode_ref(value, where, walk, names, seen, gname=None):
         ) from None
 
 
+def _encode_instance(value, where, walk, names, seen):
+    """An instance of a user class: the class (followed) and the instance's attributes."""
+    marker = ("instance", id(value))
+    if marker in walk.visited:
+        return walk.out(["instanceref", _qualname(type(value))])
+    walk.visited[marker] = True
+    cls = _encode_class(type(value), walk, seen)
+    state = getattr(value, "__dict__", None)
+    if state is None:  # __slots__
+        state = {n: getattr(value, n) for c in type(value).__mro__ for n in getattr(c, "__slots__", ())
+                 if isinstance(n, str) and hasattr(value, n)}
+    attrs = {str(k): _encode_ref(v, f"{where}.{k}", walk, names, seen) for k, v in sorted(state.items())}
+    return f'["instance",{cls},{_object_text(attrs)}]' if walk.text else ["instance", cls, attrs]
+
+
 def _encode_module(module, names, walk, seen, whole):
     """A user module: the encodings of its attributes that ``names`` names (all of them when ``whole``)."""
     namespace = vars(module)
@@ -455,6 +505,8 @@ def _encode_module(module, names, walk, seen, whole):
     else:
         attrs = sorted(n for n in names if n in namespace)
         walk.items.extend((namespace, n, _MISSING) for n in names if n not in namespace)
+        if "__getattr__" in namespace:  # PEP 562: names it makes up are reached through it
+            attrs.append("__getattr__")
     marker = ("module", id(module), whole, tuple(attrs))
     if marker in walk.visited:
         return walk.out(["moduleref", module.__name__])
@@ -464,14 +516,13 @@ def _encode_module(module, names, walk, seen, whole):
         value = namespace[name]
         walk.items.append((namespace, name, value))
         where = f"{module.__name__}.{name}"
-        if whole and not _is_ref(value):
-            try:  # a whole module may hold data that cannot be keyed; name what was left out
-                encoded[name] = _encode_ref(value, where, walk, names, seen)
-            except UnhashableError:
-                walk.cacheable = False
-                encoded[name] = walk.out(["unkeyed", _qualname(type(value))])
-            continue
-        encoded[name] = _encode_ref(value, where, walk, names, seen)
+        try:
+            encoded[name] = _encode_ref(value, where, walk, names, seen)
+        except UnhashableError as exc:
+            # an attribute the code may not even use (the names are a superset): leave it out, say so
+            walk.cacheable = False
+            encoded[name] = walk.out(["unkeyed", _qualname(type(value))])
+            _warn_unfollowable(module, f"{where} ({exc})", None)
     if walk.text:
         return f'["module",{_jstr(module.__name__)},{_object_text(encoded)}]'
     return ["module", module.__name__, encoded]
@@ -518,6 +569,9 @@ def _encode_class(cls, walk, seen):
                 encoded[name] = walk.out(["unkeyed", _qualname(type(value))])
     bases = [_encode_ref(b, f"a base of {_qualname(cls)}", walk, frozenset(), seen)
              for b in cls.__bases__ if b is not object]
+    meta = type(cls)
+    if meta is not type and module_kind(meta.__module__) == "user":  # its methods are the class's too
+        bases.append(_encode_ref(meta, f"the metaclass of {_qualname(cls)}", walk, frozenset(), seen))
     if walk.text:
         return (f'["class",{_jstr(cls.__qualname__)},{_dumps(source)},{_object_text(encoded)},'
                 f'[{",".join(bases)}]]')
@@ -603,8 +657,9 @@ def _warn_unfollowable(obj, construct, line):
 
     code = getattr(obj, "__code__", None)
     place = f" ({code.co_filename}:{line})" if code is not None and line else ""
+    name = obj.__name__ if isinstance(obj, types.ModuleType) else _qualname(obj)
     warnings.warn(
-        f"the graph key of {_qualname(obj)} cannot follow {construct}{place}: an edit reached only "
+        f"the graph key of {name} cannot follow {construct}{place}: an edit reached only "
         "through it does not change the key, so a cached graph could be stale; pass what it reaches "
         "as a parameter or import it by name",
         KeyWarning,
@@ -638,7 +693,7 @@ def _encode_in(value, where, seen):
 
 def _is_library(func):
     """True for functions from the standard library or installed packages (phasic included)."""
-    return module_kind(getattr(func, "__module__", None)) != "user"
+    return module_kind(_defined_in(func)) != "user"
 
 
 def _callback_ipv(callback):

@@ -77,6 +77,10 @@ def scan(node, line_offset=0):
         elif isinstance(sub, ast.Global):
             dynamic.append((f"global {', '.join(sub.names)} (module state changed at run time)",
                             sub.lineno + line_offset))
+        elif (isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Attribute)
+              and sub.value.attr == "modules" and isinstance(sub.value.value, ast.Name)
+              and sub.value.value.id == "sys"):
+            dynamic.append(("sys.modules[...]", sub.lineno + line_offset))
         elif isinstance(sub, ast.Call):
             func = sub.func
             name = func.id if isinstance(func, ast.Name) else None
@@ -151,22 +155,23 @@ def module_kind(module_name):
     if kind is not None:
         return kind
     top = (module_name or "").split(".")[0]
-    if top in sys.stdlib_module_names or top == "builtins":
-        kind = "stdlib"
-    elif top == "phasic":
+    module = sys.modules.get(module_name)
+    path = _module_file(module) if module is not None else None
+    if top == "phasic":
         kind = "lib"
+    elif path:  # by where its file is: a user's colorsys.py beside the script is user code
+        kind = path_kind(path)
+    elif top in sys.stdlib_module_names or top == "builtins":
+        kind = "stdlib"  # built into the interpreter, or not imported yet
     else:
-        module = sys.modules.get(module_name)
-        path = _module_file(module) if module is not None else None
-        # unknown or without a file: keyed by source (which fails clearly if there is none)
-        kind = path_kind(path) if path else "user"
-    if module_name in sys.modules or kind != "user":
+        kind = "user"  # unknown or without a file: keyed by source (which fails clearly if there is none)
+    if module is not None or kind != "user":
         _KIND[module_name] = kind
     return kind
 
 
 def path_kind(path):
-    """:func:`module_kind` of the module whose file is ``path``."""
+    """:func:`module_kind` of the module whose file (or namespace package folder) is ``path``."""
     real = os.path.realpath(path)
     libs, stdlib = _library_roots()
     parts = real.split(os.sep)
@@ -176,10 +181,18 @@ def path_kind(path):
     return "lib" if in_site or real.startswith(libs) else "user"
 
 
-def find_module(name, package=None):
-    """``(absolute name, file, kind)`` of a module without importing it (its parents may be imported).
+def _spec_path(spec):
+    if spec.origin not in (None, "built-in", "frozen", "namespace"):
+        return spec.origin
+    return next(iter(spec.submodule_search_locations or ()), None)
 
-    Returns None when the module cannot be found.
+
+def find_module(name, package=None):
+    """``(absolute name, file, kind)`` of a module, importing nothing of installed code.
+
+    Installed code is recognised from its top-level package's location (finding
+    ``jax.numpy`` would import ``jax``); user modules are located as the import system
+    would (their parent packages may be imported).  Returns None when it cannot be found.
     """
     import importlib.util
 
@@ -188,17 +201,28 @@ def find_module(name, package=None):
         module = sys.modules.get(absolute)
         if module is not None:
             return absolute, _module_file(module), module_kind(absolute)
-        spec = importlib.util.find_spec(absolute)
+        top = absolute.split(".")[0]
+        if top == "phasic":
+            return absolute, None, "lib"
+        loaded = sys.modules.get(top)
+        top_path = _module_file(loaded) if loaded is not None else None
+        if top_path is None:
+            top_spec = importlib.util.find_spec(top)
+            if top_spec is None:
+                return None
+            top_path = _spec_path(top_spec)
+        if top_path is None:
+            return absolute, None, "stdlib" if top in sys.stdlib_module_names else "user"
+        kind = path_kind(top_path)
+        if kind != "user" or absolute == top:
+            return absolute, top_path, kind
+        spec = importlib.util.find_spec(absolute)  # a user package: importing its parents is fine
     except (ImportError, ValueError, AttributeError):
         return None
     if spec is None:
         return None
-    top = absolute.split(".")[0]
-    if top in sys.stdlib_module_names or top == "builtins":
-        return absolute, spec.origin, "stdlib"
-    path = spec.origin if spec.origin not in (None, "built-in", "frozen") else \
-        next(iter(spec.submodule_search_locations or ()), None)
-    return absolute, path, ("lib" if top == "phasic" else path_kind(path) if path else "user")
+    path = _spec_path(spec)
+    return absolute, path, path_kind(path) if path else "user"
 
 
 _DIST = {}
@@ -227,23 +251,24 @@ def _site_dists(site_dir):
     return table
 
 
-def _top_level_owner(site_dir, top):
-    """The distribution in ``site_dir`` whose ``top_level.txt`` or ``RECORD`` names ``top``."""
+def _owner(site_dir, top, rel):
+    """The distribution in ``site_dir`` whose ``RECORD`` lists ``rel`` (or whose ``top_level.txt``
+    names ``top``, for a plain top-level package)."""
     try:
-        names = os.listdir(site_dir)
+        names = sorted(os.listdir(site_dir))
     except OSError:
         return None
-    for entry in sorted(names):
+    for entry in names:
         if not entry.endswith((".dist-info", ".egg-info")):
             continue
-        for meta in ("top_level.txt", "RECORD"):
+        for meta in ("RECORD", "top_level.txt"):
             try:
                 with open(os.path.join(site_dir, entry, meta), encoding="utf-8", errors="replace") as fh:
-                    text = fh.read(1 << 20)
+                    text = fh.read(1 << 22)
             except OSError:
                 continue
-            heads = {line.split(",")[0].split("/")[0].strip() for line in text.splitlines()}
-            if top in heads or f"{top}.py" in heads:
+            lines = {line.split(",")[0].strip() for line in text.splitlines()}
+            if rel in lines or (meta == "top_level.txt" and "." not in top and top in lines):
                 name, _, version = entry.rsplit(".", 1)[0].partition("-")
                 return name, version.split("-")[0]
     return None
@@ -260,32 +285,58 @@ def distribution(module_name):
     Returns
     -------
     tuple of str
-        The name and version from the ``*.dist-info`` directory beside the package; for
-        phasic, ``("phasic", phasic.__version__)``; where no distribution owns the module,
-        its top-level name and ``__version__`` (or ``"unknown"``).
+        The name and version from the ``*.dist-info`` directory of the distribution that
+        installed the module's package: found by the package's name, else by the
+        distribution's ``top_level.txt`` or ``RECORD``.  A namespace package (``google``)
+        is resolved through its first regular sub-package (``google.protobuf``).  For
+        phasic, ``("phasic", phasic.__version__)``; where no distribution owns the
+        module, its package name and ``__version__`` (or ``"unknown"``).
     """
-    top = (module_name or "?").split(".")[0]
-    found = _DIST.get(top)
-    if found is not None:
-        return found
-    module = sys.modules.get(top)
-    if top == "phasic":
-        found = ("phasic", str(getattr(module, "__version__", "unknown")))
-    else:
-        path = _module_file(module) if module is not None else None
-        if path is None:
-            located = find_module(top)
-            path = located[1] if located else None
-            package = bool(path) and os.path.basename(path) == "__init__.py"
-        else:
-            package = hasattr(module, "__path__")
-        if path:
-            real = os.path.realpath(path)
-            # numpy/__init__.py -> site dir two levels up; six.py -> one level up
-            site_dir = os.path.dirname(os.path.dirname(real)) if package else os.path.dirname(real)
-            found = _site_dists(site_dir).get(_normalise(top)) or _top_level_owner(site_dir, top)
+    parts = (module_name or "?").split(".")
+    if parts[0] == "phasic":
+        module = sys.modules.get("phasic")
+        return ("phasic", str(getattr(module, "__version__", "unknown")))
+    # the shortest prefix that is a regular module or package: what a distribution installs
+    prefix, path = parts[0], None
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        found = _DIST.get(prefix)
+        if found is not None:
+            return found
+        path = _regular_file(prefix)
+        if path is not None:
+            break
+    found = None
+    if path is not None:
+        real = os.path.realpath(path)
+        depth = prefix.count(".") + (2 if os.path.basename(real) == "__init__.py" else 1)
+        site_dir = real
+        for _ in range(depth):
+            site_dir = os.path.dirname(site_dir)
+        if "." not in prefix:
+            found = _site_dists(site_dir).get(_normalise(prefix))
         if found is None:
-            version = getattr(module, "__version__", None)
-            found = (top, version if isinstance(version, str) else "unknown")
-    _DIST[top] = found
+            rel = os.path.relpath(real, site_dir).replace(os.sep, "/")
+            found = _owner(site_dir, prefix, rel)
+    if found is None:
+        version = getattr(sys.modules.get(prefix), "__version__", None)
+        found = (prefix, version if isinstance(version, str) else "unknown")
+    _DIST[prefix] = found
     return found
+
+
+def _regular_file(name):
+    """The file of module ``name`` (``__init__.py`` for a package); None for a namespace package."""
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None) if module is not None else None
+    if path is None and module is None:
+        import importlib.util
+
+        try:  # the parents of ``name`` are namespace packages here: finding it runs no package code
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError, AttributeError):
+            spec = None
+        path = _spec_path(spec) if spec is not None else None
+        if path is not None and os.path.isdir(path):
+            path = None
+    return path

@@ -83,7 +83,10 @@ def _function_ast_uncached(func, with_notes=False):
     import inspect
     import textwrap
 
-    name = getattr(func, "__name__", "?")
+    code = getattr(func, "__code__", None)
+    # the code's own name and lines: functools.wraps gives a wrapper the wrapped function's
+    # __name__ and __wrapped__, which inspect.getsource(func) would follow
+    name = code.co_name if code is not None else getattr(func, "__name__", "?")
     if name == "<lambda>":
         raise UnhashableError(
             f"cannot key the lambda {func!r}: the source of a lambda cannot be isolated reliably; "
@@ -92,7 +95,7 @@ def _function_ast_uncached(func, with_notes=False):
     node = None
     for exact in (False, True):
         try:
-            source = inspect.getsource(func) if exact else _function_source(func)
+            source = inspect.getsource(code if code is not None else func) if exact else _function_source(func)
         except (OSError, TypeError) as exc:
             raise UnhashableError(
                 f"cannot key the callback {_qualname(func)}: its source code is not retrievable ({exc}); "
@@ -241,8 +244,16 @@ def _class_source(cls):
     import textwrap
 
     try:
-        source = ast.dump(ast.parse(textwrap.dedent(inspect.getsource(cls))), include_attributes=False)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError, SyntaxError):
         source = None
+    else:
+        for node in ast.walk(tree):  # docstrings do not count, as for functions
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                if (len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)):
+                    node.body = body[1:]
+        source = ast.dump(tree, include_attributes=False)
     _memo_put(_CLASS_CACHE, cls, (source,))
     return source

@@ -262,6 +262,127 @@ SCENARIOS = {
                 return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * Params().rate]]
         """,
     },
+    "user_decorator": {
+        "s16_deco.py": """
+            import functools
+
+            def scaled(f):
+                @functools.wraps(f)
+                def wrapper(k):
+                    return f(k) * {R}{C}
+                return wrapper
+        """,
+        "s16_helpers.py": """
+            from s16_deco import scaled
+
+            @scaled
+            def mig_rate(k):
+                return k
+        """,
+        "s16_model.py": """
+            from s16_helpers import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "singledispatch": {
+        "s17_helpers.py": """
+            import functools
+
+            @functools.singledispatch
+            def mig_rate(k):
+                return k
+
+            @mig_rate.register(float)
+            def _(k):{C}
+                return {R} * k
+        """,
+        "s17_model.py": """
+            from s17_helpers import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "module_getattr": {
+        "s18_helpers.py": """
+            def __getattr__(name):
+                if name == "mig_rate":
+                    return lambda k: {R} * k{C}
+                raise AttributeError(name)
+        """,
+        "s18_model.py": """
+            import s18_helpers
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s18_helpers.mig_rate(1.0)]]
+        """,
+    },
+    "metaclass_method": {
+        "s19_helpers.py": """
+            class Meta(type):
+                def mig_rate(cls, k):{C}
+                    return {R} * k
+
+            class Rates(metaclass=Meta):
+                pass
+        """,
+        "s19_model.py": """
+            from s19_helpers import Rates
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * Rates.mig_rate(1.0)]]
+        """,
+    },
+    "user_module_named_like_stdlib": {
+        "colorsys.py": """
+            def mig_rate(k):{C}
+                return {R} * k
+        """,
+        "s20_model.py": """
+            from colorsys import mig_rate
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * mig_rate(1.0)]]
+        """,
+    },
+    "module_level_instance": {
+        "s21_helpers.py": """
+            class Rater:
+                def __init__(self, scale):
+                    self.scale = scale
+
+                def rate(self, k):
+                    return self.scale * k
+
+            RATER = Rater({R}){C}
+        """,
+        "s21_model.py": """
+            import s21_helpers
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * s21_helpers.RATER.rate(1.0)]]
+        """,
+    },
+    "lambda_in_a_dict_constant": {
+        "s22_helpers.py": """
+            RATES = {"mig": lambda k: {R} * k}{C}
+        """,
+        "s22_model.py": """
+            from s22_helpers import RATES
+
+            def model(state):
+                n = state[0]
+                return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * RATES["mig"](1.0)]]
+        """,
+    },
 }
 
 CALLBACKS = {
@@ -280,6 +401,13 @@ CALLBACKS = {
     "staticmethod_of_helper_class": "s13_model:model",
     "lambda_in_helper": "s14_model:model",
     "dataclass_enum_namedtuple": "s15_model:model",
+    "user_decorator": "s16_model:model",
+    "singledispatch": "s17_model:model",
+    "module_getattr": "s18_model:model",
+    "metaclass_method": "s19_model:model",
+    "user_module_named_like_stdlib": "s20_model:model",
+    "module_level_instance": "s21_model:model",
+    "lambda_in_a_dict_constant": "s22_model:model",
 }
 
 RUNNER = """
@@ -579,3 +707,91 @@ def test_an_installed_module_imported_in_the_body_is_keyed_without_importing_it(
     finally:
         if had_yaml:
             import yaml  # noqa: F401,F811
+
+
+def test_class_docstrings_do_not_count(tmp_path, monkeypatch):
+    from phasic.keys import graph_key
+
+    source = """
+        class Rates:
+            {DOC}
+            def mig(self, k):
+                {DOC}
+                return 0.5 * k
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], Rates().mig(n)]]
+    """
+    keys = []
+    for i, doc in enumerate(['"""One docstring."""', '"""Another, longer docstring."""']):
+        mod = _module(tmp_path, monkeypatch, f"k_doc{i}", source.replace("{DOC}", doc))
+        keys.append(graph_key(mod.model, {}, ipv=[4])[0])
+    assert keys[0] == keys[1]
+
+
+def test_sys_modules_lookup_warns(tmp_path, monkeypatch):
+    from phasic.exceptions import KeyWarning
+    from phasic.keys import graph_key
+
+    mod = _module(tmp_path, monkeypatch, "k_sysmod", """
+        import sys
+
+        def model(state):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], sys.modules["math"].sqrt(n)]]
+    """)
+    with pytest.warns(KeyWarning, match=r"sys\.modules\[\.\.\.\]"):
+        graph_key(mod.model, {}, ipv=[4])
+
+
+DOTTED_RUNNER = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+import model
+from phasic.keys import graph_key
+key, material = graph_key(model.model, {}, ipv=[4])
+print(json.dumps([key, "heavypkg" in sys.modules, os.path.exists(sys.argv[3])]))
+"""
+
+
+def test_installed_dotted_import_in_the_body_imports_nothing(tmp_path):
+    """``import jax.numpy`` inside a callback must not import jax at key time (a cache hit)."""
+    site = tmp_path / "lib" / "site-packages"
+    (site / "heavypkg").mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (site / "heavypkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (site / "heavypkg" / "sub.py").write_text("def f(n):\n    return n\n")
+    (site / "heavypkg-2.0.dist-info").mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "model.py").write_text(textwrap.dedent("""
+        def model(state):
+            import heavypkg.sub as s
+
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], s.f(n)]]
+    """))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-c", DOTTED_RUNNER, str(site), str(project), str(marker)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    key, imported, marker_made = json.loads(proc.stdout)
+    assert not imported and not marker_made
+
+
+def test_namespace_packages_are_keyed_by_the_distribution_of_their_sub_package(tmp_path):
+    site = tmp_path / "lib" / "site-packages"
+    (site / "nsroot" / "rates").mkdir(parents=True)  # nsroot has no __init__.py: a namespace package
+    (site / "nsroot" / "rates" / "__init__.py").write_text("def f(n):\n    return n\n")
+    dist = site / "nsroot_rates-3.1.dist-info"
+    dist.mkdir()
+    (dist / "RECORD").write_text("nsroot/rates/__init__.py,,\n")
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from phasic.keys_reach import distribution; print(json.dumps(distribution('nsroot.rates')))")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code, str(site)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == ["nsroot_rates", "3.1"]
