@@ -1,7 +1,31 @@
-"""Shared pytest set-up: the single-node Slurm fixture (`slurm`) and a private cache root."""
+"""Shared pytest set-up: the single-node Slurm fixture (`slurm`), a private cache root, and the
+harness for checks run as another user (`world`, `run_child`)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["tests.slurm_cluster"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Python source a child pastes before it switches user: ``become(uid, gid)`` drops every
+#: group and the login-name variables, then sets the gid and uid (only root can do this).
+BECOME = textwrap.dedent("""
+    def become(uid, gid):
+        import os
+        for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+            os.environ.pop(name, None)
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+""")
 
 
 @pytest.fixture
@@ -10,3 +34,39 @@ def cache_dir(tmp_path, monkeypatch):
     root = tmp_path / "phasic_cache"
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(root))
     return root
+
+
+@pytest.fixture
+def world():
+    """A fresh directory under /tmp that other users can reach (pytest's tmp_path is 0700 and
+    root's), removed afterwards; for checks that drop to another uid in a child."""
+    base = Path(tempfile.mkdtemp(prefix="phasic-world-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def run_child():
+    """``run_child(code, *args, timeout=90, env=None, cwd=REPO)``: run ``code`` in a fresh
+    interpreter (the repository on its path, ``become(uid, gid)`` defined: see :data:`BECOME`)
+    and return the JSON of its last stdout line.  A child that does not answer within
+    ``timeout`` seconds fails the test instead of hanging the suite; one that fails shows its
+    stderr."""
+
+    def run(code, *args, timeout=90, env=None, cwd=REPO):
+        full = dict(os.environ)
+        full["PYTHONPATH"] = os.pathsep.join([str(REPO), full.get("PYTHONPATH", "")])
+        full.pop("PHASIC_CACHE_LOCK_TIMEOUT", None)
+        full.update(env or {})
+        try:
+            proc = subprocess.run([sys.executable, "-c", BECOME + textwrap.dedent(code), *map(str, args)], cwd=cwd,
+                                  env=full, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the child blocked or looped: no answer within {timeout} s")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    return run

@@ -299,9 +299,7 @@ os.chmod(path, 0o600)  # another user's private entry
 for d in (root, root / "graphs", path.parent):
     os.chmod(d, 0o777)  # ... in folders this user may write: quarantining it would be possible
 ino = path.stat().st_ino
-os.setgroups([])
-os.setgid(65534)
-os.setuid(65534)
+become(65534, 65534)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     got = Store(root).get("graphs", key)
@@ -315,20 +313,16 @@ print(json.dumps({"uid": os.getuid(), "got": got is None, "kept": kept, "bad": r
 """
 
 
-def test_permission_denied_is_a_miss_never_quarantined(tmp_path):
+def test_permission_denied_is_a_miss_never_quarantined(world, run_child):
     """Item 7: an entry this user may not read (another user's, mode 0600; read here as
     ``nobody``) is a miss with a CacheWarning for get and Graph(cache=True), listed as
     unreadable by verify, and never moved aside."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create another user's entry and switch to 'nobody'")
-    base = Path(tempfile.mkdtemp(prefix="phasic-perm-", dir="/tmp"))  # tmp_path is 0700: nobody cannot enter it
-    try:
-        os.chmod(base, 0o755)
-        root = base / "cache"
-        out = _run(NOBODY_CHILD, root, PHASIC_CACHE_DIR=str(root), JAX_COMPILATION_CACHE_DIR=str(base / "jax"),
-                   HOME=str(base))
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    root = world / "cache"
+    out = run_child(NOBODY_CHILD, root, timeout=TIMEOUT,
+                    env=dict(PHASIC_CACHE_DIR=str(root), JAX_COMPILATION_CACHE_DIR=str(world / "jax"),
+                             HOME=str(world), PHASIC_CACHE_MEMORY_MB="0"))
     assert out["uid"] == 65534
     assert out["got"] and out["kept"] and out["bad"] == [] and not out["corrupt"], out
     assert len(out["unreadable"]) == 1 and "Permission denied" in out["unreadable"][0][1]

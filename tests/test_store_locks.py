@@ -59,11 +59,7 @@ CHILD = textwrap.dedent("""
     Graph(model.coalescent, theta=3.0, cache=True).expectation()
     Store(args["scratch"]).get_or_create("graphs", "0" * 64, lambda: ({"x": np.arange(2)}, {}))
     if args.get("uid") is not None:
-        for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
-            os.environ.pop(name, None)
-        os.setgroups([])
-        os.setgid(args["gid"])
-        os.setuid(args["uid"])
+        become(args["uid"], args["gid"])
     os.environ["PHASIC_CACHE_DIR"] = args["store"]
     if args.get("lock_timeout") is not None:
         os.environ["PHASIC_CACHE_LOCK_TIMEOUT"] = str(args["lock_timeout"])
@@ -98,17 +94,16 @@ def _env(**extra):
 
 
 @pytest.fixture
-def world(tmp_path):
-    """A directory under /tmp that other users can reach (pytest's tmp_path is 0700 root)."""
-    base = Path(tempfile.mkdtemp(prefix="phasic-locks-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    (base / "model").mkdir()
-    (base / "model" / "model.py").write_text(MODEL)
-    os.chmod(base / "model" / "model.py", 0o644)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+def world(world, run_child):
+    """The shared ``world`` directory (tests/conftest.py) holding the model, with its child runner."""
+    (world / "model").mkdir()
+    (world / "model" / "model.py").write_text(MODEL)
+    os.chmod(world / "model" / "model.py", 0o644)
+    _RUNNER[:] = [run_child]
+    return world
+
+
+_RUNNER = []
 
 
 def _model_key(world):
@@ -122,13 +117,7 @@ def _model_key(world):
 
 def _child(world, store, what="graph", timeout=30, **args):
     args = dict(args, model_dir=str(world / "model"), scratch=str(world / "scratch"), store=str(store), what=what)
-    try:
-        out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], env=_env(), capture_output=True,
-                             text=True, timeout=timeout, cwd="/")
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"get_or_create did not return within {timeout} s (a lock loop?)")
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _RUNNER[0](CHILD, json.dumps(args), timeout=timeout, cwd="/")
 
 
 def _dead_pid():
