@@ -10,6 +10,7 @@ loop runs in a subprocess with a timeout, so a regression fails instead of hangi
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -572,3 +573,232 @@ def test_entry_image_round_trips_every_dtype_compressed(tmp_path):
         np.testing.assert_array_equal(got[name], a)
     assert attrs["n"] is None and store.verify().ok == 1
     assert entry_image({"x": np.arange(3)}, {"format": 2, "key": K(2), "checksum": "0"})[:16] == MAGIC
+
+
+# ----------------------------------------------------------------------------- review and probe findings
+
+def _indexed_entry(path, key, rows_edit):
+    """A valid indexed entry at ``path`` whose index rows ``rows_edit(table)`` changes, re-framed
+    with a valid SHA-256 (integrity checks pass; only the index's claims are hostile)."""
+    data = bytearray(entry_image({"x": np.arange(4.0)}, {"format": 2, "key": key,
+                                                         "checksum": checksum_arrays({"x": np.arange(4.0)})}))
+    userblock = int.from_bytes(data[16:24], "little")
+    length = int.from_bytes(data[24:32], "little")
+    index = json.loads(bytes(data[PREFIX:PREFIX + length]))
+    rows_edit(index["arrays"])
+    text = json.dumps(index, separators=(",", ":")).encode()
+    assert PREFIX + len(text) <= userblock
+    data[PREFIX:userblock] = text + bytes(userblock - PREFIX - len(text))
+    data[24:32] = len(text).to_bytes(8, "little")
+    h = sha256(bytes(data[16:32]))
+    h.update(bytes(data[PREFIX:]))
+    data[32:64] = h.digest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("shape", [[0, 2**63], [0, 2**62, 4], [2**40]])
+def test_hostile_shapes_are_bad_entries_not_tracebacks(tmp_path, shape):
+    """Probe 12: an index row claiming a huge shape (numpy cannot even allocate the empty one)
+    is a bad entry: get quarantines it with a warning and the key is usable again; verify
+    reports it instead of crashing."""
+    store = Store(tmp_path, memory_mb=0)
+    path = store.path("graphs", K(1))
+
+    def edit(table):
+        table[0][2] = shape
+        table[0][4] = math.prod(shape) * 8
+
+    _indexed_entry(path, K(1), edit)
+    found, text, cats = _get_warning(store, "graphs", K(1))
+    assert found is None and CacheWarning in cats and "more than" in text and str(path) in text
+    assert not path.exists()
+    store.put("graphs", K(1), {"x": np.arange(3)})
+    assert store.get("graphs", K(1))[0]["x"].tolist() == [0, 1, 2]
+    _indexed_entry(path, K(1), edit)
+    report = store.verify()
+    assert [p for p, _ in report.bad] == [str(path)]
+
+
+def test_a_sparse_terabyte_entry_is_bad_without_allocating(tmp_path):
+    """Probe 12: a real entry grown to 1 TiB (sparse) is refused before any buffer is
+    allocated: a bad entry moved aside, and Graph(cache=True)-style rebuilds work again."""
+    store = Store(tmp_path, memory_mb=0)
+    path = store.put("graphs", K(2), _graph_arrays())
+    os.truncate(path, 1 << 40)
+    found, text, cats = _get_warning(store, "graphs", K(2))
+    assert found is None and "PHASIC_CACHE_MAX_ENTRY_MB" in text and not path.exists()
+    assert store.get_or_create("graphs", K(2), lambda: (_graph_arrays(), {}))[0]["states"].shape == (3, 1)
+    os.truncate(path, 1 << 40)
+    assert [p for p, _ in store.verify().bad] == [str(path)]
+
+
+def test_symlink_swapped_in_between_lstat_and_open_is_a_bad_entry(tmp_path):
+    """Review 1: when the entry becomes a symlink between the reader's lstat and its open
+    (O_NOFOLLOW gives ELOOP), the reader reports a bad entry with the link's stat; it used to
+    raise AttributeError out of Store.get.  The race is made deterministic by swapping the
+    file from within os.open, right before the real call."""
+    from phasic import store_entry
+
+    store = Store(tmp_path, memory_mb=0)
+    path = store.put("graphs", K(3), _graph_arrays())
+    real_open = os.open
+
+    def swapping_open(p, flags, *a):
+        if os.fspath(p) == str(path) and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+            os.symlink("/dev/null", path)
+        return real_open(p, flags, *a)
+
+    store_entry.os.open = swapping_open
+    try:
+        found, text, cats = _get_warning(store, "graphs", K(3))
+    finally:
+        store_entry.os.open = real_open
+    assert found is None and "symbolic link" in text and not os.path.lexists(path)
+
+
+def test_discard_leaves_a_file_a_writer_put_in_place(tmp_path):
+    """Review 5: discard is given the stat of the file that was read; a good entry a writer put
+    in place since then is left alone (it used to be moved to corrupt/)."""
+    store = Store(tmp_path, memory_mb=0)
+    path = store.put("graphs", K(4), _graph_arrays())
+    before = os.stat(path)
+    store.put("graphs", K(4), _graph_arrays(weight=(1.0, 3.0)))  # a new inode, renamed over it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store.discard("graphs", K(4), "not a graph", before)
+    assert not caught and path.exists() and not (tmp_path / "corrupt").exists()
+    store.discard("graphs", K(4), "not a graph", os.stat(path))
+    assert not path.exists() and len(list((tmp_path / "corrupt").iterdir())) == 1
+
+
+def test_export_archives_exactly_the_bytes_it_verified(tmp_path):
+    """Review 6: export reads each entry once; the archived member is the buffer that passed
+    the checks (counted by the reads of the entry file)."""
+    import tracemalloc  # noqa: F401 (imported by the module already)
+
+    store = Store(tmp_path / "s", memory_mb=0)
+    path = store.put("graphs", K(5), _graph_arrays())
+    out = _run("""
+        import json, os, sys
+        from phasic.store import Store
+        import phasic.store_archive, phasic.store_entry, phasic.graph_arrays, tarfile
+        path, root, tar = sys.argv[1:4]
+        opened = []
+        real = os.open
+        def counting(p, *a, **k):
+            if os.fspath(p) == path:
+                opened.append(1)
+            return real(p, *a, **k)
+        os.open = counting
+        n = Store(root).export(tar)
+        os.open = real
+        with tarfile.open(tar) as t:
+            data = t.extractfile(t.getmembers()[0]).read()
+        print(json.dumps({"n": n, "opens": len(opened), "same": data == open(path, "rb").read()}))
+    """, path, tmp_path / "s", tmp_path / "a.tar.gz")
+    assert out == {"n": 1, "opens": 1, "same": True}
+
+
+FIFO_LOCK = """
+import json, os, sys, warnings
+import numpy as np
+from phasic.store import Store
+root, kind_of_lock = sys.argv[1:3]
+store = Store(root, memory_mb=0, lock_timeout=5)
+key = "ab" * 32
+path = store.path("graphs", key)
+lock = path.parent / f".{path.name}.lock"
+path.parent.mkdir(parents=True)
+if kind_of_lock == "fifo":
+    os.mkfifo(lock)
+else:
+    os.symlink("/dev/zero", lock)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    arrays, _ = store.get_or_create("graphs", key, lambda: ({"x": np.arange(3)}, {}))
+stored = store.get("graphs", key) is not None
+if kind_of_lock == "fifo":
+    os.mkfifo(lock)
+else:
+    os.symlink("/dev/zero", lock)
+other = lock.with_name(lock.name.replace(".lock", ".tmp.x"))
+os.mkfifo(other)
+report = store.verify()
+left = sorted(p.name for p in path.parent.iterdir())
+print(json.dumps({"x": arrays["x"].tolist(), "stored": stored, "warnings": [str(w.message) for w in caught],
+                  "removed": len(report.removed_temp), "left": left}))
+"""
+
+
+@pytest.mark.parametrize("kind_of_lock", ["fifo", "symlink-to-dev-zero"])
+def test_a_fifo_or_device_link_at_a_lock_path_never_hangs(tmp_path, kind_of_lock):
+    """Probe 11: a FIFO (or a symlink to /dev/zero) at a build-lock path used to block the
+    waiter forever (or read until MemoryError); it is a stale lock, removed, and the entry is
+    built and stored; verify removes non-regular files at lock and temp names."""
+    out = _run(FIFO_LOCK, tmp_path / "s", kind_of_lock, timeout=60)
+    assert out["x"] == [0, 1, 2] and out["stored"] and out["warnings"] == []
+    assert out["removed"] == 2 and out["left"] == [Store(tmp_path / "s").path("graphs", "ab" * 32).name]
+
+
+def _forged_lock(store, key, **info):
+    path = store.path("graphs", key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    lock.write_text(json.dumps(dict({"pid": 1, "host": __import__("socket").gethostname()}, **info)))
+    return lock
+
+
+@pytest.mark.parametrize("forged", ["untouched for two days", "time in the future"])
+def test_a_forged_lock_naming_a_live_pid_does_not_block_the_key(tmp_path, forged):
+    """Probe 13: a lock naming a live local pid (pid 1) that was not touched for longer than
+    stale_lock_seconds, or whose time lies in the future, is stale: the key is built and
+    stored at once (it used to wait lock_timeout and build in memory); verify removes it."""
+    import time
+
+    store = Store(tmp_path, memory_mb=0, lock_timeout=30)
+    if forged == "untouched for two days":
+        lock = _forged_lock(store, K(6), time=time.time() - 2 * 86400)
+        os.utime(lock, (time.time() - 2 * 86400,) * 2)
+    else:
+        lock = _forged_lock(store, K(6), time=1e10)
+    assert store._lock_is_stale(lock)
+    t0 = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        arrays, _ = store.get_or_create("graphs", K(6), lambda: ({"x": np.arange(2)}, {}))
+    assert time.monotonic() - t0 < 5 and store.get("graphs", K(6)) is not None and not lock.exists()
+    lock = _forged_lock(store, K(6), time=1e10)
+    assert lock.as_posix() in store.verify().removed_temp and not lock.exists()
+
+
+def test_clear_removes_every_lock_file(tmp_path):
+    """Probe 13: clearing (all kinds, or the kind) removes lock files, even a live one."""
+    import time
+
+    store = Store(tmp_path, memory_mb=0)
+    store.put("graphs", K(7), {"x": np.arange(2)})
+    lock = _forged_lock(store, K(7), pid=os.getpid(), time=time.time())  # this live process
+    assert not store._lock_is_stale(lock)
+    store.clear("graphs")
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError, ModuleNotFoundError])
+def test_no_empty_lock_is_left_by_an_interrupt_while_it_is_written(tmp_path, monkeypatch, error):
+    """Probe 14: an exception that is no OSError between creating the lock and writing its JSON
+    (here raised by the shared-group step) removes the lock instead of leaving an empty one,
+    which would block the key for every later builder."""
+    import phasic.store_write
+
+    store = Store(tmp_path, memory_mb=0)
+
+    def boom(fd, directory):
+        raise error("interrupted")
+
+    monkeypatch.setattr(phasic.store_write, "share_file", boom)
+    with pytest.raises(error):
+        store.get_or_create("graphs", K(8), lambda: ({"x": np.arange(2)}, {}))
+    path = store.path("graphs", K(8))
+    assert sorted(p.name for p in path.parent.iterdir()) == []
