@@ -293,3 +293,31 @@ def test_graph_entries_name_their_model_and_module(root):
     (path,) = [p for p in root.rglob("*.h5")]
     arrays, attrs = Store(root).get("graphs", path.parent.name + path.stem)
     assert attrs["callback"] == "wrapped" and attrs["callback_module"] == "tests._keys_helpers"
+
+
+def test_entry_of_a_newer_phasic_is_never_overwritten_and_warns_once(root, tmp_path):
+    """Review 3: an entry written by a newer phasic (a newer store format) used to be read as a
+    miss three times (three warnings) and then overwritten by the rebuild.  Now the graph is
+    built in memory with one CacheWarning saying to upgrade, and the entry keeps its bytes."""
+    from phasic.cache import graph_entry_path
+    from phasic.exceptions import CacheWarning
+
+    marker = tmp_path / "calls.txt"
+    want = _kingman(marker, 2.0, cache=True).expectation()
+    first = _calls(marker)
+    path = graph_entry_path(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0)
+    data = bytearray(path.read_bytes())
+    data[:16] = b"phasic-store-v9\n"
+    path.write_bytes(bytes(data))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = _kingman(marker, 2.0, cache=True).expectation()
+    msgs = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert got == pytest.approx(want, rel=1e-12) and _calls(marker) == 2 * first
+    assert len(msgs) == 1 and "upgrade phasic" in msgs[0] and str(path) in msgs[0], msgs
+    assert path.read_bytes() == bytes(data)
+    assert Store(root).get_or_create("graphs", path.parent.name + path.name[:-3],
+                                     lambda: ({"x": np.arange(2)}, {}))[0]["x"].tolist() == [0, 1]
+    assert path.read_bytes() == bytes(data)  # Store.get_or_create leaves it too
