@@ -430,3 +430,53 @@ def test_lock_timeout_is_a_store_argument(tmp_path):
     assert Store(tmp_path, lock_timeout=5).lock_timeout == 5
     with pytest.raises(ParameterError, match="lock_timeout=-1"):
         Store(tmp_path, lock_timeout=-1)
+
+
+@needs_root
+def test_import_and_quarantine_follow_the_shared_group_rule(tmp_path):
+    """Review 4: an import into a setgid group store (and the corrupt/ folder a quarantine
+    makes) used plain mkdir/open under a restrictive umask: group members could not read the
+    imported entries.  They get the group and its read/write bits now, as written entries do."""
+    src = Store(tmp_path / "src")
+    src.put("graphs", K(11), {"x": np.arange(3)})
+    archive = tmp_path / "a.tar.gz"
+    assert src.export(archive) == 1
+    root = tmp_path / "shared"
+    root.mkdir()
+    os.chown(root, -1, GROUP)
+    os.chmod(root, 0o2775)
+    old = os.umask(0o077)
+    try:
+        store = Store(root, memory_mb=0)
+        assert store.import_archive(archive).imported == 1
+        store.put("graphs", K(12), {"x": np.arange(3)})
+        bad = store.path("graphs", K(12))
+        bad.write_bytes(b"garbage")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert store.get("graphs", K(12)) is None
+    finally:
+        os.umask(old)
+    entry = store.path("graphs", K(11))
+    for d in (root / "graphs", entry.parent, root / "corrupt"):
+        st = d.stat()
+        assert st.st_gid == GROUP and st.st_mode & 0o2070 == 0o2070, (d, oct(st.st_mode))
+    st = entry.stat()
+    assert st.st_gid == GROUP and st.st_mode & 0o060 == 0o060, oct(st.st_mode)
+
+
+def test_staging_of_an_import_whose_pid_was_reused_is_stale(tmp_path):
+    """Review 9: an import staging folder whose owner pid is alive but started after the record
+    was written (the pid was reused) is stale, by the same rule as a lock (it was kept a day)."""
+    from phasic.store_archive import clean_staging
+
+    store = Store(tmp_path)
+    staging = tmp_path / ".import-abc"
+    staging.mkdir(parents=True)
+    (staging / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                    "time": time.time() - 3600 * 24 * 30}))
+    live = tmp_path / ".import-def"
+    live.mkdir()
+    (live / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                 "time": time.time()}))
+    assert clean_staging(store) == [str(staging)] and live.exists()
