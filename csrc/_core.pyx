@@ -120,26 +120,10 @@ cdef extern from "dist.hpp" namespace "phasic":
 # states
 
 cdef object _plain(object x):
-    """`x` for an error message: NumPy scalars and arrays (also inside lists and tuples) as
-    plain Python numbers and lists, so a state prints as [3, 0], not [np.int32(3), 0]."""
-    if isinstance(x, np.generic):
-        x = x.item()
-    if type(x) is int and x.bit_length() > 128:
-        return _BigInt(x.bit_length())  # printing every digit may not even be allowed
-    if isinstance(x, np.ndarray):
-        return x.tolist() if x.size <= 64 else x  # a large array keeps NumPy's short repr
-    if isinstance(x, (list, tuple)) and len(x) <= 64:
-        return [_plain(y) for y in x]
-    return x
+    """`x` for an error message (phasic.callbacks.plain; imported on the error path only)."""
+    from phasic.callbacks import plain
 
-
-class _BigInt:
-    """Stands for a huge integer in a message."""
-    def __init__(self, bits):
-        self.bits = bits
-
-    def __repr__(self):
-        return f"<an integer of {self.bits} bits>"
+    return plain(x)
 
 
 cdef str _where(object where):
@@ -192,7 +176,7 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
     if type(s) is list or type(s) is tuple:
         seq = s
     elif isinstance(s, np.ndarray):
-        if s.ndim != 1 or s.dtype.kind not in "iub":
+        if s.ndim != 1 or s.dtype.kind not in "iu":
             raise StateTypeError(f"{_where(where)}: state {_plain(s)!r} must be a 1-D sequence of integers")
         seq = s.tolist()
     elif isinstance(s, (list, tuple)):
@@ -207,6 +191,9 @@ cdef int fill_state(object s, int d, int32_t* buf, object where) except -1:
             f"(all states of a graph have the same length)")
     for i in range(n):
         x = seq[i]
+        if type(x) is not int and isinstance(x, (bool, np.bool_)):
+            raise StateTypeError(f"{_where(where)}: state {_plain(seq)!r} holds the bool {_plain(x)!r} at position "
+                                 f"{i}; states are integer vectors")
         if type(x) is not int and (isinstance(x, (float, np.floating, complex, str, bytes)) or x is None):
             raise StateTypeError(f"{_where(where)}: state {_plain(seq)!r} has non-integer entry {_plain(x)!r} "
                                  f"at position {i}; states are integer vectors")
@@ -297,11 +284,19 @@ cdef inline bint is_number(object r):
     return isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool)
 
 
-def build(callback, list ipv, int d, dict params, int64_t max_vertices, object theta_dim):
+def build(callback, list ipv, int d, dict params, int64_t max_vertices, object theta_dim,
+          bint discrete=False):
     """Builds the state space reachable from `ipv` with `callback`.
 
     Returns (StateSpace, indptr int64, target int32, weight float64, coef (E, p) or None).
     Parameterised edges have weight = coef . ones until re-weighted.
+
+    Self-loops returned by the callback are not stored (the graph has none): a continuous
+    self-transition does not change the process, a discrete one is part of the missing
+    mass. A state whose only out-edges are self-loops is never left (an error, not an
+    absorbing state); a discrete state's out-probabilities, self-loops included, must
+    not sum over 1, and a discrete self-loop beside coefficient edges (or one with
+    coefficients) is refused: that sum could not be checked.
     """
     cdef StateSpace sp = StateSpace(d)
     cdef vector[int64_t] indptr
@@ -312,7 +307,9 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
     cdef int64_t i, z, p = -1 if theta_dim is None else <int64_t>theta_dim
     cdef cbool created
     cdef int32_t* buf = sp.buf.data()
-    cdef double r
+    cdef double r, self_mass, out_mass
+    cdef int64_t n_self, n_other
+    cdef bint coef_other
     cdef object state_arr, result, item, rate
     cdef cnp.npy_intp dims[1]
     dims[0] = d
@@ -343,6 +340,9 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
             raise GraphConstructionError(
                 f"callback returned {_plain(result)!r} for state {state_arr.tolist()!r}; expected a list of "
                 f"[next_state, rate] pairs ([] for an absorbing state)")
+        n_self = n_other = 0
+        self_mass = out_mass = 0.0
+        coef_other = False
         for item in result:
             if not (type(item) is list or type(item) is tuple or isinstance(item, (list, tuple))) or len(item) != 2:
                 raise GraphConstructionError(
@@ -385,13 +385,42 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
                     f"the state space grew past max_vertices={max_vertices} (at state "
                     f"{np.asarray(<int32_t[:d]>buf).tolist()!r}); the model may be unbounded, "
                     f"or pass a larger max_vertices=")
-            if z == i:
-                continue  # a self-transition does not change the process
+            if z == i:  # a self-transition: not stored (see the docstring)
+                n_self += 1
+                if discrete and crow is not None:
+                    raise GraphConstructionError(
+                        f"discrete graph: the callback returned a self-loop with coefficients "
+                        f"{_plain(rate)!r} for state {state_arr.tolist()!r}; a state's self-loop "
+                        f"probability is its missing mass (1 - the sum of its other out-"
+                        f"probabilities): leave the self-loop out")
+                if crow is None:
+                    self_mass += r
+                continue
+            n_other += 1
+            if crow is None:
+                out_mass += r
+            else:
+                coef_other = True
             if crow is not None:
                 coef_edge.push_back(target.size())
                 coef_rows.append(crow)
             target.push_back(<int32_t>z)
             weight.push_back(r)
+        if n_self:
+            if not n_other:
+                raise GraphConstructionError(
+                    f"state {state_arr.tolist()!r} (vertex {i}) is reached but its only out-edges are "
+                    f"self-loops: it is never left (return [] for an absorbing state)")
+            if discrete and coef_other and self_mass != 0:
+                raise GraphConstructionError(
+                    f"discrete graph: the callback returned a self-loop of probability {self_mass!r} "
+                    f"beside coefficient edges for state {state_arr.tolist()!r}; the sum of its "
+                    f"out-probabilities cannot be checked: leave the self-loop out (a state's "
+                    f"self-loop probability is its missing mass)")
+            if discrete and self_mass + out_mass > 1 + 1e-12:
+                raise GraphConstructionError(
+                    f"discrete graph: out-probabilities of state {state_arr.tolist()!r} sum to "
+                    f"{self_mass + out_mass!r} > 1 (its self-loops included)")
         indptr.push_back(target.size())
         i += 1
 
@@ -466,7 +495,7 @@ cdef int _program_ok(const int32_t[::1] xi, const int32_t[::1] xj, const int32_t
     return 0
 
 
-cdef int _trace_ok(dict tr, int64_t E, str where) except -1:
+cdef int _trace_ok(object tr, int64_t E, str where) except -1:
     """The trace's arrays fit each other and E edges (memory safety of the plain replay)."""
     cdef const int32_t[::1] xinit = tr["xinit"]
     cdef int64_t n = len(tr["code"]), V = xinit.shape[0]
@@ -494,7 +523,69 @@ cdef int _start_ok(const int64_t[::1] a_target, const int64_t[::1] a_edge, int64
     return 0
 
 
-def trace_problem(dict tr, int64_t n_vertices, int64_t n_edges, bint local=False, bint layout=False):
+#: the fields the replay entry points read (what a CheckedTrace vouches for)
+_REPLAY_FIELDS = ("code", "a", "b", "c", "xi", "xj", "xs", "xinit")
+
+
+class CheckedTrace(dict):
+    """A trace (dict of arrays) known to fit a graph of `n_vertices` vertices and `n_edges`
+    edges: recorded by the core for it (record_trace), or checked once by checked_trace.
+    Its arrays are made read-only, and the entry points below skip their per-call checks
+    for it while each field is still the array that was checked and still read-only (so a
+    replaced or re-enabled array is checked again). A copy or a pickle is a plain dict."""
+    __slots__ = ("n_vertices", "n_edges", "held")
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+
+cdef object _vouch(object tr, int64_t V, int64_t E):
+    """`tr` as a CheckedTrace for V vertices and E edges (its checks already done)."""
+    out = CheckedTrace(tr)
+    held = []
+    for f in _REPLAY_FIELDS:
+        arr = out[f]
+        if type(arr) is not np.ndarray:
+            raise TraceError(f"trace field {f!r} is a {type(arr).__name__}, not a NumPy array")
+        arr.flags.writeable = False
+        held.append(arr)
+    out.held = tuple(held)
+    out.n_vertices, out.n_edges = V, E
+    return out
+
+
+cdef bint _trusted(object tr, int64_t E) except -1:
+    """`tr` is a CheckedTrace for E edges (E < 0: any) whose arrays are still those checked."""
+    if type(tr) is not CheckedTrace:
+        return False
+    if E >= 0 and tr.n_edges != E:
+        return False
+    cdef Py_ssize_t i
+    cdef tuple held = tr.held
+    for i in range(8):
+        arr = held[i]
+        if (<dict>tr).get(_REPLAY_FIELDS[i]) is not arr or cnp.PyArray_ISWRITEABLE(<cnp.ndarray>arr):
+            return False
+    return True
+
+
+def is_checked(tr, int64_t n_vertices, int64_t n_edges):
+    """Whether `tr` is a CheckedTrace that fits `n_vertices` vertices and `n_edges` edges
+    (its per-call checks can be skipped)."""
+    return _trusted(tr, n_edges) and tr.n_vertices == n_vertices
+
+
+def checked_trace(object tr, int64_t n_vertices, int64_t n_edges):
+    """`tr` as a CheckedTrace after the full check (trace_problem with the layout) against
+    `n_vertices` vertices and `n_edges` edges; raises TraceError naming the first problem."""
+    problem = trace_problem(tr, n_vertices, n_edges, False, True)
+    if problem:
+        raise TraceError(f"trace does not fit a graph of {n_vertices} vertices and {n_edges} edges: "
+                         f"{problem}")
+    return _vouch(tr, n_vertices, n_edges)
+
+
+def trace_problem(object tr, int64_t n_vertices, int64_t n_edges, bint local=False, bint layout=False):
     """None if the arrays of trace `tr` fit a graph of `n_vertices` vertices and `n_edges`
     edges (lengths, opcodes, operand ranges, SSA order; csrc/elim.hpp check_trace), else a
     description of the first bad entry. `local`: `tr` is one component's own trace.
@@ -579,12 +670,15 @@ def record_trace(const int64_t[::1] indptr, const int32_t[::1] target, dict prov
     except ValueError as exc:  # a provided trace that does not fit its component
         raise TraceError(f"record_trace: {exc}") from None
     code = np.asarray(<uint8_t[:T.code.size()]>T.code.data()).copy() if T.code.size() else np.zeros(0, np.uint8)
-    return {
+    tr = {
         "code": code, "a": _vec32(T.a), "b": _vec32(T.b), "c": _vec32(T.c),
         "xi": _vec32(T.xi), "xj": _vec32(T.xj), "xs": _vec32(T.xs),
         "xinit": _vec32(T.xinit), "order": _vec64(T.order), "scc_ptr": _vec64(T.scc_ptr),
         "seg_ptr": _vec64(T.seg_ptr), "xseg_ptr": _vec64(T.xseg_ptr),
     }
+    if nmax or local:
+        return tr  # spliced from traces given here, or a component's: phasic.traces checks it
+    return _vouch(tr, V, target.shape[0])  # the core's own recording of this graph
 
 
 def scc(const int64_t[::1] indptr, const int32_t[::1] target):
@@ -596,11 +690,16 @@ def scc(const int64_t[::1] indptr, const int32_t[::1] target):
     return _vec64(order), _vec64(ptr)
 
 
-def evaluate_tape(const uint8_t[::1] code, const int32_t[::1] a, const int32_t[::1] b,
-                  const int32_t[::1] c, const double[::1] w):
-    """Values of every tape op for one edge-weight vector."""
+def evaluate_tape(code_, a_, b_, c_, w_, trace=None):
+    """Values of every tape op for one edge-weight vector. `trace`: the CheckedTrace the
+    tape arrays come from (its check is then not repeated)."""
+    cdef const uint8_t[::1] code = code_
+    cdef const int32_t[::1] a = a_, b = b_, c = c_
+    cdef const double[::1] w = w_
     cdef int64_t n = code.shape[0]
-    _tape_ok(code, a, b, c, w.shape[0], "evaluate_tape")
+    if not (trace is not None and _trusted(trace, w.shape[0]) and trace["code"] is code_
+            and trace["a"] is a_ and trace["b"] is b_ and trace["c"] is c_):
+        _tape_ok(code, a, b, c, w.shape[0], "evaluate_tape")
     val = np.empty(n)
     cdef double[::1] v = val
     if n:
@@ -609,11 +708,15 @@ def evaluate_tape(const uint8_t[::1] code, const int32_t[::1] a, const int32_t[:
     return val
 
 
-def run_program(const int32_t[::1] xi, const int32_t[::1] xj, const int32_t[::1] xs,
-                const double[::1] val, double[::1] x, bint adjoint=False):
-    """Applies the reward program (or its transpose) to x in place."""
+def run_program(xi_, xj_, xs_, const double[::1] val, double[::1] x, bint adjoint=False, trace=None):
+    """Applies the reward program (or its transpose) to x in place. `trace`: the
+    CheckedTrace the program arrays come from (its check is then not repeated)."""
+    cdef const int32_t[::1] xi = xi_, xj = xj_, xs = xs_
     cdef int64_t n = xi.shape[0]
-    _program_ok(xi, xj, xs, val.shape[0], x.shape[0], 0, 0, "run_program")
+    if not (trace is not None and _trusted(trace, -1) and trace["xi"] is xi_ and trace["xj"] is xj_
+            and trace["xs"] is xs_ and x.shape[0] >= trace.n_vertices
+            and val.shape[0] >= len(trace["code"])):
+        _program_ok(xi, xj, xs, val.shape[0], x.shape[0], 0, 0, "run_program")
     if n == 0:
         return
     with nogil:
@@ -623,7 +726,7 @@ def run_program(const int32_t[::1] xi, const int32_t[::1] xj, const int32_t[::1]
             replay(n, &xi[0], &xj[0], &xs[0], &val[0], &x[0])
 
 
-def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_target,
+def cph_moments_batch(object tr, const double[:, ::1] W, const int64_t[::1] a_target,
                       const int64_t[::1] a_edge, const double[::1] rewards, int k, int64_t block=0):
     """First k reward moments of a CPH for each row of W (edge weights), by tape replay.
 
@@ -635,7 +738,8 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]
     cdef int64_t B = W.shape[0], E = W.shape[1], n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0]
     cdef int64_t na = a_target.shape[0]
-    _trace_ok(tr, E, "cph_moments_batch")
+    if not _trusted(tr, E):
+        _trace_ok(tr, E, "cph_moments_batch")
     _start_ok(a_target, a_edge, V, E, rewards.shape[0], "cph_moments_batch")
     out = np.empty((B, k))
     cdef double[:, ::1] o = out
@@ -657,7 +761,7 @@ def cph_moments_batch(dict tr, const double[:, ::1] W, const int64_t[::1] a_targ
     return out
 
 
-def cph_moments_theta(dict tr, const double[:, ::1] thetas, const double[::1] base,
+def cph_moments_theta(object tr, const double[:, ::1] thetas, const double[::1] base,
                       const double[:, ::1] coef, const int64_t[::1] a_target,
                       const int64_t[::1] a_edge, const double[::1] rewards, int k):
     """Like cph_moments_batch, with the weights base + coef . theta computed block by block
@@ -669,7 +773,8 @@ def cph_moments_theta(dict tr, const double[:, ::1] thetas, const double[::1] ba
     cdef int64_t n = code.shape[0], nx = xi.shape[0], V = xinit.shape[0], na = a_target.shape[0]
     if coef.shape[0] != E or coef.shape[1] != p:
         raise ValueError(f"coef has shape {(coef.shape[0], coef.shape[1])}, expected {(E, p)}")
-    _trace_ok(tr, E, "cph_moments_theta")
+    if not _trusted(tr, E):
+        _trace_ok(tr, E, "cph_moments_theta")
     _start_ok(a_target, a_edge, V, E, rewards.shape[0], "cph_moments_theta")
     out = np.empty((B, k))
     negative = np.zeros(B, dtype=np.uint8)
@@ -726,7 +831,7 @@ cdef class ReplayPlan:
     def __dealloc__(self):
         del self.P
 
-    def __init__(self, dict tr, int64_t n_edges, int64_t n_start, a_target):
+    def __init__(self, object tr, int64_t n_edges, int64_t n_start, a_target):
         cdef const uint8_t[::1] code = tr["code"]
         cdef const int32_t[::1] ta = tr["a"], tb = tr["b"], tc = tr["c"]
         cdef const int32_t[::1] xi = tr["xi"], xj = tr["xj"], xs = tr["xs"], xinit = tr["xinit"]

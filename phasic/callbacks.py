@@ -44,6 +44,17 @@ def plain(x):
     return x
 
 
+def _ipv_state(state) -> list:
+    """An IPV state as a list (NumPy integers accepted like ints); a bool is refused, naming
+    it (``[True]`` is no state ``[1]``)."""
+    seq = state.tolist() if isinstance(state, np.ndarray) else list(state)
+    for x in seq:
+        if isinstance(x, (bool, np.bool_)):
+            raise GraphConstructionError(f"IPV state {plain(state)!r} holds the bool {x!r}; states are "
+                                         f"integer vectors")
+    return seq
+
+
 def normalize_ipv(ipv) -> list:
     """Returns the IPV as a list of ``[state, probability]`` pairs.
 
@@ -53,13 +64,15 @@ def normalize_ipv(ipv) -> list:
     if ipv is None:
         raise GraphConstructionError("no initial distribution: decorate the callback with "
                                      "@with_ipv(...) or pass Graph(callback, ipv=...)")
+    if isinstance(ipv, np.ndarray) and ipv.ndim == 1:
+        ipv = ipv.tolist()  # np.array([5]): one start state, its entries plain ints
     if not isinstance(ipv, (list, tuple)) or len(ipv) == 0:
         raise GraphConstructionError(f"IPV {plain(ipv)!r} must be a start state like [10] or a "
                                      f"non-empty list of [state, probability] pairs")
-    pairs = all(isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple))
+    pairs = all(isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple, np.ndarray))
                 for x in ipv)
     if not pairs:
-        return [[list(ipv), 1.0]]
+        return [[_ipv_state(ipv), 1.0]]
     out, total = [], 0.0
     for state, prob in ipv:
         try:
@@ -70,7 +83,7 @@ def normalize_ipv(ipv) -> list:
         if not (p >= 0.0) or p == float("inf"):
             raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} must be >= 0")
         total += p
-        out.append([list(state), p])
+        out.append([_ipv_state(state), p])
     if total > 1.0 + 1e-12:
         raise GraphConstructionError(f"IPV probabilities sum to {total!r} > 1 in {plain(ipv)!r}")
     return out

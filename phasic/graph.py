@@ -187,7 +187,7 @@ class Graph:
         call_params.update(accepted_extras(callback, {"model": model, "indexer": indexer}))
         try:
             space, indptr, target, weight, coef = _core.build(
-                callback, ipv_pairs, d, call_params, max_vertices, theta_dim)
+                callback, ipv_pairs, d, call_params, max_vertices, theta_dim, self._discrete)
         except ValueError as exc:
             # a state of the wrong length unpacked inside the callback (`n, = state`)
             unpack = None if isinstance(exc, PhasicError) else _UNPACK.search(str(exc))

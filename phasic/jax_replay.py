@@ -139,7 +139,9 @@ def build_plan(tr, n_weights, n_vertices):
     from phasic.exceptions import TraceError
 
     # the gathers below promise in-bounds indices: every operand must be checked first
-    problem = _core.trace_problem(tr, int(n_vertices), int(n_weights))
+    # (a trace the core recorded or checked for this graph: once, not on every call)
+    problem = (None if _core.is_checked(tr, int(n_vertices), int(n_weights))
+               else _core.trace_problem(tr, int(n_vertices), int(n_weights)))
     if problem:
         raise TraceError(f"build_plan: {problem}")
     code, a, b, c = tr["code"], tr["a"], tr["b"], tr["c"]

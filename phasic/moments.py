@@ -29,7 +29,7 @@ def _state(g):
         _lam(g)  # no distribution: initial or discrete out-probabilities over 1, stuck states
 
         tr = graph_trace(g)
-        val = _core.evaluate_tape(tr["code"], tr["a"], tr["b"], tr["c"], g._w)
+        val = _core.evaluate_tape(tr["code"], tr["a"], tr["b"], tr["c"], g._w, tr)
         xinit = tr["xinit"]
         inv = np.where(xinit >= 0, val[np.maximum(xinit, 0)] if val.size else 0.0, 0.0)
         if not (np.all(np.isfinite(val)) and np.all(np.isfinite(inv))):
@@ -81,7 +81,7 @@ def _solve(g, r):
     """U r for every vertex (r: per-vertex rewards)."""
     tr, val, inv = _state(g)
     x = r * inv
-    _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, x)
+    _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, x, False, tr)
     return x
 
 
@@ -188,5 +188,5 @@ def expected_sojourn_time(self) -> np.ndarray:
     a = np.zeros(self.vertices_length())
     lo, hi = self._indptr[0], self._indptr[1]
     np.add.at(a, self._target[lo:hi], self._w[lo:hi])
-    _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, a, True)
+    _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, a, True, tr)
     return a * inv

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 import warnings
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from phasic import _core
 from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterError, TraceError
+from phasic.store_lock import _stacklevel
 
 #: Bumped when what a structure records changes (3: components re-ordered from their
 #: centre, out-probabilities as w * (1/lambda)).
@@ -125,7 +125,7 @@ def _from_entry(arrays, attrs) -> dict:
     return tr
 
 
-def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
+def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False):
     """Checks that trace `tr` can be replayed on a graph of `n_vertices` vertices and
     `n_edges` edges without touching memory out of range: dtypes and lengths; every opcode
     known; every operand an earlier op (SSA) or, for a weight, an edge; every program entry
@@ -134,6 +134,12 @@ def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
     number of vertices, ops and updates. One linear pass in the core (csrc/elim.hpp
     ``check_trace``, ``check_layout``); ``local``: `tr` is one component's own trace
     (:func:`local_structure`), whose program never reads its dummy vertex 0.
+
+    Returns
+    -------
+    dict
+        `tr` itself (``local``), else `tr` as a ``phasic._core.CheckedTrace``: its arrays
+        read-only, and the core's replay entry points skip their per-call checks for it.
 
     Raises
     ------
@@ -146,9 +152,12 @@ def check_trace(tr, n_vertices: int, n_edges: int, local: bool = False) -> None:
             what = "missing" if v is None else f"{type(v).__name__} {getattr(v, 'dtype', '')} {np.shape(v)}"
             raise TraceError(f"trace field {f!r} is {what}; expected a contiguous 1-D {np.dtype(dt).name} array")
     V = int(n_vertices)
-    problem = _core.trace_problem(tr, V, int(n_edges), bool(local), True)
+    if not local:
+        return _core.checked_trace(tr, V, int(n_edges))
+    problem = _core.trace_problem(tr, V, int(n_edges), True, True)
     if problem:
         raise TraceError(f"trace does not fit a graph of {V} vertices and {int(n_edges)} edges: {problem}")
+    return tr
 
 
 def _load_checked(store, key, n_vertices, n_edges, local=False):
@@ -167,8 +176,7 @@ def _load_checked(store, key, n_vertices, n_edges, local=False):
     if found is None:
         return None
     try:
-        tr = _from_entry(*found)
-        check_trace(tr, n_vertices, n_edges, local)
+        tr = check_trace(_from_entry(*found), n_vertices, n_edges, local)
     except TraceError as exc:
         store._quarantine("traces", key, path, before, f"the trace fails its check: {exc}")
         return None
@@ -190,15 +198,6 @@ def load_trace(key: str, store=None, graph=None):
         return _from_entry(*found)
     except TraceError:
         return None
-
-
-def _caller_stacklevel():
-    """The stacklevel of warnings.warn that names the first frame outside phasic."""
-    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class _Writer:
@@ -224,7 +223,7 @@ class _Writer:
 def _warn_unstored(store, exc):
     warnings.warn(f"phasic: an elimination trace was computed but not stored in {store.root}: {exc}; it is "
                   f"kept in memory for this graph (another process or a later run records it again)",
-                  CacheWarning, stacklevel=_caller_stacklevel())
+                  CacheWarning, stacklevel=_stacklevel())
 
 
 def trace_entry_path(g, store=None):
@@ -308,17 +307,19 @@ def _record_hierarchical(g, store, min_size=None, writer=None):
         provided[k] = local
     tr = _core.record_trace(g._indptr, g._target, provided)
     if provided:
-        check_trace(tr, g.vertices_length(), g._target.size)
+        tr = check_trace(tr, g.vertices_length(), g._target.size)
     g._hierarchy_stats = stats
     return tr
 
 
-def graph_trace(g, store=None):
+def graph_trace(g, store=None, _writer=None):
     """The elimination trace of `g`'s structure.
 
     Plain graphs record it in memory on first use; ``hierarchical=True`` graphs load it from
     the store (or compose it from stored per-SCC traces) and store what they record, unless
     it is large and was cheaper to record than to load (see GRAPH_STORE_ALWAYS_BYTES).
+    ``_writer``: the :class:`_Writer` to store with (:func:`ensure_trace` reads whether it
+    failed).
     """
     g._flush()
     if g._trace is None:
@@ -327,7 +328,7 @@ def graph_trace(g, store=None):
             key = trace_key(g)
             tr = _load_checked(st, key, g.vertices_length(), g._target.size)
             if tr is None:
-                writer = _Writer(st)
+                writer = _Writer(st) if _writer is None else _writer
                 t0 = time.perf_counter()
                 tr = _record_hierarchical(g, st, writer=writer)
                 spent = time.perf_counter() - t0
@@ -366,9 +367,9 @@ def ensure_trace(g, store=None) -> str:
     st = _store(store)
     key = trace_key(g)
     if not st.contains("traces", key):
-        fresh = g._trace is None
-        tr = graph_trace(g, st)
-        if fresh and getattr(g, "_hierarchy_stats", {}).get("write_failed"):
+        writer = _Writer(st)
+        tr = graph_trace(g, st, writer)
+        if writer.failed:
             return key  # graph_trace tried to store it just now, and warned
         arrays, attrs = _to_entry(tr)
         attrs["scope"] = "graph"

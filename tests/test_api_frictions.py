@@ -3,6 +3,7 @@ traceback, a crash or a silently wrong number."""
 
 import os
 import pickle
+import re
 import resource
 import subprocess
 import sys
@@ -323,3 +324,79 @@ def test_callback_signature_is_read_once_per_code_object_and_an_edit_is_seen(mon
     with pytest.raises(ParameterError, match="rate="):
         Graph(cb, rate=2.0)
     assert callbacks.accepted_extras(cb, {"model": 1, "indexer": None}) == {}
+
+
+def _chain(state):
+    n = state[0]
+    return [] if n <= 1 else [[[n - 1], 1.0]]
+
+
+def test_ipv_takes_numpy_integers_and_refuses_bools_naming_them():
+    assert Graph(_chain, ipv=np.array([5])).expectation() == pytest.approx(4.0)
+    assert Graph(_chain, ipv=[[np.array([np.int64(5)]), 1.0]]).expectation() == pytest.approx(4.0)
+    assert Graph(_chain, ipv=[np.int32(5)]).expectation() == pytest.approx(4.0)
+    for ipv in ([True], [[[True], 1.0]], np.array([True])):
+        with pytest.raises(GraphConstructionError, match="bool True"):
+            Graph(_chain, ipv=ipv)
+
+    def bool_state(state):
+        return [] if state[0] <= 1 else [[[state[0] == 3], 1.0]]
+    with pytest.raises(GraphConstructionError, match=r"state \[True\] holds the bool True"):
+        Graph(bool_state, ipv=[3])
+
+
+def test_messages_print_tuples_as_tuples_with_plain_numbers():
+    """One plain() for the core's messages and Python's: a tuple stays a tuple."""
+    def cb(state):
+        return [] if state[0] <= 1 else [((np.int64(5), 0),)]
+    with pytest.raises(GraphConstructionError, match=re.escape("malformed edge ((5, 0),)")):
+        Graph(cb, ipv=[3])
+
+
+def test_a_state_whose_only_out_edges_are_self_loops_is_never_left():
+    def only_loop(state):
+        n = state[0]
+        return [] if n <= 1 else [[[n], 2.0]] if n == 3 else [[[n - 1], 1.0]]
+    for discrete in (False, True):
+        with pytest.raises(PhasicError, match=r"state \[3\].*only out-edges are self-loops: it is never left"):
+            Graph(only_loop, ipv=[4], discrete=discrete)
+
+    def loop_and_exit(state):
+        n = state[0]
+        return [] if n <= 1 else [[[n], 5.0], [[n - 1], 2.0]]
+    # continuous: a self-loop beside an exit changes nothing
+    assert Graph(loop_and_exit, ipv=[4]).moments(2) == pytest.approx([1.5, 3.0])
+
+
+def _dense_dph(T, alpha, kmax):
+    """pmf[1..kmax] and the mean of a DPH with sub-stochastic T (transient states)."""
+    t = 1 - T.sum(axis=1)
+    pmf, v = [], alpha.copy()
+    for _ in range(kmax):
+        pmf.append(float(v @ t))
+        v = v @ T
+    mean = float(alpha @ np.linalg.solve(np.eye(len(T)) - T, np.ones(len(T))))
+    return np.array(pmf), mean
+
+
+def test_discrete_self_loops_are_geometric_holding_checked_against_a_dense_matrix():
+    def dph(state):  # 3 -> 2 -> 1 -> 0 (absorbing); an explicit self-loop 0.3, missing 0.2
+        n = state[0]
+        return [] if n == 0 else [[[n], 0.3], [[n - 1], 0.5]]
+    g = Graph(dph, ipv=[3], discrete=True)
+    T = np.array([[0.5, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])  # rows/cols: states 1, 2, 3
+    pmf, mean = _dense_dph(T, np.array([0.0, 0.0, 1.0]), 12)
+    assert g.expectation() == pytest.approx(mean) == pytest.approx(6.0)
+    assert np.allclose([g.pmf(k) for k in range(1, 13)], pmf, atol=1e-14)
+
+    def over(state):  # 0.8 + 0.5 > 1: the self-loop used to be dropped silently
+        n = state[0]
+        return [] if n == 0 else [[[n], 0.8], [[n - 1], 0.5]]
+    with pytest.raises(GraphConstructionError, match=r"state \[3\] sum to 1.3 > 1 \(its self-loops included\)"):
+        Graph(over, ipv=[3], discrete=True)
+
+    def coef_loop(state):
+        n = state[0]
+        return [] if n == 0 else [[[n], [0.5]], [[n - 1], 0.5]]
+    with pytest.raises(GraphConstructionError, match="self-loop with coefficients"):
+        Graph(coef_loop, ipv=[3], discrete=True)

@@ -451,3 +451,72 @@ def test_ensure_trace_warns_instead_of_raising(tmp_path, monkeypatch):
             key = phasic.traces.ensure_trace(g)
         assert key == phasic.traces.trace_key(g)
         np.testing.assert_allclose(g.moments(2), dense_moments(g, 2), rtol=1e-12)
+
+
+# ------------------------------------------------------------- checked once per trace object
+@in_child
+def test_traces_are_checked_once_and_a_changed_array_is_checked_again(tmp_path):
+    """A trace the core recorded (or check_trace validated, as every stored one is) is
+    checked once: its arrays are read-only and the entry points skip their per-call checks
+    only while the arrays are the ones checked; a replaced or re-enabled array, a copy or a
+    pickle is checked again on every call."""
+    import pickle
+
+    from phasic.store import Store
+    from phasic.traces import check_trace, ensure_trace, load_trace, trace_key
+
+    g = Graph(two_island)
+    g.update_weights(THETA)
+    tr = graph_trace(g)
+    V, E, hi = g.vertices_length(), int(g._target.size), int(g._indptr[1])
+    assert _core.is_checked(tr, V, E) and not _core.is_checked(tr, V, E + 1)
+    with pytest.raises(ValueError, match="read-only"):
+        tr["b"][0] = 10**6
+    for other in (dict(tr), pickle.loads(pickle.dumps(tr))):
+        assert not _core.is_checked(other, V, E)
+    st = Store(tmp_path / "store")
+    ensure_trace(g, st)
+    stored = load_trace(trace_key(g), st, graph=g)
+    assert _core.is_checked(stored, V, E) and _core.is_checked(check_trace(dict(tr), V, E), V, E)
+
+    n, w, r = tr["code"].size, g._w, np.ones(V)
+    a_t, a_e = g._target[:hi].astype(np.int64), np.arange(hi, dtype=np.int64)
+    i = int(np.flatnonzero(tr["code"] == 1)[0])
+    swapped = graph_trace(Graph.from_arrays(*g.to_arrays()))  # another trace object
+    swapped["b"] = bad_copy(tr, "b", i, n + 9)["b"]            # a field replaced after the check
+    with pytest.raises(TraceError, match=r"b\[%d\]" % i):
+        _core.evaluate_tape(swapped["code"], swapped["a"], swapped["b"], swapped["c"], w, swapped)
+    with pytest.raises(TraceError):
+        _core.cph_moments_batch(swapped, w.reshape(1, -1), a_t, a_e, r, 2)
+    reopened = graph_trace(Graph.from_arrays(*g.to_arrays()))
+    reopened["xj"].flags.writeable = True                      # made writable again, then broken
+    reopened["xj"][2] = 10**6
+    with pytest.raises(TraceError):
+        _core.cph_moments_theta(reopened, np.array([THETA]), g._base, g._coef, a_t, a_e, r, 2)
+    val = _core.evaluate_tape(tr["code"], tr["a"], tr["b"], tr["c"], w, tr)
+    with pytest.raises(TraceError, match=r"x[ij]\["):          # x too short for the checked trace
+        _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, np.ones(3), False, tr)
+    with pytest.raises(TraceError, match=r"xi\[0\]"):          # arrays not the trace's own
+        _core.run_program(bad_copy(tr, "xi", 0, V)["xi"], tr["xj"], tr["xs"], val, np.ones(V), False, tr)
+
+
+def test_ensure_trace_stores_although_an_earlier_write_of_the_graph_failed(tmp_path):
+    """ensure_trace read a ``write_failed`` left on the graph by an earlier computation and
+    then skipped storing the trace in a store that can be written."""
+    from phasic.store import Store
+    from phasic.traces import ensure_trace, trace_key
+
+    g = Graph(two_island, hierarchical=True)
+    g.update_weights(THETA)
+    ro = tmp_path / "ro"
+    with tmpfs(ro, read_only=True):
+        with pytest.warns(CacheWarning):
+            graph_trace(g, Store(ro))
+    assert g._hierarchy_stats["write_failed"]
+    g._hierarchical = False  # the same graph, now computed in memory (its stats stay)
+    g._trace = None
+    st = Store(tmp_path / "rw")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        key = ensure_trace(g, st)
+    assert key == trace_key(g) and st.contains("traces", key)
