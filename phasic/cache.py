@@ -156,8 +156,8 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
     reader = store if store is not None else _read_store()
     found, status, st = reader._lookup("graphs", key)
     if found is not None:
-        try:
-            return Graph.from_arrays(*found)
+        try:  # the store checked a graph entry's arrays when it read it (graph_arrays.graph_problem)
+            return Graph.from_arrays(*found, checked=True)
         except (ValueError, TypeError, KeyError) as exc:  # a valid checksum over something that is no graph
             reader.discard("graphs", key, f"not a graph: {exc}", st)  # (only the file that was read)
             status = "bad"

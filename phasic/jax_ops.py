@@ -566,7 +566,7 @@ def _tape_grad(h, theta, k, r, cot):
         c = cot[j - 1] * factorial(j)
         lam_vec = lam_vec + c * a
         mu = lam_vec.copy()
-        _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, mu, True)
+        _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, mu, True, trace=tr)
         mu *= inv  # U^T lambda
         y = ys[j - 1]
         dw[hi:] += mu[src[hi:]] * (y[tgt[hi:]] - y[src[hi:]])
