@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.phasic-installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ run: install
 test: install
 	@bash scripts/install_system_deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# style: ruff (lint and format, configured in pyproject.toml) and cython-lint for the .pyx
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint --max-line-length 120 csrc/_core.pyx
 
 bench: install
 	$(PY) benchmarks/bench_engine.py

@@ -32,6 +32,7 @@ Usage::
     python benchmarks/bench_dask.py            # about 2 minutes on 2 cores
     python benchmarks/bench_dask.py --n 1000   # fewer parameter vectors, quick check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,7 @@ def _timed(fn):
 
 def _cpu_timed(client, fn):
     """(wall s, CPU s of this process + all workers, result) of ``fn()``."""
+
     def cpu():
         return time.process_time() + sum(client.run(time.process_time).values())
 
@@ -83,8 +85,11 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=100_000, help="parameter vectors in the sweep")
     parser.add_argument("--lineages", type=int, default=22, help="lineages per island n (2n in total)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--blas-threads", default="1",
-                        help="BLAS threads of this (serial) process; Dask gives each worker 1 (default 1)")
+    parser.add_argument(
+        "--blas-threads",
+        default="1",
+        help="BLAS threads of this (serial) process; Dask gives each worker 1 (default 1)",
+    )
     args = parser.parse_args(argv)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = args.blas_threads  # read when numpy loads its BLAS, below
@@ -104,8 +109,16 @@ def main(argv=None):
     os.environ["PHASIC_CACHE_DIR"] = os.path.join(tmp, "store")
     rows = []
     try:
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          scheduler_kwargs={"dashboard_address": ":0"}) as cluster, Client(cluster, set_as_default=False) as client:
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": ":0"},
+            ) as cluster,
+            Client(cluster, set_as_default=False) as client,
+        ):
             client.wait_for_workers(args.workers)
             # ------------------------------------------------------------------ sweep
             n = args.lineages
@@ -134,7 +147,7 @@ def main(argv=None):
             h = Graph.from_arrays(*store.get("graphs", small))
             tiny = rng.uniform(0.5, 2.0, (1000, 1))
             evaluate_batch(h, tiny[:1])
-            t_rows, _ = _timed(lambda: [evaluate_batch(h, tiny[i:i + 1]) for i in range(len(tiny))])
+            t_rows, _ = _timed(lambda: [evaluate_batch(h, tiny[i : i + 1]) for i in range(len(tiny))])
             sweep(small, tiny[:4], chunk_size=1, client=client, progress=False)  # warm up
             t_tasks, _ = _timed(lambda: sweep(small, tiny, chunk_size=1, client=client, progress=False))
             overhead_ms = (t_tasks - t_rows / args.workers) / len(tiny) * 1e3
@@ -148,28 +161,45 @@ def main(argv=None):
                 s.key  # keys are computed up front in both cases
             serial_root = os.path.join(tmp, "serial")
             t_build_serial, c_build_serial, _ = _cpu_timed(
-                client, lambda: [build_task(serial_root, s.key, s.material, s.callback, s.kwargs) for s in specs])
+                client, lambda: [build_task(serial_root, s.key, s.material, s.callback, s.kwargs) for s in specs]
+            )
             dask_root = os.path.join(tmp, "dask")
             t_build_dask, c_build_dask, _ = _cpu_timed(
-                client, lambda: build(specs, client=client, cache_dir=dask_root, progress=False))
+                client, lambda: build(specs, client=client, cache_dir=dask_root, progress=False)
+            )
             verts = [Graph.from_arrays(*Store(dask_root).get("graphs", s.key)).vertices_length() for s in specs]
-            rows.append((f"20 builds ({min(verts)}-{max(verts)} vertices)", t_build_serial, t_build_dask,
-                         c_build_serial, c_build_dask))
+            rows.append(
+                (
+                    f"20 builds ({min(verts)}-{max(verts)} vertices)",
+                    t_build_serial,
+                    t_build_dask,
+                    c_build_serial,
+                    c_build_dask,
+                )
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     load = os.getloadavg()[0]
-    print(f"phasic.distributed benchmark: {args.workers} worker processes x 1 thread, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f} at the end")
-    print(f"{'case':<40} {'serial s':>9} {'dask s':>8} {'serial/dask':>12} {'CPU s serial':>13} "
-          f"{'CPU s dask':>11} {'idle bound':>11}")
+    print(
+        f"phasic.distributed benchmark: {args.workers} worker processes x 1 thread, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f} at the end"
+    )
+    print(
+        f"{'case':<40} {'serial s':>9} {'dask s':>8} {'serial/dask':>12} {'CPU s serial':>13} "
+        f"{'CPU s dask':>11} {'idle bound':>11}"
+    )
     for name, ts, td, cs, cd in rows:
         bound = args.workers * cs / cd
         print(f"{name:<40} {ts:9.3f} {td:8.3f} {ts / td:12.2f} {cs:13.3f} {cd:11.3f} {bound:11.2f}")
-    print(f"{'same sweep, ' + str(args.workers) + ' plain processes, no Dask':<40} {t_serial:9.3f} {t_mp:8.3f} "
-          f"{t_serial / t_mp:12.2f}   (the machine's parallel ceiling; start-up not counted)")
-    print(f"{'per-task overhead (1,000 one-row tasks)':<40} {overhead_ms:8.2f} ms per task "
-          f"(serial row: {t_rows / len(tiny) * 1e3:.3f} ms)")
+    print(
+        f"{'same sweep, ' + str(args.workers) + ' plain processes, no Dask':<40} {t_serial:9.3f} {t_mp:8.3f} "
+        f"{t_serial / t_mp:12.2f}   (the machine's parallel ceiling; start-up not counted)"
+    )
+    print(
+        f"{'per-task overhead (1,000 one-row tasks)':<40} {overhead_ms:8.2f} ms per task "
+        f"(serial row: {t_rows / len(tiny) * 1e3:.3f} ms)"
+    )
     print(f"{'plain Dask, 1,000 no-op tasks':<40} {noop_ms:8.2f} ms per task (the floor set by Dask itself)")
 
 

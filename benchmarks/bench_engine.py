@@ -23,6 +23,7 @@ Usage::
     python benchmarks/bench_engine.py --quick    # ~1 min
     python benchmarks/bench_engine.py --full     # + rabbits n=1000 (>500k vertices) in fresh processes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,14 +41,21 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import models  # noqa: E402
-from timing import best_of  # noqa: E402
 import reference_env  # noqa: E402
+from timing import best_of  # noqa: E402
 
-QUICK = [("kingman", 50), ("kingman", 200), ("block_counting", 20), ("block_counting", 25),
-         ("rabbits", 100)]
-DEFAULT = [("kingman", 50), ("kingman", 200), ("kingman", 1000), ("block_counting", 20),
-           ("block_counting", 25), ("block_counting", 30), ("block_counting", 35),
-           ("rabbits", 100), ("rabbits", 150)]
+QUICK = [("kingman", 50), ("kingman", 200), ("block_counting", 20), ("block_counting", 25), ("rabbits", 100)]
+DEFAULT = [
+    ("kingman", 50),
+    ("kingman", 200),
+    ("kingman", 1000),
+    ("block_counting", 20),
+    ("block_counting", 25),
+    ("block_counting", 30),
+    ("block_counting", 35),
+    ("rabbits", 100),
+    ("rabbits", 150),
+]
 DENSE_MAX_S, DENSE_MAX_BYTES = 60.0, 8e9
 SHORT = {"kingman": "kingman", "block_counting": "blockcount", "rabbits": "rabbits"}
 
@@ -68,6 +76,7 @@ def run_ours(name, n):
     def bare():
         for row in states[1:]:
             cb(row.copy())
+
     # build and bare callback cost alternate, so that both see the same machine load
     t_build = t_bare = float("inf")
     spent = 0.0
@@ -83,14 +92,25 @@ def run_ours(name, n):
         if spent > 4.0:
             break
     arrays, attrs = g.to_arrays()
-    t_mom, m = best_of(lambda h: h.moments(3), setup=lambda: phasic.Graph.from_arrays(arrays, attrs),
-                       reps=5, budget=2.0)
+    t_mom, m = best_of(
+        lambda h: h.moments(3), setup=lambda: phasic.Graph.from_arrays(arrays, attrs), reps=5, budget=2.0
+    )
     h, times = pdf_grid(m[0])
-    t_pdf, f = best_of(lambda h: h.pdf(times), setup=lambda: phasic.Graph.from_arrays(arrays, attrs),
-                       reps=3, budget=2.0)
-    return dict(V=g.vertices_length(), E=g.edges_length(), build=t_build, bare=t_bare,
-                moments_t=t_mom, moments=list(map(float, m)), pdf_t=t_pdf, pdf=f.tolist(),
-                h=h, graph=g)
+    t_pdf, f = best_of(
+        lambda h: h.pdf(times), setup=lambda: phasic.Graph.from_arrays(arrays, attrs), reps=3, budget=2.0
+    )
+    return dict(
+        V=g.vertices_length(),
+        E=g.edges_length(),
+        build=t_build,
+        bare=t_bare,
+        moments_t=t_mom,
+        moments=list(map(float, m)),
+        pdf_t=t_pdf,
+        pdf=f.tolist(),
+        h=h,
+        graph=g,
+    )
 
 
 # ---------------------------------------------------------------------------- dense
@@ -158,6 +178,7 @@ def run_dense(g, h, nmax_s=DENSE_MAX_S):
         return out
     alpha, S = dense_matrices(g)
     if "moments_skip" not in out:
+
         def moments():
             lu = sl.lu_factor(-S)
             y, res = np.ones(n), []
@@ -165,6 +186,7 @@ def run_dense(g, h, nmax_s=DENSE_MAX_S):
                 y = sl.lu_solve(lu, y)
                 res.append(float(np.prod(range(1, k + 1)) * alpha @ y))
             return res
+
         out["moments_t"], out["moments"] = best_of(moments, reps=3, budget=min(nmax_s, 5.0))
         _learn("lu", n, out["moments_t"])
     if "pdf_skip" not in out:
@@ -177,6 +199,7 @@ def run_dense(g, h, nmax_s=DENSE_MAX_S):
                 v = v @ P
                 f[j] = v @ s
             return f
+
         out["pdf_t"], out["pdf"] = best_of(pdf, reps=3, budget=min(nmax_s, 5.0))
         _learn("expm", n, out["pdf_t"])
     return out
@@ -254,8 +277,7 @@ def run_ref(cases, pdf_timeout):
     if not ok:
         return {}, why
     cfg = {"bench_dir": str(HERE), "cases": cases, "pdf_timeout": pdf_timeout}
-    recs, err = reference_env.run_driver(REF_DRIVER, [json.dumps(cfg)],
-                                         timeout=120 + len(cases) * (pdf_timeout + 60))
+    recs, err = reference_env.run_driver(REF_DRIVER, [json.dumps(cfg)], timeout=120 + len(cases) * (pdf_timeout + 60))
     return {(r["model"], r["n"]): r for r in recs if "model" in r}, err
 
 
@@ -264,8 +286,14 @@ def import_time(py, env=None, reps=3):
     """min over `reps` of the cumulative -X importtime of `phasic` (s), and its self time."""
     best = None
     for _ in range(reps):
-        p = subprocess.run([str(py), "-X", "importtime", "-c", "import phasic"], capture_output=True,
-                           text=True, env=env, cwd=tempfile.gettempdir(), timeout=300)
+        p = subprocess.run(
+            [str(py), "-X", "importtime", "-c", "import phasic"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tempfile.gettempdir(),
+            timeout=300,
+        )
         for line in p.stderr.splitlines():
             m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| phasic$", line)
             if m:
@@ -275,7 +303,7 @@ def import_time(py, env=None, reps=3):
 
 
 # ------------------------------------------------------------------------ large model
-LARGE = r'''
+LARGE = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 import models
@@ -300,7 +328,7 @@ t2 = time.perf_counter()
 print(json.dumps({"V": int(g.vertices_length()), "build": t1 - t0, "expectation_t": t2 - t1,
                   "expectation": float(e), "rss_import_kb": rss0,
                   "rss_kb": hwm_kb()}), flush=True)
-'''
+"""
 
 
 def _rss_kb(pid):
@@ -334,15 +362,15 @@ def run_large(n, which, timeout, max_rss_gb=14.0):
         else:
             py = sys.executable
         with open(Path(tmp) / "out.txt", "w+") as out, open(Path(tmp) / "err.txt", "w+") as err:
-            proc = subprocess.Popen([str(py), str(path), str(HERE), str(n), which], env=env,
-                                    stdout=out, stderr=err, cwd=tmp)
+            proc = subprocess.Popen(
+                [str(py), str(path), str(HERE), str(n), which], env=env, stdout=out, stderr=err, cwd=tmp
+            )
             t0, reason = time.monotonic(), None
             while proc.poll() is None:
                 if time.monotonic() - t0 > timeout:
                     reason = f"timed out after {timeout:.0f} s"
                 elif _rss_kb(proc.pid) > max_rss_gb * 1e6:
-                    reason = (f"killed at {max_rss_gb:g} GB resident memory, "
-                              f"{time.monotonic() - t0:.0f} s in")
+                    reason = f"killed at {max_rss_gb:g} GB resident memory, {time.monotonic() - t0:.0f} s in"
                 if reason:
                     proc.kill()
                     proc.wait()
@@ -405,8 +433,12 @@ def main(argv=None):
     ap.add_argument("--large-only", action="store_true", help="only the --full large model")
     ap.add_argument("--no-ref", action="store_true", help="skip the published package")
     ap.add_argument("--no-dense", action="store_true", help="skip dense numpy/scipy")
-    ap.add_argument("--ref-large-timeout", type=float, default=1500.0,
-                    help="seconds allowed to the published package for rabbits n=1000")
+    ap.add_argument(
+        "--ref-large-timeout",
+        type=float,
+        default=1500.0,
+        help="seconds allowed to the published package for rabbits n=1000",
+    )
     ap.add_argument("--json", help="also write all results to this file")
     a = ap.parse_args(argv)
     cases = [] if a.large_only else QUICK if a.quick else DEFAULT
@@ -420,47 +452,104 @@ def main(argv=None):
         ours[name, n] = run_ours(name, n)
         if not a.no_dense:
             dense[name, n] = run_dense(ours[name, n]["graph"], ours[name, n]["h"])
-    ref, ref_err = ({}, "--no-ref") if a.no_ref else run_ref(
-        [[nm, n, ours[nm, n]["moments"][0]] for nm, n in cases], pdf_timeout)
+    ref, ref_err = (
+        ({}, "--no-ref") if a.no_ref else run_ref([[nm, n, ours[nm, n]["moments"][0]] for nm, n in cases], pdf_timeout)
+    )
 
-    header = ["model", "n", "V", "E", "build", "bare cb", "build/bare", "ref build", "ref/ours",
-              "moments(3)", "dense", "ref", "x dense", "x ref", "pdf(100)", "dense", "ref",
-              "x dense", "x ref", "err", "ref err"]
+    header = [
+        "model",
+        "n",
+        "V",
+        "E",
+        "build",
+        "bare cb",
+        "build/bare",
+        "ref build",
+        "ref/ours",
+        "moments(3)",
+        "dense",
+        "ref",
+        "x dense",
+        "x ref",
+        "pdf(100)",
+        "dense",
+        "ref",
+        "x dense",
+        "x ref",
+        "err",
+        "ref err",
+    ]
     rows, results = [], []
     for name, n in cases:
         o, d = ours[name, n], dense.get((name, n), {})
         r = ref.get((name, n)) or ({"error": ref_err or "no result"} if not a.no_ref else None)
         rb, rm, rp = na(r, "build"), na(r, "moments_t"), na(r, "pdf_t", "pdf_error")
         dm, dp = d.get("moments_t", d.get("moments_skip")), d.get("pdf_t", d.get("pdf_skip"))
-        rows.append([SHORT[name], n, o["V"], o["E"], fmt_t(o["build"]), fmt_t(o["bare"]),
-                     f"{o['build'] / o['bare']:.2f}", fmt_t(rb), fmt_r(o["build"], rb),
-                     fmt_t(o["moments_t"]), fmt_t(dm), fmt_t(rm), fmt_r(o["moments_t"], dm),
-                     fmt_r(o["moments_t"], rm), fmt_t(o["pdf_t"]), fmt_t(dp), fmt_t(rp),
-                     fmt_r(o["pdf_t"], dp), fmt_r(o["pdf_t"], rp),
-                     _e(rel_err(o["pdf"], d.get("pdf"))),
-                     _e(rel_err((r or {}).get("pdf"), d.get("pdf")))])
+        rows.append(
+            [
+                SHORT[name],
+                n,
+                o["V"],
+                o["E"],
+                fmt_t(o["build"]),
+                fmt_t(o["bare"]),
+                f"{o['build'] / o['bare']:.2f}",
+                fmt_t(rb),
+                fmt_r(o["build"], rb),
+                fmt_t(o["moments_t"]),
+                fmt_t(dm),
+                fmt_t(rm),
+                fmt_r(o["moments_t"], dm),
+                fmt_r(o["moments_t"], rm),
+                fmt_t(o["pdf_t"]),
+                fmt_t(dp),
+                fmt_t(rp),
+                fmt_r(o["pdf_t"], dp),
+                fmt_r(o["pdf_t"], rp),
+                _e(rel_err(o["pdf"], d.get("pdf"))),
+                _e(rel_err((r or {}).get("pdf"), d.get("pdf"))),
+            ]
+        )
         mo_err = rel_err(o["moments"], d.get("moments"))
         ref_mo_err = rel_err(o["moments"], (r or {}).get("moments"))
-        results.append({"model": name, "n": n, "ours": {k: v for k, v in o.items() if k != "graph"},
-                        "dense": d, "ref": r, "moments_rel_err_vs_dense": mo_err,
-                        "moments_rel_diff_vs_ref": ref_mo_err})
+        results.append(
+            {
+                "model": name,
+                "n": n,
+                "ours": {k: v for k, v in o.items() if k != "graph"},
+                "dense": d,
+                "ref": r,
+                "moments_rel_err_vs_dense": mo_err,
+                "moments_rel_diff_vs_ref": ref_mo_err,
+            }
+        )
     imp_ours = imp_ref = None
     if cases:
-        print("\nEngine benchmark: times are best-of-repeats; 'x dense'/'x ref' = their time / ours "
-              "(>1: ours faster); err = max|pdf - dense pdf| / max pdf")
+        print(
+            "\nEngine benchmark: times are best-of-repeats; 'x dense'/'x ref' = their time / ours "
+            "(>1: ours faster); err = max|pdf - dense pdf| / max pdf"
+        )
         print_table(header, rows)
-        checks = [(x["model"], x["n"], x["moments_rel_err_vs_dense"], x["moments_rel_diff_vs_ref"])
-                  for x in results]
-        print("moments agreement (max rel. diff): " + ", ".join(
-            f"{SHORT[m]} {n}: dense {_e(e1)} ref {_e(e2)}" for m, n, e1, e2 in checks))
+        checks = [(x["model"], x["n"], x["moments_rel_err_vs_dense"], x["moments_rel_diff_vs_ref"]) for x in results]
+        print(
+            "moments agreement (max rel. diff): "
+            + ", ".join(f"{SHORT[m]} {n}: dense {_e(e1)} ref {_e(e2)}" for m, n, e1, e2 in checks)
+        )
 
         imp_ours = import_time(sys.executable)
-        imp_ref = None if a.no_ref else import_time(reference_env.python(), env=dict(
-            os.environ, HOME=tempfile.gettempdir(), JAX_PLATFORMS="cpu"))
-        print(f"\nimport phasic (-X importtime, cumulative, best of 3): ours {fmt_t(imp_ours[0])} "
-              f"(self {fmt_t(imp_ours[1])}, incl. the editable-install rebuild check), ref "
-              f"{fmt_t(imp_ref[0]) if imp_ref else 'n/a'}; ratio "
-              f"{fmt_r(imp_ours[0], imp_ref[0]) if imp_ref else '-'}")
+        imp_ref = (
+            None
+            if a.no_ref
+            else import_time(
+                reference_env.python(), env=dict(os.environ, HOME=tempfile.gettempdir(), JAX_PLATFORMS="cpu")
+            )
+        )
+        print(
+            f"\nimport phasic (-X importtime, cumulative, best of 3): ours {fmt_t(imp_ours[0])} "
+            f"(self {fmt_t(imp_ours[1])}, incl. the editable-install rebuild check), ref "
+            f"{fmt_t(imp_ref[0]) if imp_ref else 'n/a'}; ratio "
+            f"{fmt_r(imp_ours[0], imp_ref[0]) if imp_ref else '-'}"
+        )
 
     large = []
     if a.full:
@@ -475,20 +564,32 @@ def main(argv=None):
             if "error" in rec:
                 rows.append([which, nn, "-", f"n/a: {rec['error']}", "-", "-", "-", "-", "-"])
             else:
-                rows.append([which, nn, rec["V"], fmt_t(rec["build"]), fmt_t(rec["expectation_t"]),
-                             fmt_t(rec["build"] + rec["expectation_t"]),
-                             f"{rec['rss_kb'] / 1e6:.2f} GB", f"{rec['rss_import_kb'] / 1e6:.2f} GB",
-                             f"{rec['expectation']:.12g}"])
-        print_table(["pkg", "n", "V", "build", "expectation", "total", "peak RSS", "RSS after import",
-                     "E[T]"], rows)
+                rows.append(
+                    [
+                        which,
+                        nn,
+                        rec["V"],
+                        fmt_t(rec["build"]),
+                        fmt_t(rec["expectation_t"]),
+                        fmt_t(rec["build"] + rec["expectation_t"]),
+                        f"{rec['rss_kb'] / 1e6:.2f} GB",
+                        f"{rec['rss_import_kb'] / 1e6:.2f} GB",
+                        f"{rec['expectation']:.12g}",
+                    ]
+                )
+        print_table(["pkg", "n", "V", "build", "expectation", "total", "peak RSS", "RSS after import", "E[T]"], rows)
 
     verdicts = summarize(results, cases) if results else []
     for v in verdicts:
         print(v)
     if a.json:
-        Path(a.json).write_text(json.dumps({"results": results, "import": [imp_ours, imp_ref],
-                                            "large": large, "verdicts": verdicts}, indent=1,
-                                           default=str))
+        Path(a.json).write_text(
+            json.dumps(
+                {"results": results, "import": [imp_ours, imp_ref], "large": large, "verdicts": verdicts},
+                indent=1,
+                default=str,
+            )
+        )
 
 
 def _e(x):
@@ -507,22 +608,30 @@ def summarize(results, cases):
             if isinstance(t, float):
                 res.append((f"{SHORT[x['model']]} {x['n']}", t / x["ours"][key]))
         return res
+
     for label, other, target in (("moments vs ref", "ref", 2.0), ("moments vs dense", "dense", 50.0)):
         r = ratios(big_all, "moments_t", other)
         if not r:
             out.append(f"target {label} >= {target:g}x at >= 5000 vertices: not measured")
             continue
         worst = min(v for _, v in r)
-        out.append(f"target {label} >= {target:g}x at >= 5000 vertices: "
-                   f"{'met' if worst >= target else 'NOT met'} (" +
-                   ", ".join(f"{k}: {v:.1f}x" for k, v in r) + ")")
-    bb = [(f"{SHORT[x['model']]} {x['n']}", x["ours"]["build"] / x["ours"]["bare"]) for x in results
-          if x["ours"]["V"] >= 500]
+        out.append(
+            f"target {label} >= {target:g}x at >= 5000 vertices: "
+            f"{'met' if worst >= target else 'NOT met'} (" + ", ".join(f"{k}: {v:.1f}x" for k, v in r) + ")"
+        )
+    bb = [
+        (f"{SHORT[x['model']]} {x['n']}", x["ours"]["build"] / x["ours"]["bare"])
+        for x in results
+        if x["ours"]["V"] >= 500
+    ]
     if bb:
         worst = max(v for _, v in bb)
-        out.append(f"target build <= 1.5x bare callback cost (V >= 500): "
-                   f"{'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f}x; " +
-                   ", ".join(f"{k}: {v:.2f}x" for k, v in bb) + ")")
+        out.append(
+            f"target build <= 1.5x bare callback cost (V >= 500): "
+            f"{'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f}x; "
+            + ", ".join(f"{k}: {v:.2f}x" for k, v in bb)
+            + ")"
+        )
     return out
 
 

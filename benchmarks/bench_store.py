@@ -52,9 +52,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import timing  # noqa: E402
+
 # ~50, ~200-1k, ~1k, ~10k vertices, and ~100k with --full
-SIZES = {"kingman": [50, 200, 1000, 10000, 100000], "block_counting": [10, 16, 22, 33, 46],
-         "two_island": [8, 19, 44, 140, 446]}
+SIZES = {
+    "kingman": [50, 200, 1000, 10000, 100000],
+    "block_counting": [10, 16, 22, 33, 46],
+    "two_island": [8, 19, 44, 140, 446],
+}
 
 CHILD = r"""
 import json, sys, time
@@ -142,8 +146,9 @@ def _child_env(root, pycache):
 
 
 def _run_child(code, args, env):
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -161,8 +166,18 @@ def _h5py_read(path):
     arrays = {}
     with h5py.File(path, "r", locking=False) as f:
         f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else None if isinstance(v, h5py.Empty) else
-                     v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        attrs = {
+            k: (
+                v.decode()
+                if isinstance(v, bytes)
+                else None
+                if isinstance(v, h5py.Empty)
+                else v.item()
+                if hasattr(v, "item")
+                else v
+            )
+            for k, v in f.attrs.items()
+        }
     return arrays, attrs
 
 
@@ -196,17 +211,35 @@ def measure(models, quick, fresh_runs, root, pycache, full=False):
                 assert checksum_arrays(arrays) == attrs["checksum"]
 
             key = path.parent.name + path.stem
-            build, hit, disk = _per_call([lambda: Graph(cb, ipv=ipv), lambda: Graph(cb, ipv=ipv, cache=True),
-                                          lambda: (graph_key_for(cb, ipv=ipv), disk_hit())])
+            build, hit, disk = _per_call(
+                [
+                    lambda: Graph(cb, ipv=ipv),
+                    lambda: Graph(cb, ipv=ipv, cache=True),
+                    lambda: (graph_key_for(cb, ipv=ipv), disk_hit()),
+                ]
+            )
             h5 = _per_call([h5py_read], 10, 3)[0]
             fresh_build, _ = _fresh("build", name, n, env, fresh_runs)
             fresh_hit, runs = _fresh("hit", name, n, env, fresh_runs)
             fresh_pre, _ = _fresh("pre", name, n, env, fresh_runs)
             assert all(r["vertices"] == g.vertices_length() for r in runs)
-            rows.append(dict(model=name, n=n, vertices=g.vertices_length(), edges=g.edges_length(),
-                             build=build * 1e3, hit=hit * 1e3, disk=disk * 1e3, h5py=h5 * 1e3,
-                             fresh_build=fresh_build, fresh_hit=fresh_hit, fresh_pre=fresh_pre,
-                             h5py_imported=any(r["h5py"] for r in runs), size=path.stat().st_size))
+            rows.append(
+                dict(
+                    model=name,
+                    n=n,
+                    vertices=g.vertices_length(),
+                    edges=g.edges_length(),
+                    build=build * 1e3,
+                    hit=hit * 1e3,
+                    disk=disk * 1e3,
+                    h5py=h5 * 1e3,
+                    fresh_build=fresh_build,
+                    fresh_hit=fresh_hit,
+                    fresh_pre=fresh_pre,
+                    h5py_imported=any(r["h5py"] for r in runs),
+                    size=path.stat().st_size,
+                )
+            )
     return rows
 
 
@@ -239,17 +272,21 @@ def main(argv=None):
         fixed = floors(root, pycache)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    head = (f"{'model':<15}{'n':>6}{'vertices':>9}{'edges':>8}{'build ms':>10}{'hit ms':>9}{'disk hit':>9}"
-            f"{'h5py read':>10}{'build/hit':>10}{'build/disk':>11}{'fresh build':>12}{'fresh hit':>10}{'(pre)':>7}{'fresh b/h':>10}"
-            f"{'file KB':>9}")
+    head = (
+        f"{'model':<15}{'n':>6}{'vertices':>9}{'edges':>8}{'build ms':>10}{'hit ms':>9}{'disk hit':>9}"
+        f"{'h5py read':>10}{'build/hit':>10}{'build/disk':>11}{'fresh build':>12}{'fresh hit':>10}{'(pre)':>7}{'fresh b/h':>10}"
+        f"{'file KB':>9}"
+    )
     print(f"graph cache hits vs rebuilds (python {sys.version.split()[0]}, {os.cpu_count()} cpus; ms)")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['model']:<15}{r['n']:>6}{r['vertices']:>9,}{r['edges']:>8,}{r['build']:>10.3f}{r['hit']:>9.3f}"
-              f"{r['disk']:>9.3f}{r['h5py']:>10.3f}{r['build'] / r['hit']:>9.1f}x{r['build'] / r['disk']:>10.1f}x{r['fresh_build']:>12.3f}"
-              f"{r['fresh_hit']:>10.3f}{r['fresh_pre']:>7.2f}{r['fresh_build'] / r['fresh_hit']:>9.2f}x"
-              f"{r['size'] / 1024:>9.1f}" + ("  (h5py imported!)" if r["h5py_imported"] else ""))
+        print(
+            f"{r['model']:<15}{r['n']:>6}{r['vertices']:>9,}{r['edges']:>8,}{r['build']:>10.3f}{r['hit']:>9.3f}"
+            f"{r['disk']:>9.3f}{r['h5py']:>10.3f}{r['build'] / r['hit']:>9.1f}x{r['build'] / r['disk']:>10.1f}x{r['fresh_build']:>12.3f}"
+            f"{r['fresh_hit']:>10.3f}{r['fresh_pre']:>7.2f}{r['fresh_build'] / r['fresh_hit']:>9.2f}x"
+            f"{r['size'] / 1024:>9.1f}" + ("  (h5py imported!)" if r["h5py_imported"] else "")
+        )
     print("\nfixed costs in a fresh process (ms, median of 5):")
     for label, value in fixed.items():
         print(f"  {label:<45}{value:>8.3f}")

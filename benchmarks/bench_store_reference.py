@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/bench_store_reference.py [--quick | --full] [--no-ref]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,13 @@ sys.path.insert(0, str(HERE))
 import reference_env  # noqa: E402
 import timing  # noqa: E402
 
-CASES = {"quick": [("block_counting", 25), ("rabbits", 100)],
-         "default": [("block_counting", 25), ("block_counting", 30), ("rabbits", 150),
-                     ("two_island", 90)],
-         "full": [("block_counting", 30), ("block_counting", 35), ("rabbits", 300),
-                  ("two_island", 90)]}
+CASES = {
+    "quick": [("block_counting", 25), ("rabbits", 100)],
+    "default": [("block_counting", 25), ("block_counting", 30), ("rabbits", 150), ("two_island", 90)],
+    "full": [("block_counting", 30), ("block_counting", 35), ("rabbits", 300), ("two_island", 90)],
+}
 
-DRIVER = r'''
+DRIVER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import phasic, models
@@ -40,7 +41,7 @@ t0 = time.perf_counter()
 g = phasic.Graph(cb, ipv=ipv, **kw)
 t = time.perf_counter() - t0
 print(json.dumps({"t": t, "V": int(g.vertices_length()), "E": float(g.expectation()) if sys.argv[2] != "two_island" else None}))
-'''
+"""
 
 
 def _size(root):
@@ -55,19 +56,30 @@ def ours(model, n, cache_dir):
         env = dict(timing.compile_bytecode(Path(tmp) / "pycache"), PHASIC_CACHE_DIR=str(cache_dir))
         out = []
         for _ in range(2):
-            p = subprocess.run([sys.executable, str(path), str(HERE), model, str(n), "ours"], env=env,
-                               capture_output=True, text=True, timeout=900, cwd=tmp)
+            p = subprocess.run(
+                [sys.executable, str(path), str(HERE), model, str(n), "ours"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                cwd=tmp,
+            )
             lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-            out.append(json.loads(lines[-1]) if lines else
-                       {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:120]})
+            out.append(
+                json.loads(lines[-1]) if lines else {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:120]}
+            )
         return out
 
 
 def ref(model, n, home):
     out = []
     for _ in range(2):
-        recs, err = reference_env.run_driver(DRIVER, [str(HERE), model, str(n), "ref"], timeout=900,
-                                             env={"HOME": str(home), "PHASIC_CACHE_DIR": str(home / "c")})
+        recs, err = reference_env.run_driver(
+            DRIVER,
+            [str(HERE), model, str(n), "ref"],
+            timeout=900,
+            env={"HOME": str(home), "PHASIC_CACHE_DIR": str(home / "c")},
+        )
         out.append(recs[-1] if recs else {"error": err or "no output"})
     return out
 
@@ -100,15 +112,30 @@ def main(argv=None):
                 cells += [f"n/a: {next(x['error'] for x in pair if 'error' in x)}", "-", "-"]
         lo, lr = o[1].get("t"), r[1].get("t")
         cells.append(f"{lr / lo:.1f}x" if lo and lr else "-")
-        same = (o[1].get("E") is None or r[1].get("E") is None or
-                abs(o[1]["E"] - r[1]["E"]) <= 1e-9 * abs(r[1]["E"]))
+        same = o[1].get("E") is None or r[1].get("E") is None or abs(o[1]["E"] - r[1]["E"]) <= 1e-9 * abs(r[1]["E"])
         cells.append("yes" if same else "NO")
-        cells += [f"{size_o / 1024:.0f}KB", f"{size_r / 1024:.0f}KB" if size_r else "-",
-                  f"{size_r / size_o:.1f}x" if size_r and size_o else "-"]
+        cells += [
+            f"{size_o / 1024:.0f}KB",
+            f"{size_r / 1024:.0f}KB" if size_r else "-",
+            f"{size_r / size_o:.1f}x" if size_r and size_o else "-",
+        ]
         rows.append(cells)
-    header = ["model", "n", "V", "ours build+store", "ours load", "build/load", "ref build+store",
-              "ref load", "build/load", "ref load / ours load", "same E[T]", "ours file", "ref file",
-              "ref/ours size"]
+    header = [
+        "model",
+        "n",
+        "V",
+        "ours build+store",
+        "ours load",
+        "build/load",
+        "ref build+store",
+        "ref load",
+        "build/load",
+        "ref load / ours load",
+        "same E[T]",
+        "ours file",
+        "ref file",
+        "ref/ours size",
+    ]
     widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
     print(f"\nGraph cache across fresh processes ({mode}); times of the Graph(...) call only")
     print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))

@@ -32,6 +32,7 @@ Usage::
 
     python benchmarks/bench_traces.py [--quick | --full] [--no-ref] [--no-jax] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,6 +100,7 @@ def per_theta_ours(n):
             h.update_weights(th)
             out.append(h.moments(2))
         return out
+
     t_re, m_re = best_of(reelim, reps=3, budget=3.0)
     g.update_weights(TH[0])
     g.moments(2)  # records the trace
@@ -109,16 +111,24 @@ def per_theta_ours(n):
             g.update_weights(th)
             out.append(g.moments(2))
         return out
+
     t_rp, m_rp = best_of(replay, reps=3, budget=3.0)
     t_b, m_b = best_of(lambda: evaluate_batch(g, TH, k=2), reps=3, budget=3.0)
     t_b2, m_b2 = best_of(lambda: evaluate_batch(g, TH, k=2, threads=2), reps=3, budget=3.0)
     assert np.array_equal(m_b, m_b2)
     m_re, m_rp = np.asarray(m_re), np.asarray(m_rp)
     agree = max(_rel(m_rp[:N_REELIM], m_re), _rel(m_b[:N_REPLAY], m_rp))
-    return dict(V=g.vertices_length(), E=g.edges_length(), ops=int(graph_trace(g)["code"].size),
-                reelim=t_re / N_REELIM, replay=t_rp / N_REPLAY, batch=t_b / N_BATCH,
-                batch2=t_b2 / N_BATCH,
-                moments=m_rp[:3].tolist(), agree=agree)
+    return dict(
+        V=g.vertices_length(),
+        E=g.edges_length(),
+        ops=int(graph_trace(g)["code"].size),
+        reelim=t_re / N_REELIM,
+        replay=t_rp / N_REPLAY,
+        batch=t_b / N_BATCH,
+        batch2=t_b2 / N_BATCH,
+        moments=m_rp[:3].tolist(),
+        agree=agree,
+    )
 
 
 def _rel(a, b):
@@ -126,7 +136,7 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
-REF_DRIVER = r'''
+REF_DRIVER = r"""
 import json, sys, time
 cfg = json.loads(sys.argv[1])
 sys.path.insert(0, cfg["bench_dir"])
@@ -178,7 +188,7 @@ for name in ("pmf_from_graph", "moments_from_graph"):
     except Exception as exc:
         print(json.dumps({"jax": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:90]}),
               flush=True)
-'''
+"""
 
 
 def per_theta_ref(sizes, budget):
@@ -191,7 +201,7 @@ def per_theta_ref(sizes, budget):
 
 
 # -------------------------------------------------------------------------- trace store
-STORE_SCRIPT = r'''
+STORE_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
@@ -208,7 +218,7 @@ g.moments(2)
 t4 = time.perf_counter()
 print(json.dumps({"moments_t": t2 - t1, "process_t": t2 - t0, "moments": m, "second_t": t4 - t3,
                   "stats": getattr(g, "_hierarchy_stats", None)}))
-'''
+"""
 
 
 def store_processes(n):
@@ -218,8 +228,14 @@ def store_processes(n):
         env = dict(timing.compile_bytecode(Path(tmp) / "pycache"), PHASIC_CACHE_DIR=str(Path(tmp) / "cache"))
         out = []
         for hier in ("0", "1", "1"):
-            p = subprocess.run([sys.executable, str(path), str(HERE), str(n), hier], env=env,
-                               capture_output=True, text=True, timeout=600, cwd=tmp)
+            p = subprocess.run(
+                [sys.executable, str(path), str(HERE), str(n), hier],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=tmp,
+            )
             lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
             if not lines:
                 raise RuntimeError(f"store subprocess failed: {p.stderr.strip()[-300:]}")
@@ -264,6 +280,7 @@ def jax_pmf(n, method):
     rate (see ``pmf_from_graph``)."""
     import jax
     import jax.numpy as jnp
+
     import phasic
 
     g = build(n)
@@ -294,8 +311,15 @@ def jax_pmf(n, method):
         spent += t2 - t0
         if spent > 12.0:
             break
-    return dict(V=g.vertices_length(), compile=compile_t, jax=t_jax, core=t_core, ll=t_ll, grad=t_gl,
-                err=float(np.max(np.abs(np.asarray(v) - c)) / np.max(np.abs(c))))
+    return dict(
+        V=g.vertices_length(),
+        compile=compile_t,
+        jax=t_jax,
+        core=t_core,
+        ll=t_ll,
+        grad=t_gl,
+        err=float(np.max(np.abs(np.asarray(v) - c)) / np.max(np.abs(c))),
+    )
 
 
 def jax_moments(n, backend="core"):
@@ -304,6 +328,7 @@ def jax_moments(n, backend="core"):
     N_BATCH thetas (per theta) against ``evaluate_batch``."""
     import jax
     import jax.numpy as jnp
+
     import phasic
 
     g = build(n)
@@ -382,13 +407,28 @@ def main(argv=None):
     for n in sizes:
         o = ours[n]
         m = f"2-island n={n}"
-        row("replay vs re-eliminate (per theta)", m, o["V"], "replay", o["replay"], "re-elim", o["reelim"],
-            target=100 if o["V"] >= 1000 else None)
-        row("batch vs re-eliminate (per theta)", m, o["V"], "batch", o["batch"], "re-elim", o["reelim"],
-            target=100 if o["V"] >= 1000 else None)
+        row(
+            "replay vs re-eliminate (per theta)",
+            m,
+            o["V"],
+            "replay",
+            o["replay"],
+            "re-elim",
+            o["reelim"],
+            target=100 if o["V"] >= 1000 else None,
+        )
+        row(
+            "batch vs re-eliminate (per theta)",
+            m,
+            o["V"],
+            "batch",
+            o["batch"],
+            "re-elim",
+            o["reelim"],
+            target=100 if o["V"] >= 1000 else None,
+        )
         row("batch vs replay (per theta)", m, o["V"], "batch", o["batch"], "replay", o["replay"])
-        row("batch: 2 threads vs 1 (per theta; same bits)", m, o["V"], "2 thr", o["batch2"], "1 thr",
-            o["batch"])
+        row("batch: 2 threads vs 1 (per theta; same bits)", m, o["V"], "2 thr", o["batch2"], "1 thr", o["batch"])
         r = ref.get(n)
         if r and "replay" in r:
             row("replay vs ref replay (per theta)", m, o["V"], "ours", o["replay"], "ref", r["replay"], target=2)
@@ -397,28 +437,50 @@ def main(argv=None):
             o["ref_rel_diff"] = _rel(o["moments"], r["moments"])
         else:
             why = (r or {}).get("error") or ref_err or "no result"
-            rows.append(["replay vs ref replay (per theta)", m, o["V"], f"ours {ft(o['replay'])}",
-                         f"ref n/a: {why}", "-", "-"])
+            rows.append(
+                ["replay vs ref replay (per theta)", m, o["V"], f"ours {ft(o['replay'])}", f"ref n/a: {why}", "-", "-"]
+            )
 
     print("# trace store across processes", file=sys.stderr, flush=True)
     for n in sizes[:1] if mode == "quick" else sizes:
         plain, first, second = store_processes(n)
         res[f"store_{n}"] = [plain, first, second]
         m, V = f"2-island n={n}", ours[n]["V"]
-        row("hierarchical: 2nd process vs 1st (moments)", m, V, "2nd", second["moments_t"], "1st",
-            first["moments_t"])
-        row("hierarchical 2nd process vs plain record", m, V, "plain", plain["moments_t"], "2nd (load)",
-            second["moments_t"])
-        row("hierarchical 2nd process: 2nd moments() vs 1st", m, V, "2nd call", second["second_t"],
-            "1st call", second["moments_t"])
+        row("hierarchical: 2nd process vs 1st (moments)", m, V, "2nd", second["moments_t"], "1st", first["moments_t"])
+        row(
+            "hierarchical 2nd process vs plain record",
+            m,
+            V,
+            "plain",
+            plain["moments_t"],
+            "2nd (load)",
+            second["moments_t"],
+        )
+        row(
+            "hierarchical 2nd process: 2nd moments() vs 1st",
+            m,
+            V,
+            "2nd call",
+            second["second_t"],
+            "1st call",
+            second["moments_t"],
+        )
 
     print("# family", file=sys.stderr, flush=True)
     fam = family(FAMILY[mode])
     res["family"] = fam
     fl = f"2-island n={FAMILY[mode][0]}..{FAMILY[mode][-1]}"
-    rows.append(["family: record without vs with SCC cache", fl, "-", f"plain {ft(fam['plain'])}",
-                 f"hier {ft(fam['hier'])}", ratio_str(fam["plain"] / fam["hier"]),
-                 f"SCCs reused {fam['reused']}, recorded {fam['recorded']}"])
+    rows.append(
+        [
+            "family: record without vs with SCC cache",
+            fl,
+            "-",
+            f"plain {ft(fam['plain'])}",
+            f"hier {ft(fam['hier'])}",
+            ratio_str(fam["plain"] / fam["hier"]),
+            f"SCCs reused {fam['reused']}, recorded {fam['recorded']}",
+        ]
+    )
     row("family: all traces stored vs plain record", fl, "-", "stored", fam["again"], "plain", fam["plain"])
 
     if not a.no_jax:
@@ -428,54 +490,125 @@ def main(argv=None):
                 j = jax_pmf(n, method)
                 res[f"jax_pmf_{n}_{method}"] = j
                 m, lab = f"2-island n={n}", "unif" if method == "uniformization" else method
-                row(f"JAX pmf {lab} (jit, 50 t) vs core pdf [err {j['err']:.0e}]", m, j["V"], "core",
-                    j["core"], "jax", j["jax"])
-                row(f"JAX pmf {lab} log-lik: grad vs value", m, j["V"], "value", j["ll"], "grad", j["grad"],
-                    target=3, higher_is_better=False)
+                row(
+                    f"JAX pmf {lab} (jit, 50 t) vs core pdf [err {j['err']:.0e}]",
+                    m,
+                    j["V"],
+                    "core",
+                    j["core"],
+                    "jax",
+                    j["jax"],
+                )
+                row(
+                    f"JAX pmf {lab} log-lik: grad vs value",
+                    m,
+                    j["V"],
+                    "value",
+                    j["ll"],
+                    "grad",
+                    j["grad"],
+                    target=3,
+                    higher_is_better=False,
+                )
         n = sizes[0]
         print(f"# jax moments n={n}", file=sys.stderr, flush=True)
         jm = jax_moments(n)
         res["jax_moments"] = jm
-        row("moments_from_graph(g,2): grad vs value", f"2-island n={n}", jm["V"], "value", jm["value"],
-            "grad", jm["grad"], target=3, higher_is_better=False)
-        row(f"core backend vmap {N_BATCH} vs evaluate_batch (per theta) [err {jm['err']:.0e}]",
-            f"2-island n={n}", jm["V"], "batch", jm["batch"], "vmap", jm["vmap"])
-        row("core backend: vmap vs jit single (per theta)", f"2-island n={n}", jm["V"], "vmap",
-            jm["vmap"], "single", jm["value"])
+        row(
+            "moments_from_graph(g,2): grad vs value",
+            f"2-island n={n}",
+            jm["V"],
+            "value",
+            jm["value"],
+            "grad",
+            jm["grad"],
+            target=3,
+            higher_is_better=False,
+        )
+        row(
+            f"core backend vmap {N_BATCH} vs evaluate_batch (per theta) [err {jm['err']:.0e}]",
+            f"2-island n={n}",
+            jm["V"],
+            "batch",
+            jm["batch"],
+            "vmap",
+            jm["vmap"],
+        )
+        row(
+            "core backend: vmap vs jit single (per theta)",
+            f"2-island n={n}",
+            jm["V"],
+            "vmap",
+            jm["vmap"],
+            "single",
+            jm["value"],
+        )
         n = JAX_REPLAY_N
         print(f"# jax moments, backend='jax', n={n}", file=sys.stderr, flush=True)
         jx = jax_moments(n, backend="jax")
         jc = jm if n == sizes[0] else jax_moments(n)
         res["jax_moments_replay"], m = jx, f"2-island n={n}"
-        print(f"# backend='jax' n={n}: tape {jx['ops']} ops in {jx['tape_levels']} levels "
-              f"({jx['tape_buckets']} buckets), program {jx['updates']} updates in "
-              f"{jx['program_levels']} levels; compile value {jx['compile_value']:.2f}s, grad "
-              f"{jx['compile_grad']:.2f}s, vmap {jx['compile_vmap']:.2f}s", file=sys.stderr, flush=True)
-        row("moments_from_graph jax backend vs core backend (jit value)", m, jx["V"], "jax",
-            jx["value"], "core", jc["value"])
-        row(f"jax backend vmap {N_BATCH} vs evaluate_batch (per theta) [err {jx['err']:.0e}]", m,
-            jx["V"], "batch", jx["batch"], "vmap", jx["vmap"])
-        row("jax backend: vmap vs jit single (per theta)", m, jx["V"], "vmap", jx["vmap"], "single",
-            jx["value"])
-        row("moments_from_graph jax backend: grad vs value", m, jx["V"], "value", jx["value"], "grad",
-            jx["grad"], target=3, higher_is_better=False)
+        print(
+            f"# backend='jax' n={n}: tape {jx['ops']} ops in {jx['tape_levels']} levels "
+            f"({jx['tape_buckets']} buckets), program {jx['updates']} updates in "
+            f"{jx['program_levels']} levels; compile value {jx['compile_value']:.2f}s, grad "
+            f"{jx['compile_grad']:.2f}s, vmap {jx['compile_vmap']:.2f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+        row(
+            "moments_from_graph jax backend vs core backend (jit value)",
+            m,
+            jx["V"],
+            "jax",
+            jx["value"],
+            "core",
+            jc["value"],
+        )
+        row(
+            f"jax backend vmap {N_BATCH} vs evaluate_batch (per theta) [err {jx['err']:.0e}]",
+            m,
+            jx["V"],
+            "batch",
+            jx["batch"],
+            "vmap",
+            jx["vmap"],
+        )
+        row("jax backend: vmap vs jit single (per theta)", m, jx["V"], "vmap", jx["vmap"], "single", jx["value"])
+        row(
+            "moments_from_graph jax backend: grad vs value",
+            m,
+            jx["V"],
+            "value",
+            jx["value"],
+            "grad",
+            jx["grad"],
+            target=3,
+            higher_is_better=False,
+        )
         for name, r in ref_jax.items():
             if "error" in r:
                 rows.append([f"ref {name}", "2-island n=10", "-", "-", f"n/a: {r['error'][:60]}", "-", "-"])
 
     header = ["measurement", "model", "V", "A", "B", "B/A", "target"]
     widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
-    print(f"\nTrace benchmark ({mode}); B/A = how many times A is faster than B; times per call "
-          f"(per theta where stated), best of repeats")
+    print(
+        f"\nTrace benchmark ({mode}); B/A = how many times A is faster than B; times per call "
+        f"(per theta where stated), best of repeats"
+    )
     fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
     print(fmt.format(*header))
     print("-" * (sum(widths) + 2 * len(widths)))
     for r in rows:
         print(fmt.format(*map(str, r)))
-    print("agreement: " + ", ".join(
-        f"n={n}: replay/batch/re-elim max rel diff {ours[n]['agree']:.1e}" +
-        (f", vs ref {ours[n]['ref_rel_diff']:.1e}" if "ref_rel_diff" in ours[n] else "")
-        for n in sizes))
+    print(
+        "agreement: "
+        + ", ".join(
+            f"n={n}: replay/batch/re-elim max rel diff {ours[n]['agree']:.1e}"
+            + (f", vs ref {ours[n]['ref_rel_diff']:.1e}" if "ref_rel_diff" in ours[n] else "")
+            for n in sizes
+        )
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=str))
 

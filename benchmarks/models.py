@@ -31,6 +31,7 @@ two_island
     ``n`` lineages in island 1; absorbing at one lineage. ``n (n + 3) / 2`` vertices plus
     the start vertex; each fixed total ``a + b`` is one strongly connected component.
 """
+
 from __future__ import annotations
 
 
@@ -54,7 +55,7 @@ def block_counting(state):
             nxt[i] -= 2
             nxt[2 * i + 1] += 1
             out.append([nxt, ki * (ki - 1) / 2])
-        for j in nz[a + 1:]:  # an (i+1)- and a (j+1)-lineage merge
+        for j in nz[a + 1 :]:  # an (i+1)- and a (j+1)-lineage merge
             nxt = s.copy()
             nxt[i] -= 1
             nxt[j] -= 1
@@ -105,8 +106,7 @@ def spec(name: str, n: int):
         return rabbits, _ipv([n, 0])
     if name == "two_island":
         return two_island, _ipv([n, 0])
-    raise ValueError(f"unknown benchmark model {name!r}; expected kingman, block_counting, "
-                     f"rabbits or two_island")
+    raise ValueError(f"unknown benchmark model {name!r}; expected kingman, block_counting, rabbits or two_island")
 
 
 def expected_vertices(name: str, n: int) -> int:

@@ -16,6 +16,7 @@ Usage::
     python benchmarks/reference_env.py          # create/check the venv, print its status
     python benchmarks/reference_env.py --check  # only report; never installs
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,12 @@ def _pip(*args: str) -> None:
 
 
 def _installed() -> set[str]:
-    out = subprocess.run([str(python()), "-m", "pip", "list", "--format=json",
-                          "--disable-pip-version-check"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(python()), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return {d["name"].lower() for d in json.loads(out)}
 
 
@@ -58,7 +62,8 @@ def _assert_safe() -> None:
         raise RuntimeError(
             f"the reference venv {str(VENV)!r} contains {bad!r}, which must never be installed "
             f"(untrusted packages squatting phasic's declared dependencies); delete the venv "
-            f"with `rm -rf {VENV}` and rerun this script")
+            f"with `rm -rf {VENV}` and rerun this script"
+        )
 
 
 def ensure(install: bool = True) -> tuple[bool, str]:
@@ -80,7 +85,7 @@ def ensure(install: bool = True) -> tuple[bool, str]:
     try:
         if not python().exists():
             venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-        _pip("--no-deps", REF_SPEC)       # NEVER without --no-deps: see the module docstring
+        _pip("--no-deps", REF_SPEC)  # NEVER without --no-deps: see the module docstring
         _pip(*RUNTIME_PACKAGES)
         _assert_safe()
     except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
@@ -125,8 +130,14 @@ def run_driver(source: str, args=(), timeout: float = 600.0, env: dict | None = 
             full_env.update(env)
         error = None
         try:
-            proc = subprocess.run([str(python()), str(path), *map(str, args)], cwd=tmp,
-                                  env=full_env, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [str(python()), str(path), *map(str, args)],
+                cwd=tmp,
+                env=full_env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             out, err, rc = proc.stdout, proc.stderr, proc.returncode
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -149,9 +160,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ok, why = ensure(install="--check" not in argv)
     if ok:
-        recs, err = run_driver("import importlib.metadata as m, json, phasic, sys\n"
-                               "print(json.dumps({'dist': m.version('phasic'), "
-                               "'python': sys.version.split()[0]}))\n", timeout=300)
+        recs, err = run_driver(
+            "import importlib.metadata as m, json, phasic, sys\n"
+            "print(json.dumps({'dist': m.version('phasic'), "
+            "'python': sys.version.split()[0]}))\n",
+            timeout=300,
+        )
         print(f"reference venv {VENV}: {recs[-1] if recs else err}")
         return 0 if recs and err is None else 1
     print(f"reference venv {VENV}: {why}")

@@ -1,5 +1,6 @@
 """Timing helper shared by the benchmark scripts and the drivers they run under the
 published package's interpreter (plain Python: no phasic import)."""
+
 import os
 import subprocess
 import sys
@@ -32,6 +33,10 @@ def compile_bytecode(pycache):
     PYTHONDONTWRITEBYTECODE), so without it every fresh child would spend ~20 ms compiling
     phasic's modules, which a pip-installed phasic never does."""
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "phasic"), str(HERE / "models.py")],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(HERE.parent / "phasic"), str(HERE / "models.py")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return env

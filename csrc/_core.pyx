@@ -112,8 +112,8 @@ cdef extern from "dist.hpp" namespace "phasic":
                      int64_t nt, const double* t, double m_total, double* pdf, double* cdf) nogil
     int64_t steps_needed(double L, double tmax) nogil
     void c_sample "phasic::sample"(int64_t V, const int64_t* indptr, const int32_t* target,
-                  const double* w, const double* lam, const double* reward, cbool discrete,
-                  uint64_t seed, int64_t n, double* outv) nogil
+                                   const double* w, const double* lam, const double* reward,
+                                   cbool discrete, uint64_t seed, int64_t n, double* outv) nogil
 
 
 # ---------------------------------------------------------------------------------------

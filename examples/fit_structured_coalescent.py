@@ -11,6 +11,7 @@ Run it twice: the second run loads the graph and trace and reuses compiled code.
 
     python examples/fit_structured_coalescent.py
 """
+
 import time
 
 import numpy as np
@@ -65,8 +66,7 @@ def main(n_data=1000, steps=200, seed=1):
         v, gr = value_and_grad(jnp.asarray(x))
         return float(v), np.asarray(gr, dtype=np.float64)
 
-    res = minimize(fun, x0=np.log([0.5, 1.0]), jac=True, method="L-BFGS-B",
-                   options={"maxiter": steps})
+    res = minimize(fun, x0=np.log([0.5, 1.0]), jac=True, method="L-BFGS-B", options={"maxiter": steps})
     est = np.exp(res.x)
     # standard errors from the observed information: the Hessian of the negative
     # log-likelihood in log-parameters, by central differences of the jitted gradient

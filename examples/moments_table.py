@@ -1,4 +1,5 @@
 """Prints a table of moments for the example models (the `make run` fallback)."""
+
 import phasic
 from phasic import Graph
 

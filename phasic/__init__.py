@@ -4,11 +4,24 @@ Heavy dependencies (JAX, Dask, Snakemake) are imported only by the functions tha
 the cache API is loaded on first use, and so is every submodule: after ``import phasic``,
 ``phasic.traces.evaluate_batch`` imports :mod:`phasic.traces` when it is first used.
 """
+
 from phasic.callbacks import with_ipv
-from phasic.exceptions import (CacheWarning, CorruptEntryError, DistributedError, ForwardModeError,
-                               GraphConstructionError, KeyWarning, ParameterError, PhasicError,
-                               PhasicWarning, StateSpaceTooLarge, StoreError, TraceError,
-                               UnhashableError, UnsafeArchiveError)
+from phasic.exceptions import (
+    CacheWarning,
+    CorruptEntryError,
+    DistributedError,
+    ForwardModeError,
+    GraphConstructionError,
+    KeyWarning,
+    ParameterError,
+    PhasicError,
+    PhasicWarning,
+    StateSpaceTooLarge,
+    StoreError,
+    TraceError,
+    UnhashableError,
+    UnsafeArchiveError,
+)
 from phasic.graph import Graph
 
 __version__ = "0.1.0"
@@ -37,10 +50,25 @@ _LAZY = {
     "Property": "phasic.state_indexing",
 }
 
-__all__ = ["Graph", "with_ipv", "PhasicError", "GraphConstructionError", "StateSpaceTooLarge",
-           "ParameterError", "UnhashableError", "StoreError", "CorruptEntryError",
-           "UnsafeArchiveError", "TraceError", "DistributedError", "ForwardModeError",
-           "PhasicWarning", "CacheWarning", "KeyWarning", *_LAZY]
+__all__ = [
+    "Graph",
+    "with_ipv",
+    "PhasicError",
+    "GraphConstructionError",
+    "StateSpaceTooLarge",
+    "ParameterError",
+    "UnhashableError",
+    "StoreError",
+    "CorruptEntryError",
+    "UnsafeArchiveError",
+    "TraceError",
+    "DistributedError",
+    "ForwardModeError",
+    "PhasicWarning",
+    "CacheWarning",
+    "KeyWarning",
+    *_LAZY,
+]
 
 
 def __getattr__(name):

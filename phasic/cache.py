@@ -116,8 +116,11 @@ def model_attrs(callback, material):
     inner = callback
     while getattr(inner, "__wrapped__", None) is not None and inner.__wrapped__ is not inner:
         inner = inner.__wrapped__
-    return {"key_material": material, "callback": getattr(callback, "__qualname__", None) or repr(callback),
-            "callback_module": getattr(inner, "__module__", None) or getattr(callback, "__module__", None)}
+    return {
+        "key_material": material,
+        "callback": getattr(callback, "__qualname__", None) or repr(callback),
+        "callback_module": getattr(inner, "__module__", None) or getattr(callback, "__module__", None),
+    }
 
 
 def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, build, store=None):
@@ -347,7 +350,13 @@ def _jax_fallback_stats():
                 total += entry.stat().st_size
     except (FileNotFoundError, NotADirectoryError):
         pass
-    return {"cache_dir": str(directory), "num_entries": n, "num_files": n, "total_bytes": total, "total_size_mb": total / _MB}
+    return {
+        "cache_dir": str(directory),
+        "num_entries": n,
+        "num_files": n,
+        "total_bytes": total,
+        "total_size_mb": total / _MB,
+    }
 
 
 def _jax_stats():

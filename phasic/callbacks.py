@@ -1,4 +1,5 @@
 """Callbacks: the initial-distribution protocol (`with_ipv`) and how `Graph` calls them."""
+
 from __future__ import annotations
 
 import functools
@@ -50,8 +51,7 @@ def _ipv_state(state) -> list:
     seq = state.tolist() if isinstance(state, np.ndarray) else list(state)
     for x in seq:
         if isinstance(x, (bool, np.bool_)):
-            raise GraphConstructionError(f"IPV state {plain(state)!r} holds the bool {x!r}; states are "
-                                         f"integer vectors")
+            raise GraphConstructionError(f"IPV state {plain(state)!r} holds the bool {x!r}; states are integer vectors")
     return seq
 
 
@@ -62,15 +62,18 @@ def normalize_ipv(ipv) -> list:
     read as one state unless its items are ``[state, prob]`` pairs.
     """
     if ipv is None:
-        raise GraphConstructionError("no initial distribution: decorate the callback with "
-                                     "@with_ipv(...) or pass Graph(callback, ipv=...)")
+        raise GraphConstructionError(
+            "no initial distribution: decorate the callback with @with_ipv(...) or pass Graph(callback, ipv=...)"
+        )
     if isinstance(ipv, np.ndarray) and ipv.ndim == 1:
         ipv = ipv.tolist()  # np.array([5]): one start state, its entries plain ints
     if not isinstance(ipv, (list, tuple)) or len(ipv) == 0:
-        raise GraphConstructionError(f"IPV {plain(ipv)!r} must be a start state like [10] or a "
-                                     f"non-empty list of [state, probability] pairs")
-    pairs = all(isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple, np.ndarray))
-                for x in ipv)
+        raise GraphConstructionError(
+            f"IPV {plain(ipv)!r} must be a start state like [10] or a non-empty list of [state, probability] pairs"
+        )
+    pairs = all(
+        isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple, np.ndarray)) for x in ipv
+    )
     if not pairs:
         return [[_ipv_state(ipv), 1.0]]
     out, total = [], 0.0
@@ -78,8 +81,9 @@ def normalize_ipv(ipv) -> list:
         try:
             p = float(prob)
         except (TypeError, ValueError, OverflowError):
-            raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} is not "
-                                         f"a number in [0, 1]") from None
+            raise GraphConstructionError(
+                f"IPV probability {plain(prob)!r} for state {plain(state)!r} is not a number in [0, 1]"
+            ) from None
         if not (p >= 0.0) or p == float("inf"):
             raise GraphConstructionError(f"IPV probability {plain(prob)!r} for state {plain(state)!r} must be >= 0")
         total += p
@@ -176,8 +180,10 @@ def _keyword_params(callback):
     except (TypeError, ValueError):
         return None
     params = sig.parameters.values()
-    found = (frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)),
-             any(p.kind is p.VAR_KEYWORD for p in params))
+    found = (
+        frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)),
+        any(p.kind is p.VAR_KEYWORD for p in params),
+    )
     if key is not None:
         if len(_SIGNATURES) >= _SIGNATURES_MAX:
             _SIGNATURES.clear()

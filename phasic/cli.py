@@ -92,15 +92,19 @@ def _cache_clear(args):
     kinds = list(dict.fromkeys(args.kinds))
     for kind in kinds:
         if kind not in (*_CLEAR_KINDS, "all"):
-            raise _usage_error(f"cache clear: invalid choice: {kind!r}; name one or more of graphs, traces, jax, "
-                               "or --all")
+            raise _usage_error(
+                f"cache clear: invalid choice: {kind!r}; name one or more of graphs, traces, jax, or --all"
+            )
     if args.all or "all" in kinds:
         kinds = list(_CLEAR_KINDS)
     if not kinds:
         for kind, directory, n, nbytes, noun in _clear_targets(_CLEAR_KINDS):
             print(f"would remove {n} {kind} {noun} ({format_size(nbytes)}) from {directory}")
-        print("phasic: error: nothing was removed: name what to clear: one or more of graphs, traces, jax, "
-              "or --all (--dry-run lists without deleting)", file=sys.stderr)
+        print(
+            "phasic: error: nothing was removed: name what to clear: one or more of graphs, traces, jax, "
+            "or --all (--dry-run lists without deleting)",
+            file=sys.stderr,
+        )
         return 2
     if args.dry_run:
         for kind, directory, n, nbytes, noun in _clear_targets(kinds):
@@ -150,8 +154,10 @@ def _cache_verify(args):
     for path in report.removed_temp:
         print(f"removed stale temporary file {path}")
     for path in report.legacy:
-        print(f"LEGACY {path}: format-1 entry, its attributes are not checksummed; never read "
-              "(the next hit rebuilds and replaces it)")
+        print(
+            f"LEGACY {path}: format-1 entry, its attributes are not checksummed; never read "
+            "(the next hit rebuilds and replaces it)"
+        )
     for path in report.newer:
         print(f"NEWER {path}: written by a newer phasic; left alone")
     for path, reason in report.unreadable:
@@ -172,8 +178,10 @@ def _cache_export(args):
         print(f"Exported {n} entries ({', '.join(kinds)}) to {args.file}")
         return 0
     if sys.stdout.isatty():
-        raise _usage_error("cache export -: refusing to write a gzip archive to a terminal; redirect it, "
-                           "e.g. phasic cache export - > cache.tar.gz")
+        raise _usage_error(
+            "cache export -: refusing to write a gzip archive to a terminal; redirect it, "
+            "e.g. phasic cache export - > cache.tar.gz"
+        )
     with tempfile.TemporaryDirectory(prefix="phasic-export-") as tmp:
         path = os.path.join(tmp, "cache.tar.gz")
         n = store.export(path, kinds=kinds)
@@ -204,13 +212,17 @@ def _cache_import(args):
     print(f"Imported {report.imported} entries into {store.root} ({report.skipped} already present)")
     for member, why in report.ignored:
         print(f"Ignored {member}: {why}")
-    rows = [{"status": "ok", **{f: str(d.get(f) or "-") for f in ("user", "host", "phasic_version", "created")}}
-            for d in report.provenance]  # what the entries record
+    rows = [
+        {"status": "ok", **{f: str(d.get(f) or "-") for f in ("user", "host", "phasic_version", "created")}}
+        for d in report.provenance
+    ]  # what the entries record
     if rows:
         print("Provenance, as recorded in the entries themselves:")
         print("\n".join(provenance_summary(rows)))
-        print("The store checks integrity, not authenticity: these records and the entries' contents are only "
-              "as trustworthy as whoever made the archive; import archives only from people you trust.")
+        print(
+            "The store checks integrity, not authenticity: these records and the entries' contents are only "
+            "as trustworthy as whoever made the archive; import archives only from people you trust."
+        )
     return 0
 
 
@@ -218,18 +230,22 @@ def register_cache(subparsers):
     """Add the ``cache`` group: ``info``, ``list``, ``clear``, ``verify``, ``export``, ``import``."""
     cache = subparsers.add_parser("cache", help="inspect and maintain the graph/trace/JAX caches")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cache-dir", metavar="DIR", default=argparse.SUPPRESS,
-                        help="cache root (also accepted before the command)")
+    common.add_argument(
+        "--cache-dir", metavar="DIR", default=argparse.SUPPRESS, help="cache root (also accepted before the command)"
+    )
     sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     add = functools.partial(sub.add_parser, parents=[common])
     p = add("info", help="show the size of every cache")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
     p.set_defaults(func=_cache_info)
-    p = add("clear", help="remove the named caches' entries (nothing without a kind or --all)",
-            description="Remove the entries of the named caches: graphs and traces from the store, "
-                        "jax from the directory JAX is configured to use ($JAX_COMPILATION_CACHE_DIR, "
-                        "else ~/.jax_cache). Without a kind nothing is removed.")
+    p = add(
+        "clear",
+        help="remove the named caches' entries (nothing without a kind or --all)",
+        description="Remove the entries of the named caches: graphs and traces from the store, "
+        "jax from the directory JAX is configured to use ($JAX_COMPILATION_CACHE_DIR, "
+        "else ~/.jax_cache). Without a kind nothing is removed.",
+    )
     p.add_argument("kinds", nargs="*", metavar="KIND", help="graphs, traces and/or jax")
     p.add_argument("--all", action="store_true", help="clear graphs, traces and jax")
     p.add_argument("--dry-run", "-n", action="store_true", help="list what would be removed, remove nothing")
@@ -308,7 +324,9 @@ def build_parser():
     parser = _Parser(prog="phasic", description="Phase-type distributions from state-space graphs.")
     parser.add_argument("--version", action=_Version, help="print the phasic version and exit")
     parser.add_argument(
-        "--cache-dir", metavar="DIR", help="cache root holding graphs/ and traces/ (default: $PHASIC_CACHE_DIR or ~/.phasic_cache)"
+        "--cache-dir",
+        metavar="DIR",
+        help="cache root holding graphs/ and traces/ (default: $PHASIC_CACHE_DIR or ~/.phasic_cache)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True

@@ -25,6 +25,7 @@ Examples
     phasic build models.yaml --scheduler tcp://host:8786 --json
     phasic build models.yaml --cluster slurm --jobs 10
 """
+
 from __future__ import annotations
 
 import json
@@ -64,16 +65,19 @@ def read_models(path, names=None):
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ParameterError(f"cannot read the models file {str(path)!r}: {exc.strerror or exc}; "
-                             "give an existing YAML or JSON file") from None
+        raise ParameterError(
+            f"cannot read the models file {str(path)!r}: {exc.strerror or exc}; give an existing YAML or JSON file"
+        ) from None
     try:
         doc = load_yaml(text, repr(str(path)))
     except yaml.YAMLError as exc:
         raise ParameterError(f"{str(path)!r} is not valid YAML/JSON ({str(exc)[:400]})") from None
     models = doc.get("models") if isinstance(doc, dict) else doc
     if not isinstance(models, list) or not models:
-        raise ParameterError(f"{str(path)!r} must hold a non-empty list of model specs, or a mapping "
-                             f"with a 'models' list; got {short_repr(doc)}")
+        raise ParameterError(
+            f"{str(path)!r} must hold a non-empty list of model specs, or a mapping "
+            f"with a 'models' list; got {short_repr(doc)}"
+        )
     out = []
     for i, spec in enumerate(models):
         name = spec.get("name") if isinstance(spec, dict) else None
@@ -117,47 +121,78 @@ def _run(args):
 
         raise ParameterError(f"--jobs {args.jobs} needs --cluster slurm")
     if scheduler is None and cluster is None:
-        infos = build(specs, retries=args.retries, trace=not args.no_trace, progress=progress,
-                      performance_report=args.performance_report, details=True)
+        infos = build(
+            specs,
+            retries=args.retries,
+            trace=not args.no_trace,
+            progress=progress,
+            performance_report=args.performance_report,
+            details=True,
+        )
     else:
         if cluster == "slurm" and args.jobs is None:
             args.jobs = min(len(specs), 10)
         with connect(scheduler=scheduler, cluster=cluster, jobs=args.jobs) as conn:
-            infos = build(specs, client=conn.client, retries=args.retries, trace=not args.no_trace,
-                          progress=progress, performance_report=args.performance_report, details=True)
+            infos = build(
+                specs,
+                client=conn.client,
+                retries=args.retries,
+                trace=not args.no_trace,
+                progress=progress,
+                performance_report=args.performance_report,
+                details=True,
+            )
     rows = []
     for (name, spec), info in zip(models, infos):
-        rows.append({"name": name, "label": spec.label, "key": info["key"],
-                     "graph": str(store.path("graphs", info["key"])), "trace_key": info["trace_key"],
-                     "built": info["built"], "vertices": info["vertices"], "edges": info["edges"],
-                     "seconds": round(info["seconds"], 6), "slurm_job": info.get("slurm_job")})
+        rows.append(
+            {
+                "name": name,
+                "label": spec.label,
+                "key": info["key"],
+                "graph": str(store.path("graphs", info["key"])),
+                "trace_key": info["trace_key"],
+                "built": info["built"],
+                "vertices": info["vertices"],
+                "edges": info["edges"],
+                "seconds": round(info["seconds"], 6),
+                "slurm_job": info.get("slurm_job"),
+            }
+        )
     n_built = len({r["key"] for r in rows if r["built"]})
     if args.json:
-        print(json.dumps({"cache_dir": os.path.abspath(store.root), "built": n_built,
-                          "models": rows}, indent=2))
+        print(json.dumps({"cache_dir": os.path.abspath(store.root), "built": n_built, "models": rows}, indent=2))
     else:
         width = max(len(r["name"]) for r in rows)
         for r in rows:
             state = "built " if r["built"] else "stored"
-            print(f"{r['name']:<{width}}  {state}  {r['key'][:16]}  {r['vertices']:>8} vertices  "
-                  f"{r['edges']:>9} edges  {r['seconds']:8.3f}s")
-        print(f"{n_built} built, {len(rows) - n_built} already stored, in {os.path.abspath(store.root)}",
-              file=sys.stderr)
+            print(
+                f"{r['name']:<{width}}  {state}  {r['key'][:16]}  {r['vertices']:>8} vertices  "
+                f"{r['edges']:>9} edges  {r['seconds']:8.3f}s"
+            )
+        print(
+            f"{n_built} built, {len(rows) - n_built} already stored, in {os.path.abspath(store.root)}", file=sys.stderr
+        )
     return 0
 
 
 def register(subparsers):
     """Add ``phasic build MODELS.yaml``."""
-    p = subparsers.add_parser("build", help="build many models' graphs and traces as Dask tasks",
-                              description="Build the graphs and elimination traces of the models in a "
-                                          "YAML file as Dask tasks (one per distinct model; stored models "
-                                          "are skipped).")
+    p = subparsers.add_parser(
+        "build",
+        help="build many models' graphs and traces as Dask tasks",
+        description="Build the graphs and elimination traces of the models in a "
+        "YAML file as Dask tasks (one per distinct model; stored models "
+        "are skipped).",
+    )
     p.add_argument("models", metavar="MODELS.yaml", help="model specs: a list, or a mapping with 'models:'")
     p.add_argument("--model", metavar="NAME", action="append", help="only this model (repeatable)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler")
-    where.add_argument("--cluster", choices=("slurm", "local"),
-                       help="start this cluster (slurm: dask-jobqueue, jobqueue.slurm.* config)")
+    where.add_argument(
+        "--cluster",
+        choices=("slurm", "local"),
+        help="start this cluster (slurm: dask-jobqueue, jobqueue.slurm.* config)",
+    )
     p.add_argument("--jobs", type=_positive, metavar="N", help="SLURM jobs to start (default: min(models, 10))")
     p.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a failed task (default 2)")
     p.add_argument("--no-trace", action="store_true", help="build graphs only, no elimination traces")

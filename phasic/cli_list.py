@@ -24,6 +24,7 @@ Examples
 >>> format_params({"n": 4, "label": "pop A"})
 "n=4 label='pop A'"
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,8 +32,16 @@ import json
 import os
 import stat
 
-__all__ = ["decode_value", "format_params", "entry_info", "list_entries", "format_listing", "format_size",
-           "provenance_summary", "jsonable_rows"]
+__all__ = [
+    "decode_value",
+    "format_params",
+    "entry_info",
+    "list_entries",
+    "format_listing",
+    "format_size",
+    "provenance_summary",
+    "jsonable_rows",
+]
 
 #: How :func:`entry_info` shows a status of :func:`phasic.store_entry.read_entry`.
 _STATUS_WORD = {"bad": "damaged", "newer": "newer", "legacy": "legacy"}
@@ -200,9 +209,22 @@ def entry_info(store, kind, key):
         record it); None when the entry is gone or is not a regular file.
     """
     path = store.path(kind, key)
-    info = {"kind": kind, "key": key, "path": str(path), "status": "ok", "callback": "-", "module": "-",
-            "params": None, "vertices": None, "bytes": None, "created": "-", "last_used": "-",
-            "phasic_version": "-", "user": "-", "host": "-"}
+    info = {
+        "kind": kind,
+        "key": key,
+        "path": str(path),
+        "status": "ok",
+        "callback": "-",
+        "module": "-",
+        "params": None,
+        "vertices": None,
+        "bytes": None,
+        "created": "-",
+        "last_used": "-",
+        "phasic_version": "-",
+        "user": "-",
+        "host": "-",
+    }
     try:
         st = os.lstat(path)
     except OSError:
@@ -229,7 +251,7 @@ def entry_info(store, kind, key):
     finally:
         os.close(fd)
     if status == "ok" and shapes is None:  # compressed: the shapes are only in the HDF5 part, read
-        try:                                # by the store's checked reader (its SHA-256 first)
+        try:  # by the store's checked reader (its SHA-256 first)
             arrays, _attrs, _st, status, detail = read_entry(str(path), key)
         except OSError as exc:
             arrays, status, detail = None, "bad", f"cannot read it ({exc.strerror or exc})"
@@ -294,16 +316,39 @@ def format_listing(rows):
     (``user@host``) with which phasic version, and for an entry that is not ``ok`` its status in
     capitals with the reason (``DAMAGED: ...``, ``NEWER: ...``, ``LEGACY: ...``, ``UNREADABLE: ...``).
     """
-    header = ("KIND", "KEY", "MODEL", "PARAMS", "VERTICES", "SIZE", "CREATED (UTC)", "LAST USED (UTC)", "BY",
-              "PHASIC", "")
+    header = (
+        "KIND",
+        "KEY",
+        "MODEL",
+        "PARAMS",
+        "VERTICES",
+        "SIZE",
+        "CREATED (UTC)",
+        "LAST USED (UTC)",
+        "BY",
+        "PHASIC",
+        "",
+    )
     table = []
     for r in rows:
-        model = "-" if r["callback"] == "-" else (r["callback"] if r["module"] == "-"
-                                                  else f"{r['module']}.{r['callback']}")
-        table.append((r["kind"], r["key"][:12], model, format_params(r["params"]),
-                      "-" if r["vertices"] is None else str(r["vertices"]), format_size(r["bytes"]),
-                      _short_time(r["created"]), _short_time(r["last_used"]), _who(r), r["phasic_version"],
-                      "" if r["status"] == "ok" else _shout(r["status"])))
+        model = (
+            "-" if r["callback"] == "-" else (r["callback"] if r["module"] == "-" else f"{r['module']}.{r['callback']}")
+        )
+        table.append(
+            (
+                r["kind"],
+                r["key"][:12],
+                model,
+                format_params(r["params"]),
+                "-" if r["vertices"] is None else str(r["vertices"]),
+                format_size(r["bytes"]),
+                _short_time(r["created"]),
+                _short_time(r["last_used"]),
+                _who(r),
+                r["phasic_version"],
+                "" if r["status"] == "ok" else _shout(r["status"]),
+            )
+        )
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(header)]
     lines = []
     for cells in [header, *table]:
@@ -332,13 +377,19 @@ def provenance_summary(rows):
             bad += 1
             continue
         groups.setdefault((r["user"], r["host"], r["phasic_version"]), []).append(
-            None if r["created"] == "-" else r["created"])
+            None if r["created"] == "-" else r["created"]
+        )
     lines = []
     for (user, host, version), created in sorted(groups.items()):
         who = "an unrecorded user and host" if user == "-" and host == "-" else f"{user}@{host}"
         times = sorted(t for t in created if t)
-        when = ("at an unrecorded time" if not times else f"created {_short_time(times[0])} UTC" if times[0] == times[-1]
-                else f"created {_short_time(times[0])} to {_short_time(times[-1])} UTC")
+        when = (
+            "at an unrecorded time"
+            if not times
+            else f"created {_short_time(times[0])} UTC"
+            if times[0] == times[-1]
+            else f"created {_short_time(times[0])} to {_short_time(times[-1])} UTC"
+        )
         lines.append(f"  {len(created)} made by {who} with phasic {version}, {when}")
     if bad:
         lines.append(f"  {bad} unreadable (see phasic cache list)")

@@ -20,6 +20,7 @@ Examples
     phasic evaluate --spec @workflows/config/default.yaml --model two_island \\
         --moments-out moments.tsv --distribution-out distribution.tsv
 """
+
 from __future__ import annotations
 
 import json
@@ -88,23 +89,41 @@ class _Progress:
 # ------------------------------------------------------------------------ arguments
 def _add_spec_args(p, entry=False):
     if entry:
-        p.add_argument("entry", nargs="?", metavar="ENTRY",
-                       help="a graph's store entry (<cache>/graphs/xx/....h5) instead of a model spec")
+        p.add_argument(
+            "entry",
+            nargs="?",
+            metavar="ENTRY",
+            help="a graph's store entry (<cache>/graphs/xx/....h5) instead of a model spec",
+        )
     g = p.add_argument_group("model spec")
-    g.add_argument("--spec", metavar="SPEC", help="model spec as JSON/YAML text, or @FILE (a spec, "
-                   "or a config with 'models:' plus --model; @- reads standard input)")
+    g.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="model spec as JSON/YAML text, or @FILE (a spec, "
+        "or a config with 'models:' plus --model; @- reads standard input)",
+    )
     g.add_argument("--model", metavar="NAME", help="the model's name in a config's 'models' list")
     g.add_argument("--file", metavar="PATH", help="Python file defining the callback")
     g.add_argument("--module", metavar="NAME", help="importable module defining the callback")
     g.add_argument("--callback", metavar="NAME", help="the callback's function name")
-    g.add_argument("--param", metavar="KEY=VALUE", action="append", default=[],
-                   help="callback keyword parameter; VALUE is read as YAML (10 is an int, 10.0 a float)")
+    g.add_argument(
+        "--param",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="callback keyword parameter; VALUE is read as YAML (10 is an int, 10.0 a float)",
+    )
     g.add_argument("--ipv", metavar="JSON", help="initial distribution, e.g. '[10]' or '[[[2,0],0.5],[[1,1],0.5]]'")
     g.add_argument("--discrete", action="store_true", default=None, help="a discrete phase-type graph")
     g.add_argument("--theta-dim", type=int, metavar="P", help="parameter dimension of coefficient edges")
     g.add_argument("--max-vertices", type=int, metavar="N", help="fail when the state space grows past N")
-    g.add_argument("--search-dir", metavar="DIR", action="append", default=[],
-                   help="where relative model files are looked for after the working directory")
+    g.add_argument(
+        "--search-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="where relative model files are looked for after the working directory",
+    )
 
 
 def _add_output_args(p):
@@ -128,8 +147,11 @@ def _spec_from_args(args, required=True):
     from phasic.exceptions import ParameterError
     from phasic.models import check_spec, read_spec
 
-    flags = {k: getattr(args, k) for k in ("file", "module", "callback", "discrete", "theta_dim", "max_vertices")
-             if getattr(args, k, None) is not None}
+    flags = {
+        k: getattr(args, k)
+        for k in ("file", "module", "callback", "discrete", "theta_dim", "max_vertices")
+        if getattr(args, k, None) is not None
+    }
     if getattr(args, "ipv", None) is not None:
         flags["ipv"] = _json_arg(args.ipv, "--ipv")
     params = {}
@@ -187,8 +209,10 @@ def _load_graph(args, build_missing=True):
         store = _store(args, root)
         found = store.get("graphs", key)
         if found is None:
-            raise StoreError(f"no valid graph entry at {args.entry!r} (missing, or moved to the corrupt/ folder "
-                             "after failing verification); build it with: phasic graph build ...")
+            raise StoreError(
+                f"no valid graph entry at {args.entry!r} (missing, or moved to the corrupt/ folder "
+                "after failing verification); build it with: phasic graph build ..."
+            )
         info = {"graph_key": key, "graph_entry": str(store.path("graphs", key)), "built": False}
         return Graph.from_arrays(*found), info, spec, store
     store = _store(args)
@@ -214,15 +238,18 @@ def _build(spec, args, store, build_missing=True):
         return Graph(callback, **kwargs)
 
     if not build_missing and not path.is_file():
-        raise StoreError(f"the graph of {spec.get('name') or spec['callback']!r} is not in {str(store.root)!r}; "
-                         "build it first with: phasic graph build")
+        raise StoreError(
+            f"the graph of {spec.get('name') or spec['callback']!r} is not in {str(store.root)!r}; "
+            "build it first with: phasic graph build"
+        )
     quiet = getattr(args, "quiet", False)
     with _Progress(f"graph {spec.get('name') or spec['callback']}", enabled=None if not quiet else False):
-        g = cached_graph(callback, params=params, ipv=options.get("ipv"), options=options, build=build,
-                         store=store)
+        g = cached_graph(callback, params=params, ipv=options.get("ipv"), options=options, build=build, store=store)
     if not path.is_file():
-        raise StoreError(f"the graph was built but could not be stored at {str(path)!r} (see the warning "
-                         "above); check that the cache directory is writable and has space")
+        raise StoreError(
+            f"the graph was built but could not be stored at {str(path)!r} (see the warning "
+            "above); check that the cache directory is writable and has space"
+        )
     return g, {"graph_key": key, "graph_entry": str(path), "built": bool(built)}
 
 
@@ -239,8 +266,13 @@ def _load_graph_or_fail(args):
 
 
 def _graph_info(g):
-    return {"vertices": g.vertices_length(), "edges": g.edges_length(), "state_length": g.state_length,
-            "theta_dim": g.theta_dim or 0, "discrete": g.discrete}
+    return {
+        "vertices": g.vertices_length(),
+        "edges": g.edges_length(),
+        "state_length": g.state_length,
+        "theta_dim": g.theta_dim or 0,
+        "discrete": g.discrete,
+    }
 
 
 def _emit(args, result, human):
@@ -272,9 +304,12 @@ def _callback_failure(spec, exc):
     traceback.print_exc()
     notes = "; ".join(str(n).removeprefix("phasic: ") for n in getattr(exc, "__notes__", []) or [])
     name = (spec.get("name") or spec.get("callback")) if spec else "the model"
-    print(f"phasic: error: building {name!r} failed: {type(exc).__name__}: {exc}"
-          + (f" ({notes})" if notes else "") + "; nothing was stored — fix the callback and run again",
-          file=sys.stderr)
+    print(
+        f"phasic: error: building {name!r} failed: {type(exc).__name__}: {exc}"
+        + (f" ({notes})" if notes else "")
+        + "; nothing was stored — fix the callback and run again",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -294,7 +329,8 @@ def _graph_build(args):
             raise ParameterError(
                 f"--expect {args.expect!r} is not where this model's graph is stored ({str(expected)!r}): "
                 "the workflow computed the key with a different phasic, Python or model file; "
-                "use the same environment for the workflow and its jobs")
+                "use the same environment for the workflow and its jobs"
+            )
     try:
         g, info = _build(spec, args, store)
     except PhasicError:
@@ -303,8 +339,12 @@ def _graph_build(args):
         return _callback_failure(spec, exc)
     result = {"name": spec.get("name"), **info, **_graph_info(g), "seconds": round(time.perf_counter() - t0, 6)}
     verb = "built" if info["built"] else "found (not rebuilt)"
-    _emit(args, result, f"{verb} graph {spec.get('name') or spec['callback']!r}: {result['vertices']} vertices, "
-                        f"{result['edges']} edges -> {info['graph_entry']}")
+    _emit(
+        args,
+        result,
+        f"{verb} graph {spec.get('name') or spec['callback']!r}: {result['vertices']} vertices, "
+        f"{result['edges']} edges -> {info['graph_entry']}",
+    )
     return 0
 
 
@@ -321,9 +361,15 @@ def _trace_record(args):
     existed = store.contains("traces", key)
     with _Progress("trace", enabled=None if not args.quiet else False):
         ensure_trace(g, store)
-    result = {"name": (spec or {}).get("name"), **info, **_graph_info(g), "trace_key": key,
-              "trace_entry": str(store.path("traces", key)), "recorded": not existed,
-              "seconds": round(time.perf_counter() - t0, 6)}
+    result = {
+        "name": (spec or {}).get("name"),
+        **info,
+        **_graph_info(g),
+        "trace_key": key,
+        "trace_entry": str(store.path("traces", key)),
+        "recorded": not existed,
+        "seconds": round(time.perf_counter() - t0, 6),
+    }
     if args.out:
         _atomic_write(args.out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     verb = "recorded" if not existed else "found (not re-recorded)"
@@ -364,8 +410,10 @@ def _parse_times(text, discrete):
         unknown = set(value) - {"start", "stop", "num"}
         num = value.get("num", 100)
         if unknown or not isinstance(num, int) or isinstance(num, bool) or num < 2:
-            raise ParameterError(f"times {value!r:.200} must be {{start, stop, num}} with num >= 2 "
-                                 "(stop omitted: chosen from the moments)")
+            raise ParameterError(
+                f"times {value!r:.200} must be {{start, stop, num}} with num >= 2 "
+                "(stop omitted: chosen from the moments)"
+            )
         _check_num(num, value)
         if "stop" not in value:
             return ("auto", num)
@@ -390,8 +438,10 @@ def _check_num(num, text):
 
     if num > MAX_TIME_POINTS:
         shown = text if isinstance(text, str) else f"{text!r:.200}"
-        raise ParameterError(f"--times {shown!r}: {num} time points is too many; at most {MAX_TIME_POINTS} "
-                             "(a grid is evaluated and written in full for every parameter vector)")
+        raise ParameterError(
+            f"--times {shown!r}: {num} time points is too many; at most {MAX_TIME_POINTS} "
+            "(a grid is evaluated and written in full for every parameter vector)"
+        )
     return num
 
 
@@ -405,9 +455,11 @@ def _auto_grid(mean, sd, num, discrete):
         stop = 1.0
     if discrete:
         if stop >= MAX_TIME_POINTS:
-            raise ParameterError(f"the automatic grid of this discrete graph runs to mean + 5 sd = {stop:.6g} "
-                                 f"jumps, more than {MAX_TIME_POINTS} points; give --times explicitly, "
-                                 "e.g. --times 0:1000:1001")
+            raise ParameterError(
+                f"the automatic grid of this discrete graph runs to mean + 5 sd = {stop:.6g} "
+                f"jumps, more than {MAX_TIME_POINTS} points; give --times explicitly, "
+                "e.g. --times 0:1000:1001"
+            )
         return np.arange(0, int(math.ceil(stop)) + 1, dtype=np.float64)
     return np.linspace(0.0, stop, num)
 
@@ -503,12 +555,12 @@ def _sweep_dask(info, store, thetas, k, vectors, times):
     R = 1 if vectors is None else vectors.shape[0]
     mom = np.empty((R, thetas.shape[0], k))
     for r in range(R):
-        mom[r] = np.asarray(sweep(key, thetas, what="moments", k=k, cache_dir=root,
-                                  rewards=None if vectors is None else vectors[r])).reshape(-1, k)
+        mom[r] = np.asarray(
+            sweep(key, thetas, what="moments", k=k, cache_dir=root, rewards=None if vectors is None else vectors[r])
+        ).reshape(-1, k)
     dist = None
     if times is not None:
-        dist = np.stack([np.asarray(sweep(key, thetas, what=w, times=times, cache_dir=root))
-                         for w in ("pdf", "cdf")])
+        dist = np.stack([np.asarray(sweep(key, thetas, what=w, times=times, cache_dir=root)) for w in ("pdf", "cdf")])
     return mom, dist
 
 
@@ -535,8 +587,10 @@ def _evaluate(args):
         except (OSError, ValueError) as exc:
             raise TraceError(f"cannot read the trace pointer {args.trace!r} ({exc}); run phasic trace record") from None
         if pointer.get("graph_key") != info["graph_key"]:
-            raise TraceError(f"the trace pointer {args.trace!r} belongs to graph {pointer.get('graph_key')!r}, "
-                             f"not {info['graph_key']!r}; record it again with phasic trace record")
+            raise TraceError(
+                f"the trace pointer {args.trace!r} belongs to graph {pointer.get('graph_key')!r}, "
+                f"not {info['graph_key']!r}; record it again with phasic trace record"
+            )
     k = args.moments if args.moments is not None else spec.get("moments", 2)
     if not isinstance(k, int) or k < 1:
         raise ParameterError(f"--moments {k!r} must be a positive integer")
@@ -548,14 +602,19 @@ def _evaluate(args):
         thetas = theta_matrix(spec)
     p = g.theta_dim or 0
     if p and thetas is None:
-        raise ParameterError(f"the graph of {name!r} has {p} parameters (coefficient edges); give the "
-                             "parameter vectors with --theta '[[...], ...]' or --theta-grid, or theta/theta_grid in the spec")
+        raise ParameterError(
+            f"the graph of {name!r} has {p} parameters (coefficient edges); give the "
+            "parameter vectors with --theta '[[...], ...]' or --theta-grid, or theta/theta_grid in the spec"
+        )
     if not p and thetas is not None:
-        raise ParameterError(f"the graph of {name!r} has no coefficient edges, so it takes no theta "
-                             f"(got {thetas.tolist()!r:.80}); its rates are fixed by the callback's params")
+        raise ParameterError(
+            f"the graph of {name!r} has no coefficient edges, so it takes no theta "
+            f"(got {thetas.tolist()!r:.80}); its rates are fixed by the callback's params"
+        )
     if p and thetas.shape[1] != p:
-        raise ParameterError(f"theta vectors of length {thetas.shape[1]} given, the graph of {name!r} has "
-                             f"{p} parameters")
+        raise ParameterError(
+            f"theta vectors of length {thetas.shape[1]} given, the graph of {name!r} has {p} parameters"
+        )
     names = args.theta_names.split(",") if args.theta_names else None
     names = theta_names({**spec, "theta_names": names} if names else spec, p) if p else []
     rewards = args.rewards if args.rewards is not None else rewards_reference(spec)
@@ -572,8 +631,10 @@ def _evaluate(args):
     if method == "auto":
         method = "dask" if (thetas is not None and B >= args.dask_threshold and _have_dask_sweep()) else "batch"
     if method == "dask" and not _have_dask_sweep():
-        raise ParameterError("--method dask needs phasic.distributed.sweep and dask[distributed]; "
-                             "install phasic[dask] or use --method batch")
+        raise ParameterError(
+            "--method dask needs phasic.distributed.sweep and dask[distributed]; "
+            "install phasic[dask] or use --method batch"
+        )
     _use_stored_trace(g, store)
     auto = isinstance(times, tuple)
     progress = _Progress(f"evaluate {name}", total=B, enabled=None if not args.quiet else False)
@@ -590,16 +651,21 @@ def _evaluate(args):
                 if vectors is None and k >= 2:
                     tm = mom[0]
                 else:
-                    tm = (_evaluate_plain(g, 2, None, None)[0][0] if thetas is None else
-                          _evaluate_thetas(g, thetas, 2, None, None, _Progress("", enabled=False))[0][0])
+                    tm = (
+                        _evaluate_plain(g, 2, None, None)[0][0]
+                        if thetas is None
+                        else _evaluate_thetas(g, thetas, 2, None, None, _Progress("", enabled=False))[0][0]
+                    )
                 sd = np.sqrt(np.maximum(tm[:, 1] - tm[:, 0] ** 2, 0.0))
                 grid_t = _auto_grid(tm[:, 0], sd, times[1], g.discrete)
             else:
                 grid_t = times
             if B * grid_t.size > MAX_DISTRIBUTION_ROWS:
-                raise ParameterError(f"the distribution table would have {B} parameter vectors x {grid_t.size} "
-                                     f"times = {B * grid_t.size} rows; at most {MAX_DISTRIBUTION_ROWS}: use fewer "
-                                     "times (--times) or split the parameter vectors")
+                raise ParameterError(
+                    f"the distribution table would have {B} parameter vectors x {grid_t.size} "
+                    f"times = {B * grid_t.size} rows; at most {MAX_DISTRIBUTION_ROWS}: use fewer "
+                    "times (--times) or split the parameter vectors"
+                )
             if thetas is None:
                 _, dist = _evaluate_plain(g, 1, None, grid_t)
             elif method == "dask":
@@ -616,8 +682,12 @@ def _evaluate(args):
         for b in range(B):
             for r, label in enumerate(labels):
                 m = mom[r, b]
-                rows.append(([fmt(x) for x in thetas[b]] if thetas is not None else []) + [label]
-                            + [fmt(x) for x in m] + ([fmt(m[1] - m[0] ** 2)] if k >= 2 else []))
+                rows.append(
+                    ([fmt(x) for x in thetas[b]] if thetas is not None else [])
+                    + [label]
+                    + [fmt(x) for x in m]
+                    + ([fmt(m[1] - m[0] ** 2)] if k >= 2 else [])
+                )
         return rows
 
     stdout_used = False
@@ -639,15 +709,26 @@ def _evaluate(args):
                 print()
             stdout_used = True
         _write_table(args.distribution_out, names + [tcol, dcol, "cdf"], rows)
-    result = {"name": spec.get("name"), **info, **_graph_info(g), "n_theta": B if thetas is not None else 0,
-              "theta_names": names, "rewards": labels, "moments": k, "method": method,
-              "expectation": [float(x) for x in mom[0, :, 0]],
-              "times": None if grid_t is None else [float(grid_t[0]), float(grid_t[-1]), int(grid_t.size)],
-              "moments_out": args.moments_out, "distribution_out": args.distribution_out,
-              "seconds": round(time.perf_counter() - t0, 6)}
-    human = (f"evaluated {name!r} at {B} parameter vector(s)"
-             + (f" -> {_where(args.moments_out)}" if args.moments_out else "")
-             + (f", {_where(args.distribution_out)}" if want_dist else ""))
+    result = {
+        "name": spec.get("name"),
+        **info,
+        **_graph_info(g),
+        "n_theta": B if thetas is not None else 0,
+        "theta_names": names,
+        "rewards": labels,
+        "moments": k,
+        "method": method,
+        "expectation": [float(x) for x in mom[0, :, 0]],
+        "times": None if grid_t is None else [float(grid_t[0]), float(grid_t[-1]), int(grid_t.size)],
+        "moments_out": args.moments_out,
+        "distribution_out": args.distribution_out,
+        "seconds": round(time.perf_counter() - t0, 6),
+    }
+    human = (
+        f"evaluated {name!r} at {B} parameter vector(s)"
+        + (f" -> {_where(args.moments_out)}" if args.moments_out else "")
+        + (f", {_where(args.distribution_out)}" if want_dist else "")
+    )
     if stdout_used:  # keep standard output for the tables
         print(human, file=sys.stderr)
     else:
@@ -673,10 +754,13 @@ def register(subparsers):
     graph = subparsers.add_parser("graph", help="build a model's graph into the store")
     sub = graph.add_subparsers(dest="graph_command", metavar="COMMAND")
     sub.required = True
-    p = sub.add_parser("build", help="build the graph of a model spec (nothing is done when it is stored)",
-                       description="Build the graph of a model spec into the content-addressed store, "
-                                   "under the key Graph(callback, cache=True, ...) uses; an existing entry "
-                                   "is reused.")
+    p = sub.add_parser(
+        "build",
+        help="build the graph of a model spec (nothing is done when it is stored)",
+        description="Build the graph of a model spec into the content-addressed store, "
+        "under the key Graph(callback, cache=True, ...) uses; an existing entry "
+        "is reused.",
+    )
     _add_spec_args(p)
     p.add_argument("--expect", metavar="PATH", help="fail unless the entry lands at PATH (used by the workflow)")
     _add_output_args(p)
@@ -685,35 +769,57 @@ def register(subparsers):
     trace = subparsers.add_parser("trace", help="record elimination traces into the store")
     sub = trace.add_subparsers(dest="trace_command", metavar="COMMAND")
     sub.required = True
-    p = sub.add_parser("record", help="record a graph's elimination trace (nothing is done when it is stored)",
-                       description="Record the elimination trace of a graph (given by its store entry or a "
-                                   "model spec) into the store next to the graph.")
+    p = sub.add_parser(
+        "record",
+        help="record a graph's elimination trace (nothing is done when it is stored)",
+        description="Record the elimination trace of a graph (given by its store entry or a "
+        "model spec) into the store next to the graph.",
+    )
     _add_spec_args(p, entry=True)
-    p.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically; '-': "
-                   "standard output, the summary line then goes to standard error)")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also write the JSON result to FILE (atomically; '-': "
+        "standard output, the summary line then goes to standard error)",
+    )
     _add_output_args(p)
     p.set_defaults(func=_trace_record)
 
-    p = subparsers.add_parser("evaluate", help="moments and pdf/cdf of a graph over parameter vectors",
-                              description="Evaluate moments (and the pdf/cdf on a time grid) of a graph "
-                                          "for every parameter vector, by replaying its elimination trace.")
+    p = subparsers.add_parser(
+        "evaluate",
+        help="moments and pdf/cdf of a graph over parameter vectors",
+        description="Evaluate moments (and the pdf/cdf on a time grid) of a graph "
+        "for every parameter vector, by replaying its elimination trace.",
+    )
     _add_spec_args(p, entry=True)
     p.add_argument("--theta", metavar="JSON", help="parameter vectors, e.g. '[[1.0, 0.5], [2.0, 0.5]]'")
-    p.add_argument("--theta-grid", metavar="JSON", help="one list of values per parameter (Cartesian product), "
-                   "e.g. '[[1.0], [0.1, 1, 10]]'")
+    p.add_argument(
+        "--theta-grid",
+        metavar="JSON",
+        help="one list of values per parameter (Cartesian product), e.g. '[[1.0], [0.1, 1, 10]]'",
+    )
     p.add_argument("--theta-names", metavar="A,B", help="column names of the parameters")
     p.add_argument("--moments", type=int, metavar="K", help="number of moments (default 2)")
     p.add_argument("--rewards", metavar="R", help="'sfs', 'columns' or FILE.py:function (per-vertex rewards)")
     p.add_argument("--times", metavar="GRID", help="auto, auto:N, START:STOP:NUM or a JSON list (default auto)")
-    p.add_argument("--method", choices=("auto", "batch", "dask"), help="sweep with the core's batch replay or "
-                   "Dask (auto: Dask from --dask-threshold vectors on, when installed)")
+    p.add_argument(
+        "--method",
+        choices=("auto", "batch", "dask"),
+        help="sweep with the core's batch replay or Dask (auto: Dask from --dask-threshold vectors on, when installed)",
+    )
     p.add_argument("--dask-threshold", type=int, default=20000, metavar="N", help="default 20000")
-    p.add_argument("--trace", metavar="FILE", help="trace pointer from 'phasic trace record --out' to check "
-                   "('-': standard input)")
-    p.add_argument("--moments-out", metavar="TSV", help="write the moments table here ('-': standard output; "
-                   "default: an aligned table on standard output, none with --json)")
-    p.add_argument("--distribution-out", metavar="TSV", help="write the pdf/cdf (pmf/cdf) table here "
-                   "('-': standard output)")
+    p.add_argument(
+        "--trace", metavar="FILE", help="trace pointer from 'phasic trace record --out' to check ('-': standard input)"
+    )
+    p.add_argument(
+        "--moments-out",
+        metavar="TSV",
+        help="write the moments table here ('-': standard output; "
+        "default: an aligned table on standard output, none with --json)",
+    )
+    p.add_argument(
+        "--distribution-out", metavar="TSV", help="write the pdf/cdf (pmf/cdf) table here ('-': standard output)"
+    )
     _add_output_args(p)
     p.set_defaults(func=_evaluate)
     return graph

@@ -4,6 +4,7 @@ Continuous: uniformisation on the sparse graph (exact to ~1e-12 absolute; the nu
 steps follows from the largest exit rate and the largest time, no tuning knob). Discrete:
 the forward algorithm.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,19 +23,22 @@ def _lam(g):
         src = np.repeat(np.arange(n.size), n)
         lam = np.bincount(src, weights=g._w, minlength=n.size).astype(np.float64)
         if lam.size and lam[0] > 1 + 1e-12:
-            raise ParameterError(f"the initial probabilities (the start vertex's out-weights) sum to "
-                                 f"{float(lam[0])!r} > 1")
+            raise ParameterError(
+                f"the initial probabilities (the start vertex's out-weights) sum to {float(lam[0])!r} > 1"
+            )
         if g._discrete and np.any(lam[1:] > 1 + 1e-12):
             v = int(np.argmax(lam[1:])) + 1
-            raise ParameterError(f"discrete graph: out-probabilities of state {g.states()[v].tolist()} "
-                                 f"sum to {float(lam[v])!r} > 1")
+            raise ParameterError(
+                f"discrete graph: out-probabilities of state {g.states()[v].tolist()} sum to {float(lam[v])!r} > 1"
+            )
         stuck = (n > 0) & (lam == 0)
         stuck[:1] = False
         if stuck.any():
             hit = np.flatnonzero(stuck & reachable(g))
             if hit.size:
-                raise ParameterError(f"state {g.states()[hit[0]].tolist()} is reached but its out-weights "
-                                     f"are all 0: it is never left")
+                raise ParameterError(
+                    f"state {g.states()[hit[0]].tolist()} is reached but its out-weights are all 0: it is never left"
+                )
         g._lam = lam
     return g._lam
 
@@ -76,11 +80,13 @@ def _check_absorbing(g):
     if closed.size:
         reach = reachable(g)
         for c in closed.tolist():
-            members = order[ptr[c]:ptr[c + 1]]
+            members = order[ptr[c] : ptr[c + 1]]
             if reach[members].any():
-                raise ParameterError(f"states {g.states()[members[0]].tolist()} and {members.size - 1} "
-                                     f"others form a class that is reached but never left; the time "
-                                     f"to absorption is infinite")
+                raise ParameterError(
+                    f"states {g.states()[members[0]].tolist()} and {members.size - 1} "
+                    f"others form a class that is reached but never left; the time "
+                    f"to absorption is infinite"
+                )
 
 
 #: pdf/cdf refuse a largest rate x time beyond this (the steps, and their memory, grow with it)
@@ -107,8 +113,10 @@ def _cph(g, t):
     lam = _lam(g)
     top = float(lam[1:].max(initial=0.0)) * float(pos.max(initial=0.0))
     if top > MAX_RATE_TIME:
-        raise ParameterError(f"largest rate x largest time = {top:.3g}: uniformisation would need more "
-                             f"than {MAX_RATE_TIME:.0e} steps (times up to {float(pos.max())!r})")
+        raise ParameterError(
+            f"largest rate x largest time = {top:.3g}: uniformisation would need more "
+            f"than {MAX_RATE_TIME:.0e} steps (times up to {float(pos.max())!r})"
+        )
     pdf, cdf = _core.uniformisation(g._indptr, g._target, g._w, lam, pos)
     neg = flat < 0
     pdf[neg] = 0.0
@@ -131,8 +139,9 @@ def _dph(g, k):
     arr = _steps(k)
     kmax = int(max(arr.max(initial=0), 0))
     if kmax > MAX_JUMPS:
-        raise ParameterError(f"jump count {kmax} is beyond {MAX_JUMPS} (the forward algorithm steps "
-                             f"through every count)")
+        raise ParameterError(
+            f"jump count {kmax} is beyond {MAX_JUMPS} (the forward algorithm steps through every count)"
+        )
     lam = _lam(g)
     pmf, surv = _core.dph_forward(g._indptr, g._target, g._w, lam, kmax)
     pmf[0] = max(0.0, 1.0 - surv[0])
@@ -166,8 +175,7 @@ def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ParameterError(f"n must be a non-negative integer, got {n!r}")
     if n > MAX_SAMPLES:
-        raise ParameterError(f"n={int(n)} is more than {MAX_SAMPLES} samples in one call; draw them "
-                             f"in batches")
+        raise ParameterError(f"n={int(n)} is more than {MAX_SAMPLES} samples in one call; draw them in batches")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -180,8 +188,9 @@ def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
 
         r = _rewards(self, rewards)
     lam = _lam(self)
-    return _core.sample(self._indptr, self._target, self._w, lam, r, self._discrete,
-                        int(seed) & 0xFFFFFFFFFFFFFFFF, int(n))
+    return _core.sample(
+        self._indptr, self._target, self._w, lam, r, self._discrete, int(seed) & 0xFFFFFFFFFFFFFFFF, int(n)
+    )
 
 
 def transient_vertices(self) -> np.ndarray:

@@ -1,4 +1,5 @@
 """`Graph`: a phase-type distribution as a state-space graph, over the compiled core."""
+
 from __future__ import annotations
 
 import functools
@@ -54,6 +55,7 @@ def check_count(value, name, low, high, why):
 
 def _requires_weights(fn):
     """`fn` as a `Graph` method that refuses a parameterised graph before update_weights."""
+
     @functools.wraps(fn)
     def method(self, *args, **kwargs):
         self._require_weights(fn.__name__)
@@ -119,19 +121,35 @@ class Graph:
     1.5
     """
 
-    def __init__(self, callback=None, *, ipv=None, theta_dim=None, discrete=False, cache=False,
-                 graph_cache=None, hierarchical=False, model=None, indexer=None,
-                 max_vertices=DEFAULT_MAX_VERTICES, state_length=None, **params):
+    def __init__(
+        self,
+        callback=None,
+        *,
+        ipv=None,
+        theta_dim=None,
+        discrete=False,
+        cache=False,
+        graph_cache=None,
+        hierarchical=False,
+        model=None,
+        indexer=None,
+        max_vertices=DEFAULT_MAX_VERTICES,
+        state_length=None,
+        **params,
+    ):
         if isinstance(callback, (int, np.integer)) and not isinstance(callback, bool):
             state_length, callback = callback, None
-        max_vertices = check_count(max_vertices, "max_vertices", 1, MAX_VERTICES_LIMIT,
-                                   "vertices are indexed by 32-bit integers")
+        max_vertices = check_count(
+            max_vertices, "max_vertices", 1, MAX_VERTICES_LIMIT, "vertices are indexed by 32-bit integers"
+        )
         if state_length is not None:
-            state_length = check_count(state_length, "state_length", 1, MAX_STATE_LENGTH,
-                                       "every vertex stores a state vector of this length")
+            state_length = check_count(
+                state_length, "state_length", 1, MAX_STATE_LENGTH, "every vertex stores a state vector of this length"
+            )
         if theta_dim is not None:
-            theta_dim = check_count(theta_dim, "theta_dim", 1, MAX_THETA_DIM,
-                                    "the coefficient matrix is dense (edges x theta_dim)")
+            theta_dim = check_count(
+                theta_dim, "theta_dim", 1, MAX_THETA_DIM, "the coefficient matrix is dense (edges x theta_dim)"
+            )
         self._discrete = bool(discrete)
         self._hierarchical = bool(hierarchical)
         self._theta = None
@@ -154,20 +172,38 @@ class Graph:
         self._callback_name = getattr(callback, "__qualname__", repr(callback))
         unknown = unknown_params(callback, params)
         if unknown:
-            hint = ("; for coefficient edges (rates given as lists of coefficients) build the graph "
-                    "without theta and call graph.update_weights(theta)" if "theta" in unknown else "")
+            hint = (
+                "; for coefficient edges (rates given as lists of coefficients) build the graph "
+                "without theta and call graph.update_weights(theta)"
+                if "theta" in unknown
+                else ""
+            )
             raise ParameterError(
                 f"Graph() passes {', '.join(f'{k}=' for k in unknown)} to the callback "
-                f"{self._callback_name!r}, which has no parameter of that name{hint}")
+                f"{self._callback_name!r}, which has no parameter of that name{hint}"
+            )
         if cache:
             from phasic.cache import cached_graph
 
             options = {"theta_dim": theta_dim, "discrete": self._discrete}
             built = cached_graph(
-                callback, params=params, ipv=ipv, model=model, indexer=indexer, options=options,
-                build=lambda: Graph(callback, ipv=ipv, theta_dim=theta_dim, discrete=discrete,
-                                    model=model, indexer=indexer, max_vertices=max_vertices,
-                                    **params))
+                callback,
+                params=params,
+                ipv=ipv,
+                model=model,
+                indexer=indexer,
+                options=options,
+                build=lambda: Graph(
+                    callback,
+                    ipv=ipv,
+                    theta_dim=theta_dim,
+                    discrete=discrete,
+                    model=model,
+                    indexer=indexer,
+                    max_vertices=max_vertices,
+                    **params,
+                ),
+            )
             self.__dict__.update(built.__dict__)
             self._hierarchical = bool(hierarchical)
             return
@@ -175,31 +211,38 @@ class Graph:
         if ipv_pairs is None:
             raise GraphConstructionError(
                 f"callback {self._callback_name!r} has no initial distribution: decorate it with "
-                f"@phasic.with_ipv(...) or pass Graph(callback, ipv=...)")
+                f"@phasic.with_ipv(...) or pass Graph(callback, ipv=...)"
+            )
         d = len(ipv_pairs[0][0])
         for s, _ in ipv_pairs:
             if len(s) != d:
                 raise GraphConstructionError(f"IPV states {plain([s for s, _ in ipv_pairs])!r} differ in length")
         if state_length is not None and d != state_length:
             raise GraphConstructionError(
-                f"the IPV {plain(ipv_pairs)!r} has states of length {d}, but state_length={state_length}")
+                f"the IPV {plain(ipv_pairs)!r} has states of length {d}, but state_length={state_length}"
+            )
         call_params = dict(params)
         call_params.update(accepted_extras(callback, {"model": model, "indexer": indexer}))
         try:
             space, indptr, target, weight, coef = _core.build(
-                callback, ipv_pairs, d, call_params, max_vertices, theta_dim, self._discrete)
+                callback, ipv_pairs, d, call_params, max_vertices, theta_dim, self._discrete
+            )
         except ValueError as exc:
             # a state of the wrong length unpacked inside the callback (`n, = state`)
             unpack = None if isinstance(exc, PhasicError) else _UNPACK.search(str(exc))
             if unpack is None:
                 raise
             where = " ".join(getattr(exc, "__notes__", ())).removeprefix("phasic: ")
-            expects = (f"the callback seems to expect states of length {unpack.group(2)}"
-                       if unpack.group(2) else "does the callback expect another length?")
+            expects = (
+                f"the callback seems to expect states of length {unpack.group(2)}"
+                if unpack.group(2)
+                else "does the callback expect another length?"
+            )
             raise GraphConstructionError(
                 f"the callback {self._callback_name!r} failed with {type(exc).__name__}: {exc}"
                 f"{' (' + where + ')' if where else ''}; the IPV {plain(ipv_pairs)!r} has states "
-                f"of length {d}: {expects}") from exc
+                f"of length {d}: {expects}"
+            ) from exc
         self._space = space
         self._set_csr(indptr, target, weight, coef)
         self._theta_dim = None if coef is None else coef.shape[1]
@@ -266,7 +309,8 @@ class Graph:
             raise ParameterError(
                 f"Graph.{what}() needs the edge weights, but this graph has parameterised edges "
                 f"(theta_dim={self._theta_dim}) and no theta yet: call graph.update_weights(theta) "
-                f"first")
+                f"first"
+            )
 
     def starting_vertex(self) -> int:
         """Index of the starting vertex (always 0); its out-edges are the IPV."""
@@ -298,15 +342,18 @@ class Graph:
         try:
             w = float(weight)
         except (TypeError, ValueError):
-            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) is not "
-                                         f"a number") from None
+            raise GraphConstructionError(
+                f"edge weight {plain(weight)!r} ({source} -> {target}) is not a number"
+            ) from None
         if not np.isfinite(w) or w < 0:
-            raise GraphConstructionError(f"edge weight {plain(weight)!r} ({source} -> {target}) must be "
-                                         f"finite and >= 0")
+            raise GraphConstructionError(
+                f"edge weight {plain(weight)!r} ({source} -> {target}) must be finite and >= 0"
+            )
         if coefficients is not None and w != 0:
             raise GraphConstructionError(
                 f"edge {source} -> {target}: give a weight ({plain(weight)!r}) or coefficients "
-                f"({plain(coefficients)!r}), not both; for a constant part add a second edge with the weight")
+                f"({plain(coefficients)!r}), not both; for a constant part add a second edge with the weight"
+            )
         if coefficients is not None:
             c = np.asarray(coefficients, np.float64)
             if c.ndim != 1 or not np.all(np.isfinite(c)):
@@ -315,10 +362,14 @@ class Graph:
                 self._theta_dim = c.size
             elif c.size != self._theta_dim:
                 raise GraphConstructionError(
-                    f"{c.size} coefficients {plain(coefficients)!r} given, theta has dimension {self._theta_dim}")
+                    f"{c.size} coefficients {plain(coefficients)!r} given, theta has dimension {self._theta_dim}"
+                )
             coefficients = c
         src, tgt, ws, coefs = self._edit()
-        src.append(int(source)); tgt.append(int(target)); ws.append(w); coefs.append(coefficients)
+        src.append(int(source))
+        tgt.append(int(target))
+        ws.append(w)
+        coefs.append(coefficients)
         self._invalidate(structure=True)
 
     def vertices_length(self) -> int:
@@ -374,7 +425,8 @@ class Graph:
             st = self._space.states()
             raise ParameterError(
                 f"theta {th.tolist()!r} gives edge {st[u].tolist()} -> {st[self._target[e]].tolist()} "
-                f"the rate {float(w[e])!r}; rates must be >= 0")
+                f"the rate {float(w[e])!r}; rates must be >= 0"
+            )
         self._w = w
         self._theta = th
         self._invalidate()
@@ -382,8 +434,10 @@ class Graph:
     def __repr__(self):
         kind = "discrete" if self._discrete else "continuous"
         extra = f", theta_dim={self._theta_dim}" if self._theta_dim else ""
-        return (f"<phasic.Graph {kind}: {self.vertices_length()} vertices, {self.edges_length()} edges, "
-                f"state_length={self.state_length}{extra}>")
+        return (
+            f"<phasic.Graph {kind}: {self.vertices_length()} vertices, {self.edges_length()} edges, "
+            f"state_length={self.state_length}{extra}>"
+        )
 
     # ------------------------------------------------------------------ arrays
     def to_arrays(self, compact=False):
@@ -393,12 +447,15 @@ class Graph:
         dictionary-coded rates; see :mod:`phasic.graph_arrays`); ``from_arrays`` reads both.
         """
         self._flush()
-        arrays = {"states": self.states(), "edges/indptr": self._indptr, "edges/target": self._target,
-                  "edges/weight": self._base if self._coef is not None else self._w}
+        arrays = {
+            "states": self.states(),
+            "edges/indptr": self._indptr,
+            "edges/target": self._target,
+            "edges/weight": self._base if self._coef is not None else self._w,
+        }
         if self._coef is not None:
             arrays["edges/coef"] = self._coef
-        attrs = {"discrete": self._discrete, "theta_dim": int(self._theta_dim or 0),
-                 "state_length": self.state_length}
+        attrs = {"discrete": self._discrete, "theta_dim": int(self._theta_dim or 0), "state_length": self.state_length}
         if compact:
             from phasic.graph_arrays import pack
 
@@ -441,8 +498,9 @@ class Graph:
         # weights of parameterised edges stay those stored (the constant part): computations
         # refuse such a graph until update_weights sets them
         weight = plain["edges/weight"]
-        g._set_csr(plain["edges/indptr"], plain["edges/target"], weight, coef,
-                   own=weight is not arrays.get("edges/weight"))
+        g._set_csr(
+            plain["edges/indptr"], plain["edges/target"], weight, coef, own=weight is not arrays.get("edges/weight")
+        )
         g._theta_dim = None if coef is None else coef.shape[1]
         return g
 
@@ -450,12 +508,15 @@ class Graph:
         arrays, attrs = self.to_arrays()
         return (_from_state, (arrays, attrs, self._theta, self._hierarchical))
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         return _from_state(*self.__reduce__()[1])
 
     # ------------------------------------------------------------------ computations
     # each needs the weights: a parameterised graph refuses them before update_weights
-    from phasic import distributions as _d, moments as _m, rewards as _r  # noqa: E402
+    from phasic import distributions as _d
+    from phasic import moments as _m
+    from phasic import rewards as _r
+
     covariance = _requires_weights(_m.covariance)
     expectation = _requires_weights(_m.expectation)
     expected_sojourn_time = _requires_weights(_m.expected_sojourn_time)

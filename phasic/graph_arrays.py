@@ -15,6 +15,7 @@ h5py onto the read path, which costs milliseconds per hit):
 
 ``unpack`` accepts both forms and returns the plain names with the engine's dtypes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ def _dictionary(values):
     E = values.shape[0]
     if E < 64:
         return None
-    bits = values.reshape(E, -1).view(np.uint64)      # exact: compare raw bit patterns
+    bits = values.reshape(E, -1).view(np.uint64)  # exact: compare raw bit patterns
     order = np.lexsort(bits.T[::-1]) if bits.shape[1] > 1 else np.argsort(bits[:, 0], kind="stable")
     ordered = bits[order]
     starts = np.concatenate(([True], np.any(ordered[1:] != ordered[:-1], axis=1)))
@@ -99,8 +100,17 @@ def unpack(arrays):
 
 
 #: Dataset names of a graph entry (plain and compact forms).
-GRAPH_NAMES = ("states", "edges/indptr", "edges/target", "edges/weight", "edges/coef", "edges/weight_table",
-               "edges/weight_code", "edges/coef_table", "edges/coef_code")
+GRAPH_NAMES = (
+    "states",
+    "edges/indptr",
+    "edges/target",
+    "edges/weight",
+    "edges/coef",
+    "edges/weight_table",
+    "edges/weight_code",
+    "edges/coef_table",
+    "edges/coef_code",
+)
 #: Attributes ``Graph.to_arrays`` writes.
 GRAPH_ATTRS = ("discrete", "theta_dim", "state_length")
 
@@ -127,7 +137,7 @@ def _int_array(arrays, name, ndim):
     a = np.asarray(arrays[name])
     if a.dtype.kind not in "iu" or a.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-d integer array, got {a.dtype} of shape {a.shape}")
-    if a.size and (int(a.min()) < -2**31 or int(a.max()) >= 2**31):
+    if a.size and (int(a.min()) < -(2**31) or int(a.max()) >= 2**31):
         raise ValueError(f"{name} holds values outside int32")
     return a
 
@@ -186,18 +196,22 @@ def _check_graph_arrays(arrays, attrs):
     if weight.dtype.kind != "f" or weight.ndim != 1:
         raise ValueError(f"edges/weight must be a 1-d float array, got {weight.dtype} of shape {weight.shape}")
     if indptr.shape != (V + 1,) or indptr[0] != 0 or np.diff(indptr).min() < 0:
-        raise ValueError(f"edges/indptr must be {V + 1} non-decreasing offsets from 0 (one per vertex, "
-                         f"then the end), got shape {indptr.shape}")
+        raise ValueError(
+            f"edges/indptr must be {V + 1} non-decreasing offsets from 0 (one per vertex, "
+            f"then the end), got shape {indptr.shape}"
+        )
     E = int(indptr[-1])
     if target.shape != (E,) or weight.shape != (E,):
-        raise ValueError(f"edges/target and edges/weight must hold {E} entries (indptr's end), "
-                         f"got {target.shape} and {weight.shape}")
+        raise ValueError(
+            f"edges/target and edges/weight must hold {E} entries (indptr's end), got {target.shape} and {weight.shape}"
+        )
     coef = plain.get("edges/coef")
     if E:
         if target.min() < 1 or target.max() >= V:
             e = int(np.flatnonzero((target < 1) | (target >= V))[0])
-            raise ValueError(f"edge {e} targets vertex {int(target[e])}, not in [1, {V}) (vertex 0 is the "
-                             f"start and has no in-edges)")
+            raise ValueError(
+                f"edge {e} targets vertex {int(target[e])}, not in [1, {V}) (vertex 0 is the start and has no in-edges)"
+            )
         if not (weight.min() >= 0 and np.isfinite(weight.max())):
             e = int(np.flatnonzero(~(np.isfinite(weight) & (weight >= 0)))[0])
             raise ValueError(f"edge {e} has weight {float(weight[e])!r}; weights must be finite and >= 0")
@@ -208,17 +222,25 @@ def _check_graph_arrays(arrays, attrs):
     if coef is not None:
         coef = np.asarray(coef)
         if coef.dtype.kind != "f" or coef.ndim != 2 or coef.shape[0] != E or not np.isfinite(coef).all():
-            raise ValueError(f"edges/coef must be a finite ({E}, p) float array, got {coef.dtype} of shape "
-                             f"{coef.shape}")
+            raise ValueError(
+                f"edges/coef must be a finite ({E}, p) float array, got {coef.dtype} of shape {coef.shape}"
+            )
     discrete = attrs.get("discrete", False)
     if not isinstance(discrete, (bool, np.bool_)):
         raise ValueError(f"attribute discrete={discrete!r} is not a bool")
     theta_dim = attrs.get("theta_dim")
     if theta_dim is not None:
-        if (isinstance(theta_dim, bool) or not isinstance(theta_dim, (int, np.integer)) or theta_dim < 0
-                or coef is not None and int(theta_dim) != coef.shape[1]):
-            raise ValueError(f"attribute theta_dim={theta_dim!r} does not match the coefficients "
-                             f"({None if coef is None else coef.shape[1]})")
+        if (
+            isinstance(theta_dim, bool)
+            or not isinstance(theta_dim, (int, np.integer))
+            or theta_dim < 0
+            or coef is not None
+            and int(theta_dim) != coef.shape[1]
+        ):
+            raise ValueError(
+                f"attribute theta_dim={theta_dim!r} does not match the coefficients "
+                f"({None if coef is None else coef.shape[1]})"
+            )
     state_length = attrs.get("state_length")
     if state_length is not None and (isinstance(state_length, bool) or state_length != d):
         raise ValueError(f"attribute state_length={state_length!r} does not match the states' {d} columns")

@@ -122,12 +122,7 @@ def jax_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def _is_jax_file(name: str) -> bool:
-    return (
-        name.endswith(_ENTRY_SUFFIX)
-        or name.endswith(_ATIME_SUFFIX)
-        or name == _LOCK_NAME
-        or name.startswith(_TMP_PREFIX)
-    )
+    return name.endswith((_ENTRY_SUFFIX, _ATIME_SUFFIX)) or name == _LOCK_NAME or name.startswith(_TMP_PREFIX)
 
 
 def _jax_files(directory: Path) -> list[os.DirEntry]:
@@ -303,14 +298,8 @@ def sync_jax_cache(src: str | os.PathLike, dst: str | os.PathLike) -> int:
     """
     src_dir, dst_dir = _absolute(src), _absolute(dst)
     if src_dir == dst_dir:
-        raise JaxCacheError(
-            f"sync_jax_cache needs two different directories, got {str(src_dir)!r} twice"
-        )
-    entries = [
-        e
-        for e in _jax_files(src_dir)
-        if e.name.endswith(_ENTRY_SUFFIX) and not e.name.startswith(_TMP_PREFIX)
-    ]
+        raise JaxCacheError(f"sync_jax_cache needs two different directories, got {str(src_dir)!r} twice")
+    entries = [e for e in _jax_files(src_dir) if e.name.endswith(_ENTRY_SUFFIX) and not e.name.startswith(_TMP_PREFIX)]
     if entries:
         dst_dir.mkdir(parents=True, exist_ok=True)
     copied = 0

@@ -111,7 +111,7 @@ _OPT_FLAG = "--xla_backend_optimization_level"
 _SPLIT_FLAG = "--xla_cpu_parallel_codegen_split_count"
 _EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
 
-_last_applied: "CompilationConfig | None" = None
+_last_applied: CompilationConfig | None = None
 
 
 class CompilationConfigError(PhasicError, ValueError):
@@ -216,7 +216,7 @@ class CompilationConfig:
         self.validate()
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "CompilationConfig":
+    def validate(self) -> CompilationConfig:
         """Check every field, normalising paths to ``str`` and numbers to their types.
 
         Returns
@@ -233,44 +233,28 @@ class CompilationConfig:
         self.shared_cache_dir = _check_dir("shared_cache_dir", self.shared_cache_dir, True)
         level = self.optimization_level
         if not _is_int(level) or not 0 <= level <= 3:
-            raise CompilationConfigError(
-                f"optimization_level must be an integer from 0 to 3, got {level!r}"
-            )
+            raise CompilationConfigError(f"optimization_level must be an integer from 0 to 3, got {level!r}")
         self.optimization_level = int(level)
         for name in ("parallel_compile", "enable_x64", "gpu_autotune_cache"):
             if not isinstance(getattr(self, name), bool):
-                raise CompilationConfigError(
-                    f"{name} must be True or False, got {getattr(self, name)!r}"
-                )
+                raise CompilationConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         t = self.min_cache_time
-        if (
-            not isinstance(t, numbers.Real)
-            or isinstance(t, bool)
-            or not math.isfinite(t)
-            or t < 0
-        ):
+        if not isinstance(t, numbers.Real) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
             raise CompilationConfigError(
-                f"min_cache_time must be a finite number of seconds >= 0, got {t!r}; "
-                "use 0 to cache every compilation"
+                f"min_cache_time must be a finite number of seconds >= 0, got {t!r}; use 0 to cache every compilation"
             )
         self.min_cache_time = float(t)
         size = self.min_entry_size_bytes
         if not _is_int(size) or size < 0:
-            raise CompilationConfigError(
-                f"min_entry_size_bytes must be an integer >= 0, got {size!r}"
-            )
+            raise CompilationConfigError(f"min_entry_size_bytes must be an integer >= 0, got {size!r}")
         self.min_entry_size_bytes = int(size)
         self.platform = self._check_platform(self.platform)
         threads = self.cpu_threads
         if threads is not None and (not _is_int(threads) or threads < 1):
-            raise CompilationConfigError(
-                f"cpu_threads must be None or an integer >= 1, got {threads!r}"
-            )
+            raise CompilationConfigError(f"cpu_threads must be None or an integer >= 1, got {threads!r}")
         strategy = self.cache_strategy
         if strategy not in CACHE_STRATEGIES:
-            raise CompilationConfigError(
-                f"cache_strategy must be one of {CACHE_STRATEGIES!r}, got {strategy!r}"
-            )
+            raise CompilationConfigError(f"cache_strategy must be one of {CACHE_STRATEGIES!r}, got {strategy!r}")
         if strategy == "shared" and self.shared_cache_dir is None:
             raise CompilationConfigError(
                 "cache_strategy='shared' needs shared_cache_dir; set it to a directory "
@@ -295,9 +279,7 @@ class CompilationConfig:
         if platform is None:
             return None
         if not isinstance(platform, str):
-            raise CompilationConfigError(
-                f"platform must be None or a string such as 'cpu', got {platform!r}"
-            )
+            raise CompilationConfigError(f"platform must be None or a string such as 'cpu', got {platform!r}")
         names = [p.strip().lower() for p in platform.split(",")]
         bad = [p for p in names if p not in PLATFORMS]
         if bad or not names:
@@ -309,7 +291,7 @@ class CompilationConfig:
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "CompilationConfig":
+    def from_preset(cls, name: str, **overrides) -> CompilationConfig:
         """Build a preset configuration, optionally overriding fields.
 
         Parameters
@@ -330,23 +312,21 @@ class CompilationConfig:
         3
         """
         if name not in PRESETS:
-            raise CompilationConfigError(
-                f"unknown preset {name!r}; choose one of {tuple(PRESETS)!r}"
-            )
+            raise CompilationConfigError(f"unknown preset {name!r}; choose one of {tuple(PRESETS)!r}")
         return cls.from_dict({**PRESETS[name], **overrides})
 
     @classmethod
-    def balanced(cls, **overrides) -> "CompilationConfig":
+    def balanced(cls, **overrides) -> CompilationConfig:
         """Default preset: optimisation level 2, cache compilations taking >= 1.0 s."""
         return cls.from_preset("balanced", **overrides)
 
     @classmethod
-    def max_performance(cls, **overrides) -> "CompilationConfig":
+    def max_performance(cls, **overrides) -> CompilationConfig:
         """Fastest code: optimisation level 3, cache compilations taking >= 1.0 s."""
         return cls.from_preset("max_performance", **overrides)
 
     @classmethod
-    def fast_compile(cls, **overrides) -> "CompilationConfig":
+    def fast_compile(cls, **overrides) -> CompilationConfig:
         """Fastest compile: optimisation level 1, cache compilations taking >= 0.5 s."""
         return cls.from_preset("fast_compile", **overrides)
 
@@ -356,7 +336,7 @@ class CompilationConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CompilationConfig":
+    def from_dict(cls, data: dict) -> CompilationConfig:
         """Build from a dict of field values; missing fields take their defaults.
 
         Raises
@@ -365,15 +345,11 @@ class CompilationConfig:
             If `data` is not a dict, has unknown keys, or holds an invalid value.
         """
         if not isinstance(data, dict):
-            raise CompilationConfigError(
-                f"a CompilationConfig is built from a dict of fields, got {data!r}"
-            )
+            raise CompilationConfigError(f"a CompilationConfig is built from a dict of fields, got {data!r}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names), key=str)
         if unknown:
-            raise CompilationConfigError(
-                f"unknown CompilationConfig field(s) {unknown!r}; valid fields are {names!r}"
-            )
+            raise CompilationConfigError(f"unknown CompilationConfig field(s) {unknown!r}; valid fields are {names!r}")
         return cls(**data)
 
     def save_to_file(self, path: str | os.PathLike) -> Path:
@@ -399,7 +375,7 @@ class CompilationConfig:
         return target
 
     @classmethod
-    def load_from_file(cls, path: str | os.PathLike) -> "CompilationConfig":
+    def load_from_file(cls, path: str | os.PathLike) -> CompilationConfig:
         """Read a configuration written by :meth:`save_to_file` (or by hand).
 
         Raises
@@ -415,8 +391,7 @@ class CompilationConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CompilationConfigError(
-                f"{str(target)!r} is not a JSON CompilationConfig ({exc}); write it with "
-                "CompilationConfig.save_to_file"
+                f"{str(target)!r} is not a JSON CompilationConfig ({exc}); write it with CompilationConfig.save_to_file"
             ) from exc
         try:
             return cls.from_dict(data)

@@ -15,6 +15,7 @@ uniformisation in ``pmf_from_graph`` to ~3e-7 L t, L t being the largest rate x 
   core (``jax.pure_callback``), with a ``custom_vjp`` whose backward pass replays the trace
   transposed (the adjoint method), so gradients cost about two more replays per moment.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ def _structure(graph):
     V = graph.vertices_length()
     indptr, target = graph._indptr, graph._target.astype(np.int64)
     src = np.repeat(np.arange(V), np.diff(indptr))
-    transient = (np.diff(indptr) > 0)
+    transient = np.diff(indptr) > 0
     transient[0] = False
     tv = np.flatnonzero(transient)
     pos = np.full(V, -1)
@@ -51,9 +52,9 @@ def _enable_x64(enable):
 
 
 _METHODS = ("auto", "uniformization", "expm")
-_TAIL = 1e-13              # Poisson mass allowed beyond the last uniformisation step
-_AUTO_MAX_JUMPS = 20_000   # method="auto" uses expm when more steps would be needed
-_TRACED_MARGIN = 2.0       # traced theta: room for rates up to twice the current ones
+_TAIL = 1e-13  # Poisson mass allowed beyond the last uniformisation step
+_AUTO_MAX_JUMPS = 20_000  # method="auto" uses expm when more steps would be needed
+_TRACED_MARGIN = 2.0  # traced theta: room for rates up to twice the current ones
 
 
 def _log_tail(K, x):
@@ -89,7 +90,7 @@ def _max_rate_time(K):
 def _steps_for(x):
     """Steps after which Poisson(y) keeps less than _TAIL beyond, for every y <= x (the run-time
     stopping rule; checked against _log_tail in the tests)."""
-    return x + 8.0 * x ** 0.5 + 20.0
+    return x + 8.0 * x**0.5 + 20.0
 
 
 def _grouped(rows, cols, n):
@@ -112,13 +113,21 @@ def _grouped(rows, cols, n):
         slot = np.full((D, n), E)
         slot[np.arange(E) - np.repeat(np.cumsum(deg) - deg, deg), rows[order]] = order
         col, back = np.append(cols, 0)[slot], np.argsort(slot.ravel(), kind="stable")[:E]
-        return SimpleNamespace(pack=lambda vals: jnp.append(vals, 0.0)[slot], take=lambda vec: vec[col],
-                               total=lambda x: x.sum(axis=0), by_row=lambda u: u[None, :],
-                               unpack=lambda x: x.reshape(-1)[back])
+        return SimpleNamespace(
+            pack=lambda vals: jnp.append(vals, 0.0)[slot],
+            take=lambda vec: vec[col],
+            total=lambda x: x.sum(axis=0),
+            by_row=lambda u: u[None, :],
+            unpack=lambda x: x.reshape(-1)[back],
+        )
     row, col, back = rows[order], cols[order], np.argsort(order)
-    return SimpleNamespace(pack=lambda vals: vals[order], take=lambda vec: vec[col],
-                           total=lambda x: jax.ops.segment_sum(x, row, n, indices_are_sorted=True),
-                           by_row=lambda u: u[row], unpack=lambda x: x[back])
+    return SimpleNamespace(
+        pack=lambda vals: vals[order],
+        take=lambda vec: vec[col],
+        total=lambda x: jax.ops.segment_sum(x, row, n, indices_are_sorted=True),
+        by_row=lambda u: u[row],
+        unpack=lambda x: x[back],
+    )
 
 
 def _poisson_mixture(n, r, c, block=256):
@@ -218,8 +227,7 @@ def _poisson_mixture(n, r, c, block=256):
             Gb = cot @ (W[b] if W.size else weights(b))
             return G.at[b].set(Gb), ds + Gb @ jax.lax.dynamic_slice_in_dim(V, b * block, block)
 
-        G, ds = jax.lax.fori_loop(0, m // block + 1, block_g,
-                                  (jnp.zeros((nb, block), x.dtype), jnp.zeros_like(s)))
+        G, ds = jax.lax.fori_loop(0, m // block + 1, block_g, (jnp.zeros((nb, block), x.dtype), jnp.zeros_like(s)))
         G = G.reshape(-1)
 
         def body(i, carry):  # k = m, ..., 0; a holds dL/dv_{k+1} on entry, dL/dv_k on exit
@@ -298,8 +306,9 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
     m = {"uniformisation": "uniformization"}.get(method, method)
     if m not in _METHODS:
         raise ParameterError(f"method={method!r} is not one of {', '.join(map(repr, _METHODS))}")
-    if max_jumps is not None and (isinstance(max_jumps, bool) or not isinstance(max_jumps, (int, np.integer))
-                                  or max_jumps < 1):
+    if max_jumps is not None and (
+        isinstance(max_jumps, bool) or not isinstance(max_jumps, (int, np.integer)) or max_jumps < 1
+    ):
         raise ParameterError(f"max_jumps must be a positive integer, got {max_jumps!r}")
     _enable_x64(enable_x64)
     import jax
@@ -312,8 +321,10 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
     st = _structure(graph)
     n = st["n"]
     if n > MAX_DENSE_STATES and m == "expm" and not discrete:
-        raise ParameterError(f"pmf_from_graph with method='expm' builds dense {n}x{n} matrices; use "
-                             f"method='uniformization' for graphs over {MAX_DENSE_STATES} transient states")
+        raise ParameterError(
+            f"pmf_from_graph with method='expm' builds dense {n}x{n} matrices; use "
+            f"method='uniformization' for graphs over {MAX_DENSE_STATES} transient states"
+        )
     src, tgt, pos = st["src"], st["tgt"], st["pos"]
     base, coef = jnp.asarray(st["base"]), jnp.asarray(st["coef"])
     p = st["coef"].shape[1]
@@ -347,20 +358,23 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         bad = np.flatnonzero(~((w >= 0) & np.isfinite(w)))
         if bad.size:
             states, e = graph.states(), int(bad[0])
-            raise ParameterError(f"theta {th.tolist()!r} gives edge {states[src[e]].tolist()} -> "
-                                 f"{states[tgt[e]].tolist()} the weight {float(w[e])!r}; weights "
-                                 f"must be finite and >= 0")
+            raise ParameterError(
+                f"theta {th.tolist()!r} gives edge {states[src[e]].tolist()} -> "
+                f"{states[tgt[e]].tolist()} the weight {float(w[e])!r}; weights "
+                f"must be finite and >= 0"
+            )
         mass = float(w[a_idx].sum())
         if mass > 1 + 1e-12:
-            raise ParameterError(f"theta {th.tolist()!r} makes the initial probabilities sum to "
-                                 f"{mass!r} > 1")
+            raise ParameterError(f"theta {th.tolist()!r} makes the initial probabilities sum to {mass!r} > 1")
         if discrete:
             lam = np.bincount(o_r, w[o_idx], minlength=n)
             if np.any(lam > 1 + 1e-12):
                 i = int(np.argmax(lam))
                 v, states = int(np.flatnonzero(pos == i)[0]), graph.states()
-                raise ParameterError(f"theta {th.tolist()!r}: out-probabilities of state "
-                                     f"{states[v].tolist()} sum to {float(lam[i])!r} > 1")
+                raise ParameterError(
+                    f"theta {th.tolist()!r}: out-probabilities of state "
+                    f"{states[v].tolist()} sum to {float(lam[i])!r} > 1"
+                )
 
     def invalid(w, alpha):
         """Traced theta: a negative or NaN weight, or initial probabilities summing over 1,
@@ -418,6 +432,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             check(theta)
             check_times(times)
             return forward(theta, times)
+
         return f_discrete
 
     @jax.jit
@@ -426,11 +441,11 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         S = S - jnp.diag(lam)
         times = jnp.asarray(times, dtype=S.dtype)
         tt_ = jnp.maximum(times.reshape(-1), 0.0)
-        one = lambda t: alpha @ expm(S * t, max_squarings=64) @ s  # noqa: E731
+        one = lambda t: alpha @ expm(S * t, max_squarings=64) @ s
         if n * n * tt_.shape[0] <= 20_000_000:
-            dens = jax.vmap(one)(tt_)        # batched small matrices
+            dens = jax.vmap(one)(tt_)  # batched small matrices
         else:
-            dens = jax.lax.map(one, tt_)     # bounded memory for big ones
+            dens = jax.lax.map(one, tt_)  # bounded memory for big ones
         dens = jnp.where(invalid(weights(theta), alpha), jnp.nan, dens)
         return jnp.where(times.reshape(-1) < 0, 0.0, dens).reshape(times.shape)
 
@@ -477,7 +492,8 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
                 return None
             raise ParameterError(
                 "pmf_from_graph cannot size its uniformisation steps here (times traced, or "
-                "theta traced on a graph without current weights): pass max_jumps")
+                "theta traced on a graph without current weights): pass max_jumps"
+            )
         tt_ = np.asarray(times, np.float64)
         x = rate * max(float(np.max(tt_[np.isfinite(tt_)], initial=0.0)), 0.0) * (1 + 1e-9)
         need = _jumps_needed(x)
@@ -500,7 +516,8 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
             raise ForwardModeError(
                 "pmf_from_graph with uniformisation has reverse-mode derivatives only: forward "
                 "mode (jax.jvp, jax.jacfwd) is not supported; use jax.grad / jax.jacrev "
-                "(jax.hessian, forward over reverse, works), or method='expm'") from e
+                "(jax.hessian, forward over reverse, works), or method='expm'"
+            ) from e
 
     return f
 
@@ -538,8 +555,7 @@ def _host_grads(h, thetas, k, r, cots):
     plan = _replay_plan(h, graph_trace(h), eager=True)
     if plan is None:
         return np.array([_tape_grad(h, t, k, r, c) for t, c in zip(thetas, cots)]).reshape(thetas.shape)
-    m, grads, negative = plan.moments_vjp_theta(thetas, h._base, h._coef, int(k), r, cots, h._indptr,
-                                                h._target)
+    m, grads, negative = plan.moments_vjp_theta(thetas, h._base, h._coef, int(k), r, cots, h._indptr, h._target)
     bad = np.flatnonzero(negative | ~np.all(np.isfinite(m), axis=1))
     if bad.size:  # the graph's own checks name the edge or vertex
         h.update_weights(thetas[bad[0]])
@@ -646,16 +662,14 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
         theta = vector(theta)
         if not isinstance(theta, jax.core.Tracer):  # eager: errors surface as ParameterError
             return jnp.asarray(host_val(np.asarray(theta)))
-        return jax.pure_callback(host_val, jax.ShapeDtypeStruct((k,), dtype), theta,
-                                 vmap_method="expand_dims")
+        return jax.pure_callback(host_val, jax.ShapeDtypeStruct((k,), dtype), theta, vmap_method="expand_dims")
 
     def fwd(theta):
         theta = vector(theta)
         return f(theta), theta
 
     def bwd(theta, cot):
-        g = jax.pure_callback(host_grad, jax.ShapeDtypeStruct((p,), dtype), theta, cot,
-                              vmap_method="expand_dims")
+        g = jax.pure_callback(host_grad, jax.ShapeDtypeStruct((p,), dtype), theta, cot, vmap_method="expand_dims")
         return (g,)
 
     f.defvjp(fwd, bwd)

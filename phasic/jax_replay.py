@@ -40,6 +40,7 @@ traced (the shape is static). Values are not checked, the function has to stay t
 as in the core's batch replay, a theta that makes an edge weight negative or NaN gives NaN
 moments, and a vertex left with total rate 0 gives inf or NaN.
 """
+
 from __future__ import annotations
 
 from math import factorial
@@ -140,8 +141,11 @@ def build_plan(tr, n_weights, n_vertices):
 
     # the gathers below promise in-bounds indices: every operand must be checked first
     # (a trace the core recorded or checked for this graph: once, not on every call)
-    problem = (None if _core.is_checked(tr, int(n_vertices), int(n_weights))
-               else _core.trace_problem(tr, int(n_vertices), int(n_weights)))
+    problem = (
+        None
+        if _core.is_checked(tr, int(n_vertices), int(n_weights))
+        else _core.trace_problem(tr, int(n_vertices), int(n_weights))
+    )
     if problem:
         raise TraceError(f"build_plan: {problem}")
     code, a, b, c = tr["code"], tr["a"], tr["b"], tr["c"]
@@ -156,9 +160,14 @@ def build_plan(tr, n_weights, n_vertices):
     ZERO, ONE, SINK = n, n + 1, E + 2 + rest.size
     b_, c_ = np.where(b >= 0, b, ZERO), np.where(c >= 0, c, ZERO)
     #            P                 Q              R             S              T
-    table = {_ADD: (a, b_, ONE, ONE, ZERO), _DIV: (ZERO, a, ONE, b_, ZERO),
-             _INV: (ONE, ZERO, ZERO, a, ZERO), _MUL: (ZERO, a, b_, ONE, ZERO),
-             _FMA: (a, b_, c_, ONE, ZERO), _INV1M: (ONE, ZERO, ZERO, ONE, a)}
+    table = {
+        _ADD: (a, b_, ONE, ONE, ZERO),
+        _DIV: (ZERO, a, ONE, b_, ZERO),
+        _INV: (ONE, ZERO, ZERO, a, ZERO),
+        _MUL: (ZERO, a, b_, ONE, ZERO),
+        _FMA: (a, b_, c_, ONE, ZERO),
+        _INV1M: (ONE, ZERO, ZERO, ONE, a),
+    }
     cols = [np.full(n, ZERO, np.int64) for _ in range(5)]
     for k, srcs in table.items():
         m = code == k
@@ -197,13 +206,21 @@ def build_plan(tr, n_weights, n_vertices):
     # multiplier is val[a] * val[b] - sub (s >= 1, so s - 1 is exact)
     b = np.where(after >= 0, slot[xs[np.maximum(after, 0)]], E + 1) if xi.size else xs
     cols = [xi, np.where(xj >= 0, xj, xi), slot[xs], b, (xj < 0).astype(np.int64)]
-    prog = [tuple(_pad(plev, lo, hi, wd, cols, [X, X, E, E + 1, 0]))
-            for lo, hi, wd in buckets(np.bincount(plev, minlength=n_pl))]
+    prog = [
+        tuple(_pad(plev, lo, hi, wd, cols, [X, X, E, E + 1, 0]))
+        for lo, hi, wd in buckets(np.bincount(plev, minlength=n_pl))
+    ]
     xinit = np.append(slot[np.where(tr["xinit"] >= 0, tr["xinit"], ZERO)], E)
-    info = {"ops": n, "tape_levels": n_tl, "tape_buckets": len(tape),
-            "tape_padded": int(sum(t[0][:, 0].size for t in tape)), "updates": int(xi.size),
-            "program_levels": n_pl, "program_buckets": len(prog),
-            "program_padded": int(sum(q[0].size for q in prog))}
+    info = {
+        "ops": n,
+        "tape_levels": n_tl,
+        "tape_buckets": len(tape),
+        "tape_padded": int(sum(t[0][:, 0].size for t in tape)),
+        "updates": int(xi.size),
+        "program_levels": n_pl,
+        "program_buckets": len(prog),
+        "program_padded": int(sum(q[0].size for q in prog)),
+    }
     return dict(n_val=n_val, tape=tape, prog=prog, xinit=xinit, info=info)
 
 
@@ -225,8 +242,8 @@ def _tape_bucket(ix, rx, sign):
     def run(val):
         def body(v, i):
             P, Q, R, S, T = (v.at[i[j]].get(**_IB) for j in range(5))
-            return v.at[i[5]].set((P + Q * R) / (S - T), unique_indices=True,
-                                  indices_are_sorted=True, **_IB), None
+            return v.at[i[5]].set((P + Q * R) / (S - T), unique_indices=True, indices_are_sorted=True, **_IB), None
+
         return jax.lax.scan(body, val, ix)[0]
 
     def back(val, ct):
@@ -239,6 +256,7 @@ def _tape_bucket(ix, rx, sign):
             g = co / (val.at[i[3]].get(**_IB) - val.at[i[4]].get(**_IB))
             upd = sg * val.at[fac].get(**_IB) * g.at[pos].get(**_IB)
             return c.at[jnp.concatenate([i[5], src])].add(jnp.concatenate([-co, upd]), **_IB), None
+
         return jax.lax.scan(body, ct, (ix, rx, sign), reverse=True)[0]
 
     f = jax.custom_vjp(run)
@@ -255,6 +273,7 @@ def _program_bucket(I, J):
             i, j, m = lv
             g = x.at[j].get(**_IB)
             return x.at[i].add(m * g, **_IB), g
+
         return jax.lax.scan(body, x, (I, J, M))
 
     def back(M, G, ct):
@@ -263,6 +282,7 @@ def _program_bucket(I, J):
             i, j, m, g = lv
             d = c.at[i].get(**_IB)
             return c.at[j].add(m * d, **_IB), d * g
+
         return jax.lax.scan(body, ct, (I, J, M, G), reverse=True)
 
     def fwd(x, M):
@@ -287,15 +307,21 @@ def _batch_last(fn, block):
     def rule(size, in_batched, *args):
         # blocks of at most `block` columns, run one after the other (lax.map), so that
         # the working set stays in cache and buffers are reused
-        args = [jnp.moveaxis(x, 0, -1) if b else jnp.broadcast_to(x[..., None], x.shape + (size,))
-                for x, b in zip(args, in_batched)]
+        args = [
+            jnp.moveaxis(x, 0, -1) if b else jnp.broadcast_to(x[..., None], x.shape + (size,))
+            for x, b in zip(args, in_batched)
+        ]
         if size <= block:
             return jnp.moveaxis(fn(*args), -1, 0), True
         nb = -(-size // block)
         bs = -(-size // nb)
         pad = nb * bs - size
-        args = [jnp.moveaxis(jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge")
-                             .reshape(x.shape[:-1] + (nb, bs)), -2, 0) for x in args]
+        args = [
+            jnp.moveaxis(
+                jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge").reshape(x.shape[:-1] + (nb, bs)), -2, 0
+            )
+            for x in args
+        ]
         out = jax.lax.map(lambda a: fn(*a), args)  # (nb, ..., bs)
         out = jnp.moveaxis(out, 0, -2).reshape(out.shape[1:-1] + (nb * bs,))[..., :size]
         return jnp.moveaxis(out, -1, 0), True
@@ -325,11 +351,13 @@ def replay_moments(graph, k, r, dtype, *, block=None):
     a_target = graph._target[lo:hi].astype(np.int32)
     r_x = np.append(r, 0.0).astype(dtype)[:, None]
     facts = np.array([float(factorial(j)) for j in range(1, k + 1)], dtype)[:, None]
-    u32 = lambda x: np.asarray(x, np.uint32)  # noqa: E731  (unsigned: no index wrapping)
+    u32 = lambda x: np.asarray(x, np.uint32)
     xinit, n_fill = u32(plan["xinit"]), plan["n_val"] - E
     tape = [_tape_bucket(u32(ix), u32(rx), sg.astype(dtype)[..., None]) for ix, rx, sg in plan["tape"]]
-    prog = [(_program_bucket(u32(I), u32(J)), u32(A), u32(B), SUB.astype(dtype)[..., None])
-            for I, J, A, B, SUB in plan["prog"]]
+    prog = [
+        (_program_bucket(u32(I), u32(J)), u32(A), u32(B), SUB.astype(dtype)[..., None])
+        for I, J, A, B, SUB in plan["prog"]
+    ]
 
     def moments(theta):  # theta (p, B) -> (k, B)
         w = base + coef @ theta

@@ -90,11 +90,25 @@ import numpy as np  # a hard dependency, already imported by phasic
 
 from phasic.exceptions import KeyWarning, UnhashableError
 from phasic.keys_reach import distribution, find_module, module_kind
-from phasic.keys_values import (_NONE_TEXT, _named_only, _object_text, _qualname, _value_text,  # noqa: F401
-                                canonical_json, encode_value, sha256)
-from phasic.keys_source import (_class_source, _dumps, _function_ast, _function_ast_entry,  # noqa: F401
-                                _function_ast_uncached, _function_source, _global_names, _jstr, _memo_get,
-                                _memo_put)
+from phasic.keys_source import (
+    _class_source,
+    _dumps,
+    _function_ast_entry,
+    _global_names,
+    _jstr,
+    _memo_get,
+    _memo_put,
+)
+from phasic.keys_values import (
+    _NONE_TEXT,
+    _named_only,
+    _object_text,
+    _qualname,
+    _value_text,
+    canonical_json,
+    encode_value,
+    sha256,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -142,6 +156,7 @@ KEY_OPTION_DEFAULTS = {"theta_dim": None, "discrete": False}
 # only make a build fail, manual construction) and are left out of the key.
 _UNKEYED_OPTIONS = frozenset({"cache", "graph_cache", "hierarchical", "max_vertices", "state_length"})
 
+
 def split_graph_kwargs(kwargs):
     """Split ``Graph(callback, **kwargs)`` keyword arguments into options and parameters.
 
@@ -170,18 +185,17 @@ def split_graph_kwargs(kwargs):
 # ------------------------------------------------------------------------ functions
 
 
-
 def _text(encoded):
     """``_dumps(encoded)``, with the commonest tiny encodings short-cut."""
     if encoded == ["none"]:
         return _NONE_TEXT
     return _dumps(encoded)
 
+
 def _defined_in(func):
     """The module a function's code belongs to (its globals'; ``functools.wraps`` copies
     ``__module__`` from the wrapped function, not this)."""
-    return func.__globals__.get("__name__") if type(func) is types.FunctionType else \
-        getattr(func, "__module__", None)
+    return func.__globals__.get("__name__") if type(func) is types.FunctionType else getattr(func, "__module__", None)
 
 
 def _unwrap(func):
@@ -281,8 +295,12 @@ def _callback(func, walk):
             "use a plain function defined with def in a file"
         )
     code = func.__code__
-    walk.attrs += ((func, "__code__", code), (func, "__defaults__", func.__defaults__),
-                   (func, "__kwdefaults__", func.__kwdefaults__), (func, "__qualname__", func.__qualname__))
+    walk.attrs += (
+        (func, "__code__", code),
+        (func, "__defaults__", func.__defaults__),
+        (func, "__kwdefaults__", func.__kwdefaults__),
+        (func, "__qualname__", func.__qualname__),
+    )
     marker = id(code)
     if marker in walk.visited:
         return walk.out(["funcref", func.__qualname__])
@@ -298,7 +316,9 @@ def _callback(func, walk):
     defaults = _encode_items(func.__defaults__, f"the defaults of {where}", walk, names, seen)
     if func.__kwdefaults__:
         walk.cacheable = False
-    kwdefaults = (_value_text if walk.text else _encode_in)(func.__kwdefaults__, f"the keyword defaults of {where}", seen)
+    kwdefaults = (_value_text if walk.text else _encode_in)(
+        func.__kwdefaults__, f"the keyword defaults of {where}", seen
+    )
     closure = {}
     cells = {}
     for var, cell in zip(code.co_freevars, func.__closure__ or ()):
@@ -317,10 +337,16 @@ def _callback(func, walk):
         value = namespace.get(gname, _MISSING)
         walk.items.append((namespace, gname, value))
         if value is not _MISSING:  # otherwise a builtin or an attribute name
-            glob[gname] = _encode_ref(value, f"the global {gname!r} used by callback {_qualname(func)}", walk,
-                                      names, seen, gname=gname)
-    material = {"name": func.__qualname__, "defaults": defaults, "kwdefaults": kwdefaults, "closure": closure,
-                "globals": glob}
+            glob[gname] = _encode_ref(
+                value, f"the global {gname!r} used by callback {_qualname(func)}", walk, names, seen, gname=gname
+            )
+    material = {
+        "name": func.__qualname__,
+        "defaults": defaults,
+        "kwdefaults": kwdefaults,
+        "closure": closure,
+        "globals": glob,
+    }
     imports = _encode_imports(func, notes, walk, names, seen)
     if imports:  # absent unless the function imports inside its body (so older keys stay as they were)
         material["imports"] = imports
@@ -355,10 +381,27 @@ _NO_NOTES = None
 
 def _code_text(code):
     """A deterministic description of a code object: its bytecode, constants and names."""
-    consts = [_code_text(c) if isinstance(c, types.CodeType) else
-              f"float:{c.hex()}" if type(c) is float else f"{type(c).__name__}:{c!r}" for c in code.co_consts]
-    return repr((code.co_code.hex(), consts, code.co_names, code.co_varnames, code.co_freevars,
-                 code.co_cellvars, code.co_argcount, code.co_kwonlyargcount, code.co_flags))
+    consts = [
+        _code_text(c)
+        if isinstance(c, types.CodeType)
+        else f"float:{c.hex()}"
+        if type(c) is float
+        else f"{type(c).__name__}:{c!r}"
+        for c in code.co_consts
+    ]
+    return repr(
+        (
+            code.co_code.hex(),
+            consts,
+            code.co_names,
+            code.co_varnames,
+            code.co_freevars,
+            code.co_cellvars,
+            code.co_argcount,
+            code.co_kwonlyargcount,
+            code.co_flags,
+        )
+    )
 
 
 def _lambda_entry(code):
@@ -447,14 +490,16 @@ def _encode_ref(value, where, walk, names, seen, gname=None):
         kind = module_kind(value.__name__)
         if kind == "user":
             return _encode_module(value, names, walk, seen, whole=False)
-        return walk.out(_named(value) if kind == "stdlib" else ["libmodule", value.__name__,
-                                                                 *distribution(value.__name__)])
+        return walk.out(
+            _named(value) if kind == "stdlib" else ["libmodule", value.__name__, *distribution(value.__name__)]
+        )
     if isinstance(value, type):
         kind = module_kind(value.__module__)
         if kind == "user":
             return _encode_class(value, walk, seen)
-        return walk.out(_named(value) if kind == "stdlib" else ["libclass", _qualname(value),
-                                                                 *distribution(value.__module__)])
+        return walk.out(
+            _named(value) if kind == "stdlib" else ["libclass", _qualname(value), *distribution(value.__module__)]
+        )
     if isinstance(value, types.BuiltinFunctionType):
         module = getattr(value, "__module__", None)
         if module and module_kind(module) == "lib":
@@ -467,8 +512,11 @@ def _encode_ref(value, where, walk, names, seen, gname=None):
     if not _stable(value):
         walk.cacheable = False
     kind = type(value)
-    if (not (callable(getattr(value, "to_dict", None)) and callable(getattr(kind, "from_dict", None)))
-            and kind.__module__ not in ("builtins", "numpy") and module_kind(kind.__module__) == "user"):
+    if (
+        not (callable(getattr(value, "to_dict", None)) and callable(getattr(kind, "from_dict", None)))
+        and kind.__module__ not in ("builtins", "numpy")
+        and module_kind(kind.__module__) == "user"
+    ):
         return _encode_instance(value, where, walk, names, seen)
     try:
         return _value_text(value, where, seen) if walk.text else _encode_in(value, where, seen)
@@ -490,8 +538,12 @@ def _encode_instance(value, where, walk, names, seen):
     cls = _encode_class(type(value), walk, seen)
     state = getattr(value, "__dict__", None)
     if state is None:  # __slots__
-        state = {n: getattr(value, n) for c in type(value).__mro__ for n in getattr(c, "__slots__", ())
-                 if isinstance(n, str) and hasattr(value, n)}
+        state = {
+            n: getattr(value, n)
+            for c in type(value).__mro__
+            for n in getattr(c, "__slots__", ())
+            if isinstance(n, str) and hasattr(value, n)
+        }
     attrs = {str(k): _encode_ref(v, f"{where}.{k}", walk, names, seen) for k, v in sorted(state.items())}
     return f'["instance",{cls},{_object_text(attrs)}]' if walk.text else ["instance", cls, attrs]
 
@@ -528,8 +580,19 @@ def _encode_module(module, names, walk, seen, whole):
     return ["module", module.__name__, encoded]
 
 
-_SKIPPED_MEMBERS = frozenset({"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__",
-                              "__annotations__", "__slots__", "__firstlineno__", "__static_attributes__"})
+_SKIPPED_MEMBERS = frozenset(
+    {
+        "__dict__",
+        "__weakref__",
+        "__module__",
+        "__doc__",
+        "__qualname__",
+        "__annotations__",
+        "__slots__",
+        "__firstlineno__",
+        "__static_attributes__",
+    }
+)
 
 
 def _encode_class(cls, walk, seen):
@@ -567,14 +630,14 @@ def _encode_class(cls, walk, seen):
             except UnhashableError:
                 walk.cacheable = False
                 encoded[name] = walk.out(["unkeyed", _qualname(type(value))])
-    bases = [_encode_ref(b, f"a base of {_qualname(cls)}", walk, frozenset(), seen)
-             for b in cls.__bases__ if b is not object]
+    bases = [
+        _encode_ref(b, f"a base of {_qualname(cls)}", walk, frozenset(), seen) for b in cls.__bases__ if b is not object
+    ]
     meta = type(cls)
     if meta is not type and module_kind(meta.__module__) == "user":  # its methods are the class's too
         bases.append(_encode_ref(meta, f"the metaclass of {_qualname(cls)}", walk, frozenset(), seen))
     if walk.text:
-        return (f'["class",{_jstr(cls.__qualname__)},{_dumps(source)},{_object_text(encoded)},'
-                f'[{",".join(bases)}]]')
+        return f'["class",{_jstr(cls.__qualname__)},{_dumps(source)},{_object_text(encoded)},[{",".join(bases)}]]'
     return ["class", cls.__qualname__, source, encoded, bases]
 
 
@@ -599,12 +662,13 @@ def _encode_imports(func, notes, walk, names, seen):
             # installed code is keyed by module name and version, whatever names are taken from it
             # and whether or not it is imported yet (so no import here: jax, ...)
             absolute = located[0]
-            encoded[text] = walk.out(_named_module(absolute) if located[2] == "stdlib"
-                                     else ["libmodule", absolute, *distribution(absolute)])
+            encoded[text] = walk.out(
+                _named_module(absolute) if located[2] == "stdlib" else ["libmodule", absolute, *distribution(absolute)]
+            )
             continue
         try:
             module = importlib.import_module(text, package if level else None)
-        except Exception as exc:  # noqa: BLE001 - any import error: the callback will raise it itself
+        except Exception as exc:
             _warn_unfollowable(func, f"import {text} (it failed here: {type(exc).__name__}: {exc})", None)
             encoded[text] = walk.out(["unimportable", text])
             continue
@@ -614,20 +678,24 @@ def _encode_imports(func, notes, walk, names, seen):
             continue
         for name in imported:
             if name == "*":
-                encoded[f"{text}:*"] = _encode_module(module, names, walk, seen, whole=True) \
-                    if module_kind(module.__name__) == "user" else _encode_ref(module, text, walk, names, seen)
+                encoded[f"{text}:*"] = (
+                    _encode_module(module, names, walk, seen, whole=True)
+                    if module_kind(module.__name__) == "user"
+                    else _encode_ref(module, text, walk, names, seen)
+                )
                 continue
             value = getattr(module, name, _MISSING)
             if value is _MISSING:
                 try:
                     value = importlib.import_module(f"{module.__name__}.{name}")
-                except Exception:  # noqa: BLE001 - the callback's own import will fail the same way
+                except Exception:
                     encoded[f"{text}:{name}"] = walk.out(["unimportable", f"{text}.{name}"])
                     continue
             else:
                 walk.items.append((vars(module), name, value))
-            encoded[f"{text}:{name}"] = _encode_ref(value, f"{name} imported from {text} by {_qualname(func)}",
-                                                    walk, names, seen)
+            encoded[f"{text}:{name}"] = _encode_ref(
+                value, f"{name} imported from {text} by {_qualname(func)}", walk, names, seen
+            )
     return encoded
 
 
@@ -752,8 +820,11 @@ def _ipv_text(ipv):
         first = ipv[0]
         if type(first) is int:  # a bare state
             if all(type(x) is int for x in ipv):
-                return '["list",[["list",[["list",[' + ",".join([f'["int","{x}"]' for x in ipv]) + \
-                    ']],["float","0x1.0000000000000p+0"]]]]]'
+                return (
+                    '["list",[["list",[["list",['
+                    + ",".join([f'["int","{x}"]' for x in ipv])
+                    + ']],["float","0x1.0000000000000p+0"]]]]]'
+                )
         else:
             parts = []
             for item in ipv:
@@ -764,8 +835,11 @@ def _ipv_text(ipv):
                     break
                 if type(prob) is not float and type(prob) is not int:
                     break
-                parts.append('["list",[["list",[' + ",".join([f'["int","{x}"]' for x in state]) +
-                             f']],["float","{float(prob).hex()}"]]]')
+                parts.append(
+                    '["list",[["list",['
+                    + ",".join([f'["int","{x}"]' for x in state])
+                    + f']],["float","{float(prob).hex()}"]]]'
+                )
             else:
                 return '["list",[' + ",".join(parts) + "]]"
     return _value_text(normalise_ipv(ipv), "the IPV", {})

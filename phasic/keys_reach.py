@@ -75,11 +75,16 @@ def scan(node, line_offset=0):
         elif isinstance(sub, ast.ImportFrom):
             imports.append((sub.module or "", sub.level, tuple(a.name for a in sub.names)))
         elif isinstance(sub, ast.Global):
-            dynamic.append((f"global {', '.join(sub.names)} (module state changed at run time)",
-                            sub.lineno + line_offset))
-        elif (isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Attribute)
-              and sub.value.attr == "modules" and isinstance(sub.value.value, ast.Name)
-              and sub.value.value.id == "sys"):
+            dynamic.append(
+                (f"global {', '.join(sub.names)} (module state changed at run time)", sub.lineno + line_offset)
+            )
+        elif (
+            isinstance(sub, ast.Subscript)
+            and isinstance(sub.value, ast.Attribute)
+            and sub.value.attr == "modules"
+            and isinstance(sub.value.value, ast.Name)
+            and sub.value.value.id == "sys"
+        ):
             dynamic.append(("sys.modules[...]", sub.lineno + line_offset))
         elif isinstance(sub, ast.Call):
             func = sub.func
@@ -94,8 +99,11 @@ def scan(node, line_offset=0):
                     dynamic.append(("getattr() with a computed name", sub.lineno + line_offset))
             elif name in _DYNAMIC_CALLS:
                 dynamic.append((_DYNAMIC_CALLS[name], sub.lineno + line_offset))
-            elif (isinstance(func, ast.Attribute) and func.attr == "import_module"
-                  and not (sub.args and isinstance(sub.args[0], ast.Constant))):
+            elif (
+                isinstance(func, ast.Attribute)
+                and func.attr == "import_module"
+                and not (sub.args and isinstance(sub.args[0], ast.Constant))
+            ):
                 dynamic.append(("import_module() with a computed name", sub.lineno + line_offset))
     return Notes(tuple(imports), tuple(dynamic), tuple(sorted(names)), tuple(sorted(targets)))
 
@@ -125,8 +133,12 @@ def _library_roots():
         except (AttributeError, ImportError):  # a virtualenv's old site.py
             pass
         stdlib = {os.path.realpath(paths[n]) for n in ("stdlib", "platstdlib") if paths.get(n)}
-        _ROOTS.append((tuple(sorted({os.path.realpath(r) + os.sep for r in roots if r})),
-                       tuple(sorted(r + os.sep for r in stdlib))))
+        _ROOTS.append(
+            (
+                tuple(sorted({os.path.realpath(r) + os.sep for r in roots if r})),
+                tuple(sorted(r + os.sep for r in stdlib)),
+            )
+        )
     return _ROOTS[0]
 
 

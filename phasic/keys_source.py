@@ -251,8 +251,12 @@ def _class_source(cls):
         for node in ast.walk(tree):  # docstrings do not count, as for functions
             if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = node.body
-                if (len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                        and isinstance(body[0].value.value, str)):
+                if (
+                    len(body) > 1
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                ):
                     node.body = body[1:]
         source = ast.dump(tree, include_attributes=False)
     _memo_put(_CLASS_CACHE, cls, (source,))

@@ -8,6 +8,7 @@ differ.  :func:`_value_text` writes the same text for plain data without buildin
 lists (the hot path of a cache hit).  Functions inside values are keyed by their
 normalised source through :func:`phasic.keys.callback_material`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -161,8 +162,10 @@ def encode_value(value, *, _seen=None, _where="value"):
         _seen[marker] = True
         try:
             items = [
-                ["int", str(v)] if type(v) is int
-                else ["float", v.hex()] if type(v) is float
+                ["int", str(v)]
+                if type(v) is int
+                else ["float", v.hex()]
+                if type(v) is float
                 else encode_value(v, _seen=_seen, _where=_where)
                 for v in value
             ]

@@ -20,6 +20,7 @@ built by either one is found by the other and by library calls.
 Relative model files are looked up in the current directory first and then in each of
 ``search_dirs`` (the workflow passes its own directory).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,15 +38,46 @@ import numpy as np
 
 from phasic.exceptions import ParameterError
 
-__all__ = ["SPEC_KEYS", "GRAPH_OPTIONS", "read_spec", "check_spec", "resolve_spec", "load_callback",
-           "graph_kwargs", "load_model", "graph_key", "graph_entry_path", "cache_root",
-           "theta_matrix", "theta_names", "reward_vectors", "entry_key", "spec_json",
-           "rewards_reference"]
+__all__ = [
+    "SPEC_KEYS",
+    "GRAPH_OPTIONS",
+    "read_spec",
+    "check_spec",
+    "resolve_spec",
+    "load_callback",
+    "graph_kwargs",
+    "load_model",
+    "graph_key",
+    "graph_entry_path",
+    "cache_root",
+    "theta_matrix",
+    "theta_names",
+    "reward_vectors",
+    "entry_key",
+    "spec_json",
+    "rewards_reference",
+]
 
 #: Every key a model spec may have.
-SPEC_KEYS = ("name", "file", "module", "callback", "params", "ipv", "discrete", "theta_dim",
-             "max_vertices", "theta", "theta_grid", "theta_names", "rewards", "moments", "times",
-             "sweep", "resources")
+SPEC_KEYS = (
+    "name",
+    "file",
+    "module",
+    "callback",
+    "params",
+    "ipv",
+    "discrete",
+    "theta_dim",
+    "max_vertices",
+    "theta",
+    "theta_grid",
+    "theta_names",
+    "rewards",
+    "moments",
+    "times",
+    "sweep",
+    "resources",
+)
 #: Spec keys passed to ``Graph`` as options (``params`` are passed as keyword parameters).
 GRAPH_OPTIONS = ("ipv", "discrete", "theta_dim", "max_vertices")
 
@@ -75,7 +107,7 @@ def short_repr(value, limit=120):
     r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 3, 6, 6, 6, 6
     r.maxstring = r.maxother = r.maxlong = max(limit // 2, 12)
     text = r.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _expanded_size(root, source):
@@ -89,19 +121,27 @@ def _expanded_size(root, source):
         node, done = stack.pop()
         key = id(node)
         if done:
-            children = (node.value if isinstance(node, yaml.SequenceNode) else
-                        [x for kv in node.value for x in kv] if isinstance(node, yaml.MappingNode) else ())
+            children = (
+                node.value
+                if isinstance(node, yaml.SequenceNode)
+                else [x for kv in node.value for x in kv]
+                if isinstance(node, yaml.MappingNode)
+                else ()
+            )
             total = 1 + sum(size[id(c)] for c in children)
             if total > MAX_YAML_NODES:
                 raise ParameterError(
                     f"{source} expands to more than {MAX_YAML_NODES} YAML nodes through its aliases "
-                    f"(*name references to &name anchors); refusing it (a YAML alias bomb?)")
+                    f"(*name references to &name anchors); refusing it (a YAML alias bomb?)"
+                )
             size[key] = total
             continue
         if key in size:
             if size[key] is None:
-                raise ParameterError(f"{source} has an alias inside its own anchor (a recursive "
-                                     f"structure, {node.start_mark}); write the data out")
+                raise ParameterError(
+                    f"{source} has an alias inside its own anchor (a recursive "
+                    f"structure, {node.start_mark}); write the data out"
+                )
             continue
         size[key] = None  # in progress
         stack.append((node, True))
@@ -140,7 +180,7 @@ def load_yaml(text, source="the YAML text"):
             return node
 
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
+        return yaml.load(text, Loader=_BoundedLoader)
     except RecursionError:
         raise ParameterError(f"{source} is nested too deeply to read") from None
 
@@ -178,14 +218,18 @@ def read_spec(text, model=None):
         try:
             text = path.read_text()
         except OSError as exc:
-            raise ParameterError(f"cannot read the model spec file {str(path)!r}: {exc.strerror or exc}; "
-                                 "give an existing JSON or YAML file") from None
+            raise ParameterError(
+                f"cannot read the model spec file {str(path)!r}: {exc.strerror or exc}; "
+                "give an existing JSON or YAML file"
+            ) from None
         source = repr(str(path))
     try:
         doc = load_yaml(text, source)
     except yaml.YAMLError as exc:
-        raise ParameterError(f"{source} is not valid JSON/YAML ({str(exc)[:400]}); give one model spec "
-                             "like {\"name\": \"m\", \"file\": \"m.py\", \"callback\": \"f\"}") from None
+        raise ParameterError(
+            f"{source} is not valid JSON/YAML ({str(exc)[:400]}); give one model spec "
+            'like {"name": "m", "file": "m.py", "callback": "f"}'
+        ) from None
     if isinstance(doc, dict) and "models" in doc and "callback" not in doc:
         models = doc["models"]
         if not isinstance(models, list):
@@ -214,8 +258,9 @@ def check_spec(spec):
         Naming the offending key and value and saying what to write instead.
     """
     if not isinstance(spec, dict):
-        raise ParameterError(f"a model spec must be a mapping with name, file (or module) and callback, "
-                             f"got {short_repr(spec, 120)}")
+        raise ParameterError(
+            f"a model spec must be a mapping with name, file (or module) and callback, got {short_repr(spec, 120)}"
+        )
     spec = dict(spec)
     label = _label(spec)
     unknown = sorted(set(spec) - set(SPEC_KEYS))
@@ -223,19 +268,23 @@ def check_spec(spec):
         raise ParameterError(f"{label}: unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}")
     name = spec.get("name")
     if name is not None and not (isinstance(name, str) and _NAME_RE.match(name)):
-        raise ParameterError(f"model name {short_repr(name)} must be letters, digits, '_', '-' or '.' "
-                             "(it names the results directory)")
+        raise ParameterError(
+            f"model name {short_repr(name)} must be letters, digits, '_', '-' or '.' (it names the results directory)"
+        )
     if ("file" in spec) == ("module" in spec):
-        raise ParameterError(f"{label}: give exactly one of 'file' (a .py path) or 'module' "
-                             f"(an importable module name); got "
-                             f"{short_repr({k: spec[k] for k in ('file', 'module') if k in spec})}")
+        raise ParameterError(
+            f"{label}: give exactly one of 'file' (a .py path) or 'module' "
+            f"(an importable module name); got "
+            f"{short_repr({k: spec[k] for k in ('file', 'module') if k in spec})}"
+        )
     where = spec.get("file", spec.get("module"))
     if not isinstance(where, str) or not where:
         raise ParameterError(f"{label}: 'file'/'module' must be a non-empty string, got {short_repr(where)}")
     cb = spec.get("callback")
     if not (isinstance(cb, str) and cb.isidentifier() and not keyword.iskeyword(cb)):
-        raise ParameterError(f"{label}: 'callback' must be the name of a function in {short_repr(where)}, "
-                             f"got {short_repr(cb)}")
+        raise ParameterError(
+            f"{label}: 'callback' must be the name of a function in {short_repr(where)}, got {short_repr(cb)}"
+        )
     params = spec.get("params", {})
     if params is None:
         params = {}
@@ -250,12 +299,15 @@ def check_spec(spec):
     if spec.get("sweep") not in (None, "auto", "batch", "dask"):
         raise ParameterError(f"{label}: 'sweep' must be 'auto', 'batch' or 'dask', got {short_repr(spec['sweep'])}")
     if spec.get("theta") is not None and spec.get("theta_grid") is not None:
-        raise ParameterError(f"{label}: give 'theta' (a list of vectors) or 'theta_grid' (one list "
-                             "of values per dimension), not both")
+        raise ParameterError(
+            f"{label}: give 'theta' (a list of vectors) or 'theta_grid' (one list of values per dimension), not both"
+        )
     rewards = spec.get("rewards")
     if rewards is not None and not (isinstance(rewards, str) and rewards):
-        raise ParameterError(f"{label}: 'rewards' must be 'sfs', 'columns' or the name of a function "
-                             f"in the model file, got {short_repr(rewards)}")
+        raise ParameterError(
+            f"{label}: 'rewards' must be 'sfs', 'columns' or the name of a function "
+            f"in the model file, got {short_repr(rewards)}"
+        )
     return spec
 
 
@@ -284,9 +336,11 @@ def resolve_spec(spec, search_dirs=()):
     if "file" in spec:
         found, tried = _search(spec["file"], search_dirs)
         if found is None:
-            raise ParameterError(f"{_label(spec)}: model file {spec['file']!r} not found (looked at "
-                                 f"{', '.join(map(repr, tried))}); give a path relative to the working "
-                                 "directory or an absolute path")
+            raise ParameterError(
+                f"{_label(spec)}: model file {spec['file']!r} not found (looked at "
+                f"{', '.join(map(repr, tried))}); give a path relative to the working "
+                "directory or an absolute path"
+            )
         spec["file"] = str(found)
     return spec
 
@@ -307,8 +361,10 @@ def _import_file(path):
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ParameterError(f"importing the model file {str(path)!r} failed: {type(exc).__name__}: {exc}; "
-                             "fix the file (try: python " + str(path) + ")") from exc
+        raise ParameterError(
+            f"importing the model file {str(path)!r} failed: {type(exc).__name__}: {exc}; "
+            "fix the file (try: python " + str(path) + ")"
+        ) from exc
     _LOADED[path] = module
     return module
 
@@ -320,8 +376,10 @@ def _module_of(spec, search_dirs=()):
     try:
         return importlib.import_module(spec["module"]), spec["module"]
     except ImportError as exc:
-        raise ParameterError(f"{_label(spec)}: cannot import module {spec['module']!r} ({exc}); "
-                             "install it or put it on PYTHONPATH, or use file: path/to/model.py") from exc
+        raise ParameterError(
+            f"{_label(spec)}: cannot import module {spec['module']!r} ({exc}); "
+            "install it or put it on PYTHONPATH, or use file: path/to/model.py"
+        ) from exc
 
 
 def load_callback(spec, search_dirs=()):
@@ -336,11 +394,16 @@ def load_callback(spec, search_dirs=()):
     name = spec["callback"]
     func = getattr(module, name, None)
     if func is None or not callable(func):
-        defined = sorted(n for n, v in vars(module).items()
-                         if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        defined = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         problem = "is not defined" if func is None else f"is {type(func).__name__!r}, not a function"
-        raise ParameterError(f"{_label(spec)}: callback {short_repr(name)} {problem} in {short_repr(where)} "
-                             f"(its functions: {', '.join(defined) or 'none'}); fix 'callback'")
+        raise ParameterError(
+            f"{_label(spec)}: callback {short_repr(name)} {problem} in {short_repr(where)} "
+            f"(its functions: {', '.join(defined) or 'none'}); fix 'callback'"
+        )
     return func
 
 
@@ -348,11 +411,14 @@ def graph_kwargs(spec):
     """Keyword arguments of ``Graph(callback, **kwargs)`` for a spec: its params and options."""
     spec = check_spec(spec)
     kwargs = dict(spec["params"])
-    clash = sorted(set(kwargs) & set(GRAPH_OPTIONS + ("cache", "graph_cache", "hierarchical", "model",
-                                                      "indexer", "state_length")))
+    clash = sorted(
+        set(kwargs) & set(GRAPH_OPTIONS + ("cache", "graph_cache", "hierarchical", "model", "indexer", "state_length"))
+    )
     if clash:
-        raise ParameterError(f"{_label(spec)}: params may not contain the Graph option {clash[0]!r}; "
-                             "give it as a key of the model spec itself")
+        raise ParameterError(
+            f"{_label(spec)}: params may not contain the Graph option {clash[0]!r}; "
+            "give it as a key of the model spec itself"
+        )
     for key in GRAPH_OPTIONS:
         if spec.get(key) is not None:
             kwargs[key] = spec[key]
@@ -400,10 +466,14 @@ def graph_entry_path(spec, cache_dir=None, search_dirs=()):
 def entry_key(path):
     """``(store root, kind, key)`` of an entry path ``<root>/<kind>/<xx>/<62 hex>.h5``."""
     p = Path(os.path.abspath(Path(path).expanduser()))
-    if not (_ENTRY_RE.match(p.name) and re.fullmatch(r"[0-9a-f]{2}", p.parent.name)
-            and p.parent.parent.name in ("graphs", "traces")):
-        raise ParameterError(f"{str(path)!r} is not a store entry path; expected "
-                             "<cache>/graphs/<2 hex digits>/<62 hex digits>.h5")
+    if not (
+        _ENTRY_RE.match(p.name)
+        and re.fullmatch(r"[0-9a-f]{2}", p.parent.name)
+        and p.parent.parent.name in ("graphs", "traces")
+    ):
+        raise ParameterError(
+            f"{str(path)!r} is not a store entry path; expected <cache>/graphs/<2 hex digits>/<62 hex digits>.h5"
+        )
     return p.parents[2], p.parent.parent.name, p.parent.name + p.name[:-3]
 
 
@@ -412,18 +482,19 @@ def _axis(values, label, i):
     if isinstance(values, dict):
         unknown = sorted(set(values) - {"start", "stop", "num"})
         if unknown or "stop" not in values:
-            raise ParameterError(f"{label}: theta_grid axis {i} {short_repr(values)} must be a list of numbers "
-                                 "or {start, stop, num}")
+            raise ParameterError(
+                f"{label}: theta_grid axis {i} {short_repr(values)} must be a list of numbers or {{start, stop, num}}"
+            )
         start, stop, num = values.get("start", 0.0), values["stop"], values.get("num", 10)
         if not (isinstance(num, int) and not isinstance(num, bool) and 1 <= num <= MAX_THETAS):
-            raise ParameterError(f"{label}: theta_grid axis {i} has num={short_repr(num)}; give a positive "
-                                 f"integer up to {MAX_THETAS}")
+            raise ParameterError(
+                f"{label}: theta_grid axis {i} has num={short_repr(num)}; give a positive integer up to {MAX_THETAS}"
+            )
         return np.linspace(float(start), float(stop), num)
     if isinstance(values, (int, float)) and not isinstance(values, bool):
         return np.array([float(values)])
     arr = np.asarray(values, dtype=object)
-    if arr.ndim != 1 or arr.size == 0 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 for v in arr):
+    if arr.ndim != 1 or arr.size == 0 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arr):
         raise ParameterError(f"{label}: theta_grid axis {i} {short_repr(values)} must be a non-empty list of numbers")
     return np.asarray(values, dtype=np.float64)
 
@@ -448,24 +519,29 @@ def theta_matrix(spec=None, theta=None, theta_grid=None):
         raise ParameterError(f"{label}: give theta or theta_grid, not both")
     if theta_grid is not None:
         if not isinstance(theta_grid, (list, tuple)) or not theta_grid:
-            raise ParameterError(f"{label}: theta_grid {short_repr(theta_grid)} must be a non-empty list with one "
-                                 "list of values per parameter")
+            raise ParameterError(
+                f"{label}: theta_grid {short_repr(theta_grid)} must be a non-empty list with one "
+                "list of values per parameter"
+            )
         axes = [_axis(a, label, i) for i, a in enumerate(theta_grid)]
         total = 1
         for a in axes:
             total *= a.size
         if total > MAX_THETAS:
-            raise ParameterError(f"{label}: theta_grid {short_repr(theta_grid)} is the product of "
-                                 f"{[a.size for a in axes]} values, {total} parameter vectors; at most "
-                                 f"{MAX_THETAS} are evaluated, give fewer values per axis")
+            raise ParameterError(
+                f"{label}: theta_grid {short_repr(theta_grid)} is the product of "
+                f"{[a.size for a in axes]} values, {total} parameter vectors; at most "
+                f"{MAX_THETAS} are evaluated, give fewer values per axis"
+            )
         return np.array(list(itertools.product(*axes)), dtype=np.float64).reshape(-1, len(axes))
     if theta is None:
         return None
     try:
         arr = np.array(theta, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ParameterError(f"{label}: theta {short_repr(theta, 120)} must be a list of equally long lists of "
-                             "numbers") from None
+        raise ParameterError(
+            f"{label}: theta {short_repr(theta, 120)} must be a list of equally long lists of numbers"
+        ) from None
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.size == 0:
@@ -480,10 +556,15 @@ def theta_names(spec, p):
     names = (spec or {}).get("theta_names")
     if names is None:
         return [f"theta_{i + 1}" for i in range(p)]
-    if (not isinstance(names, (list, tuple)) or len(names) != p
-            or not all(isinstance(n, str) and _NAME_RE.match(n) for n in names)):
-        raise ParameterError(f"{_label(spec)}: theta_names {short_repr(names)} must be {p} distinct names "
-                             "(letters, digits, '_'), one per parameter")
+    if (
+        not isinstance(names, (list, tuple))
+        or len(names) != p
+        or not all(isinstance(n, str) and _NAME_RE.match(n) for n in names)
+    ):
+        raise ParameterError(
+            f"{_label(spec)}: theta_names {short_repr(names)} must be {p} distinct names "
+            "(letters, digits, '_'), one per parameter"
+        )
     if len(set(names)) != p:
         raise ParameterError(f"{_label(spec)}: theta_names {short_repr(names)} repeat a name")
     return list(names)
@@ -513,8 +594,9 @@ def reward_vectors(rewards, graph, module=None, label="the model"):
     V, d = states.shape
     if rewards == "sfs":
         if d < 2:
-            raise ParameterError(f"{label}: rewards 'sfs' needs block-counting states of length >= 2, "
-                                 f"the graph's states have length {d}")
+            raise ParameterError(
+                f"{label}: rewards 'sfs' needs block-counting states of length >= 2, the graph's states have length {d}"
+            )
         return [f"xi_{i + 1}" for i in range(d - 1)], states[:, : d - 1].T.copy()
     if rewards == "columns":
         return [f"state_{i + 1}" for i in range(d)], states.T.copy()
@@ -526,14 +608,17 @@ def reward_vectors(rewards, graph, module=None, label="the model"):
             try:
                 module = importlib.import_module(where)
             except ImportError as exc:
-                raise ParameterError(f"{label}: cannot import {short_repr(where)} for rewards "
-                                     f"{short_repr(rewards)} ({exc})") from None
+                raise ParameterError(
+                    f"{label}: cannot import {short_repr(where)} for rewards {short_repr(rewards)} ({exc})"
+                ) from None
     else:
         fname = rewards
     func = getattr(module, fname, None) if module is not None else None
     if not callable(func):
-        raise ParameterError(f"{label}: rewards {short_repr(rewards)} is not 'sfs', 'columns' or a function of the "
-                             "model file (give FILE.py:function on the command line)")
+        raise ParameterError(
+            f"{label}: rewards {short_repr(rewards)} is not 'sfs', 'columns' or a function of the "
+            "model file (give FILE.py:function on the command line)"
+        )
     out = func(graph.states())
     if isinstance(out, dict):
         labels = [str(k) for k in out]
@@ -543,8 +628,10 @@ def reward_vectors(rewards, graph, module=None, label="the model"):
         arr = arr.reshape(1, -1) if arr.ndim == 1 else arr
         labels, vectors = [f"reward_{i + 1}" for i in range(arr.shape[0])], list(arr)
     if not vectors or any(v.shape != (V,) or not np.all(np.isfinite(v)) for v in vectors):
-        raise ParameterError(f"{label}: rewards function {fname!r} must return finite per-vertex arrays "
-                             f"of length {V} (one value per vertex)")
+        raise ParameterError(
+            f"{label}: rewards function {fname!r} must return finite per-vertex arrays "
+            f"of length {V} (one value per vertex)"
+        )
     return labels, np.vstack(vectors)
 
 

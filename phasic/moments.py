@@ -5,6 +5,7 @@ and U = (I - T)^-1 for a discrete phase-type distribution, for every vertex at o
 Continuous moments replay a plan compiled from the trace (see ``_replay_plan``).
 These functions are bound as methods of :class:`phasic.Graph`.
 """
+
 from __future__ import annotations
 
 from math import comb, factorial, isfinite
@@ -13,7 +14,6 @@ import numpy as np
 
 from phasic import _core
 from phasic.exceptions import ParameterError
-
 
 #: the highest moment computed: 171! is beyond the largest double
 MAX_POWER = 170
@@ -34,8 +34,10 @@ def _state(g):
         inv = np.where(xinit >= 0, val[np.maximum(xinit, 0)] if val.size else 0.0, 0.0)
         if not (np.all(np.isfinite(val)) and np.all(np.isfinite(inv))):
             where = "" if g._theta is None else f" at theta={g._theta.tolist()!r}"
-            raise ParameterError(f"elimination gave non-finite values{where}: some vertex has "
-                                 f"total out-rate 0 or cannot reach an absorbing state")
+            raise ParameterError(
+                f"elimination gave non-finite values{where}: some vertex has "
+                f"total out-rate 0 or cannot reach an absorbing state"
+            )
         g._val, g._inv = val, inv
     return g._trace, g._val, g._inv
 
@@ -67,8 +69,7 @@ def _rewards(g, rewards, name="rewards"):
     else:
         r = np.asarray(rewards, dtype=np.float64)
         if r.ndim != 1 or r.size != V:
-            raise ParameterError(f"{name} has shape {np.shape(rewards)!r}; expected one value per "
-                                 f"vertex, shape ({V},)")
+            raise ParameterError(f"{name} has shape {np.shape(rewards)!r}; expected one value per vertex, shape ({V},)")
         bad = np.flatnonzero(~np.isfinite(r))
         if bad.size:
             raise ParameterError(f"{name}[{bad[0]}] is {r[bad[0]]!r}; rewards must be finite")
@@ -99,8 +100,9 @@ def moments(self, power: int = 2, rewards=None):
     if isinstance(power, bool) or not isinstance(power, (int, np.integer)) or power < 1:
         raise ParameterError(f"power must be a positive integer, got {power!r}")
     if power > MAX_POWER:
-        raise ParameterError(f"power={power!r}: moments beyond {MAX_POWER} overflow (k! alone exceeds "
-                             f"the largest double)")
+        raise ParameterError(
+            f"power={power!r}: moments beyond {MAX_POWER} overflow (k! alone exceeds the largest double)"
+        )
     if not self._discrete:
         # one call into the core: tape evaluation and `power` replays
         from phasic.traces import graph_trace
@@ -119,8 +121,14 @@ def moments(self, power: int = 2, rewards=None):
             if r is None:
                 r = _rewards(self, None)
             lo, hi = int(self._indptr[0]), int(self._indptr[1])
-            res = _core.cph_moments_batch(tr, self._w.reshape(1, -1), self._target[lo:hi].astype(np.int64),
-                                          np.arange(lo, hi, dtype=np.int64), r, int(power))[0].tolist()
+            res = _core.cph_moments_batch(
+                tr,
+                self._w.reshape(1, -1),
+                self._target[lo:hi].astype(np.int64),
+                np.arange(lo, hi, dtype=np.int64),
+                r,
+                int(power),
+            )[0].tolist()
         if not all(map(isfinite, res)):
             _state(self)  # raises the descriptive error for degenerate weights
             raise ParameterError(f"moments are not finite: {res!r}")

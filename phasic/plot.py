@@ -1,4 +1,5 @@
 """A picture of a small graph (matplotlib, imported only here)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,7 @@ def plot_graph(g, ax=None, max_vertices=60, labels=True):
     """
     V = g.vertices_length()
     if V > max_vertices:
-        raise ParameterError(f"the graph has {V} vertices; plot_graph draws at most "
-                             f"max_vertices={max_vertices}")
+        raise ParameterError(f"the graph has {V} vertices; plot_graph draws at most max_vertices={max_vertices}")
     import matplotlib.pyplot as plt
 
     indptr, target, weight = g.edges()
@@ -24,7 +24,7 @@ def plot_graph(g, ax=None, max_vertices=60, labels=True):
     while frontier:
         nxt = []
         for u in frontier:
-            for z in target[indptr[u]:indptr[u + 1]]:
+            for z in target[indptr[u] : indptr[u + 1]]:
                 if depth[z] < 0:
                     depth[z] = depth[u] + 1
                     nxt.append(int(z))
@@ -41,8 +41,9 @@ def plot_graph(g, ax=None, max_vertices=60, labels=True):
     for u in range(V):
         for e in range(indptr[u], indptr[u + 1]):
             z = target[e]
-            ax.annotate("", xy=pos[z], xytext=pos[u],
-                        arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=12, shrinkB=12))
+            ax.annotate(
+                "", xy=pos[z], xytext=pos[u], arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=12, shrinkB=12)
+            )
             if labels:
                 mid = (pos[u] + pos[z]) / 2
                 ax.text(mid[0], mid[1], f"{weight[e]:.3g}", fontsize=7, color="tab:blue")
@@ -51,7 +52,13 @@ def plot_graph(g, ax=None, max_vertices=60, labels=True):
         face = "0.85" if v == 0 else ("tab:red" if absorbing[v] else "white")
         ax.scatter(*pos[v], s=500, c=face, edgecolors="k", zorder=3)
         if labels:
-            ax.text(*pos[v], "S" if v == 0 else ",".join(map(str, states[v])), ha="center",
-                    va="center", fontsize=7, zorder=4)
+            ax.text(
+                *pos[v],
+                "S" if v == 0 else ",".join(map(str, states[v])),
+                ha="center",
+                va="center",
+                fontsize=7,
+                zorder=4,
+            )
     ax.set_axis_off()
     return ax

@@ -1,10 +1,10 @@
 """Reward transformation (Roikjer et al. 2022, Alg. 2; DPH integer rewards, section 2.9)."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from phasic.exceptions import ParameterError
-
 
 #: a discrete reward transform adds a state per unit of reward; more than this is refused
 MAX_DISCRETE_STATES = 10_000_000
@@ -31,8 +31,10 @@ def reward_transform(self, rewards):
     if self._discrete and np.any(r != np.round(r)):
         raise ParameterError("rewards of a discrete graph must be integers")
     if self._discrete and r[1:].sum() > MAX_DISCRETE_STATES:
-        raise ParameterError(f"discrete rewards summing to {float(r[1:].sum())!r} would expand the graph "
-                             f"to more than {MAX_DISCRETE_STATES} states (one per unit of reward)")
+        raise ParameterError(
+            f"discrete rewards summing to {float(r[1:].sum())!r} would expand the graph "
+            f"to more than {MAX_DISCRETE_STATES} states (one per unit of reward)"
+        )
     lam = _lam(self)
     out = [dict() for _ in range(V)]
     inn = [set() for _ in range(V)]

@@ -49,8 +49,7 @@ def _ints(value, what):
         raise ParameterError(f"{what}={value!r} must be an int or an array of ints")
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
-        raise ParameterError(f"{what}={plain(value)!r} must be an int or an array of ints, "
-                             f"not {arr.dtype}")
+        raise ParameterError(f"{what}={plain(value)!r} must be an int or an array of ints, not {arr.dtype}")
     return arr.astype(np.int64)
 
 
@@ -152,17 +151,16 @@ class PropertySet:
     def __init__(self, name, properties, offset=0):
         where = "properties" if name is None else f"property set {name!r}"
         if isinstance(properties, (Property, dict, str)) or not isinstance(properties, (list, tuple)):
-            raise ParameterError(f"{where}={plain(properties)!r} must be a non-empty list of "
-                                 f"Property objects")
+            raise ParameterError(f"{where}={plain(properties)!r} must be a non-empty list of Property objects")
         props = [Property.from_dict(p) if isinstance(p, dict) else p for p in properties]
         if not props or not all(isinstance(p, Property) for p in props):
-            raise ParameterError(f"{where}={plain(properties)!r} must be a non-empty list of "
-                                 f"Property objects")
+            raise ParameterError(f"{where}={plain(properties)!r} must be a non-empty list of Property objects")
         names = [p.name for p in props]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ParameterError(f"property names {dup!r} appear more than once in {where}; give each "
-                                 f"property its own name")
+            raise ParameterError(
+                f"property names {dup!r} appear more than once in {where}; give each property its own name"
+            )
         self.name = name
         self.properties = tuple(props)
         self.offset = int(offset)
@@ -200,37 +198,43 @@ class PropertySet:
         """
         if props is not None:
             if kwargs or not isinstance(props, dict):
-                raise ParameterError(f"props_to_index() takes a dict or keywords, got "
-                                     f"{plain(props)!r} and {sorted(kwargs)!r}")
+                raise ParameterError(
+                    f"props_to_index() takes a dict or keywords, got {plain(props)!r} and {sorted(kwargs)!r}"
+                )
             kwargs = props
         missing = [n for n in self.names if n not in kwargs]
         extra = sorted(set(kwargs) - set(self.names))
         if missing or extra:
             raise ParameterError(
                 f"index() got properties {sorted(kwargs)!r}; it needs exactly {list(self.names)!r}"
-                + (f" (unknown: {extra!r})" if extra else ""))
+                + (f" (unknown: {extra!r})" if extra else "")
+            )
         values = [kwargs[n] for n in self.names]
-        if all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
-               for v in values):  # the common scalar case, without arrays
+        if all(
+            isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values
+        ):  # the common scalar case, without arrays
             slot = self.offset
             for p, stride, v in zip(self.properties, self._strides, values):
                 if not p.min_value <= v <= p.max_value:
-                    raise ParameterError(f"property {p.name!r}={plain(v)!r} is outside "
-                                         f"{p.min_value}..{p.max_value}")
+                    raise ParameterError(f"property {p.name!r}={plain(v)!r} is outside {p.min_value}..{p.max_value}")
                 slot += (int(v) - p.min_value) * stride
             return slot
         arrays = [_ints(v, f"property {p.name!r}") for p, v in zip(self.properties, values)]
         try:
             arrays = np.broadcast_arrays(*arrays)
         except ValueError:
-            raise ParameterError(f"the values of {list(self.names)!r} have shapes "
-                                 f"{[np.shape(v) for v in values]!r}, which do not broadcast") from None
+            raise ParameterError(
+                f"the values of {list(self.names)!r} have shapes "
+                f"{[np.shape(v) for v in values]!r}, which do not broadcast"
+            ) from None
         slot = np.full(arrays[0].shape, self.offset, np.int64)
         for p, stride, arr in zip(self.properties, self._strides, arrays):
             bad = _first_outside(arr, p.min_value, p.max_value)
             if bad is not None:
-                raise ParameterError(f"property {p.name!r} has the value {bad[0]} (at position "
-                                     f"{list(bad[1])}) outside {p.min_value}..{p.max_value}")
+                raise ParameterError(
+                    f"property {p.name!r} has the value {bad[0]} (at position "
+                    f"{list(bad[1])}) outside {p.min_value}..{p.max_value}"
+                )
             slot += (arr - p.min_value) * stride
         return slot
 
@@ -250,8 +254,10 @@ class PropertySet:
         lo, hi = self.offset, self.offset + self.state_length - 1
         if isinstance(index, (numbers.Integral, np.integer)) and not isinstance(index, (bool, np.bool_)):
             if not lo <= index <= hi:
-                raise ParameterError(f"slot {plain(index)!r} is outside {lo}..{hi}"
-                                     + ("" if self.name is None else f" (property set {self.name!r})"))
+                raise ParameterError(
+                    f"slot {plain(index)!r} is outside {lo}..{hi}"
+                    + ("" if self.name is None else f" (property set {self.name!r})")
+                )
             s, out = int(index) - lo, {}
             for p, stride in zip(self.properties, self._strides):
                 out[p.name] = p.min_value + s // stride
@@ -260,8 +266,10 @@ class PropertySet:
         arr = _ints(index, "slot")
         bad = _first_outside(arr, lo, hi)
         if bad is not None:
-            raise ParameterError(f"slot {bad[0]} (at position {list(bad[1])}) is outside {lo}..{hi}"
-                                 + ("" if self.name is None else f" (property set {self.name!r})"))
+            raise ParameterError(
+                f"slot {bad[0]} (at position {list(bad[1])}) is outside {lo}..{hi}"
+                + ("" if self.name is None else f" (property set {self.name!r})")
+            )
         s, out = arr - lo, {}
         for p, stride in zip(self.properties, self._strides):
             out[p.name] = p.min_value + s // stride
@@ -284,8 +292,11 @@ class PropertySet:
         return [p.to_dict() for p in self.properties]
 
     def __eq__(self, other):
-        return (isinstance(other, PropertySet) and (self.name, self.properties, self.offset)
-                == (other.name, other.properties, other.offset))
+        return isinstance(other, PropertySet) and (self.name, self.properties, self.offset) == (
+            other.name,
+            other.properties,
+            other.offset,
+        )
 
     def __hash__(self):
         return hash((self.name, self.properties, self.offset))
@@ -350,12 +361,14 @@ class StateIndexer:
                 raise ParameterError("give the property list once: positionally or as properties=")
             properties = args.pop(0)
         elif not args and properties is None and not sets and not slots:
-            raise ParameterError("StateIndexer() needs a property list, named property sets "
-                                 "(lineage=[Property(...)]) or slot names")
+            raise ParameterError(
+                "StateIndexer() needs a property list, named property sets (lineage=[Property(...)]) or slot names"
+            )
         bad = [a for a in args if not isinstance(a, str)]
         if bad:
-            raise ParameterError(f"positional arguments after the property list must be slot names "
-                                 f"(str), got {plain(bad)!r}")
+            raise ParameterError(
+                f"positional arguments after the property list must be slot names (str), got {plain(bad)!r}"
+            )
         if slots is not None and (isinstance(slots, str) or not isinstance(slots, (list, tuple))):
             raise ParameterError(f"slots={plain(slots)!r} must be a list of slot names")
         slot_names = [_name(n, "slot name") for n in [*args, *(slots or ())]]
@@ -363,8 +376,9 @@ class StateIndexer:
         names = [*sets, *slot_names]
         clash = sorted({n for n in names if names.count(n) > 1} | {n for n in names if n in taken})
         if clash:
-            raise ParameterError(f"set/slot names {clash!r} appear twice or are StateIndexer "
-                                 f"attributes; choose other names")
+            raise ParameterError(
+                f"set/slot names {clash!r} appear twice or are StateIndexer attributes; choose other names"
+            )
         blocks, offset = [], 0
         if properties is not None:
             blocks.append(PropertySet(None, properties, offset))
@@ -376,9 +390,11 @@ class StateIndexer:
         self._slots = {n: offset + i for i, n in enumerate(slot_names)}
         self._length = offset + len(slot_names)
         if self._length > MAX_STATE_LENGTH:
-            raise ParameterError(f"the indexer has {self._length} slots, more than {MAX_STATE_LENGTH} "
-                                 f"(the longest state vector a graph takes); check the max_values "
-                                 f"{[p.max_value for b in blocks for p in b.properties]!r}")
+            raise ParameterError(
+                f"the indexer has {self._length} slots, more than {MAX_STATE_LENGTH} "
+                f"(the longest state vector a graph takes); check the max_values "
+                f"{[p.max_value for b in blocks for p in b.properties]!r}"
+            )
 
     # ------------------------------------------------------------------ layout
     @property
@@ -403,8 +419,8 @@ class StateIndexer:
         raise ParameterError(
             f"this indexer has {len(self._sets)} property sets"
             + (f" ({named!r})" if named else "")
-            + (": use a set's own methods, e.g. indexer." + named[0] + ".props_to_index(...)"
-               if named else ""))
+            + (": use a set's own methods, e.g. indexer." + named[0] + ".props_to_index(...)" if named else "")
+        )
 
     def __getattr__(self, name):
         if not name.startswith("_"):
@@ -472,8 +488,9 @@ class StateIndexer:
     def from_dict(cls, d):
         """Rebuild an indexer from :meth:`to_dict` output."""
         if not isinstance(d, dict) or not set(d) <= {"properties", "sets", "slots"}:
-            raise ParameterError(f"{plain(d)!r} is not a StateIndexer.to_dict() dict (keys "
-                                 f"'properties', 'sets', 'slots')")
+            raise ParameterError(
+                f"{plain(d)!r} is not a StateIndexer.to_dict() dict (keys 'properties', 'sets', 'slots')"
+            )
         sets = {}
         for entry in d.get("sets", ()):
             if not isinstance(entry, dict) or "name" not in entry or "properties" not in entry:
@@ -482,8 +499,11 @@ class StateIndexer:
                 raise ParameterError(f"set name {entry['name']!r} cannot be used here")
             sets[entry["name"]] = [Property.from_dict(p) for p in entry["properties"]]
         props = d.get("properties")
-        return cls(properties=None if props is None else [Property.from_dict(p) for p in props],
-                   slots=list(d.get("slots", ())), **sets)
+        return cls(
+            properties=None if props is None else [Property.from_dict(p) for p in props],
+            slots=list(d.get("slots", ())),
+            **sets,
+        )
 
     def __eq__(self, other):
         return isinstance(other, StateIndexer) and self.to_dict() == other.to_dict()

@@ -92,11 +92,19 @@ from pathlib import Path
 # Set before h5py opens any file; see the module docstring.
 os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
 
-from phasic.exceptions import CacheWarning, ParameterError  # noqa: E402
-from phasic.store_entry import FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, read_entry  # noqa: E402
+from phasic.exceptions import CacheWarning, ParameterError
+from phasic.store_entry import FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, read_entry
 
-__all__ = ["Store", "VerifyReport", "ImportReport", "default_root", "KINDS", "STORE_ATTRS", "checksum_arrays",
-           "STORE_FORMAT"]
+__all__ = [
+    "Store",
+    "VerifyReport",
+    "ImportReport",
+    "default_root",
+    "KINDS",
+    "STORE_ATTRS",
+    "checksum_arrays",
+    "STORE_FORMAT",
+]
 
 #: The entry format this phasic writes (it reads this one and format 1).
 STORE_FORMAT = FORMAT
@@ -111,6 +119,8 @@ STORE_ATTRS = ("format", "key", "key_material", "phasic_version", "created", "us
 _RESERVED = frozenset({"format", "key", "phasic_version", "created", "user", "host", "checksum"})
 STALE_TEMP_SECONDS = 600.0
 COMPRESS_MIN_BYTES = 64 * 1024
+
+
 class _LazyRe:
     """A regular expression compiled on first use (keeps ``import phasic.store`` cheap)."""
 
@@ -274,10 +284,16 @@ def _inspect(path, key, kind, deep=False, raw=False):
 def _unreadable(path, exc, stacklevel=3):
     """Warn that an entry cannot be read (a miss; the entry is left alone)."""
     reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
-    hint = ("another user's entry? ask its owner to make the cache group-readable, or use your own "
-            "PHASIC_CACHE_DIR" if isinstance(exc, PermissionError) else "check the file system")
-    warnings.warn(f"phasic store: cannot read {path} ({reason}); treated as a miss and left alone; {hint}",
-                  CacheWarning, stacklevel)
+    hint = (
+        "another user's entry? ask its owner to make the cache group-readable, or use your own PHASIC_CACHE_DIR"
+        if isinstance(exc, PermissionError)
+        else "check the file system"
+    )
+    warnings.warn(
+        f"phasic store: cannot read {path} ({reason}); treated as a miss and left alone; {hint}",
+        CacheWarning,
+        stacklevel,
+    )
 
 
 class Store:
@@ -317,8 +333,9 @@ class Store:
     ([0, 1, 2], 'hi')
     """
 
-    def __init__(self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0, memory_mb=None,
-                 lock_timeout=None):
+    def __init__(
+        self, root=None, max_size_mb=None, compression=None, stale_lock_seconds=120.0, memory_mb=None, lock_timeout=None
+    ):
         self.root = Path(root).expanduser() if root is not None else default_root()
         if max_size_mb is None and os.environ.get("PHASIC_CACHE_MAX_MB"):
             raw = os.environ["PHASIC_CACHE_MAX_MB"]
@@ -408,8 +425,8 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
                     if _ENTRY_FILE_RE.match(entry.name) and (
-                            entry.is_file(follow_symlinks=False)
-                            or any_type and not entry.is_dir(follow_symlinks=False)):
+                        entry.is_file(follow_symlinks=False) or any_type and not entry.is_dir(follow_symlinks=False)
+                    ):
                         out.append((sub.name + entry.name[:-3], Path(entry.path)))
         return out
 
@@ -435,7 +452,12 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 total += path.stat().st_size
                 n += 1
-        return {"cache_dir": str(self.root / kind), "num_entries": n, "total_bytes": total, "total_size_mb": total / _MB}
+        return {
+            "cache_dir": str(self.root / kind),
+            "num_entries": n,
+            "total_bytes": total,
+            "total_size_mb": total / _MB,
+        }
 
     def get(self, kind, key):
         """Read and verify an entry.
@@ -483,8 +505,12 @@ class Store:
         if status != "ok":
             if status == "newer":
                 if warn:
-                    warnings.warn(f"phasic store: ignoring {path}: {detail}; upgrade phasic to use it (it is "
-                                  "left alone; what it holds is built here and not stored)", CacheWarning, 3)
+                    warnings.warn(
+                        f"phasic store: ignoring {path}: {detail}; upgrade phasic to use it (it is "
+                        "left alone; what it holds is built here and not stored)",
+                        CacheWarning,
+                        3,
+                    )
             elif status == "bad":
                 self._quarantine(kind, key, Path(path), st, detail, 4)
             return None, status, st  # "legacy": a miss; get_or_create rebuilds and replaces it

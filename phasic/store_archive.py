@@ -17,8 +17,21 @@ import warnings
 from pathlib import Path
 
 from phasic.exceptions import StoreError, UnsafeArchiveError
-from phasic.store import (_MB, _SUBDIR_RE, KINDS, PROVENANCE_ATTRS, STALE_TEMP_SECONDS, ImportReport, VerifyReport,
-                          _hostname, _inspect, _LazyRe, _new_temp, _token, _unreadable)
+from phasic.store import (
+    _MB,
+    _SUBDIR_RE,
+    KINDS,
+    PROVENANCE_ATTRS,
+    STALE_TEMP_SECONDS,
+    ImportReport,
+    VerifyReport,
+    _hostname,
+    _inspect,
+    _LazyRe,
+    _new_temp,
+    _token,
+    _unreadable,
+)
 
 __all__ = ["clear", "verify", "evict", "export", "import_archive"]
 
@@ -161,7 +174,8 @@ def _refuse_special(tar_path):
 
         raise UnsafeArchiveError(
             f"refusing to write the archive to {str(tar_path)!r}: it is {_kind_of(st.st_mode)}, not a regular file; "
-            "give the path of a new or regular file")
+            "give the path of a new or regular file"
+        )
 
 
 def export(store, tar_path, kinds):

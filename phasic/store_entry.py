@@ -161,9 +161,14 @@ class NotRegularFile(OSError):
 def _kind_of(mode):
     import stat
 
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -218,8 +223,10 @@ def max_entry_bytes():
         if not 0 < value < float("inf"):
             from phasic.exceptions import ParameterError
 
-            raise ParameterError(f"PHASIC_CACHE_MAX_ENTRY_MB={raw!r} is not a size in MiB > 0 (the largest store "
-                                 f"entry a reader loads; default {MAX_ENTRY_MB:g}); set a number or unset it")
+            raise ParameterError(
+                f"PHASIC_CACHE_MAX_ENTRY_MB={raw!r} is not a size in MiB > 0 (the largest store "
+                f"entry a reader loads; default {MAX_ENTRY_MB:g}); set a number or unset it"
+            )
         return int(value * 1024 * 1024)
     return int(MAX_ENTRY_MB * 1024 * 1024)
 
@@ -236,8 +243,10 @@ def _read_all(path):
             return None, st, head
         limit = max_entry_bytes()
         if st.st_size > limit:
-            exc = _Bad(f"{st.st_size} bytes, more than the largest entry a reader loads ({limit >> 20} MiB, "
-                       "$PHASIC_CACHE_MAX_ENTRY_MB): damaged or not an entry")
+            exc = _Bad(
+                f"{st.st_size} bytes, more than the largest entry a reader loads ({limit >> 20} MiB, "
+                "$PHASIC_CACHE_MAX_ENTRY_MB): damaged or not an entry"
+            )
             exc.st = st
             raise exc
         buf = np.empty(st.st_size, np.uint8)
@@ -333,8 +342,11 @@ def _classify(head):
     """The magic of an entry's first :data:`PREFIX` bytes; raises :class:`_NotRead` for a
     format-1 or newer-format entry and :class:`_Bad` for anything else that is no entry."""
     if head[:8] == _HDF5_SIGNATURE:
-        raise _NotRead("legacy", "a format-1 (or unindexed) entry: no checksum covers its attributes, so it is "
-                                 "not trusted; it is rebuilt on next use")
+        raise _NotRead(
+            "legacy",
+            "a format-1 (or unindexed) entry: no checksum covers its attributes, so it is "
+            "not trusted; it is rebuilt on next use",
+        )
     if len(head) < PREFIX:
         if head.startswith(_MAGIC_STEM):
             raise _Bad("shorter than its header (truncated)")
@@ -344,8 +356,8 @@ def _classify(head):
         return magic
     if not magic.startswith(_MAGIC_STEM):
         raise _Bad("no store header and no HDF5 signature (damaged or overwritten)")
-    version = magic[len(_MAGIC_STEM) + 1:-1]
-    if magic[len(_MAGIC_STEM):len(_MAGIC_STEM) + 1] in b"vh" and version.isdigit() and int(version) > FORMAT:
+    version = magic[len(_MAGIC_STEM) + 1 : -1]
+    if magic[len(_MAGIC_STEM) : len(_MAGIC_STEM) + 1] in b"vh" and version.isdigit() and int(version) > FORMAT:
         raise _NotRead("newer", _newer_text(int(version)))
     raise _Bad(f"unknown store header {magic!r}")
 
@@ -403,11 +415,17 @@ def _index_rows(index, userblock, size):
             raise _Bad(f"index names an array {name!r:.80} the store does not write")
         dtype = _safe_dtype(dtype)
         if dtype is None:
-            raise _Bad(f"array {name!r} has dtype {row[1]!r:.40}; the store holds bool, integer, float, "
-                       "complex and bytes arrays only")
-        if (not isinstance(shape, list) or len(shape) > 32
-                or not all(type(n) is int and 0 <= n for n in shape)
-                or type(offset) is not int or type(nbytes) is not int):
+            raise _Bad(
+                f"array {name!r} has dtype {row[1]!r:.40}; the store holds bool, integer, float, "
+                "complex and bytes arrays only"
+            )
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 32
+            or not all(type(n) is int and 0 <= n for n in shape)
+            or type(offset) is not int
+            or type(nbytes) is not int
+        ):
             raise _Bad(f"array {name!r} has a bad shape or offset in the index")
         # every dimension counted at least once: an empty array of shape [0, 2**63] is no
         # smaller a claim than a full one (numpy refuses to allocate either)
@@ -467,7 +485,7 @@ def _parse(buf, key, h5):
     h.update(memoryview(buf)[PREFIX:])
     if h.digest() != head[32:64]:
         raise _Bad("checksum mismatch (the file's SHA-256 does not match its header: damaged or modified)")
-    index, attrs = _index_attrs(buf[PREFIX:PREFIX + length].tobytes(), key)
+    index, attrs = _index_attrs(buf[PREFIX : PREFIX + length].tobytes(), key)
     if h5:
         return None, attrs, False
     arrays = {}
@@ -509,7 +527,8 @@ def _cross_check(buf, attrs, index_arrays):
         return str(exc), None
     if h5_attrs != attrs:
         return "the HDF5 attributes differ from the index (" + ", ".join(
-            sorted(k for k in set(h5_attrs) | set(attrs) if h5_attrs.get(k, ...) != attrs.get(k, ...)))[:200] + ")", None
+            sorted(k for k in set(h5_attrs) | set(attrs) if h5_attrs.get(k, ...) != attrs.get(k, ...))
+        )[:200] + ")", None
     if index_arrays is not None:
         if sorted(h5_arrays) != sorted(index_arrays):
             return "the HDF5 datasets differ from the index", None
@@ -556,7 +575,7 @@ def _read_hdf5_checked(buf):
                 arrays[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
     except _Bad:
         raise
-    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError, ValueError on damage
+    except Exception as exc:
         raise _Bad(f"unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
     return arrays, attrs
 
@@ -593,10 +612,13 @@ def _hdf5_datasets(f, size, h5py):
                 raise _Bad(f"{full!r} is a {type(obj).__name__}, not a dataset")
             dtype = obj.dtype
             vlen = h5py.check_vlen_dtype(dtype) is not None or (
-                h5py.check_string_dtype(dtype) is not None and h5py.check_string_dtype(dtype).length is None)
+                h5py.check_string_dtype(dtype) is not None and h5py.check_string_dtype(dtype).length is None
+            )
             if dtype.kind not in "biufcS" or dtype.fields is not None or dtype.subdtype is not None or vlen:
-                raise _Bad(f"dataset {full!r} has dtype {dtype!r:.60}; the store holds bool, integer, float, "
-                           "complex and fixed-size bytes arrays only")
+                raise _Bad(
+                    f"dataset {full!r} has dtype {dtype!r:.60}; the store holds bool, integer, float, "
+                    "complex and fixed-size bytes arrays only"
+                )
             shape = obj.shape
             if shape is None:
                 raise _Bad(f"dataset {full!r} has no dataspace")
@@ -700,7 +722,7 @@ def _framed_image(arrays, attrs, compression, min_compress_bytes):
         image, offsets = _hdf5_image(arrays, attrs, compression, min_compress_bytes, userblock)
         if image[:8] == _HDF5_SIGNATURE:  # h5py's core image leaves the userblock out
             body = image
-        elif image[userblock:userblock + 8] == _HDF5_SIGNATURE:
+        elif image[userblock : userblock + 8] == _HDF5_SIGNATURE:
             body = image[userblock:]
         else:
             return None
@@ -732,8 +754,11 @@ def _h5_holds(data, arrays):
     except _Bad:
         return False
     return sorted(got) == sorted(arrays) and all(
-        got[n].dtype == a.dtype and got[n].shape == a.shape and np.array_equal(got[n], a, equal_nan=a.dtype.kind in "fc")
-        for n, a in arrays.items())
+        got[n].dtype == a.dtype
+        and got[n].shape == a.shape
+        and np.array_equal(got[n], a, equal_nan=a.dtype.kind in "fc")
+        for n, a in arrays.items()
+    )
 
 
 #: Datasets up to this size are also read back through h5py when an entry is written.
@@ -746,7 +771,7 @@ def _index_holds(data, arrays, table, userblock):
 
     buf = np.frombuffer(data, np.uint8)
     for name, _, _, offset, nbytes in table:
-        if nbytes and not np.array_equal(buf[offset:offset + nbytes], arrays[name].reshape(-1).view(np.uint8)):
+        if nbytes and not np.array_equal(buf[offset : offset + nbytes], arrays[name].reshape(-1).view(np.uint8)):
             return False
     h5py = _h5py()
     try:
@@ -761,7 +786,7 @@ def _index_holds(data, arrays, table, userblock):
                     continue  # its bytes were compared at h5py's own offset above; skip a second full read
                 if not np.array_equal(ds[()], a, equal_nan=a.dtype.kind in "fc"):
                     return False
-    except Exception:  # noqa: BLE001 - any failure to read back means: write it without the index
+    except Exception:
         return False
     return True
 

@@ -31,6 +31,7 @@ entry cannot be written, the entry is built in memory and returned, with one
 :class:`phasic.exceptions.CacheWarning` naming the file and the cause, and nothing is
 stored.  Errors of the build itself and bad arrays or attributes still raise.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -232,8 +233,7 @@ def _what(kind, key, attrs):
 
 
 def _warn(kind, key, attrs, why):
-    warnings.warn(f"phasic: {_what(kind, key, attrs)} was built but not cached: {why}", CacheWarning,
-                  _stacklevel())
+    warnings.warn(f"phasic: {_what(kind, key, attrs)} was built but not cached: {why}", CacheWarning, _stacklevel())
 
 
 def _in_memory(kind, key, build, why):
@@ -280,8 +280,13 @@ def get_or_create(store, kind, key, build, status="missing"):
                 except FileNotFoundError:
                     pass  # another waiter took it over
                 except OSError as exc:
-                    return _in_memory(kind, key, build, f"the stale lock {str(lock)!r} (left by {holder}, which "
-                                      f"is gone) cannot be removed: {_cause(exc)}")
+                    return _in_memory(
+                        kind,
+                        key,
+                        build,
+                        f"the stale lock {str(lock)!r} (left by {holder}, which "
+                        f"is gone) cannot be removed: {_cause(exc)}",
+                    )
                 else:
                     with contextlib.suppress(OSError):
                         os.unlink(old)
@@ -289,8 +294,13 @@ def get_or_create(store, kind, key, build, status="missing"):
                     continue
             left = deadline - time.monotonic()
             if left <= 0:
-                return _in_memory(kind, key, build, f"waited {timeout:g} s for the lock {str(lock)!r} held by "
-                                  f"{_holder(lock)} (set PHASIC_CACHE_LOCK_TIMEOUT to wait longer)")
+                return _in_memory(
+                    kind,
+                    key,
+                    build,
+                    f"waited {timeout:g} s for the lock {str(lock)!r} held by "
+                    f"{_holder(lock)} (set PHASIC_CACHE_LOCK_TIMEOUT to wait longer)",
+                )
             time.sleep(min(left, delay * random.uniform(0.75, 1.25)))
             delay = min(delay * 2, _MAX_DELAY)
             continue
@@ -302,9 +312,9 @@ def get_or_create(store, kind, key, build, status="missing"):
             data = json.dumps({"pid": os.getpid(), "host": _hostname(), "time": time.time(), "token": token})
             view = memoryview(data.encode())
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except BaseException as exc:  # a full disk (the empty file fitted, its content does not), or an
-            os.close(fd)             # interrupt, MemoryError, ...: never leave an empty lock behind
+            os.close(fd)  # interrupt, MemoryError, ...: never leave an empty lock behind
             with contextlib.suppress(OSError):
                 os.unlink(lock)
             if not isinstance(exc, OSError):

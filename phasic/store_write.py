@@ -18,6 +18,7 @@ is added to both when that directory is group-writable.  The modes are set with 
 after creation, so a restrictive umask of one user does not lock the others out.
 Elsewhere the umask decides, as usual.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,12 +31,29 @@ import time
 import numpy as np
 
 from phasic.exceptions import ParameterError, StoreError
-from phasic.store import (_NAME_RE, _RESERVED, COMPRESS_MIN_BYTES, STORE_FORMAT, _hostname, _new_temp,
-                          checksum_arrays, phasic_version)
+from phasic.store import (
+    _NAME_RE,
+    _RESERVED,
+    COMPRESS_MIN_BYTES,
+    STORE_FORMAT,
+    _hostname,
+    _new_temp,
+    checksum_arrays,
+    phasic_version,
+)
 from phasic.store_entry import MTIME_BACKDATE, entry_image
 
-__all__ = ["check_arrays", "check_attrs", "write_bytes", "put_entry", "prepare_entry", "write_entry", "make_dirs",
-           "share_file", "current_user"]
+__all__ = [
+    "check_arrays",
+    "check_attrs",
+    "write_bytes",
+    "put_entry",
+    "prepare_entry",
+    "write_entry",
+    "make_dirs",
+    "share_file",
+    "current_user",
+]
 
 
 def check_arrays(arrays):
@@ -60,6 +78,7 @@ def check_arrays(arrays):
                 raise ParameterError(f"array name {name!r} is also the group of {other!r}; rename one of them")
     return out
 
+
 def check_attrs(attrs):
     out = {}
     for name, value in (attrs or {}).items():
@@ -78,6 +97,7 @@ def check_attrs(attrs):
             raise ParameterError(f"attribute {name!r}={value!r} does not fit in 64 bits; store it as a str")
         out[name] = value
     return out
+
 
 def write_bytes(tmp, image):
     """Write, flush and fsync ``image`` to ``tmp``; every failure is a plain OSError."""

@@ -23,6 +23,7 @@ and recorded again. A trace that cannot be written (read-only store, full disk, 
 store's directories removed underneath) gives one :class:`~phasic.exceptions.CacheWarning`
 and stays in memory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,11 +91,10 @@ def _to_entry(tr: dict):
     arrays = {"code": tr["code"]}
     for f in _INT_FIELDS:
         v = tr[f]
-        if v.dtype != np.int32 and (v.size == 0 or (v.max() < 2**31 and v.min() >= -2**31)):
+        if v.dtype != np.int32 and (v.size == 0 or (v.max() < 2**31 and v.min() >= -(2**31))):
             v = v.astype(np.int32)
         arrays[f] = v
-    attrs = {"trace_format": TRACE_FORMAT, "n_ops": int(tr["code"].size),
-             "n_program": int(tr["xi"].size)}
+    attrs = {"trace_format": TRACE_FORMAT, "n_ops": int(tr["code"].size), "n_program": int(tr["xi"].size)}
     return arrays, attrs
 
 
@@ -221,9 +221,12 @@ class _Writer:
 
 
 def _warn_unstored(store, exc):
-    warnings.warn(f"phasic: an elimination trace was computed but not stored in {store.root}: {exc}; it is "
-                  f"kept in memory for this graph (another process or a later run records it again)",
-                  CacheWarning, stacklevel=_stacklevel())
+    warnings.warn(
+        f"phasic: an elimination trace was computed but not stored in {store.root}: {exc}; it is "
+        f"kept in memory for this graph (another process or a later run records it again)",
+        CacheWarning,
+        stacklevel=_stacklevel(),
+    )
 
 
 def trace_entry_path(g, store=None):
@@ -249,7 +252,8 @@ def _check_closed_classes(g, tr):
         v = order[ptr[closed[0]]]
         raise GraphConstructionError(
             f"states {g.states()[v].tolist()!r} and {int(sizes[closed[0]]) - 1} others form a closed "
-            f"class that never reaches an absorbing state; the time to absorption is infinite")
+            f"class that never reaches an absorbing state; the time to absorption is infinite"
+        )
 
 
 def local_structure(indptr, target, verts):
@@ -268,8 +272,8 @@ def local_structure(indptr, target, verts):
     local = np.where(inside, srt[pos_c] + 1, verts.size + 1 + np.searchsorted(ext, tg))
     m, X = verts.size, ext.size
     lp = np.zeros(m + X + 2, np.int64)
-    lp[2:m + 2] = np.cumsum(counts)
-    lp[m + 2:] = lp[m + 1]
+    lp[2 : m + 2] = np.cumsum(counts)
+    lp[m + 2 :] = lp[m + 1]
     return lp, local.astype(np.int32)
 
 
@@ -287,10 +291,15 @@ def _record_hierarchical(g, store, min_size=None, writer=None):
     sizes = np.diff(ptr)
     provided = {}
     big = np.flatnonzero((sizes > 1) & (sizes >= min_size))
-    stats = {"components": int((sizes > 1).sum()), "cached_components": int(big.size),
-             "reused": 0, "recorded": 0, "stored": 0}
+    stats = {
+        "components": int((sizes > 1).sum()),
+        "cached_components": int(big.size),
+        "reused": 0,
+        "recorded": 0,
+        "stored": 0,
+    }
     for k in big.tolist():
-        lp, lt = local_structure(g._indptr, g._target, order[ptr[k]:ptr[k + 1]])
+        lp, lt = local_structure(g._indptr, g._target, order[ptr[k] : ptr[k + 1]])
         key = _structure_key("scc", lp, lt)
         local = _load_checked(store, key, lp.size - 1, lt.size, local=True)
         if local is None:
@@ -448,11 +457,11 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
     mass = (g._base[lo:hi] + th @ g._coef[lo:hi].T).sum(axis=1) if B else np.zeros(0)
     if np.any(mass > 1 + 1e-12):
         bad = int(np.flatnonzero(mass > 1 + 1e-12)[0])
-        raise ParameterError(f"theta {th[bad].tolist()!r} (row {bad}) makes the initial probabilities "
-                             f"sum to {float(mass[bad])!r} > 1")
+        raise ParameterError(
+            f"theta {th[bad].tolist()!r} (row {bad}) makes the initial probabilities sum to {float(mass[bad])!r} > 1"
+        )
     if B == 0:
-        return np.zeros((0, k) if what == "moments" else (0, np.size(times)) if what in ("pdf", "cdf")
-                        else (0,))
+        return np.zeros((0, k) if what == "moments" else (0, np.size(times)) if what in ("pdf", "cdf") else (0,))
     if what in ("pdf", "cdf"):
         if times is None:
             raise ParameterError(f"what={what!r} needs times=")
@@ -490,7 +499,8 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
             parts = _split_rows(B, threads, block)
 
             def run(ab):
-                return plan.moments_theta(th[ab[0]:ab[1]], base, coef, int(kk), r, block)
+                return plan.moments_theta(th[ab[0] : ab[1]], base, coef, int(kk), r, block)
+
             if len(parts) == 1:
                 res, negative = run(parts[0])
             else:
@@ -502,14 +512,23 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
         else:
             lo, hi = int(g._indptr[0]), int(g._indptr[1])
             res, negative = _core.cph_moments_theta(
-                tr, np.ascontiguousarray(th), base, coef, g._target[lo:hi].astype(np.int64),
-                np.arange(lo, hi, dtype=np.int64), _rewards(g, None) if r is None else r, int(kk))
+                tr,
+                np.ascontiguousarray(th),
+                base,
+                coef,
+                g._target[lo:hi].astype(np.int64),
+                np.arange(lo, hi, dtype=np.int64),
+                _rewards(g, None) if r is None else r,
+                int(kk),
+            )
         if negative.any():
             raise ParameterError(f"theta {th[np.flatnonzero(negative)[0]].tolist()!r} gives a negative rate")
         bad = np.flatnonzero(~np.all(np.isfinite(res), axis=1))
         if bad.size:
-            raise ParameterError(f"theta {th[bad[0]].tolist()!r} gives non-finite moments: some "
-                                 f"vertex has total rate 0 or cannot reach absorption")
+            raise ParameterError(
+                f"theta {th[bad[0]].tolist()!r} gives non-finite moments: some "
+                f"vertex has total rate 0 or cannot reach absorption"
+            )
     if what == "expectation":
         return res[:, 0]
     if what == "variance":

@@ -64,8 +64,13 @@ def key_report():
         "helpers": graph_key(uses_helpers, {"theta": 2.0}, ipv=[10])[0],
         "wrapped": graph_key(wrapped, {})[0],
         "captured": graph_key(make_rate_callback(2.5), {}, ipv=[5])[0],
-        "mixed": graph_key(coalescent, params, ipv=[[[10], 0.5], [[9], 0.5]], indexer=indexer,
-                           options={"discrete": True, "theta_dim": 2})[0],
+        "mixed": graph_key(
+            coalescent,
+            params,
+            ipv=[[[10], 0.5], [[9], 0.5]],
+            indexer=indexer,
+            options={"discrete": True, "theta_dim": 2},
+        )[0],
     }
 
 

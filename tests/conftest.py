@@ -1,5 +1,6 @@
 """Shared pytest set-up: the single-node Slurm fixture (`slurm`), a private cache root, and the
 harness for checks run as another user (`world`, `run_child`)."""
+
 import json
 import os
 import shutil
@@ -62,8 +63,14 @@ def run_child():
         full.pop("PHASIC_CACHE_LOCK_TIMEOUT", None)
         full.update(env or {})
         try:
-            proc = subprocess.run([sys.executable, "-c", BECOME + textwrap.dedent(code), *map(str, args)], cwd=cwd,
-                                  env=full, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [sys.executable, "-c", BECOME + textwrap.dedent(code), *map(str, args)],
+                cwd=cwd,
+                env=full,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"the child blocked or looped: no answer within {timeout} s")
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,6 +3,7 @@
 They live in an importable module (``tests.dask_models``) so that Dask workers can unpickle
 them by reference: worker processes inherit the test process's ``sys.path``.
 """
+
 import os
 import time
 

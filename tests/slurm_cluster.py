@@ -33,8 +33,15 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 STATE_PREFIX = "phasic-slurm-"
 TERMINAL_STATES = (
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
-    "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
 )
 _JOBCOMP_FIELD = re.compile(r"(\w+)=(.*?)(?=\s+\w+=|\s*$)")
 
@@ -68,11 +75,7 @@ class SlurmCluster:
 
     def __init__(self, statedir):
         self.statedir = Path(statedir)
-        info = dict(
-            line.split("=", 1)
-            for line in (self.statedir / "info").read_text().splitlines()
-            if "=" in line
-        )
+        info = dict(line.split("=", 1) for line in (self.statedir / "info").read_text().splitlines() if "=" in line)
         self.partition = info["partition"]
         self.cluster = info["cluster"]
         self.node = info["node"]
@@ -104,13 +107,13 @@ class SlurmCluster:
             With text ``stdout`` and ``stderr``.
         """
         kwargs.setdefault("cwd", self.statedir)
-        return subprocess.run(args, env=self.environ(), capture_output=True, text=True,
-                              timeout=timeout, check=check, **kwargs)
+        return subprocess.run(
+            args, env=self.environ(), capture_output=True, text=True, timeout=timeout, check=check, **kwargs
+        )
 
     def sbatch(self, *args, cwd=None, timeout=30):
         """Submit a batch job (``sbatch --parsable ARGS``) and return its job id."""
-        out = self.run(["sbatch", "--parsable", *args], cwd=cwd or self.statedir,
-                       timeout=timeout).stdout
+        out = self.run(["sbatch", "--parsable", *args], cwd=cwd or self.statedir, timeout=timeout).stdout
         return out.strip().split(";")[0]
 
     def sacct(self, job_id, fields=("JobID", "JobName", "State", "ExitCode", "Partition")):
@@ -118,8 +121,7 @@ class SlurmCluster:
 
         Empty dict when slurmdbd does not (yet) know the job.
         """
-        out = self.run(["sacct", "-n", "-X", "-P", "-j", str(job_id),
-                        "-o", ",".join(fields)]).stdout
+        out = self.run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", ",".join(fields)]).stdout
         for line in out.splitlines():
             values = line.split("|")
             if len(values) == len(fields):
@@ -148,19 +150,24 @@ class SlurmCluster:
         queue = self.run(["squeue", "-a"], check=False).stdout
         raise TimeoutError(
             f"Slurm job {job_id!r} did not finish within {timeout} s; last sacct record "
-            f"{rec!r}; squeue:\n{queue}\n{self.log_tail('slurmctld.log')}")
+            f"{rec!r}; squeue:\n{queue}\n{self.log_tail('slurmctld.log')}"
+        )
 
     def jobcomp_records(self):
         """Parse the job-completion file into a list of dicts (one per finished job)."""
         if not self.jobcomp_path.exists():
             return []
-        return [dict(_JOBCOMP_FIELD.findall(line))
-                for line in self.jobcomp_path.read_text().splitlines() if line.strip()]
+        return [
+            dict(_JOBCOMP_FIELD.findall(line)) for line in self.jobcomp_path.read_text().splitlines() if line.strip()
+        ]
 
     def completed_job_ids(self, state="COMPLETED"):
         """Job ids in the job-completion record with ``JobState`` `state` (None: any)."""
-        return {rec["JobId"] for rec in self.jobcomp_records()
-                if "JobId" in rec and (state is None or rec.get("JobState") == state)}
+        return {
+            rec["JobId"]
+            for rec in self.jobcomp_records()
+            if "JobId" in rec and (state is None or rec.get("JobState") == state)
+        }
 
     def log_tail(self, name, lines=30):
         """Return the last `lines` lines of ``log/NAME`` of the instance, labelled."""
@@ -175,8 +182,7 @@ class SlurmCluster:
 def _unavailable(reason):
     """Skip (or fail, with PHASIC_REQUIRE_SLURM=1) because Slurm is unavailable."""
     if os.environ.get("PHASIC_REQUIRE_SLURM", "") not in ("", "0"):
-        pytest.fail(f"Slurm required (PHASIC_REQUIRE_SLURM set) but unavailable: {reason}",
-                    pytrace=False)
+        pytest.fail(f"Slurm required (PHASIC_REQUIRE_SLURM set) but unavailable: {reason}", pytrace=False)
     pytest.skip(f"real Slurm unavailable: {reason}")
 
 
@@ -198,17 +204,18 @@ def _reap_stale_instances():
             continue
         if _proc_start_time(pid) == start:
             continue  # its session is still running
-        subprocess.run([str(SCRIPTS / "slurm_down.sh"), str(owner.parent), "--rm"],
-                       capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            [str(SCRIPTS / "slurm_down.sh"), str(owner.parent), "--rm"], capture_output=True, timeout=120, check=False
+        )
 
 
 def _run_script(args, timeout, env=None):
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                              env=env, stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False
+        )
     except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(
-            args, 124, stdout=exc.stdout or "", stderr=f"timed out after {timeout} s")
+        return subprocess.CompletedProcess(args, 124, stdout=exc.stdout or "", stderr=f"timed out after {timeout} s")
 
 
 def start_cluster(partition="debug"):
@@ -221,22 +228,21 @@ def start_cluster(partition="debug"):
         _unavailable("needs Linux")
     inst = _run_script([str(SCRIPTS / "install_system_deps.sh")], timeout=900)
     if inst.returncode != 0:
-        _unavailable(f"scripts/install_system_deps.sh failed (exit {inst.returncode}):\n"
-                     f"{inst.stdout[-2000:]}{inst.stderr[-3000:]}")
+        _unavailable(
+            f"scripts/install_system_deps.sh failed (exit {inst.returncode}):\n"
+            f"{inst.stdout[-2000:]}{inst.stderr[-3000:]}"
+        )
     if os.geteuid() != 0:
-        _unavailable(f"needs root to run the Slurm daemons (euid {os.geteuid()}); "
-                     f"{inst.stdout.strip()}")
+        _unavailable(f"needs root to run the Slurm daemons (euid {os.geteuid()}); {inst.stdout.strip()}")
     _reap_stale_instances()
     statedir = Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir=tempfile.gettempdir()))
     (statedir / "owner").write_text(f"{os.getpid()} {_proc_start_time(os.getpid())}\n")
     env = {**os.environ, "PHASIC_SLURM_TIMEOUT": "60"}
     env.pop("SLURM_CONF", None)
-    up = _run_script([str(SCRIPTS / "slurm_up.sh"), str(statedir), partition],
-                     timeout=300, env=env)
+    up = _run_script([str(SCRIPTS / "slurm_up.sh"), str(statedir), partition], timeout=300, env=env)
     if up.returncode != 0:
         stop_cluster(statedir)
-        _unavailable(f"scripts/slurm_up.sh failed (exit {up.returncode}):\n"
-                     f"{up.stdout[-2000:]}{up.stderr[-6000:]}")
+        _unavailable(f"scripts/slurm_up.sh failed (exit {up.returncode}):\n{up.stdout[-2000:]}{up.stderr[-6000:]}")
     return SlurmCluster(statedir)
 
 

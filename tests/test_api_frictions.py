@@ -37,8 +37,7 @@ def _subprocess(code, timeout, limit_bytes=None, env=None):
             resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(code, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=limit)
+    return subprocess.run(code, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
 
 
 # ------------------------------------------------------------------ weights before update_weights
@@ -129,7 +128,7 @@ def test_theta_for_a_callback_without_theta_says_to_use_update_weights():
 def test_ipv_of_the_wrong_length_is_named_with_both_lengths():
     @with_ipv([3, 0])
     def one_slot(state):
-        n, = state
+        (n,) = state
         return [] if n <= 1 else [[[n - 1], 1.0]]
 
     with pytest.raises(GraphConstructionError) as info:
@@ -138,8 +137,11 @@ def test_ipv_of_the_wrong_length_is_named_with_both_lengths():
     assert "IPV [[[3, 0], 1.0]]" in msg and "length 2" in msg and "length 1" in msg, msg
     assert "state [3, 0]" in msg, msg
 
-    with pytest.raises(GraphConstructionError, match=r"IPV \[\[\[3, 0\], 1\.0\]\] has states of length 2, "
-                                                     r"but state_length=3"):
+    with pytest.raises(
+        GraphConstructionError,
+        match=r"IPV \[\[\[3, 0\], 1\.0\]\] has states of length 2, "
+        r"but state_length=3",
+    ):
         Graph(one_slot, state_length=3)
 
 
@@ -229,22 +231,29 @@ def test_public_submodules_work_after_a_bare_import_without_importing_jax():
 
 
 # ------------------------------------------------------------------ huge numbers
-@pytest.mark.parametrize("make,match", [
-    (lambda: Graph(coalescent_coef, max_vertices=10**30), r"max_vertices=10{30} is beyond 2147483647"),
-    (lambda: Graph(coalescent_coef, max_vertices=2**40, cache=True), r"max_vertices=1099511627776"),
-    (lambda: Graph(state_length=10**10), r"state_length=10000000000 is beyond 1000000"),
-    (lambda: Graph(10**10), r"state_length=10000000000"),
-    (lambda: Graph(state_length=10**5000), r"state_length=an integer of 16610 bits"),
-    (lambda: Graph(coalescent_coef, theta_dim=10**10), r"theta_dim=10000000000 is beyond"),
-    (lambda: Graph(state_length=1).find_vertex([10**30]), r"state entry 10{30} does not fit in int32"),
-    (lambda: Graph(coalescent_coef, ipv=[10**30]), r"state entry 10{30} does not fit in int32"),
-    (lambda: Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 10**400]])),
-     r"rate <an integer of 1329 bits>"),
-    (lambda: Graph(lambda s: [], ipv=[[[1], 10**400]]), r"IPV probability <an integer of 1329 bits>"),
-    (lambda: Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 1.0]])).sample(10**30),
-     r"n=10{30} is more than"),
-    (lambda: StateIndexer([Property("descendants", max_value=10**10)]), r"10000000001 slots"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: Graph(coalescent_coef, max_vertices=10**30), r"max_vertices=10{30} is beyond 2147483647"),
+        (lambda: Graph(coalescent_coef, max_vertices=2**40, cache=True), r"max_vertices=1099511627776"),
+        (lambda: Graph(state_length=10**10), r"state_length=10000000000 is beyond 1000000"),
+        (lambda: Graph(10**10), r"state_length=10000000000"),
+        (lambda: Graph(state_length=10**5000), r"state_length=an integer of 16610 bits"),
+        (lambda: Graph(coalescent_coef, theta_dim=10**10), r"theta_dim=10000000000 is beyond"),
+        (lambda: Graph(state_length=1).find_vertex([10**30]), r"state entry 10{30} does not fit in int32"),
+        (lambda: Graph(coalescent_coef, ipv=[10**30]), r"state entry 10{30} does not fit in int32"),
+        (
+            lambda: Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 10**400]])),
+            r"rate <an integer of 1329 bits>",
+        ),
+        (lambda: Graph(lambda s: [], ipv=[[[1], 10**400]]), r"IPV probability <an integer of 1329 bits>"),
+        (
+            lambda: Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 1.0]])).sample(10**30),
+            r"n=10{30} is more than",
+        ),
+        (lambda: StateIndexer([Property("descendants", max_value=10**10)]), r"10000000001 slots"),
+    ],
+)
 def test_huge_numbers_give_clear_errors(make, match):
     with pytest.raises(PhasicError, match=match):
         make()
@@ -260,8 +269,7 @@ def test_yaml_alias_bomb_is_refused_in_bounded_memory_and_time(tmp_path):
     path = tmp_path / "models.yaml"
     path.write_text(BOMB)
     # 1.5 GB of address space: enough for the interpreter and the CLI, far from the expansion
-    run = _subprocess([sys.executable, "-m", "phasic.cli", "build", str(path)], timeout=180,
-                      limit_bytes=1536 * 2**20)
+    run = _subprocess([sys.executable, "-m", "phasic.cli", "build", str(path)], timeout=180, limit_bytes=1536 * 2**20)
     assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
     assert "alias" in run.stderr and len(run.stderr) < 1000, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
@@ -285,8 +293,9 @@ def test_yaml_specs_refuse_recursive_aliases_and_keep_messages_short(tmp_path):
         read_spec(BOMB)
     # anchors and aliases within the bound keep working
     ok = tmp_path / "ok.yaml"
-    ok.write_text("p: &p {theta: 2.0}\nmodels:\n  - {name: k, module: tests.dask_models, "
-                  "callback: coalescent, params: *p}\n")
+    ok.write_text(
+        "p: &p {theta: 2.0}\nmodels:\n  - {name: k, module: tests.dask_models, callback: coalescent, params: *p}\n"
+    )
     assert read_spec(f"@{ok}")["params"] == {"theta": 2.0}
 
 
@@ -341,14 +350,17 @@ def test_ipv_takes_numpy_integers_and_refuses_bools_naming_them():
 
     def bool_state(state):
         return [] if state[0] <= 1 else [[[state[0] == 3], 1.0]]
+
     with pytest.raises(GraphConstructionError, match=r"state \[True\] holds the bool True"):
         Graph(bool_state, ipv=[3])
 
 
 def test_messages_print_tuples_as_tuples_with_plain_numbers():
     """One plain() for the core's messages and Python's: a tuple stays a tuple."""
+
     def cb(state):
         return [] if state[0] <= 1 else [((np.int64(5), 0),)]
+
     with pytest.raises(GraphConstructionError, match=re.escape("malformed edge ((5, 0),)")):
         Graph(cb, ipv=[3])
 
@@ -357,6 +369,7 @@ def test_a_state_whose_only_out_edges_are_self_loops_is_never_left():
     def only_loop(state):
         n = state[0]
         return [] if n <= 1 else [[[n], 2.0]] if n == 3 else [[[n - 1], 1.0]]
+
     for discrete in (False, True):
         with pytest.raises(PhasicError, match=r"state \[3\].*only out-edges are self-loops: it is never left"):
             Graph(only_loop, ipv=[4], discrete=discrete)
@@ -364,6 +377,7 @@ def test_a_state_whose_only_out_edges_are_self_loops_is_never_left():
     def loop_and_exit(state):
         n = state[0]
         return [] if n <= 1 else [[[n], 5.0], [[n - 1], 2.0]]
+
     # continuous: a self-loop beside an exit changes nothing
     assert Graph(loop_and_exit, ipv=[4]).moments(2) == pytest.approx([1.5, 3.0])
 
@@ -383,6 +397,7 @@ def test_discrete_self_loops_are_geometric_holding_checked_against_a_dense_matri
     def dph(state):  # 3 -> 2 -> 1 -> 0 (absorbing); an explicit self-loop 0.3, missing 0.2
         n = state[0]
         return [] if n == 0 else [[[n], 0.3], [[n - 1], 0.5]]
+
     g = Graph(dph, ipv=[3], discrete=True)
     T = np.array([[0.5, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])  # rows/cols: states 1, 2, 3
     pmf, mean = _dense_dph(T, np.array([0.0, 0.0, 1.0]), 12)
@@ -392,11 +407,13 @@ def test_discrete_self_loops_are_geometric_holding_checked_against_a_dense_matri
     def over(state):  # 0.8 + 0.5 > 1: the self-loop used to be dropped silently
         n = state[0]
         return [] if n == 0 else [[[n], 0.8], [[n - 1], 0.5]]
+
     with pytest.raises(GraphConstructionError, match=r"state \[3\] sum to 1.3 > 1 \(its self-loops included\)"):
         Graph(over, ipv=[3], discrete=True)
 
     def coef_loop(state):
         n = state[0]
         return [] if n == 0 else [[[n], [0.5]], [[n - 1], 0.5]]
+
     with pytest.raises(GraphConstructionError, match="self-loop with coefficients"):
         Graph(coef_loop, ipv=[3], discrete=True)

@@ -1,5 +1,6 @@
 """Regressions from an adversarial probe of the API: each of these once crashed, hung,
 raised an obscure error or returned a number for something that is no distribution."""
+
 import numpy as np
 import pytest
 
@@ -14,12 +15,15 @@ def kingman(state):
     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
 
 
-@pytest.mark.parametrize("field,index,value,match", [
-    ("edges/target", 1, 999, "targets vertex 999"),        # once a segfault in pdf()
-    ("edges/target", 0, 0, "targets vertex 0"),
-    ("edges/weight", 1, -3.0, "weight -3.0"),
-    ("edges/weight", 1, np.nan, "weight nan"),
-])
+@pytest.mark.parametrize(
+    "field,index,value,match",
+    [
+        ("edges/target", 1, 999, "targets vertex 999"),  # once a segfault in pdf()
+        ("edges/target", 0, 0, "targets vertex 0"),
+        ("edges/weight", 1, -3.0, "weight -3.0"),
+        ("edges/weight", 1, np.nan, "weight nan"),
+    ],
+)
 def test_from_arrays_rejects_broken_edges(field, index, value, match):
     arrays, attrs = Graph(kingman).to_arrays()
     arrays = dict(arrays)
@@ -41,7 +45,7 @@ def test_from_arrays_rejects_a_short_indptr():
 def test_sample_refuses_a_class_that_is_never_left():
     g = Graph(with_ipv([1])(lambda s: [[[3 - s[0]], 1.0]] if s[0] in (1, 2) else []))
     with pytest.raises(ParameterError, match="never left"):
-        g.sample(2, seed=1)                       # used to loop forever
+        g.sample(2, seed=1)  # used to loop forever
 
 
 def test_a_state_with_zero_out_weights_is_an_error_not_absorption():
@@ -51,14 +55,13 @@ def test_a_state_with_zero_out_weights_is_an_error_not_absorption():
         return [] if n <= 1 else [[[n - 1], [n * (n - 1) / 2]]]
 
     g = Graph(kingman_p)
-    g.update_weights([0.0])                      # the first state is never left
-    for call in (lambda: g.cdf([1.0, 100.0]), lambda: g.pdf([1.0]), lambda: g.sample(3, seed=1),
-                 lambda: g.moments(1)):
+    g.update_weights([0.0])  # the first state is never left
+    for call in (lambda: g.cdf([1.0, 100.0]), lambda: g.pdf([1.0]), lambda: g.sample(3, seed=1), lambda: g.moments(1)):
         with pytest.raises(ParameterError, match="never left"):
             call()
     h = Graph(two_island)
-    h.update_weights([0.0, 1.0])                 # migration only: a class that is never left
-    assert np.all(h.cdf([1.0, 100.0]) == 0.0)    # a defective distribution: cdf stays 0
+    h.update_weights([0.0, 1.0])  # migration only: a class that is never left
+    assert np.all(h.cdf([1.0, 100.0]) == 0.0)  # a defective distribution: cdf stays 0
     with pytest.raises(ParameterError, match="never left"):
         h.sample(3, seed=1)
 
@@ -84,8 +87,7 @@ def test_initial_probabilities_over_one():
 
 def test_discrete_out_probabilities_over_one_in_every_moment_function():
     g = Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 1.5]]), discrete=True)
-    for call in (lambda: g.moments(2), g.variance, lambda: g.covariance(None, None),
-                 g.expected_sojourn_time):
+    for call in (lambda: g.moments(2), g.variance, lambda: g.covariance(None, None), g.expected_sojourn_time):
         with pytest.raises(ParameterError, match="sum to 1.5 > 1"):
             call()
 
@@ -98,14 +100,14 @@ def test_discrete_high_moments_against_the_geometric(p):
     m = g.moments(25)
     k = np.arange(1, 400_000, dtype=float)
     for n in (1, 5, 12, 20, 25):
-        exact = np.sum(k ** n * p * (1 - p) ** (k - 1))
+        exact = np.sum(k**n * p * (1 - p) ** (k - 1))
         assert m[n - 1] == pytest.approx(exact, rel=1e-12)
 
 
 def test_powers_that_overflow_are_refused():
     g = Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 0.5]]), discrete=True)
     with pytest.raises(ParameterError, match="power=1099511627776"):
-        g.moments(2 ** 40)                       # used to loop for ever
+        g.moments(2**40)  # used to loop for ever
     with pytest.raises(ParameterError, match="got True"):
         Graph(kingman).moments(True)
     with pytest.raises(ParameterError, match="more than 10000000 states"):
@@ -121,17 +123,17 @@ def test_add_edge_with_a_weight_and_coefficients_is_ambiguous():
 
 def test_huge_times_and_jump_counts_are_refused_clearly():
     with pytest.raises(ParameterError, match="uniformisation would need more"):
-        Graph(kingman).pdf([1e9])                # once std::bad_alloc
+        Graph(kingman).pdf([1e9])  # once std::bad_alloc
     gd = Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 0.5]]), discrete=True)
     with pytest.raises(ParameterError, match="jump count 1000000000000"):
-        gd.pmf([10 ** 12])
+        gd.pmf([10**12])
 
 
 def test_evaluate_batch_edge_cases():
-    g = random_param_graph(1)                    # edges added by hand: pending until flushed
+    g = random_param_graph(1)  # edges added by hand: pending until flushed
     assert evaluate_batch(g, np.ones((3, 3))).shape == (3, 2)
     g.update_weights([1.0, 1.0, 1.0])
-    evaluate_batch(g, np.ones((16, 3)))          # compiles the replay plan
+    evaluate_batch(g, np.ones((16, 3)))  # compiles the replay plan
     assert evaluate_batch(g, np.zeros((0, 3))).shape == (0, 2)
     assert evaluate_batch(g, np.zeros((0, 3)), what="pdf", times=[1.0, 2.0]).shape == (0, 2)
     with pytest.raises(TypeError, match="phasic.Graph"):
@@ -148,18 +150,18 @@ def test_jax_functions_raise_parameter_errors_eagerly():
     g.update_weights([1.0, 0.5])
     m = moments_from_graph(g, 2)
     with pytest.raises(ParameterError, match=r"theta \[-1.0, 0.5\] gives edge"):
-        m(jnp.array([-1.0, 0.5]))                # was a JaxRuntimeError from the callback
+        m(jnp.array([-1.0, 0.5]))  # was a JaxRuntimeError from the callback
     with pytest.raises(ParameterError, match="never left"):
         m(jnp.array([0.0, 0.0]))
     assert np.isfinite(np.asarray(jax.grad(lambda t: m(t).sum())(jnp.array([1.0, 0.5])))).all()
     f = pmf_from_graph(g)
     with pytest.raises(ParameterError, match="NaN or infinite"):
-        f(jnp.array([1.0, 0.5]), jnp.array([np.nan, 1.0]))   # a NaN time gave 0.0
+        f(jnp.array([1.0, 0.5]), jnp.array([np.nan, 1.0]))  # a NaN time gave 0.0
     with pytest.raises(ParameterError, match="weight inf"):
         f(np.array([1e308, 1e308]), np.array([1.0]))
     gd = Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 0.5]]), discrete=True)
     with pytest.raises(ParameterError, match="must be integers"):
-        pmf_from_graph(gd)(jnp.zeros(0), jnp.array([2.5]))   # was truncated to 2
+        pmf_from_graph(gd)(jnp.zeros(0), jnp.array([2.5]))  # was truncated to 2
 
 
 def test_flags_and_counts_are_not_bools_or_strings():

@@ -13,9 +13,18 @@ import pytest
 
 import phasic
 from phasic import Graph
-from phasic.cache import (GraphCache, clear_caches, clear_model_cache, get_all_cache_stats, get_graph_cache_stats,
-                          get_trace_cache_stats, graph_entry_path, graph_key_for, print_graph_cache_info,
-                          print_trace_cache_info)
+from phasic.cache import (
+    GraphCache,
+    clear_caches,
+    clear_model_cache,
+    get_all_cache_stats,
+    get_graph_cache_stats,
+    get_trace_cache_stats,
+    graph_entry_path,
+    graph_key_for,
+    print_graph_cache_info,
+    print_trace_cache_info,
+)
 from phasic.exceptions import UnhashableError
 from phasic.store import Store
 from tests import _keys_helpers as kh
@@ -40,7 +49,7 @@ def _calls(marker):
 def _kingman_moments(n, theta):
     """E[T] and Var[T] of the time to the MRCA of n lineages (independent exponential epochs)."""
     means = np.array([2.0 / (k * (k - 1) * theta) for k in range(2, n + 1)])
-    return means.sum(), (means ** 2).sum()
+    return means.sum(), (means**2).sum()
 
 
 def _kingman(marker, theta, **kw):
@@ -113,8 +122,14 @@ def test_first_hit_in_a_fresh_process_reads_without_h5py(root, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     runs = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", FRESH_HIT, str(marker)], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", FRESH_HIT, str(marker)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert _calls(marker) == built  # the callback never ran in the children
@@ -212,8 +227,19 @@ def test_graph_cache_class(tmp_path):
 
 
 def _frame(title, directory, label, count, size_bytes):
-    return "\n".join([RULE, title, RULE, f"Cache directory: {directory}", f"{label}: {count}",
-                      f"Total size: {size_bytes / 2**20:.2f} MB"]) + "\n"
+    return (
+        "\n".join(
+            [
+                RULE,
+                title,
+                RULE,
+                f"Cache directory: {directory}",
+                f"{label}: {count}",
+                f"Total size: {size_bytes / 2**20:.2f} MB",
+            ]
+        )
+        + "\n"
+    )
 
 
 def test_print_info_frames(root, capsys):
@@ -318,6 +344,7 @@ def test_entry_of_a_newer_phasic_is_never_overwritten_and_warns_once(root, tmp_p
     assert got == pytest.approx(want, rel=1e-12) and _calls(marker) == 2 * first
     assert len(msgs) == 1 and "upgrade phasic" in msgs[0] and str(path) in msgs[0], msgs
     assert path.read_bytes() == bytes(data)
-    assert Store(root).get_or_create("graphs", path.parent.name + path.name[:-3],
-                                     lambda: ({"x": np.arange(2)}, {}))[0]["x"].tolist() == [0, 1]
+    assert Store(root).get_or_create("graphs", path.parent.name + path.name[:-3], lambda: ({"x": np.arange(2)}, {}))[0][
+        "x"
+    ].tolist() == [0, 1]
     assert path.read_bytes() == bytes(data)  # Store.get_or_create leaves it too

@@ -22,8 +22,9 @@ def _run(*args, env_root=None, jax=None):
         env["PHASIC_CACHE_DIR"] = str(env_root)
     if jax is not None:
         env["JAX_COMPILATION_CACHE_DIR"] = str(jax)
-    return subprocess.run([sys.executable, "-m", "phasic.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "phasic.cli", *map(str, args)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _populate(root):
@@ -47,7 +48,9 @@ def test_info_json_and_text_with_cache_dir_override(tmp_path):
     assert stats["graph"]["total_bytes"] == graph_bytes
     out = _run("cache", "info", env_root=root, jax=tmp_path / "jax")
     assert out.returncode == 0, out.stderr
-    assert f"Cache directory: {root / 'graphs'}\nCached graphs: 2\nTotal size: {graph_bytes / 2**20:.2f} MB" in out.stdout
+    assert (
+        f"Cache directory: {root / 'graphs'}\nCached graphs: 2\nTotal size: {graph_bytes / 2**20:.2f} MB" in out.stdout
+    )
     assert "TRACE CACHE INFO" in out.stdout and "JAX CACHE INFO" in out.stdout
     assert not decoy.exists() and not (tmp_path / "jax").exists()
 

@@ -22,7 +22,7 @@ from phasic.store import Store
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "phasic"
 
-MODEL = textwrap.dedent('''
+MODEL = textwrap.dedent("""
     from phasic import with_ipv
 
     @with_ipv([4])
@@ -33,7 +33,7 @@ MODEL = textwrap.dedent('''
     def chain(state, n=3, rate=1.5, label="x"):
         k = state[0]
         return [] if k >= n else [[[k + 1], rate]]
-''')
+""")
 
 
 class Env:
@@ -62,16 +62,29 @@ class Env:
 
     def run(self, *args, jax=True, stdin=None, cwd=None, text=True):
         cmd = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "phasic.cli"]
-        return subprocess.run(cmd + [str(a) for a in args], env=self.env(jax), capture_output=True, text=text,
-                              input=stdin, timeout=120, cwd=cwd or self.tmp)
+        return subprocess.run(
+            cmd + [str(a) for a in args],
+            env=self.env(jax),
+            capture_output=True,
+            text=text,
+            input=stdin,
+            timeout=120,
+            cwd=cwd or self.tmp,
+        )
 
     def build(self, code):
         """Run Python `code` (with the model module importable) against this cache."""
         (self.tmp / "models_cli.py").write_text(MODEL)
         env = self.env()
         env["PYTHONPATH"] = os.pathsep.join([str(self.tmp), env["PYTHONPATH"]])
-        out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                             text=True, timeout=120, cwd=self.tmp)
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.tmp,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
@@ -164,14 +177,14 @@ def test_clear_all_uses_the_configured_jax_directory_never_home(env):
 
 # ------------------------------------------------------------------------ cache list
 def test_list_shows_model_params_vertices_size_dates_and_provenance(env):
-    env.build('''
+    env.build("""
         from phasic import Graph
         from phasic.traces import ensure_trace
         import models_cli
         Graph(models_cli.coalescent, theta=2.0, cache=True)
         g = Graph(models_cli.chain, n=4, rate=0.25, label="pop A", ipv=[[[0], 1.0]], cache=True)
         ensure_trace(g)
-    ''')
+    """)
     store = Store(env.cache)
     assert len(store.entries("graphs")) == 2 and len(store.entries("traces")) == 1
     out = env.run("cache", "list", "--json")
@@ -251,7 +264,6 @@ def test_import_shows_provenance_of_what_it_imported(env):
 # ------------------------------------------------------------------------ rough edges
 def test_version(env):
     import phasic
-
     from phasic.store import phasic_version
 
     out = env.run("--version")
@@ -262,8 +274,11 @@ def test_version(env):
 def test_cache_dir_naming_a_regular_file_is_refused(env):
     afile = env.tmp / "afile"
     afile.write_text("data")
-    for args in (("--cache-dir", afile, "cache", "info"), ("cache", "list", "--cache-dir", afile),
-                 ("--cache-dir", afile, "graph", "build", "--file", "m.py", "--callback", "f")):
+    for args in (
+        ("--cache-dir", afile, "cache", "info"),
+        ("cache", "list", "--cache-dir", afile),
+        ("--cache-dir", afile, "graph", "build", "--file", "m.py", "--callback", "f"),
+    ):
         line = _one_line_error(env.run(*args))
         assert str(afile) in line and "not a directory" in line
     assert afile.read_text() == "data"
@@ -271,10 +286,23 @@ def test_cache_dir_naming_a_regular_file_is_refused(env):
 
 def test_huge_time_grid_is_a_clear_error(env):
     (env.tmp / "models_cli.py").write_text(MODEL)
-    for times, num in (("0:1:1000000000", 10**9), ("0:1:" + "1" * 30, int("1" * 30)),
-                       ('{"start": 0, "stop": 1, "num": 10000000000}', 10**10), ("auto:1000000000", 10**9)):
-        out = env.run("evaluate", "--file", "models_cli.py", "--callback", "coalescent", "--times", times,
-                      "--distribution-out", "-")
+    for times, num in (
+        ("0:1:1000000000", 10**9),
+        ("0:1:" + "1" * 30, int("1" * 30)),
+        ('{"start": 0, "stop": 1, "num": 10000000000}', 10**10),
+        ("auto:1000000000", 10**9),
+    ):
+        out = env.run(
+            "evaluate",
+            "--file",
+            "models_cli.py",
+            "--callback",
+            "coalescent",
+            "--times",
+            times,
+            "--distribution-out",
+            "-",
+        )
         line = _one_line_error(out)
         assert f"{num} time points" in line and "at most 1000000 " in line, line
 
@@ -332,9 +360,12 @@ def test_list_shows_a_damaged_compressed_entry_and_a_newer_one(tmp_path):
 
     store = Store(tmp_path, compression="gzip", memory_mb=0)
     V = 10_000
-    arrays = {"states": np.arange(V, dtype=np.int32).reshape(V, 1),
-              "edges/indptr": np.concatenate([np.arange(V, dtype=np.int64), [V - 1]]),
-              "edges/target": np.arange(1, V, dtype=np.int32), "edges/weight": np.full(V - 1, 2.0)}
+    arrays = {
+        "states": np.arange(V, dtype=np.int32).reshape(V, 1),
+        "edges/indptr": np.concatenate([np.arange(V, dtype=np.int64), [V - 1]]),
+        "edges/target": np.arange(1, V, dtype=np.int32),
+        "edges/weight": np.full(V - 1, 2.0),
+    }
     key, newer = "ab" * 32, "cd" * 32
     path = store.put("graphs", key, arrays)
     assert path.read_bytes()[:16] == b"phasic-store-h2\n"

@@ -5,6 +5,7 @@ Numbers are checked against closed forms (Kingman coalescent: a sum of exponenti
 dense-matrix formulas written here (moments ``k! alpha (-S)^-k 1``, pdf ``alpha e^{St} s``),
 and sweeps against the serial batch replay on the same chunks (bit for bit).
 """
+
 import json
 import os
 import signal
@@ -42,8 +43,13 @@ def cluster(decoy):
     old = os.environ.get("PHASIC_CACHE_DIR")
     os.environ["PHASIC_CACHE_DIR"] = str(decoy)  # inherited by the worker processes
     try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                      scheduler_kwargs={"dashboard_address": ":0"}) as lc:
+        with distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},
+        ) as lc:
             yield lc
     finally:
         if old is None:
@@ -124,7 +130,7 @@ def test_build_stores_graph_and_trace_and_sweep_matches_serial(client, store):
     rng = np.random.default_rng(1)
     thetas = np.column_stack([rng.uniform(0.5, 2.0, 45), rng.uniform(0.1, 1.5, 45)])
     got = sweep(keys[0], thetas, what="moments", k=2, chunk_size=7, client=client, progress=False)
-    serial = np.concatenate([evaluate_batch(local, thetas[i:i + 7], k=2) for i in range(0, 45, 7)])
+    serial = np.concatenate([evaluate_batch(local, thetas[i : i + 7], k=2) for i in range(0, 45, 7)])
     assert got.shape == (45, 2) and np.array_equal(got, serial)
     for i in (0, 17, 44):
         h = local.copy()
@@ -157,17 +163,20 @@ def test_sweep_expectation_variance_rewards_pdf_cdf_and_dask_array(client, store
     pdf = sweep(key, thetas, what="pdf", times=times, **common)
     cdf = sweep(key, thetas, what="cdf", times=times, **common)
     assert e.shape == v.shape == (5,) and pdf.shape == cdf.shape == (5, 4)
-    for what, got, kw in (("expectation", e, {"rewards": rewards}), ("variance", v, {"rewards": rewards}),
-                          ("pdf", pdf, {"times": times}), ("cdf", cdf, {"times": times})):
-        serial = np.concatenate([evaluate_batch(g, thetas[i:i + 2], what=what, **kw) for i in range(0, 5, 2)])
+    for what, got, kw in (
+        ("expectation", e, {"rewards": rewards}),
+        ("variance", v, {"rewards": rewards}),
+        ("pdf", pdf, {"times": times}),
+        ("cdf", cdf, {"times": times}),
+    ):
+        serial = np.concatenate([evaluate_batch(g, thetas[i : i + 2], what=what, **kw) for i in range(0, 5, 2)])
         assert np.array_equal(got, serial), what
     for i, th in enumerate(thetas):
         m1, m2 = _dense_moments(g, th, rewards)
         np.testing.assert_allclose([e[i], v[i]], [m1, m2 - m1**2], rtol=1e-9)
         alpha, S, s = _dense(g, th)
         np.testing.assert_allclose(pdf[i], [alpha @ expm(S * t) @ s for t in times], rtol=1e-8, atol=1e-12)
-        np.testing.assert_allclose(cdf[i], [1 - alpha @ expm(S * t).sum(axis=1) for t in times],
-                                   rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(cdf[i], [1 - alpha @ expm(S * t).sum(axis=1) for t in times], rtol=1e-8, atol=1e-12)
 
     lazy = sweep(key, thetas, what="pdf", times=times, chunk_size=2, as_dask_array=True)
     import dask.array as da
@@ -216,9 +225,10 @@ def test_concurrent_builds_of_one_model_run_once_per_store(client, store, tmp_pa
     other = Store(tmp_path / "other-store")
     results = []
     jobs = [None, None, None, other.root]
-    threads = [threading.Thread(target=lambda d=d: results.append(build([spec], client=client, cache_dir=d,
-                                                                          progress=False)))
-               for d in jobs]
+    threads = [
+        threading.Thread(target=lambda d=d: results.append(build([spec], client=client, cache_dir=d, progress=False)))
+        for d in jobs
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -283,12 +293,18 @@ def test_raising_callback_names_spec_state_and_cause(client, store):
 def test_sweep_errors(client, store):
     from phasic.distributed import ModelSpec, build, sweep
 
-    key, plain = build([ModelSpec(dm.two_island_param, ipv=[2, 2]), ModelSpec(dm.coalescent, theta=1.0)],
-                       client=client, progress=False)
+    key, plain = build(
+        [ModelSpec(dm.two_island_param, ipv=[2, 2]), ModelSpec(dm.coalescent, theta=1.0)], client=client, progress=False
+    )
     ok = np.array([[1.0, 0.5]] * 4)
     with pytest.raises(DistributedError, match=r"rows 2:4 .*ParameterError.*negative rate"):
-        sweep(key, np.array([[1.0, 0.5], [1.0, 0.5], [1.0, -2.0], [1.0, 0.5]]), chunk_size=2, client=client,
-              progress=False)
+        sweep(
+            key,
+            np.array([[1.0, 0.5], [1.0, 0.5], [1.0, -2.0], [1.0, 0.5]]),
+            chunk_size=2,
+            client=client,
+            progress=False,
+        )
     # bad inputs are found before any task runs; the message names the value
     with pytest.raises(ParameterError, match=r"\(4, 3\)"):
         sweep(key, np.ones((4, 3)), client=client)
@@ -412,8 +428,9 @@ def test_progress_bar_and_performance_report(client, store, tmp_path, capsys):
     from phasic.distributed import ModelSpec, build, sweep
 
     report = tmp_path / "report.html"
-    (key,) = build([ModelSpec(dm.two_island_param, ipv=[2, 1])], client=client, progress=True,
-                   performance_report=report)
+    (key,) = build(
+        [ModelSpec(dm.two_island_param, ipv=[2, 1])], client=client, progress=True, performance_report=report
+    )
     assert "phasic build (1 models)" in capsys.readouterr().err
     assert report.stat().st_size > 1000 and "Dask Performance Report" in report.read_text()
     sweep(key, np.ones((6, 2)), chunk_size=2, client=client, progress=True)
@@ -431,13 +448,14 @@ def test_cli_build_models_yaml(cluster, store, tmp_path):
         "@with_ipv([5])\n"
         "def kingman(state, theta=1.0):\n"
         "    n = state[0]\n"
-        "    return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]\n")
+        "    return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]\n"
+    )
     models.write_text(
         "models:\n"
         "  - {name: islands, module: tests.dask_models, callback: two_island, ipv: [2, 2], params: {m: 0.25}}\n"
-        "  - {name: kingman, file: m.py, callback: kingman, params: {theta: 2.0}, theta_grid: [[1.0]]}\n")
-    cmd = [sys.executable, "-m", "phasic.cli", "build", str(models), "--scheduler", cluster.scheduler_address,
-           "--json"]
+        "  - {name: kingman, file: m.py, callback: kingman, params: {theta: 2.0}, theta_grid: [[1.0]]}\n"
+    )
+    cmd = [sys.executable, "-m", "phasic.cli", "build", str(models), "--scheduler", cluster.scheduler_address, "--json"]
     env = {**os.environ, "PHASIC_CACHE_DIR": str(store.root)}
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -448,8 +466,9 @@ def test_cli_build_models_yaml(cluster, store, tmp_path):
     np.testing.assert_allclose(g.moments(2), _kingman_moments(5, 2.0), rtol=1e-12)
     islands = Graph(dm.two_island, ipv=[2, 2], m=0.25)
     assert doc["models"][0]["vertices"] == islands.vertices_length()
-    np.testing.assert_allclose(Graph.from_arrays(*store.get("graphs", doc["models"][0]["key"])).moments(2),
-                               islands.moments(2), rtol=1e-12)
+    np.testing.assert_allclose(
+        Graph.from_arrays(*store.get("graphs", doc["models"][0]["key"])).moments(2), islands.moments(2), rtol=1e-12
+    )
     assert Path(doc["models"][0]["graph"]).is_file()
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert [m["built"] for m in json.loads(again.stdout)["models"]] == [False, False]

@@ -3,6 +3,7 @@
 The ``slurm`` fixture (tests/slurm_cluster.py, registered in tests/conftest.py) starts Slurm
 with accounting, or skips with the reason where it cannot run here.
 """
+
 import math
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_build_and_sweep_on_slurm(slurm, tmp_path, monkeypatch):
             workers = conn.client.scheduler_info()["workers"]
             assert workers, "no SLURM worker joined"
         assert conn.client.status == "closed"
-    serial = np.concatenate([evaluate_batch(g, thetas[i:i + 4], k=2) for i in range(0, 12, 4)])
+    serial = np.concatenate([evaluate_batch(g, thetas[i : i + 4], k=2) for i in range(0, 12, 4)])
     assert np.array_equal(got, serial)
 
     # the build ran as a Slurm job in the test partition; closing the cluster ended it

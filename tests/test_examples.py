@@ -1,5 +1,6 @@
 """The examples run from a checkout, and the fitting example does what it says: recovers its
 parameters by maximum likelihood, and a second run reuses the stored graph and trace."""
+
 import os
 import re
 import subprocess
@@ -12,10 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(script, tmp_path):
-    env = dict(os.environ, PHASIC_CACHE_DIR=str(tmp_path / "cache"),
-               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax"))
-    p = subprocess.run([sys.executable, str(ROOT / "examples" / script)], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, PHASIC_CACHE_DIR=str(tmp_path / "cache"), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax"))
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout
 
@@ -41,8 +47,9 @@ def test_fit_structured_coalescent_recovers_parameters_and_reuses_caches(tmp_pat
 
     out2 = _run("fit_structured_coalescent.py", tmp_path)
     assert _entries(tmp_path / "cache") == stored  # loaded, nothing rebuilt or rewritten
-    assert re.findall(r"^(?:coalescence|migration).*$", out2, re.M) == \
-        re.findall(r"^(?:coalescence|migration).*$", out1, re.M)
+    assert re.findall(r"^(?:coalescence|migration).*$", out2, re.M) == re.findall(
+        r"^(?:coalescence|migration).*$", out1, re.M
+    )
 
 
 def test_moments_table_example(tmp_path):

@@ -96,8 +96,8 @@ def test_array_contracts():
     assert indptr[0] == 0 and indptr[-1] == E and np.all(np.diff(indptr) >= 0)
     assert np.all((target >= 0) & (target < V))
     # start vertex edges are the IPV
-    np.testing.assert_array_equal(target[indptr[0]:indptr[1]], [1])
-    np.testing.assert_array_equal(weight[indptr[0]:indptr[1]], [1.0])
+    np.testing.assert_array_equal(target[indptr[0] : indptr[1]], [1])
+    np.testing.assert_array_equal(weight[indptr[0] : indptr[1]], [1.0])
     for v in range(1, V):
         k = int(states[v, 0])
         lo, hi = indptr[v], indptr[v + 1]
@@ -116,7 +116,7 @@ def test_edges_match_callback_and_bfs_order():
     assert states[1:] == bfs_states(grid_walk, GRID_IPV)
     assert g.vertices_length() == 17 and g.state_length == 2
     indptr, target, weight = g.edges()
-    got0 = sorted((states[t], w) for t, w in zip(target[indptr[0]:indptr[1]], weight[indptr[0]:indptr[1]]))
+    got0 = sorted((states[t], w) for t, w in zip(target[indptr[0] : indptr[1]], weight[indptr[0] : indptr[1]]))
     assert got0 == sorted((tuple(s), p) for s, p in GRID_IPV)
     for v in range(1, len(states)):
         lo, hi = indptr[v], indptr[v + 1]

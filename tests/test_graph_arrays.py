@@ -1,4 +1,5 @@
 """The store's compact graph arrays: lossless, smaller, and read back by Graph.from_arrays."""
+
 import numpy as np
 import pytest
 
@@ -62,8 +63,12 @@ def test_parameterised_rows_are_coded_and_replayed():
 def test_special_floats_survive_and_distinct_values_stay_plain():
     rng = np.random.default_rng(1)
     few = np.array([0.0, -0.0, 1.5, np.nan, 1e-300])[rng.integers(0, 5, 500)]
-    arrays = {"states": np.zeros((501, 1), np.int32), "edges/indptr": np.arange(502, dtype=np.int64),
-              "edges/target": np.zeros(500, np.int32), "edges/weight": few}
+    arrays = {
+        "states": np.zeros((501, 1), np.int32),
+        "edges/indptr": np.arange(502, dtype=np.int64),
+        "edges/target": np.zeros(500, np.int32),
+        "edges/weight": few,
+    }
     packed = pack(arrays)
     assert "edges/weight_code" in packed
     back = unpack(packed)["edges/weight"]
@@ -102,6 +107,7 @@ def _param_chain_arrays(n=200):
     def chain(state):
         k, j = int(state[0]), int(state[1])
         return [] if k <= 0 else [[[k - 1, (j + 1) % 3], [1.0, float(j)]], [[k - 1, (j + 2) % 3], 2.0]]
+
     return Graph(chain).to_arrays(compact=True)
 
 

@@ -149,9 +149,7 @@ def test_sync_copies_missing_entries_only(tmp_path):
     assert sync_jax_cache(src, dst) == 1
     assert (dst / existing).stat().st_size == 5  # never overwritten
     assert (dst / ("jit_g-" + "b" * 64 + "-cache")).read_bytes() == b"x" * 3000
-    assert sorted(p.name for p in dst.iterdir()) == sorted(
-        [existing, "jit_g-" + "b" * 64 + "-cache"]
-    )
+    assert sorted(p.name for p in dst.iterdir()) == sorted([existing, "jit_g-" + "b" * 64 + "-cache"])
     assert sync_jax_cache(src, dst) == 0
     assert sync_jax_cache(tmp_path / "nothing", tmp_path / "new") == 0
     assert not (tmp_path / "new").exists()
@@ -197,13 +195,15 @@ print(json.dumps(out))
 
 def run_compile(config, x, steps, push=False):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PKG_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PKG_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     args = {"config": config, "x": x.tolist(), "steps": steps, "push": push}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(COMPILE_SCRIPT), json.dumps(args)],
-        cwd=PKG_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=PKG_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -212,8 +212,7 @@ def run_compile(config, x, steps, push=False):
 def reference_f(x, steps):
     """The jitted function, in float64 numpy (a contraction, so rounding stays small)."""
     for i in range(steps):
-        x = (0.5 * np.tanh(x @ x.T / 16 + 0.01 * i) + 0.3 * np.sin(x[::-1])
-             + 0.2 * np.cumsum(x, axis=0) / 16)
+        x = 0.5 * np.tanh(x @ x.T / 16 + 0.01 * i) + 0.3 * np.sin(x[::-1]) + 0.2 * np.cumsum(x, axis=0) / 16
     return x.sum()
 
 
@@ -244,9 +243,10 @@ def test_second_process_reuses_compiled_function(tmp_path):
 
     # layered: an empty node-local cache is seeded from the shared one and reused
     third = run_compile(
-        {**base, "cache_dir": str(local), "shared_cache_dir": str(shared),
-         "cache_strategy": "layered"},
-        x, steps, push=True,
+        {**base, "cache_dir": str(local), "shared_cache_dir": str(shared), "cache_strategy": "layered"},
+        x,
+        steps,
+        push=True,
     )
     assert third["seeded"] == len(after_first)
     assert third["hits"] == 1

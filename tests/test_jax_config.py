@@ -34,9 +34,7 @@ def run_python(code, args, extra_env=None, timeout=120):
     """Run `code` in a fresh interpreter with ``sys.argv[1] = json(args)``; parse the
     last stdout line as JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PKG_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PKG_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update(extra_env or {})
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), json.dumps(args)],
@@ -128,9 +126,7 @@ def test_flags_and_options_mapping(tmp_path):
         "jax_platforms": "cpu",
     }
     autotune = CompilationConfig(gpu_autotune_cache=True).jax_options()
-    assert autotune["jax_persistent_cache_enable_xla_caches"] == (
-        "xla_gpu_per_fusion_autotune_cache_dir"
-    )
+    assert autotune["jax_persistent_cache_enable_xla_caches"] == ("xla_gpu_per_fusion_autotune_cache_dir")
     assert CompilationConfig(cpu_threads=4).xla_flags()[-1] == "--xla_cpu_multi_thread_eigen=true"
 
 
@@ -139,9 +135,7 @@ def test_cache_strategies_choose_directory(tmp_path):
     layered = CompilationConfig(cache_dir=local, shared_cache_dir=shared)
     assert layered.cache_strategy == "layered"
     assert layered.effective_cache_dir() == local
-    only_shared = CompilationConfig(
-        cache_dir=local, shared_cache_dir=shared, cache_strategy="shared"
-    )
+    only_shared = CompilationConfig(cache_dir=local, shared_cache_dir=shared, cache_strategy="shared")
     assert only_shared.effective_cache_dir() == shared
     assert CompilationConfig(cache_dir=local).effective_cache_dir() == local
 
@@ -151,9 +145,7 @@ def test_merge_xla_flags_replaces_same_name_keeps_others():
         "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
         ["--xla_backend_optimization_level=3"],
     )
-    assert merged == (
-        "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=3"
-    )
+    assert merged == ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=3")
 
 
 # ---------------------------------------------------------------- validation
@@ -352,9 +344,7 @@ def test_apply_sets_documented_jax_config_and_xla_flags(tmp_path):
     assert b0["jax_persistent_cache_min_compile_time_secs"] == 1.0
     assert b0["jax_persistent_cache_min_entry_size_bytes"] == 0
     assert b0["jax_enable_x64"] is True
-    assert b0["XLA_FLAGS"] == (
-        "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=2"
-    )
+    assert b0["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=2")
     # max_performance: level 3, single-piece codegen, single-threaded Eigen, no x64
     assert b1["jax_persistent_cache_min_compile_time_secs"] == 1.0
     assert b1["jax_enable_x64"] is False

@@ -1,18 +1,24 @@
 """JAX functions: values against the core and against scipy's expm, gradients against
 finite differences, jit/vmap, and moments with adjoint gradients."""
+
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.special
 
 jax = pytest.importorskip("jax")
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
 
-import phasic  # noqa: E402
-from phasic import (ForwardModeError, Graph, ParameterError, moments_from_graph,  # noqa: E402
-                    pmf_from_graph)
-from phasic.jax_ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for  # noqa: E402
-from tests.test_traces import dense_moments, random_param_graph, two_island  # noqa: E402
+import phasic
+from phasic import (
+    ForwardModeError,
+    Graph,
+    ParameterError,
+    moments_from_graph,
+    pmf_from_graph,
+)
+from phasic.jax_ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for
+from tests.test_traces import dense_moments, random_param_graph, two_island
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +127,10 @@ def test_discrete_pmf_sparse_values_gradients_vmap():
     data = jnp.array([1, 2, 5, 9, 17, 30])
     grad = np.asarray(jax.grad(lambda t: jnp.log(f(t, data)).sum())(jnp.asarray(th)))
     eps = 1e-6
-    fd = [(np.log(dense_pmf(g, th + eps * e, data)).sum() - np.log(dense_pmf(g, th - eps * e, data)).sum())
-          / (2 * eps) for e in np.eye(2)]
+    fd = [
+        (np.log(dense_pmf(g, th + eps * e, data)).sum() - np.log(dense_pmf(g, th - eps * e, data)).sum()) / (2 * eps)
+        for e in np.eye(2)
+    ]
     np.testing.assert_allclose(grad, fd, rtol=1e-6)
     ths = np.array([[1.0, 1.0], [0.5, 1.5], [1.3, 0.2]])
     batched = np.asarray(jax.vmap(lambda t: f(t, data))(jnp.asarray(ths)))
@@ -146,7 +154,9 @@ def test_pmf_bad_theta_is_an_error_or_nan(graph, method):
     h.update_weights([1.0, 0.5])  # traced theta: steps sized from these weights
     f = pmf_from_graph(h, method=method)
     t = jnp.array([0.5, 1.0, 2.0])
-    with pytest.raises(ParameterError, match=r"theta \[1.0, -0.5\] gives edge .* the weight -?[\d.]+; weights must be finite and >= 0"):
+    with pytest.raises(
+        ParameterError, match=r"theta \[1.0, -0.5\] gives edge .* the weight -?[\d.]+; weights must be finite and >= 0"
+    ):
         f(jnp.array([1.0, -0.5]), t)
     with pytest.raises(ParameterError, match="non-finite"):
         f(np.array([np.nan, 0.5]), t)
@@ -171,8 +181,13 @@ def test_discrete_pmf_beyond_the_dense_limit():
     f = pmf_from_graph(g, max_jumps=7000)
     ks = np.array([6000, 6300, 6600, 6800])
     got = np.asarray(f(jnp.array([q]), jnp.asarray(ks)))
-    logp = (scipy.special.gammaln(ks) - scipy.special.gammaln(n) - scipy.special.gammaln(ks - n + 1)
-            + n * np.log(q) + (ks - n) * np.log1p(-q))
+    logp = (
+        scipy.special.gammaln(ks)
+        - scipy.special.gammaln(n)
+        - scipy.special.gammaln(ks - n + 1)
+        + n * np.log(q)
+        + (ks - n) * np.log1p(-q)
+    )
     np.testing.assert_allclose(got, np.exp(logp), rtol=1e-9)
 
 
@@ -234,6 +249,7 @@ def test_moments_vmap_is_one_batch_with_the_same_values(graph):
 
     def obj(th):
         return m(th) @ jnp.array([1.0, -0.3])
+
     g_single = np.array([np.asarray(jax.grad(obj)(jnp.asarray(t))) for t in ths])
     g_batched = np.asarray(jax.jit(jax.vmap(jax.grad(obj)))(jnp.asarray(ths)))
     assert np.array_equal(g_batched, g_single)
@@ -302,6 +318,7 @@ def test_uniformization_matches_expm_and_core(case):
 
 def fd_loglik_grad(g, th, times, eps=1e-6):
     """Central differences of the core's log-likelihood."""
+
     def ll(t):
         return np.log(core_pdf(g, t, times)).sum()
 
@@ -368,6 +385,7 @@ def test_uniformization_forward_mode_error_and_hessian():
         jax.jvp(lambda t: f(t, times), (th,), (jnp.ones(2),))
     with pytest.raises(TypeError, match="forward mode"):
         jax.jit(jax.jacfwd(lambda t: f(t, times)))(th)
+
     # forward over reverse works: the Hessian of the log-likelihood against expm's, and
     # against central differences of the (finite-difference-checked) gradient
     def hess(fn):
@@ -431,8 +449,9 @@ def test_pmf_bad_arguments(graph):
 
 def test_graph_method_spelling(graph):
     f = graph.pmf_from_graph()
-    np.testing.assert_allclose(np.asarray(f(jnp.array([1.0, 0.5]), jnp.array([1.0]))),
-                               dense_pdf(graph, [1.0, 0.5], [1.0]), atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(f(jnp.array([1.0, 0.5]), jnp.array([1.0]))), dense_pdf(graph, [1.0, 0.5], [1.0]), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("method", ["expm", "auto"])

@@ -1,6 +1,7 @@
 """Pure-JAX trace replay (moments_from_graph(..., backend="jax")): the level schedule keeps
 the program's meaning, values equal the core backend and evaluate_batch, jit/vmap work,
 gradients equal the core's adjoint gradients and finite differences, bad input fails."""
+
 import numpy as np
 import pytest
 
@@ -8,8 +9,12 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import phasic  # noqa: E402
-from phasic import Graph, ParameterError, moments_from_graph  # noqa: E402
-from phasic import jax_replay  # noqa: E402
+from phasic import (  # noqa: E402
+    Graph,
+    ParameterError,
+    jax_replay,
+    moments_from_graph,
+)
 from phasic.moments import _rewards  # noqa: E402
 from phasic.traces import evaluate_batch  # noqa: E402
 from tests.dask_models import two_island_param  # noqa: E402
@@ -75,8 +80,7 @@ def test_program_levels_keep_meaning(seed):
     m = rng.uniform(0.5, 1.5, n)
     x = rng.uniform(-1, 1, X)
     lev, after = jax_replay.program_levels(xi, xj, X)
-    np.testing.assert_allclose(_by_level(xi, xj, m, x, lev, after), _sequential(xi, xj, m, x),
-                               rtol=1e-12)
+    np.testing.assert_allclose(_by_level(xi, xj, m, x, lev, after), _sequential(xi, xj, m, x), rtol=1e-12)
     assert lev.max() + 1 < n and (after >= 0).any()  # updates share levels, adds get scaled
 
 
@@ -99,8 +103,7 @@ def fns(island, cyclic):
     out = {}
     for name, g in (("island", island), ("cyclic", cyclic)):
         rw = np.random.default_rng(1).uniform(0.0, 2.0, g.vertices_length())
-        out[name] = (g, rw, moments_from_graph(g, 3, rewards=rw, backend="jax"),
-                     moments_from_graph(g, 3, rewards=rw))
+        out[name] = (g, rw, moments_from_graph(g, 3, rewards=rw, backend="jax"), moments_from_graph(g, 3, rewards=rw))
     return out
 
 
@@ -139,8 +142,7 @@ def test_hierarchical_trace(cache_dir, monkeypatch):
     th = np.array([0.7, 1.3, 0.4])
     h = g.copy()
     h.update_weights(th)
-    np.testing.assert_allclose(np.asarray(moments_from_graph(g, 3, backend="jax")(th)),
-                               h.moments(3), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(moments_from_graph(g, 3, backend="jax")(th)), h.moments(3), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------- gradients
@@ -195,6 +197,5 @@ def test_bad_input(fns):
     # values are not checked inside JAX: a negative or NaN rate gives NaN moments
     assert np.all(np.isnan(np.asarray(f(jnp.array([1.0, -0.5])))))
     assert np.all(np.isnan(np.asarray(f(jnp.array([np.nan, 0.5])))))
-    batch = np.asarray(jax.vmap(f)(jnp.array([[1.0, 0.5], [-1.0, 0.5], [1.2, 0.4], [1.0, 0.5],
-                                              [1.3, 0.2]])))
+    batch = np.asarray(jax.vmap(f)(jnp.array([[1.0, 0.5], [-1.0, 0.5], [1.2, 0.4], [1.0, 0.5], [1.3, 0.2]])))
     assert np.all(np.isfinite(batch[0])) and np.all(np.isnan(batch[1]))

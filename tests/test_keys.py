@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from phasic.exceptions import UnhashableError
-from phasic.keys import (GRAPH_OPTIONS, canonical_json, encode_value, graph_key, split_graph_kwargs)
+from phasic.keys import GRAPH_OPTIONS, canonical_json, encode_value, graph_key, split_graph_kwargs
 from phasic.state_indexing import Property, StateIndexer
 from tests import _keys_helpers as kh
 
@@ -53,8 +53,14 @@ def test_keys_stable_across_processes_and_hash_seeds():
     here = kh.key_report()
     seen = []
     for seed in ("0", "1", "4242"):
-        out = subprocess.run([sys.executable, "-m", "tests._keys_helpers", "keys"], cwd=REPO, env=_env(PYTHONHASHSEED=seed),
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "tests._keys_helpers", "keys"],
+            cwd=REPO,
+            env=_env(PYTHONHASHSEED=seed),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         seen.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert all(report == here for report in seen)
@@ -73,8 +79,11 @@ PINNED_KEYS_PY311 = {
 }
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the AST dump (and so every key) depends on "
-                    "Python's minor version; the pinned keys are CPython 3.11's, the version CI runs")
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="the AST dump (and so every key) depends on "
+    "Python's minor version; the pinned keys are CPython 3.11's, the version CI runs",
+)
 def test_pinned_keys_do_not_change():
     assert kh.key_report() == PINNED_KEYS_PY311
 
@@ -87,7 +96,8 @@ def test_same_inputs_same_key_and_dict_set_order_irrelevant():
 
 def test_script_run_as_main_and_imported_give_the_same_key(tmp_path):
     script = tmp_path / "model_script.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys
         from phasic.keys import graph_key
         def model(state, theta=1.0):
@@ -95,7 +105,8 @@ def test_script_run_as_main_and_imported_give_the_same_key(tmp_path):
             return [] if n <= 1 else [[[n - 1], n * theta]]
         if __name__ == "__main__":
             print(graph_key(model, {"theta": 3.0}, ipv=[4])[0])
-    """))
+    """)
+    )
     out = subprocess.run([sys.executable, str(script)], env=_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     module = _load_module(script, "model_script")
@@ -104,13 +115,13 @@ def test_script_run_as_main_and_imported_give_the_same_key(tmp_path):
 
 # ----------------------------------------------------------------------------- sensitivity
 
-SOURCE = '''
+SOURCE = """
 def model(state, theta=1.0):
     n = state[0]
     if n <= 1:
         return []
     return [[[n - 1], n * (n - 1) / 2 * theta]]
-'''
+"""
 
 
 def _variant(tmp_path, name, source):
@@ -152,8 +163,14 @@ def test_parameters_ipv_options_change_the_key():
     assert _key(kh.coalescent, {"theta": 1.0}, ipv=[10], options={"discrete": True}) != base
     assert _key(kh.coalescent, {"theta": 1.0}, ipv=[10], options={"theta_dim": 1}) != base
     # switches that do not change the graph are not part of the key; defaults equal "not given"
-    same = {"cache": True, "graph_cache": True, "max_vertices": 50, "hierarchical": True, "discrete": False,
-            "theta_dim": None}
+    same = {
+        "cache": True,
+        "graph_cache": True,
+        "max_vertices": 50,
+        "hierarchical": True,
+        "discrete": False,
+        "theta_dim": None,
+    }
     assert _key(kh.coalescent, {"theta": 1.0}, ipv=[10], options=same) == base
 
 
@@ -183,9 +200,11 @@ def test_wrapped_callback_keys_the_wrapped_source_and_its_ipv():
 
 def test_module_constant_and_helper_changes_between_runs(tmp_path):
     module = tmp_path / "const_model.py"
-    script = ("import json, const_model\nfrom phasic.keys import graph_key\n"
-              "print(graph_key(const_model.model, {}, ipv=[4])[0])\n")
-    template = textwrap.dedent('''
+    script = (
+        "import json, const_model\nfrom phasic.keys import graph_key\n"
+        "print(graph_key(const_model.model, {}, ipv=[4])[0])\n"
+    )
+    template = textwrap.dedent("""
         import numpy as np
         RATE = {rate}
         SHAPE = np.array([1.0, {w}])
@@ -194,12 +213,18 @@ def test_module_constant_and_helper_changes_between_runs(tmp_path):
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], helper(n) * RATE * SHAPE[1]]]
-    ''')
+    """)
 
     def run(rate, w="2.0", h="2"):
         module.write_text(template.format(rate=rate, w=w, h=h))
-        out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env(PYTHONDONTWRITEBYTECODE="1"),
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            env=_env(PYTHONDONTWRITEBYTECODE="1"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
@@ -250,8 +275,7 @@ def test_parameter_object_without_to_dict_gives_clear_error():
 
 def test_unsupported_global_is_named(tmp_path):
     path = tmp_path / "bad_global.py"
-    path.write_text("import threading\nLOCK = threading.Lock()\n"
-                    "def model(state):\n    with LOCK:\n        return []\n")
+    path.write_text("import threading\nLOCK = threading.Lock()\ndef model(state):\n    with LOCK:\n        return []\n")
     with pytest.raises(UnhashableError, match=r"'LOCK'.*keyword parameter"):
         graph_key(_load_module(path, "bad_global").model, {}, ipv=[1])
 
@@ -372,32 +396,56 @@ def _reference_ast(func):
     import inspect
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-    node = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func.__name__)
+    node = next(
+        n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func.__name__
+    )
     node.decorator_list = []
-    if len(node.body) > 1 and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
-            and isinstance(node.body[0].value.value, str):
+    if (
+        len(node.body) > 1
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+        and isinstance(node.body[0].value.value, str)
+    ):
         node.body = node.body[1:]
     return ast.dump(node, include_attributes=False)
 
 
 def test_source_shortcut_normalises_exactly_like_inspect(tmp_path):
-    from phasic import keys
+    from phasic import keys_source
 
     path = tmp_path / "tricky_model.py"
     path.write_text(TRICKY)
     module = _load_module(path, "tricky_model")
-    funcs = [getattr(module, n) for n in ("helper", "recursive_a", "trailing_pass", "trailing_comment",
-                                          "docstring_only", "multiline_return", "one_liner", "nested_def_last",
-                                          "dead_branch_last", "constant_last", "uses_recursion")]
+    funcs = [
+        getattr(module, n)
+        for n in (
+            "helper",
+            "recursive_a",
+            "trailing_pass",
+            "trailing_comment",
+            "docstring_only",
+            "multiline_return",
+            "one_liner",
+            "nested_def_last",
+            "dead_branch_last",
+            "constant_last",
+            "uses_recursion",
+        )
+    ]
     funcs += [module.decorated.__wrapped__, module.Holder.method, module.Holder.static]
     for func in funcs:
-        assert keys._function_ast_uncached(func) == _reference_ast(func), func.__qualname__
+        assert keys_source._function_ast_uncached(func) == _reference_ast(func), func.__qualname__
     # the shortcut (no tokenize) is taken where the block end is certain, not only the fallback
-    for func in (module.helper, module.multiline_return, module.one_liner, module.nested_def_last,
-                 module.Holder.static):
-        assert keys._function_source(func) is not None, func.__qualname__
+    for func in (
+        module.helper,
+        module.multiline_return,
+        module.one_liner,
+        module.nested_def_last,
+        module.Holder.static,
+    ):
+        assert keys_source._function_source(func) is not None, func.__qualname__
     for func in (module.docstring_only, module.trailing_comment):
-        assert keys._function_source(func) is None, func.__qualname__
+        assert keys_source._function_source(func) is None, func.__qualname__
 
 
 def test_fast_key_text_equals_the_canonical_json_of_the_material(tmp_path):
@@ -422,15 +470,17 @@ def test_fast_key_text_equals_the_canonical_json_of_the_material(tmp_path):
     ]
     for callback, params, kw in cases:
         key, text = graph_key(callback, params, **kw)
-        reference = json.dumps(graph_key_material(callback, params, **kw), sort_keys=True, separators=(",", ":"),
-                               ensure_ascii=True)
+        reference = json.dumps(
+            graph_key_material(callback, params, **kw), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
         assert text == reference
         assert key == hashlib.sha256(reference.encode()).hexdigest()
 
 
 def test_memoised_parts_never_freeze_values_that_can_change(tmp_path):
     path = tmp_path / "mutable_model.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         import math
         RATE = 1.0
         def helper(n):
@@ -445,7 +495,8 @@ def test_memoised_parts_never_freeze_values_that_can_change(tmp_path):
                 nonlocal scale
                 scale = value
             return model, set_scale
-    '''))
+    """)
+    )
     module = _load_module(path, "mutable_model")
     model, set_scale = module.make()
     base = _key(model, ipv=[4])
@@ -490,6 +541,7 @@ def test_memoised_parts_never_freeze_values_that_can_change(tmp_path):
 def _other_code():
     def helper(n):
         return n * 4
+
     return helper.__code__
 
 
@@ -507,13 +559,34 @@ def test_repeat_keys_are_cheap():
 def _plain_values():
     from hypothesis import strategies as st
 
-    scalars = st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=True) \
-        | st.text(max_size=8) | st.binary(max_size=4) | st.complex_numbers(allow_nan=False)
-    keys = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2) | st.text(max_size=4) \
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(10**30), 10**30)
+        | st.floats(allow_nan=True)
+        | st.text(max_size=8)
+        | st.binary(max_size=4)
+        | st.complex_numbers(allow_nan=False)
+    )
+    keys = (
+        st.none()
+        | st.booleans()
+        | st.integers(-5, 5)
+        | st.floats(-2, 2)
+        | st.text(max_size=4)
         | st.tuples(st.integers(0, 3), st.text(max_size=2))
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-                        | st.dictionaries(keys, inner, max_size=4) | st.frozensets(st.integers(0, 9), max_size=3)
-                        | st.builds(np.array, st.lists(st.integers(0, 9), max_size=3)), max_leaves=12)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.tuples(inner, inner)
+            | st.dictionaries(keys, inner, max_size=4)
+            | st.frozensets(st.integers(0, 9), max_size=3)
+            | st.builds(np.array, st.lists(st.integers(0, 9), max_size=3))
+        ),
+        max_leaves=12,
+    )
 
 
 def test_direct_text_encoding_equals_canonical_json():
@@ -530,9 +603,12 @@ def test_direct_text_encoding_equals_canonical_json():
     ints = st.integers(0, 50)
     state = st.lists(ints, min_size=1, max_size=4) | st.tuples(ints, ints)
     prob = st.floats(0, 1) | st.integers(0, 1) | st.booleans()
-    ipvs = st.lists(ints, min_size=1, max_size=4) | st.lists(st.tuples(state, prob) | st.lists(state, max_size=3),
-                                                            max_size=3) \
-        | st.lists(st.builds(np.int64, ints), min_size=1, max_size=3) | st.none()
+    ipvs = (
+        st.lists(ints, min_size=1, max_size=4)
+        | st.lists(st.tuples(state, prob) | st.lists(state, max_size=3), max_size=3)
+        | st.lists(st.builds(np.int64, ints), min_size=1, max_size=3)
+        | st.none()
+    )
 
     @settings(max_examples=300, deadline=None)
     @given(ipvs)

@@ -441,10 +441,17 @@ def _write(root, rate, cosmetic):
 
 
 def _run(project, store):
-    env = dict(os.environ, PHASIC_CACHE_DIR=str(store), PYTHONPATH=f"{project}{os.pathsep}{REPO}",
-               PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(CALLBACKS)], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=240)
+    env = dict(
+        os.environ, PHASIC_CACHE_DIR=str(store), PYTHONPATH=f"{project}{os.pathsep}{REPO}", PYTHONDONTWRITEBYTECODE="1"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(CALLBACKS)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -498,13 +505,18 @@ def test_installed_distributions_are_recorded_by_name_and_version(tmp_path, monk
 
     from phasic.keys import graph_key
 
-    mod = _module(tmp_path, monkeypatch, "k_uses_numpy", """
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_uses_numpy",
+        """
         import numpy as np
 
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], float(np.sqrt(n))]]
-    """)
+    """,
+    )
     _, material = graph_key(mod.model, {}, ipv=[4])
     assert '"numpy"' in material and json.dumps(np.__version__) in material
 
@@ -512,13 +524,18 @@ def test_installed_distributions_are_recorded_by_name_and_version(tmp_path, monk
 def test_stdlib_is_recorded_by_name_only(tmp_path, monkeypatch):
     from phasic.keys import graph_key
 
-    mod = _module(tmp_path, monkeypatch, "k_uses_math", """
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_uses_math",
+        """
         import math
 
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], math.comb(n, 2)]]
-    """)
+    """,
+    )
     _, material = graph_key(mod.model, {}, ipv=[4])
     assert '["named","module","?.math"]' in material  # the encoding keys have always used
 
@@ -526,13 +543,23 @@ def test_stdlib_is_recorded_by_name_only(tmp_path, monkeypatch):
 def test_cyclic_helpers_are_keyed(tmp_path, monkeypatch):
     from phasic.keys import graph_key, graph_key_material, key_from_material
 
-    _module(tmp_path, monkeypatch, "k_cyc_a", """
+    _module(
+        tmp_path,
+        monkeypatch,
+        "k_cyc_a",
+        """
         import k_cyc_b
 
         def f(k):
             return 1.0 if k <= 0 else k_cyc_b.g(k - 1)
-    """, load=False)
-    b = _module(tmp_path, monkeypatch, "k_cyc_b", """
+    """,
+        load=False,
+    )
+    b = _module(
+        tmp_path,
+        monkeypatch,
+        "k_cyc_b",
+        """
         import k_cyc_a
 
         def g(k):
@@ -541,7 +568,8 @@ def test_cyclic_helpers_are_keyed(tmp_path, monkeypatch):
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], g(n)]]
-    """)
+    """,
+    )
     key, text = graph_key(b.model, {}, ipv=[4])
     assert (key, text) == key_from_material(graph_key_material(b.model, {}, ipv=[4]))
 
@@ -550,14 +578,19 @@ def test_unfollowable_constructs_warn_once_and_name_the_construct(tmp_path, monk
     from phasic.exceptions import KeyWarning
     from phasic.keys import graph_key
 
-    mod = _module(tmp_path, monkeypatch, "k_dynamic", """
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_dynamic",
+        """
         SUFFIX = "_rate"
 
         def model(state, table=None):
             n = state[0]
             scale = eval("0.5")
             return [] if n <= 1 else [[[n - 1], n * scale]]
-    """)
+    """,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         k0 = graph_key(mod.model, {}, ipv=[4])[0]
@@ -572,11 +605,20 @@ def test_computed_getattr_on_a_user_module_follows_the_whole_module(tmp_path, mo
 
     from phasic.keys import graph_key
 
-    helpers = _module(tmp_path, monkeypatch, "k_getattr_helpers", """
+    helpers = _module(
+        tmp_path,
+        monkeypatch,
+        "k_getattr_helpers",
+        """
         def rate_fn(n):
             return n * 0.5
-    """)
-    mod = _module(tmp_path, monkeypatch, "k_getattr_model", """
+    """,
+    )
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_getattr_model",
+        """
         import k_getattr_helpers
 
         NAME = "rate"
@@ -585,7 +627,8 @@ def test_computed_getattr_on_a_user_module_follows_the_whole_module(tmp_path, mo
             n = state[0]
             fn = getattr(k_getattr_helpers, NAME + "_fn")
             return [] if n <= 1 else [[[n - 1], fn(n)]]
-    """)
+    """,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # followed soundly: no warning
         k0 = graph_key(mod.model, {}, ipv=[4])[0]
@@ -599,13 +642,18 @@ def test_getattr_with_a_computed_name_on_a_local_warns(tmp_path, monkeypatch):
     from phasic.exceptions import KeyWarning
     from phasic.keys import graph_key
 
-    mod = _module(tmp_path, monkeypatch, "k_getattr_local", """
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_getattr_local",
+        """
         def model(state, rates=None):
             n = state[0]
             obj = rates
             which = "x" * n
             return [] if n <= 1 else [[[n - 1], float(getattr(obj, which, 1.0))]]
-    """)
+    """,
+    )
     with pytest.warns(KeyWarning, match=r"getattr\(obj, <computed name>\)"):
         graph_key(mod.model, {}, ipv=[4])
 
@@ -615,17 +663,27 @@ def test_helper_edit_in_the_same_process_after_reload_changes_the_key(tmp_path, 
 
     from phasic.keys import graph_key
 
-    helpers = _module(tmp_path, monkeypatch, "k_reload_helpers", """
+    helpers = _module(
+        tmp_path,
+        monkeypatch,
+        "k_reload_helpers",
+        """
         def mig_rate(k):
             return 0.5 * k
-    """)
-    mod = _module(tmp_path, monkeypatch, "k_reload_model", """
+    """,
+    )
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_reload_model",
+        """
         import k_reload_helpers
 
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], k_reload_helpers.mig_rate(n)]]
-    """)
+    """,
+    )
     k0 = graph_key(mod.model, {}, ipv=[4])[0]
     assert graph_key(mod.model, {}, ipv=[4])[0] == k0  # memoised path
     (tmp_path / "k_reload_helpers.py").write_text("def mig_rate(k):\n    return 5.25 * k\n")
@@ -655,18 +713,25 @@ def test_installed_code_is_keyed_by_version_and_editable_user_code_by_source(tmp
     (dist / "top_level.txt").write_text("fancyrates\n")
     project = tmp_path / "project"
     project.mkdir()
-    (project / "model.py").write_text(textwrap.dedent("""
+    (project / "model.py").write_text(
+        textwrap.dedent("""
         import fancyrates
 
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], fancyrates.rate(n)]]
-    """))
+    """)
+    )
 
     def run():
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run([sys.executable, "-c", INSTALLED_RUNNER, str(site), str(project)], env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", INSTALLED_RUNNER, str(site), str(project)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         return json.loads(proc.stdout)
 
@@ -679,34 +744,40 @@ def test_installed_code_is_keyed_by_version_and_editable_user_code_by_source(tmp
     dist.rename(site / "Fancy_Rates-1.1.dist-info")
     key2 = run()[0]
     assert key2 != key
-    (project / "model.py").write_text((project / "model.py").read_text().replace("fancyrates.rate(n)",
-                                                                                 "2 * fancyrates.rate(n)"))
+    (project / "model.py").write_text(
+        (project / "model.py").read_text().replace("fancyrates.rate(n)", "2 * fancyrates.rate(n)")
+    )
     assert run()[0] != key2
 
 
 def test_an_installed_module_imported_in_the_body_is_keyed_without_importing_it(tmp_path, monkeypatch):
     from phasic.keys import graph_key
 
-    mod = _module(tmp_path, monkeypatch, "k_body_import", """
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_body_import",
+        """
         def model(state):
             from yaml import safe_load
             import json
 
             n = state[0]
             return [] if n <= 1 else [[[n - 1], float(safe_load("0.5")) * n]]
-    """)
+    """,
+    )
     had_yaml = "yaml" in sys.modules
     sys.modules.pop("yaml", None)
     try:
         key, material = graph_key(mod.model, {}, ipv=[4])
         assert "yaml" not in sys.modules  # keyed from its location and version, not imported
         assert '"libmodule","yaml","pyyaml"' in material.lower() and '"?.json"' in material
-        import yaml  # noqa: F401
+        import yaml
 
         assert graph_key(mod.model, {}, ipv=[4])[0] == key  # the same key once it is imported
     finally:
         if had_yaml:
-            import yaml  # noqa: F401,F811
+            import yaml  # noqa: F401
 
 
 def test_class_docstrings_do_not_count(tmp_path, monkeypatch):
@@ -734,13 +805,18 @@ def test_sys_modules_lookup_warns(tmp_path, monkeypatch):
     from phasic.exceptions import KeyWarning
     from phasic.keys import graph_key
 
-    mod = _module(tmp_path, monkeypatch, "k_sysmod", """
+    mod = _module(
+        tmp_path,
+        monkeypatch,
+        "k_sysmod",
+        """
         import sys
 
         def model(state):
             n = state[0]
             return [] if n <= 1 else [[[n - 1], sys.modules["math"].sqrt(n)]]
-    """)
+    """,
+    )
     with pytest.warns(KeyWarning, match=r"sys\.modules\[\.\.\.\]"):
         graph_key(mod.model, {}, ipv=[4])
 
@@ -766,16 +842,23 @@ def test_installed_dotted_import_in_the_body_imports_nothing(tmp_path):
     (site / "heavypkg-2.0.dist-info").mkdir()
     project = tmp_path / "project"
     project.mkdir()
-    (project / "model.py").write_text(textwrap.dedent("""
+    (project / "model.py").write_text(
+        textwrap.dedent("""
         def model(state):
             import heavypkg.sub as s
 
             n = state[0]
             return [] if n <= 1 else [[[n - 1], s.f(n)]]
-    """))
+    """)
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-c", DOTTED_RUNNER, str(site), str(project), str(marker)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", DOTTED_RUNNER, str(site), str(project), str(marker)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     key, imported, marker_made = json.loads(proc.stdout)
     assert not imported and not marker_made
@@ -788,10 +871,11 @@ def test_namespace_packages_are_keyed_by_the_distribution_of_their_sub_package(t
     dist = site / "nsroot_rates-3.1.dist-info"
     dist.mkdir()
     (dist / "RECORD").write_text("nsroot/rates/__init__.py,,\n")
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
-            "from phasic.keys_reach import distribution; print(json.dumps(distribution('nsroot.rates')))")
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "from phasic.keys_reach import distribution; print(json.dumps(distribution('nsroot.rates')))"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code, str(site)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code, str(site)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == ["nsroot_rates", "3.1"]

@@ -2,12 +2,12 @@
 the plain tape replay, for single weight vectors and blocks of parameter vectors, with
 rewards, degenerate and negative weights; graphs switch to them on their second
 evaluation; malformed traces are rejected."""
+
 import threading
 
 import numpy as np
 import pytest
 
-import phasic
 from phasic import Graph, ParameterError, _core
 from phasic.traces import evaluate_batch, graph_trace
 from tests.test_traces import random_param_graph, two_island
@@ -32,8 +32,9 @@ def graphs():
 
 def plain(g, tr, W, k, r):
     hi = int(g._indptr[1])
-    return _core.cph_moments_batch(tr, np.atleast_2d(W), g._target[:hi].astype(np.int64),
-                                   np.arange(hi, dtype=np.int64), r, k)
+    return _core.cph_moments_batch(
+        tr, np.atleast_2d(W), g._target[:hi].astype(np.int64), np.arange(hi, dtype=np.int64), r, k
+    )
 
 
 def plan_of(g):
@@ -72,8 +73,9 @@ def test_batch_is_bitwise_plain_replay(name, g, block):
     th = rng.uniform(0.3, 2.5, (block * 2 + 3, g.theta_dim))  # last block partial
     r_plan, r_plain = rewards_for(g, rng, "random")
     hi = int(g._indptr[1])
-    want, wneg = _core.cph_moments_theta(tr, th, g._base, g._coef, g._target[:hi].astype(np.int64),
-                                         np.arange(hi, dtype=np.int64), r_plain, 3)
+    want, wneg = _core.cph_moments_theta(
+        tr, th, g._base, g._coef, g._target[:hi].astype(np.int64), np.arange(hi, dtype=np.int64), r_plain, 3
+    )
     got, neg = plan.moments_theta(th, g._base, g._coef, 3, r_plan, block)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(neg, wneg)
@@ -85,8 +87,9 @@ def test_negative_and_degenerate_weights_match_plain_replay():
     hi = int(g._indptr[1])
     th = np.array([[1.0, 1.0, 1.0], [-5.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.5, 0.2]])
     r = np.r_[0.0, np.ones(g.vertices_length() - 1)]
-    want, wneg = _core.cph_moments_theta(tr, th, g._base, g._coef, g._target[:hi].astype(np.int64),
-                                         np.arange(hi, dtype=np.int64), r, 2)
+    want, wneg = _core.cph_moments_theta(
+        tr, th, g._base, g._coef, g._target[:hi].astype(np.int64), np.arange(hi, dtype=np.int64), r, 2
+    )
     got, neg = plan.moments_theta(th, g._base, g._coef, 2, None, 8)
     assert neg.tolist() == [False, True, False, False]
     np.testing.assert_array_equal(neg, wneg)
@@ -98,11 +101,11 @@ def test_graph_switches_to_the_plan_on_its_second_evaluation():
     g = random_param_graph(4)
     g.update_weights([0.7, 1.1, 0.4])
     first = g.moments(3)
-    assert g._plan[1] is None          # one evaluation: no compilation
+    assert g._plan[1] is None  # one evaluation: no compilation
     second = g.moments(3)
-    assert g._plan[1] is not None      # compiled on the second
+    assert g._plan[1] is not None  # compiled on the second
     assert first == second
-    h = g.copy()                       # a new graph starts over
+    h = g.copy()  # a new graph starts over
     h.update_weights([0.7, 1.1, 0.4])
     assert h.moments(3) == first and getattr(h, "_plan", (None, None))[1] is None
     batch = evaluate_batch(g, np.array([[0.7, 1.1, 0.4]] * 9), k=3)
@@ -263,5 +266,4 @@ def test_moments_vjp_theta_rows():
     with pytest.raises(ValueError, match="cots has shape"):
         plan.moments_vjp_theta(th, g._base, g._coef, 2, r, cots[:4], g._indptr, g._target)
     with pytest.raises(ValueError, match="base/coef"):
-        plan.moments_vjp_theta(np.ascontiguousarray(th[:, :2]), g._base, g._coef, 2, r, cots, g._indptr,
-                               g._target)
+        plan.moments_vjp_theta(np.ascontiguousarray(th[:, :2]), g._base, g._coef, 2, r, cots, g._indptr, g._target)

@@ -19,7 +19,7 @@ def test_slots_are_row_major_and_invertible():
     ix = _indexer(4)
     assert ix.state_length == 4 * 3 == len(ix)
     expected = 0
-    for d, p in itertools.product(range(1, 5), range(0, 3)):  # last property fastest
+    for d, p in itertools.product(range(1, 5), range(3)):  # last property fastest
         assert ix.index(descendants=d, population=p) == expected
         assert ix.props(expected) == {"descendants": d, "population": p}
         expected += 1
@@ -30,8 +30,12 @@ def test_slots_are_row_major_and_invertible():
 def test_to_dict_round_trip_and_equality():
     ix = _indexer(5)
     d = ix.to_dict()
-    assert d == {"properties": [{"name": "descendants", "max_value": 5, "min_value": 1},
-                                {"name": "population", "max_value": 2, "min_value": 0}]}
+    assert d == {
+        "properties": [
+            {"name": "descendants", "max_value": 5, "min_value": 1},
+            {"name": "population", "max_value": 2, "min_value": 0},
+        ]
+    }
     again = StateIndexer.from_dict(d)
     assert again == ix and hash(again) == hash(ix) and again is not ix
     assert again != _indexer(6)
@@ -45,17 +49,20 @@ def test_indexer_is_part_of_the_graph_key():
     assert k[0] == k[1] != k[2]
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: Property("bad name", 3), "'bad name'"),
-    (lambda: Property("x", 1, min_value=2), "max_value=1 is below min_value=2"),
-    (lambda: Property("x", 2.5), r"max_value=2\.5 must be an int"),
-    (lambda: StateIndexer([Property("a", 1), Property("a", 2)]), r"\['a'\] appear more than once"),
-    (lambda: StateIndexer([]), "non-empty list"),
-    (lambda: _indexer().index(descendants=1), r"needs exactly \['descendants', 'population'\]"),
-    (lambda: _indexer().index(descendants=1, population=0, colour=2), r"unknown: \['colour'\]"),
-    (lambda: _indexer().index(descendants=0, population=0), r"'descendants'=0 is outside 1\.\.4"),
-    (lambda: _indexer().props(12), r"slot 12 is outside 0\.\.11"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: Property("bad name", 3), "'bad name'"),
+        (lambda: Property("x", 1, min_value=2), "max_value=1 is below min_value=2"),
+        (lambda: Property("x", 2.5), r"max_value=2\.5 must be an int"),
+        (lambda: StateIndexer([Property("a", 1), Property("a", 2)]), r"\['a'\] appear more than once"),
+        (lambda: StateIndexer([]), "non-empty list"),
+        (lambda: _indexer().index(descendants=1), r"needs exactly \['descendants', 'population'\]"),
+        (lambda: _indexer().index(descendants=1, population=0, colour=2), r"unknown: \['colour'\]"),
+        (lambda: _indexer().index(descendants=0, population=0), r"'descendants'=0 is outside 1\.\.4"),
+        (lambda: _indexer().props(12), r"slot 12 is outside 0\.\.11"),
+    ],
+)
 def test_bad_input_names_the_value(make, match):
     with pytest.raises(ParameterError, match=match):
         make()
@@ -63,9 +70,12 @@ def test_bad_input_names_the_value(make, match):
 
 # ------------------------------------------------------------------ named sets, slots, arrays
 def _multi():
-    return StateIndexer("mutations", lineage=[Property("descendants", max_value=3, min_value=1),
-                                              Property("population", max_value=1)],
-                        deme=[Property("deme", max_value=2)], slots=["migrations"])
+    return StateIndexer(
+        "mutations",
+        lineage=[Property("descendants", max_value=3, min_value=1), Property("population", max_value=1)],
+        deme=[Property("deme", max_value=2)],
+        slots=["migrations"],
+    )
 
 
 def test_reference_spelling_with_named_sets_and_slots():
@@ -91,7 +101,7 @@ def test_reference_spelling_with_named_sets_and_slots():
     with pytest.raises(ParameterError, match=r"2 property sets \(\['lineage', 'deme'\]\).*indexer\.lineage"):
         ix.props_to_index(descendants=1, population=0)
     with pytest.raises(AttributeError, match="'nope'"):
-        ix.nope
+        _ = ix.nope
 
 
 def test_index_to_props_and_props_to_index_are_vectorised():
@@ -121,10 +131,19 @@ def test_to_dict_round_trips_every_form_and_the_single_list_form_is_unchanged():
     import json
 
     single = _indexer(3)
-    assert single.to_dict() == {"properties": [{"name": "descendants", "max_value": 3, "min_value": 1},
-                                               {"name": "population", "max_value": 2, "min_value": 0}]}
-    forms = [single, _multi(), StateIndexer("a", "b"), StateIndexer(slots=["c"], x=[Property("p", 2)]),
-             StateIndexer([Property("q", 1)], "n", extra=[Property("q", 2)])]
+    assert single.to_dict() == {
+        "properties": [
+            {"name": "descendants", "max_value": 3, "min_value": 1},
+            {"name": "population", "max_value": 2, "min_value": 0},
+        ]
+    }
+    forms = [
+        single,
+        _multi(),
+        StateIndexer("a", "b"),
+        StateIndexer(slots=["c"], x=[Property("p", 2)]),
+        StateIndexer([Property("q", 1)], "n", extra=[Property("q", 2)]),
+    ]
     for ix in forms:
         d = json.loads(json.dumps(ix.to_dict()))  # plain JSON: it is part of cache keys
         again = StateIndexer.from_dict(d)
@@ -136,15 +155,18 @@ def test_to_dict_round_trips_every_form_and_the_single_list_form_is_unchanged():
     assert a != b and a.to_dict() != b.to_dict()
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: StateIndexer(), "needs a property list"),
-    (lambda: StateIndexer(lineage=Property("d", 2)), r"property set 'lineage'=Property\('d'.* non-empty list"),
-    (lambda: StateIndexer("a", a=[Property("d", 2)]), r"\['a'\] appear twice"),
-    (lambda: StateIndexer(index=[Property("d", 2)]), r"\['index'\] appear twice or are StateIndexer attributes"),
-    (lambda: StateIndexer("bad name"), "slot name 'bad name'"),
-    (lambda: StateIndexer([Property("d", 2)], 3), r"slot names \(str\), got \[3\]"),
-    (lambda: StateIndexer.from_dict({"sets": 1, "bogus": 2}), "not a StateIndexer.to_dict"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: StateIndexer(), "needs a property list"),
+        (lambda: StateIndexer(lineage=Property("d", 2)), r"property set 'lineage'=Property\('d'.* non-empty list"),
+        (lambda: StateIndexer("a", a=[Property("d", 2)]), r"\['a'\] appear twice"),
+        (lambda: StateIndexer(index=[Property("d", 2)]), r"\['index'\] appear twice or are StateIndexer attributes"),
+        (lambda: StateIndexer("bad name"), "slot name 'bad name'"),
+        (lambda: StateIndexer([Property("d", 2)], 3), r"slot names \(str\), got \[3\]"),
+        (lambda: StateIndexer.from_dict({"sets": 1, "bogus": 2}), "not a StateIndexer.to_dict"),
+    ],
+)
 def test_new_forms_bad_input_names_the_value(make, match):
     with pytest.raises(ParameterError, match=match):
         make()

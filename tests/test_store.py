@@ -59,8 +59,15 @@ def _sample_arrays():
 def test_round_trip_layout_and_attributes(tmp_path):
     store = Store(tmp_path, compression="gzip")
     arrays = _sample_arrays()
-    attrs = {"discrete": True, "theta_dim": 0, "ratio": 0.25, "name": "x", "nothing": None,
-             "key_material": '{"a":1}', "callback": "mod.fn"}
+    attrs = {
+        "discrete": True,
+        "theta_dim": 0,
+        "ratio": 0.25,
+        "name": "x",
+        "nothing": None,
+        "key_material": '{"a":1}',
+        "callback": "mod.fn",
+    }
     path = store.put("graphs", K(1), arrays, attrs)
     assert path == tmp_path / "graphs" / K(1)[:2] / f"{K(1)[2:]}.h5"
     got_arrays, got_attrs = store.get("graphs", K(1))
@@ -93,8 +100,12 @@ def test_round_trip_layout_and_attributes(tmp_path):
 def test_checksum_covers_names_dtypes_shapes_and_bytes(tmp_path):
     store = Store(tmp_path)
     base = {"a": np.arange(6, dtype=np.int64)}
-    variants = [{"b": np.arange(6, dtype=np.int64)}, {"a": np.arange(6, dtype=np.int32)},
-                {"a": np.arange(6, dtype=np.int64).reshape(2, 3)}, {"a": np.arange(1, 7, dtype=np.int64)}]
+    variants = [
+        {"b": np.arange(6, dtype=np.int64)},
+        {"a": np.arange(6, dtype=np.int32)},
+        {"a": np.arange(6, dtype=np.int64).reshape(2, 3)},
+        {"a": np.arange(1, 7, dtype=np.int64)},
+    ]
     sums = set()
     for i, arrays in enumerate([base, *variants]):
         store.put("graphs", K(i), arrays, {})
@@ -102,18 +113,21 @@ def test_checksum_covers_names_dtypes_shapes_and_bytes(tmp_path):
     assert len(sums) == 5
 
 
-@pytest.mark.parametrize("kind,key,arrays,attrs,match", [
-    ("models", K(0), {}, {}, "'models'"),
-    ("graphs", "../../etc", {}, {}, r"'\.\./\.\./etc'"),
-    ("graphs", K(0).upper(), {}, {}, "64 lowercase hex"),
-    ("graphs", K(0), {"x": np.array([object()])}, {}, r"'x' has dtype"),
-    ("graphs", K(0), {"x": np.array(["unicode"])}, {}, r"'x' has dtype"),
-    ("graphs", K(0), {"../x": np.zeros(2)}, {}, r"'\.\./x'"),
-    ("graphs", K(0), {"a": np.zeros(1), "a/b": np.zeros(1)}, {}, "also the group"),
-    ("graphs", K(0), {}, {"bad": [1, 2]}, r"'bad'=\[1, 2\]"),
-    ("graphs", K(0), {}, {"checksum": "x"}, "written by the store"),
-    ("graphs", K(0), {}, {"huge": 2**70}, "64 bits"),
-])
+@pytest.mark.parametrize(
+    "kind,key,arrays,attrs,match",
+    [
+        ("models", K(0), {}, {}, "'models'"),
+        ("graphs", "../../etc", {}, {}, r"'\.\./\.\./etc'"),
+        ("graphs", K(0).upper(), {}, {}, "64 lowercase hex"),
+        ("graphs", K(0), {"x": np.array([object()])}, {}, r"'x' has dtype"),
+        ("graphs", K(0), {"x": np.array(["unicode"])}, {}, r"'x' has dtype"),
+        ("graphs", K(0), {"../x": np.zeros(2)}, {}, r"'\.\./x'"),
+        ("graphs", K(0), {"a": np.zeros(1), "a/b": np.zeros(1)}, {}, "also the group"),
+        ("graphs", K(0), {}, {"bad": [1, 2]}, r"'bad'=\[1, 2\]"),
+        ("graphs", K(0), {}, {"checksum": "x"}, "written by the store"),
+        ("graphs", K(0), {}, {"huge": 2**70}, "64 bits"),
+    ],
+)
 def test_bad_input_is_rejected_clearly(tmp_path, kind, key, arrays, attrs, match):
     with pytest.raises(ParameterError, match=match):
         Store(tmp_path).put(kind, key, arrays, attrs)
@@ -282,8 +296,13 @@ def test_full_disk_gives_store_error_and_leaves_store_intact(tmp_path):
     existing = store.put("graphs", K(1), {"x": np.arange(1000.0)}, {"n": 1})
     before = existing.read_bytes()
     key = K(1)[:2] + K(2)[2:]  # same directory as the existing entry
-    out = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path), key], env=_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path), key],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["error"] == "StoreError"
@@ -310,8 +329,12 @@ WRITER_CHILD = textwrap.dedent("""
 def test_sigkilled_writers_never_leave_a_visible_partial_entry(tmp_path):
     rng = np.random.default_rng(2024)
     for round_ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER_CHILD, str(tmp_path), ("gzip", "none")[round_ % 2],
-                                 str(round_)], env=_env(), stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER_CHILD, str(tmp_path), ("gzip", "none")[round_ % 2], str(round_)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(float(rng.uniform(0.05, 0.6)))
         proc.send_signal(signal.SIGKILL)
@@ -336,8 +359,14 @@ def test_eight_processes_racing_build_once(tmp_path):
     marker, go = tmp_path / "builds.txt", tmp_path / "go"
     root = tmp_path / "store"
     code = "import sys; from tests._keys_helpers import race_worker; race_worker(*sys.argv[1:])"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(root), K(5), str(marker), str(go),
-                               str(tmp_path / f"out{i}.json")], cwd=REPO, env=_env()) for i in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(root), K(5), str(marker), str(go), str(tmp_path / f"out{i}.json")],
+            cwd=REPO,
+            env=_env(),
+        )
+        for i in range(8)
+    ]
     deadline = time.monotonic() + 90
     while not all((tmp_path / f"out{i}.json.ready").exists() for i in range(8)) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -367,8 +396,9 @@ LOCK_HOLDER_CHILD = textwrap.dedent("""
 
 
 def test_lock_of_a_killed_builder_is_taken_over(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER_CHILD, str(tmp_path), K(8)], env=_env(),
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER_CHILD, str(tmp_path), K(8)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "building"
     lock = Store(tmp_path).path("graphs", K(8))
     lock = lock.parent / f".{lock.name}.lock"
@@ -488,8 +518,20 @@ def _file(name, data):
     return info, data
 
 
-@pytest.mark.parametrize("case", ["traversal", "absolute", "symlink", "hardlink", "fifo", "key_mismatch",
-                                  "not_an_entry", "bad_content", "dir_elsewhere"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "traversal",
+        "absolute",
+        "symlink",
+        "hardlink",
+        "fifo",
+        "key_mismatch",
+        "not_an_entry",
+        "bad_content",
+        "dir_elsewhere",
+    ],
+)
 def test_malicious_archives_are_refused(tmp_path, case):
     src = _two_entry_store(tmp_path / "src")
     good = src.path("graphs", K(1)).read_bytes()
@@ -573,8 +615,8 @@ def _parse_index(data):
     length = int.from_bytes(data[24:32], "little")
     assert userblock >= 512 and userblock & (userblock - 1) == 0 and 64 + length <= userblock
     assert hashlib.sha256(data[16:32] + data[64:]).digest() == data[32:64]
-    assert data[userblock:userblock + 8] == b"\x89HDF\r\n\x1a\n"
-    return userblock, json.loads(data[64:64 + length])
+    assert data[userblock : userblock + 8] == b"\x89HDF\r\n\x1a\n"
+    return userblock, json.loads(data[64 : 64 + length])
 
 
 def test_index_layout_matches_the_documented_format(tmp_path):
@@ -619,8 +661,9 @@ def test_a_hit_in_a_fresh_process_needs_neither_h5py_nor_hashlib(tmp_path):
     x = np.arange(12, dtype=np.int32).reshape(3, 4)
     w = np.linspace(0.0, 1.0, 5)
     Store(tmp_path).put("graphs", K(1), {"x": x, "edges/w": w}, {"note": "n"})
-    out = subprocess.run([sys.executable, "-c", HIT_CHILD, str(tmp_path), K(1)], env=_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", HIT_CHILD, str(tmp_path), K(1)], env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["x"] == x.tolist() and got["w"] == w.tolist() and got["note"] == "n"
@@ -642,8 +685,13 @@ def test_a_flipped_byte_anywhere_is_detected(tmp_path, where):
     data = path.read_bytes()
     userblock, index = _parse_index(data)
     length = int.from_bytes(data[24:32], "little")
-    offset = {"index": 64 + length // 2, "padding": 64 + length + 1, "hdf5_superblock": userblock + 20,
-              "data": {r[0]: r[3] for r in index["arrays"]}["x"] + 3, "end": len(data) - 1}[where]
+    offset = {
+        "index": 64 + length // 2,
+        "padding": 64 + length + 1,
+        "hdf5_superblock": userblock + 20,
+        "data": {r[0]: r[3] for r in index["arrays"]}["x"] + 3,
+        "end": len(data) - 1,
+    }[where]
     assert offset < len(data)
     assert store.get("graphs", K(1)) is not None  # the good file first (and into the memory layer)
     _flip(path, offset)
@@ -687,16 +735,28 @@ def test_format_1_entries_are_misses_rebuilt_and_never_parsed(tmp_path):
     with h5py.File(path, "w") as f:
         for name, a in arrays.items():
             f.create_dataset(name, data=a)
-        f.attrs.update({"format": 1, "key": K(1), "key_material": "{}", "phasic_version": "0.1.0",
-                        "created": "2026-01-01T00:00:00+00:00", "checksum": _reference_checksum(arrays),
-                        "discrete": False})
+        f.attrs.update(
+            {
+                "format": 1,
+                "key": K(1),
+                "key_material": "{}",
+                "phasic_version": "0.1.0",
+                "created": "2026-01-01T00:00:00+00:00",
+                "checksum": _reference_checksum(arrays),
+                "discrete": False,
+            }
+        )
     store = Store(tmp_path)
     assert store.get("graphs", K(1)) is None and path.exists()
     report = store.verify()
     assert report.legacy == [str(path)] and report.ok == 0 and report.bad == [] and path.exists()
     assert store.export(tmp_path / "a.tar.gz") == 0  # not exported either
-    graph = {"states": np.array([[0], [1], [2]], np.int32), "edges/indptr": np.array([0, 1, 2, 2]),
-             "edges/target": np.array([1, 2], np.int32), "edges/weight": np.array([0.5, 2.0])}
+    graph = {
+        "states": np.array([[0], [1], [2]], np.int32),
+        "edges/indptr": np.array([0, 1, 2, 2]),
+        "edges/target": np.array([1, 2], np.int32),
+        "edges/weight": np.array([0.5, 2.0]),
+    }
     got, attrs = store.get_or_create("graphs", K(1), lambda: (graph, {"discrete": False}))
     assert attrs["format"] == 2 and path.read_bytes()[:16] == MAGIC
     assert store.get("graphs", K(1))[0]["edges/weight"].tolist() == [0.5, 2.0]

@@ -18,7 +18,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
 import textwrap
 import tracemalloc
 import warnings
@@ -52,8 +51,14 @@ def _env(**extra):
 def _run(code, *args, timeout=TIMEOUT, **env):
     """Run ``code`` in a fresh interpreter; its last stdout line is JSON.  A hang fails the test."""
     try:
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], cwd=REPO,
-                              env=_env(**env), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+            cwd=REPO,
+            env=_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"the store blocked or looped: no answer within {timeout} s")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,8 +67,12 @@ def _run(code, *args, timeout=TIMEOUT, **env):
 
 def _graph_arrays(target=(1, 2), weight=(0.5, 2.0)):
     """A 3-vertex chain 0 -> 1 -> 2 (valid with the defaults)."""
-    return {"states": np.array([[0], [1], [2]], np.int32), "edges/indptr": np.array([0, 1, 2, 2], np.int64),
-            "edges/target": np.array(target, np.int32), "edges/weight": np.array(weight, np.float64)}
+    return {
+        "states": np.array([[0], [1], [2]], np.int32),
+        "edges/indptr": np.array([0, 1, 2, 2], np.int64),
+        "edges/target": np.array(target, np.int32),
+        "edges/weight": np.array(weight, np.float64),
+    }
 
 
 def _frame_h5(path, attrs):
@@ -152,6 +161,7 @@ def test_torn_write_is_quarantined_and_rebuilt_never_parsed(tmp_path):
 
 # ----------------------------------------------------------------------------- item 4: HDF5 reaching outside
 
+
 def _external_passwd(f):
     n = os.path.getsize("/etc/passwd")
     f.create_dataset("x", shape=(n,), dtype="u1", external=[("/etc/passwd", 0, n)])
@@ -162,6 +172,7 @@ def _virtual(other):
         layout = h5py.VirtualLayout(shape=(100,), dtype="f8")
         layout[:] = h5py.VirtualSource(str(other), "data", shape=(100,))
         f.create_virtual_dataset("x", layout)
+
     return make
 
 
@@ -184,8 +195,11 @@ def test_crafted_hdf5_entries_are_refused_before_reading(tmp_path, case):
     with h5py.File(other, "w") as f:
         f["data"] = np.arange(100.0)
     make, checksum, reason = {
-        "external_passwd": (_external_passwd, checksum_arrays({"x": np.fromfile("/etc/passwd", np.uint8)}),
-                            "external raw storage"),
+        "external_passwd": (
+            _external_passwd,
+            checksum_arrays({"x": np.fromfile("/etc/passwd", np.uint8)}),
+            "external raw storage",
+        ),
         "virtual": (_virtual(other), checksum_arrays({"x": np.arange(100.0)}), "virtual dataset"),
         "huge": (_huge, "0" * 64, "claims 536870912 bytes"),
         "vlen_string": (_vlen, "0" * 64, "dtype"),
@@ -245,8 +259,12 @@ def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case):
     root = tmp_path / "cache"
     path = Store(root).path("traces", key)
     crafted = tmp_path / "crafted.h5"
-    _crafted(crafted, key, lambda f: f.create_dataset("x", shape=(100,), dtype="u1", external=[(str(fifo), 0, 100)]),
-             "0" * 64)
+    _crafted(
+        crafted,
+        key,
+        lambda f: f.create_dataset("x", shape=(100,), dtype="u1", external=[(str(fifo), 0, 100)]),
+        "0" * 64,
+    )
     path.parent.mkdir(parents=True)
     if case == "fifo_entry":
         os.mkfifo(path)
@@ -262,8 +280,9 @@ def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case):
     assert len(moved) == 1 and (stat.S_ISFIFO(os.lstat(moved[0]).st_mode) == (case == "fifo_entry"))
     # verify on its own finds it too
     os.mkfifo(path) if case == "fifo_entry" else shutil.copyfile(crafted, path)
-    out = _run(FIFO_CHILD.replace("got = store.get(kind, key)", "got = None"), root, "traces", key,
-               tmp_path / "x.tar.gz")
+    out = _run(
+        FIFO_CHILD.replace("got = store.get(kind, key)", "got = None"), root, "traces", key, tmp_path / "x.tar.gz"
+    )
     assert [p for p, _ in out["bad"]] == [str(path)]
 
 
@@ -321,9 +340,17 @@ def test_permission_denied_is_a_miss_never_quarantined(world, run_child):
     if os.geteuid() != 0:
         pytest.skip("needs root to create another user's entry and switch to 'nobody'")
     root = world / "cache"
-    out = run_child(NOBODY_CHILD, root, timeout=TIMEOUT,
-                    env=dict(PHASIC_CACHE_DIR=str(root), JAX_COMPILATION_CACHE_DIR=str(world / "jax"),
-                             HOME=str(world), PHASIC_CACHE_MEMORY_MB="0"))
+    out = run_child(
+        NOBODY_CHILD,
+        root,
+        timeout=TIMEOUT,
+        env=dict(
+            PHASIC_CACHE_DIR=str(root),
+            JAX_COMPILATION_CACHE_DIR=str(world / "jax"),
+            HOME=str(world),
+            PHASIC_CACHE_MEMORY_MB="0",
+        ),
+    )
     assert out["uid"] == 65534
     assert out["got"] and out["kept"] and out["bad"] == [] and not out["corrupt"], out
     assert len(out["unreadable"]) == 1 and "Permission denied" in out["unreadable"][0][1]
@@ -334,11 +361,15 @@ def test_permission_denied_is_a_miss_never_quarantined(world, run_child):
 
 # ----------------------------------------------------------------------------- item 9: attributes covered
 
+
 def _chain(V):
     """A valid chain graph on V vertices whose edges/indptr is over 64 KiB (compressed)."""
-    return {"states": np.arange(V, dtype=np.int32).reshape(V, 1),
-            "edges/indptr": np.concatenate([np.arange(V, dtype=np.int64), [V - 1]]),
-            "edges/target": np.arange(1, V, dtype=np.int32), "edges/weight": np.full(V - 1, 2.0)}
+    return {
+        "states": np.arange(V, dtype=np.int32).reshape(V, 1),
+        "edges/indptr": np.concatenate([np.arange(V, dtype=np.int64), [V - 1]]),
+        "edges/target": np.arange(1, V, dtype=np.int32),
+        "edges/weight": np.full(V - 1, 2.0),
+    }
 
 
 def _set_attr(path, name, value):
@@ -381,6 +412,7 @@ def test_flipped_discrete_on_a_format_1_entry_is_never_used(tmp_path):
 
 # ----------------------------------------------------------------------------- item 10: dtypes in the index
 
+
 def test_object_dtype_in_a_valid_index_is_refused(tmp_path):
     """Item 10: an indexed entry whose index (behind a valid SHA-256) declares an object dtype
     would make numpy read raw bytes as pointers; it is refused and moved aside."""
@@ -388,27 +420,32 @@ def test_object_dtype_in_a_valid_index_is_refused(tmp_path):
     path = store.put("traces", K(1), {"x": np.arange(4, dtype=np.int64)}, {})
     data = bytearray(path.read_bytes())
     length = int.from_bytes(data[24:32], "little")
-    text = bytes(data[PREFIX:PREFIX + length])
+    text = bytes(data[PREFIX : PREFIX + length])
     assert b'"<i8"' in text
     text = text.replace(b'"<i8"', b'"|O8"')
-    data[PREFIX:PREFIX + length] = text
+    data[PREFIX : PREFIX + length] = text
     h = sha256(bytes(data[16:32]))
     h.update(bytes(data[PREFIX:]))
     data[32:64] = h.digest()
     path.write_bytes(bytes(data))
-    out = _run("""
+    out = _run(
+        """
         import json, sys, warnings
         from phasic.store import Store
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             found = Store(sys.argv[1], memory_mb=0).get("traces", sys.argv[2])
         print(json.dumps({"none": found is None, "text": " | ".join(str(w.message) for w in caught)}))
-    """, tmp_path, K(1))  # (in a subprocess: reading pointers from a file could crash the interpreter)
+    """,
+        tmp_path,
+        K(1),
+    )  # (in a subprocess: reading pointers from a file could crash the interpreter)
     assert out["none"] and "dtype" in out["text"] and str(path) in out["text"]
     assert not path.exists()
 
 
 # ----------------------------------------------------------------------------- items 8 and 11: invalid graphs
+
 
 @pytest.mark.parametrize("bad", ["target_out_of_range", "nan_rate", "negative_rate"])
 def test_graph_entry_with_valid_checksum_but_invalid_arrays(tmp_path, monkeypatch, bad):
@@ -425,13 +462,19 @@ def test_graph_entry_with_valid_checksum_but_invalid_arrays(tmp_path, monkeypatc
     want = Graph(kh.coalescent, ipv=[6], theta=2.0).variance()
     path = graph_entry_path(kh.coalescent, ipv=[6], theta=2.0)
     key = path.parent.name + path.name[:-3]
-    arrays = {"target_out_of_range": _graph_arrays(target=(1, 7)), "nan_rate": _graph_arrays(weight=(np.nan, 1.0)),
-              "negative_rate": _graph_arrays(weight=(0.5, -1.0))}[bad]
+    arrays = {
+        "target_out_of_range": _graph_arrays(target=(1, 7)),
+        "nan_rate": _graph_arrays(weight=(np.nan, 1.0)),
+        "negative_rate": _graph_arrays(weight=(0.5, -1.0)),
+    }[bad]
     store = Store(root)
     store.put("graphs", key, arrays, {"discrete": False})
     data = path.read_bytes()
-    message = {"target_out_of_range": "edge 1 targets vertex 7", "nan_rate": "edge 0 has weight nan",
-               "negative_rate": "edge 1 has weight -1.0"}[bad]
+    message = {
+        "target_out_of_range": "edge 1 targets vertex 7",
+        "nan_rate": "edge 0 has weight nan",
+        "negative_rate": "edge 1 has weight -1.0",
+    }[bad]
     report = store.verify()
     assert [p for p, _ in report.bad] == [str(path)] and message in report.bad[0][1]
     path.write_bytes(data)
@@ -491,8 +534,13 @@ def test_staging_folders_of_a_killed_import_are_removed(tmp_path, op):
     src.put("graphs", K(1), _graph_arrays(), {})
     src.export(tmp_path / "a.tar.gz")
     root = tmp_path / "dst"
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_IMPORT), str(root),
-                             str(tmp_path / "a.tar.gz")], cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_IMPORT), str(root), str(tmp_path / "a.tar.gz")],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "staged"
         live = list(root.glob(".import-*"))
@@ -515,6 +563,7 @@ def test_staging_folders_of_a_killed_import_are_removed(tmp_path, op):
 
 
 # ----------------------------------------------------------------------------- item 13: export targets
+
 
 @pytest.mark.parametrize("what", ["fifo", "symlink", "device"])
 def test_export_refuses_anything_but_a_new_or_regular_file(tmp_path, what):
@@ -550,20 +599,30 @@ def test_indexed_entries_still_hit_without_h5py_after_the_checks(tmp_path):
     store = Store(tmp_path)
     store.put("graphs", K(1), _graph_arrays(), {"discrete": False})
     assert store.path("graphs", K(1)).read_bytes()[:16] == MAGIC
-    out = _run("""
+    out = _run(
+        """
         import json, sys
         from phasic.store import Store
         arrays, attrs = Store(sys.argv[1]).get("graphs", sys.argv[2])
         print(json.dumps({"h5py": "h5py" in sys.modules, "archive": "phasic.store_archive" in sys.modules,
                           "w": arrays["edges/weight"].tolist()}))
-    """, tmp_path, K(1))
+    """,
+        tmp_path,
+        K(1),
+    )
     assert out == {"h5py": False, "archive": False, "w": [0.5, 2.0]}
 
 
 def test_entry_image_round_trips_every_dtype_compressed(tmp_path):
     """The compressed (h5py-read) form reads back what was written, bounds and all."""
-    arrays = {"z": np.zeros((50_000, 4), np.int32), "f": np.linspace(0, 1, 20_000), "b": np.array([True, False]),
-              "s": np.array([b"ab", b"c"]), "c": np.array([1 + 2j]), "e": np.zeros((0, 3))}
+    arrays = {
+        "z": np.zeros((50_000, 4), np.int32),
+        "f": np.linspace(0, 1, 20_000),
+        "b": np.array([True, False]),
+        "s": np.array([b"ab", b"c"]),
+        "c": np.array([1 + 2j]),
+        "e": np.zeros((0, 3)),
+    }
     store = Store(tmp_path, compression="gzip", memory_mb=0)
     path = store.put("traces", K(1), arrays, {"n": None})
     assert path.read_bytes()[:16] == MAGIC_H5
@@ -577,14 +636,18 @@ def test_entry_image_round_trips_every_dtype_compressed(tmp_path):
 
 # ----------------------------------------------------------------------------- review and probe findings
 
+
 def _indexed_entry(path, key, rows_edit):
     """A valid indexed entry at ``path`` whose index rows ``rows_edit(table)`` changes, re-framed
     with a valid SHA-256 (integrity checks pass; only the index's claims are hostile)."""
-    data = bytearray(entry_image({"x": np.arange(4.0)}, {"format": 2, "key": key,
-                                                         "checksum": checksum_arrays({"x": np.arange(4.0)})}))
+    data = bytearray(
+        entry_image(
+            {"x": np.arange(4.0)}, {"format": 2, "key": key, "checksum": checksum_arrays({"x": np.arange(4.0)})}
+        )
+    )
     userblock = int.from_bytes(data[16:24], "little")
     length = int.from_bytes(data[24:32], "little")
-    index = json.loads(bytes(data[PREFIX:PREFIX + length]))
+    index = json.loads(bytes(data[PREFIX : PREFIX + length]))
     rows_edit(index["arrays"])
     text = json.dumps(index, separators=(",", ":")).encode()
     assert PREFIX + len(text) <= userblock
@@ -680,7 +743,8 @@ def test_export_archives_exactly_the_bytes_it_verified(tmp_path):
 
     store = Store(tmp_path / "s", memory_mb=0)
     path = store.put("graphs", K(5), _graph_arrays())
-    out = _run("""
+    out = _run(
+        """
         import json, os, sys
         from phasic.store import Store
         import phasic.store_archive, phasic.store_entry, phasic.graph_arrays, tarfile
@@ -697,7 +761,11 @@ def test_export_archives_exactly_the_bytes_it_verified(tmp_path):
         with tarfile.open(tar) as t:
             data = t.extractfile(t.getmembers()[0]).read()
         print(json.dumps({"n": n, "opens": len(opened), "same": data == open(path, "rb").read()}))
-    """, path, tmp_path / "s", tmp_path / "a.tar.gz")
+    """,
+        path,
+        tmp_path / "s",
+        tmp_path / "a.tar.gz",
+    )
     assert out == {"n": 1, "opens": 1, "same": True}
 
 

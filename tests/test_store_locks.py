@@ -10,12 +10,9 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import socket
-import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
@@ -212,8 +209,9 @@ HOLDER = textwrap.dedent("""
 def test_live_holder_is_waited_for_with_backoff_then_built_in_memory(world):
     store = world / "store"
     key = K("live")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store), key], env=_env(), stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store), key], env=_env(), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "building"
         lock = _lock_of(Store(store).path("graphs", key))
@@ -243,8 +241,9 @@ def test_lock_of_a_reused_pid_is_taken_over(world):
     other = subprocess.Popen(["sleep", "60"])
     try:
         time.sleep(0.05)
-        _lock_of(path).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
-                                              "time": time.time() - 3600}))
+        _lock_of(path).write_text(
+            json.dumps({"pid": other.pid, "host": socket.gethostname(), "time": time.time() - 3600})
+        )
         result = _child(world, store, what="store", key=key)
     finally:
         other.kill()
@@ -295,8 +294,11 @@ def _fill(disk, leave_pages=0):
 
 
 def _state(root):
-    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else None)
-                  for p in root.rglob("*") if p.name != "filler")
+    return sorted(
+        (str(p.relative_to(root)), p.read_bytes() if p.is_file() else None)
+        for p in root.rglob("*")
+        if p.name != "filler"
+    )
 
 
 @pytest.mark.parametrize("leave_pages", [0, 1], ids=["full-at-lock", "full-at-write"])
@@ -473,10 +475,12 @@ def test_staging_of_an_import_whose_pid_was_reused_is_stale(tmp_path):
     store = Store(tmp_path)
     staging = tmp_path / ".import-abc"
     staging.mkdir(parents=True)
-    (staging / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                                    "time": time.time() - 3600 * 24 * 30}))
+    (staging / "owner.json").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time() - 3600 * 24 * 30})
+    )
     live = tmp_path / ".import-def"
     live.mkdir()
-    (live / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                                 "time": time.time()}))
+    (live / "owner.json").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+    )
     assert clean_staging(store) == [str(staging)] and live.exists()

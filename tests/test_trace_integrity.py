@@ -11,6 +11,7 @@
   cause; the computation goes on in memory with the right values.
 * The core's entry points that take trace arrays refuse out-of-range entries themselves.
 """
+
 import contextlib
 import functools
 import json
@@ -168,13 +169,21 @@ CRAFT = textwrap.dedent("""
 
 def run_crafted(tmp_path, mutations, calls, kind="graph", timeout=240):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PHASIC_CACHE_MEMORY_MB="64")
-    proc = subprocess.run([sys.executable, "-c", CRAFT, ",".join(mutations), ",".join(calls), kind, str(tmp_path)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRAFT, ",".join(mutations), ",".join(calls), kind, str(tmp_path)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0:
         done = [(r["what"], r["call"]) for r in rows]
-        pytest.fail(f"the subprocess died with code {proc.returncode} (a signal if negative) after {done}; "
-                    f"stderr: {proc.stderr[-3000:]}")
+        pytest.fail(
+            f"the subprocess died with code {proc.returncode} (a signal if negative) after {done}; "
+            f"stderr: {proc.stderr[-3000:]}"
+        )
     assert len(rows) == len(mutations) * len(calls), proc.stderr[-3000:]
     return rows
 
@@ -195,8 +204,22 @@ def check_rows(rows, restored=True):
             assert r["restored"], f"{where}: the entry was not stored again"
 
 
-GRAPH_MUTATIONS = ["xi", "xj", "xs", "a", "ssa", "weight", "b", "code", "xinit", "xinit_short", "short",
-                   "order", "scc_ptr", "wrap"]
+GRAPH_MUTATIONS = [
+    "xi",
+    "xj",
+    "xs",
+    "a",
+    "ssa",
+    "weight",
+    "b",
+    "code",
+    "xinit",
+    "xinit_short",
+    "short",
+    "order",
+    "scc_ptr",
+    "wrap",
+]
 
 
 def test_crafted_graph_trace_entries_are_quarantined_and_rerecorded(tmp_path):
@@ -213,8 +236,9 @@ def test_crafted_graph_trace_entries_are_quarantined_and_rerecorded(tmp_path):
 def test_crafted_component_trace_is_quarantined_and_rerecorded(tmp_path):
     """hierarchical=True splices stored per-component traces into the graph's trace: a bad
     component entry is checked against its component before the splice."""
-    rows = run_crafted(tmp_path, ["xi", "xj", "xj0", "weight", "a", "xinit_short", "code"],
-                       ["sojourn", "moments"], kind="scc")
+    rows = run_crafted(
+        tmp_path, ["xi", "xj", "xj0", "weight", "a", "xinit_short", "code"], ["sojourn", "moments"], kind="scc"
+    )
     check_rows(rows)
 
 
@@ -228,14 +252,21 @@ def test_crafted_trace_under_jax(tmp_path):
 def in_child(test):
     """Runs `test` in a child pytest: should a check regress, the out-of-range access it
     let through fails the test instead of corrupting (or killing) this process."""
+
     @functools.wraps(test)
     def run(*args, **kwargs):
         if os.environ.get("PHASIC_TEST_CHILD") == test.__name__:
             return test(*args, **kwargs)
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-                               f"{__file__}::{test.__name__}"], cwd=ROOT, capture_output=True, text=True,
-                              env=dict(os.environ, PHASIC_TEST_CHILD=test.__name__), timeout=240)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", f"{__file__}::{test.__name__}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PHASIC_TEST_CHILD=test.__name__),
+            timeout=240,
+        )
         assert proc.returncode == 0, f"child exit {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+
     return run
 
 
@@ -262,7 +293,7 @@ def test_core_entry_points_refuse_out_of_range_operands(trace_and_graph):
     w = g._w
     r = np.ones(V)
     i = int(np.flatnonzero(tr["code"] == 1)[0])
-    with pytest.raises(TraceError, match=r"b\[%d\]" % i):
+    with pytest.raises(TraceError, match=rf"b\[{i}\]"):
         _core.evaluate_tape(tr["code"], tr["a"], bad_copy(tr, "b", i, n + 9)["b"], tr["c"], w)
     with pytest.raises(TraceError, match="lengths"):
         _core.evaluate_tape(tr["code"], tr["a"][:-1], tr["b"], tr["c"], w)
@@ -300,8 +331,9 @@ def test_core_entry_points_refuse_out_of_range_operands(trace_and_graph):
     with pytest.raises(TraceError, match="target"):
         plan.moments_vjp(w, 2, None, np.ones(2), g._indptr, np.full_like(g._target, V))
     # the good arrays still work, and give the graph's moments
-    np.testing.assert_allclose(_core.cph_moments_batch(tr, w.reshape(1, -1), a_t, a_e, r, 2)[0],
-                               dense_moments(g, 2), rtol=1e-12)
+    np.testing.assert_allclose(
+        _core.cph_moments_batch(tr, w.reshape(1, -1), a_t, a_e, r, 2)[0], dense_moments(g, 2), rtol=1e-12
+    )
 
 
 @in_child
@@ -311,18 +343,27 @@ def test_core_refuses_a_bad_component_trace_in_the_splice(trace_and_graph):
     tr, g = trace_and_graph
     order, ptr = _core.scc(g._indptr, g._target)
     k = int(np.argmax(np.diff(ptr)))
-    lp, lt = phasic.traces.local_structure(g._indptr, g._target, order[ptr[k]:ptr[k + 1]])
+    lp, lt = phasic.traces.local_structure(g._indptr, g._target, order[ptr[k] : ptr[k + 1]])
     local = _core.record_trace(lp, lt, None, True)
     good = _core.record_trace(g._indptr, g._target, {k: local})
     phasic.traces.check_trace(good, g.vertices_length(), int(g._target.size))
     hi = int(g._indptr[1])
-    got = _core.cph_moments_batch(good, g._w.reshape(1, -1), g._target[:hi].astype(np.int64),
-                                  np.arange(hi, dtype=np.int64), np.ones(g.vertices_length()), 2)[0]
+    got = _core.cph_moments_batch(
+        good,
+        g._w.reshape(1, -1),
+        g._target[:hi].astype(np.int64),
+        np.arange(hi, dtype=np.int64),
+        np.ones(g.vertices_length()),
+        2,
+    )[0]
     np.testing.assert_allclose(got, dense_moments(g, 2), rtol=1e-12)
     w0 = int(np.flatnonzero(local["code"] == 0)[0])
-    for bad in (bad_copy(local, "a", w0, lt.size), bad_copy(local, "xi", 0, lp.size - 1),
-                bad_copy(local, "xj", int(np.flatnonzero(local["xj"] >= 0)[0]), 0),
-                dict(local, xinit=local["xinit"][:2])):
+    for bad in (
+        bad_copy(local, "a", w0, lt.size),
+        bad_copy(local, "xi", 0, lp.size - 1),
+        bad_copy(local, "xj", int(np.flatnonzero(local["xj"] >= 0)[0]), 0),
+        dict(local, xinit=local["xinit"][:2]),
+    ):
         with pytest.raises(TraceError, match=f"component {k}"):
             _core.record_trace(g._indptr, g._target, {k: bad})
 
@@ -344,8 +385,9 @@ def test_check_trace_accepts_recorded_traces_and_names_the_bad_entry(trace_and_g
 def tmpfs(path, size="1m", read_only=False):
     path.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True, capture_output=True
+        )
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot mount a tmpfs here (needs root and mount): {exc}")
     try:
@@ -483,20 +525,20 @@ def test_traces_are_checked_once_and_a_changed_array_is_checked_again(tmp_path):
     a_t, a_e = g._target[:hi].astype(np.int64), np.arange(hi, dtype=np.int64)
     i = int(np.flatnonzero(tr["code"] == 1)[0])
     swapped = graph_trace(Graph.from_arrays(*g.to_arrays()))  # another trace object
-    swapped["b"] = bad_copy(tr, "b", i, n + 9)["b"]            # a field replaced after the check
-    with pytest.raises(TraceError, match=r"b\[%d\]" % i):
+    swapped["b"] = bad_copy(tr, "b", i, n + 9)["b"]  # a field replaced after the check
+    with pytest.raises(TraceError, match=rf"b\[{i}\]"):
         _core.evaluate_tape(swapped["code"], swapped["a"], swapped["b"], swapped["c"], w, swapped)
     with pytest.raises(TraceError):
         _core.cph_moments_batch(swapped, w.reshape(1, -1), a_t, a_e, r, 2)
     reopened = graph_trace(Graph.from_arrays(*g.to_arrays()))
-    reopened["xj"].flags.writeable = True                      # made writable again, then broken
+    reopened["xj"].flags.writeable = True  # made writable again, then broken
     reopened["xj"][2] = 10**6
     with pytest.raises(TraceError):
         _core.cph_moments_theta(reopened, np.array([THETA]), g._base, g._coef, a_t, a_e, r, 2)
     val = _core.evaluate_tape(tr["code"], tr["a"], tr["b"], tr["c"], w, tr)
-    with pytest.raises(TraceError, match=r"x[ij]\["):          # x too short for the checked trace
+    with pytest.raises(TraceError, match=r"x[ij]\["):  # x too short for the checked trace
         _core.run_program(tr["xi"], tr["xj"], tr["xs"], val, np.ones(3), False, tr)
-    with pytest.raises(TraceError, match=r"xi\[0\]"):          # arrays not the trace's own
+    with pytest.raises(TraceError, match=r"xi\[0\]"):  # arrays not the trace's own
         _core.run_program(bad_copy(tr, "xi", 0, V)["xi"], tr["xj"], tr["xs"], val, np.ones(V), False, tr)
 
 

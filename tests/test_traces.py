@@ -1,6 +1,7 @@
 """Traces: replay equals direct elimination (checked against dense linear algebra), batch
 replay equals per-vector replay, SCC composition equals whole-graph elimination, traces
 survive a process restart, corrupt entries are re-recorded, bad parameters fail clearly."""
+
 import os
 import subprocess
 import sys
@@ -14,7 +15,6 @@ import phasic
 from phasic import Graph, ParameterError
 from phasic.traces import ensure_trace, evaluate_batch, graph_trace, load_trace, trace_entry_path, trace_key
 from tests.dask_models import two_island_param
-
 
 # structured coalescent, theta = (coalescence rate, migration rate), 5 lineages on island 1
 two_island = phasic.with_ipv([[[5, 0], 1.0]])(two_island_param)
@@ -153,7 +153,7 @@ def test_scc_composition_equals_whole_graph(seed, cache_dir, monkeypatch):
     h._hierarchical = True
     h._trace = None
     monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)  # cache every component
-    monkeypatch.setattr(phasic.traces, "SCC_STORE_GAIN", 0.0)      # however cheap to record
+    monkeypatch.setattr(phasic.traces, "SCC_STORE_GAIN", 0.0)  # however cheap to record
     np.testing.assert_allclose(h.moments(3), whole, rtol=1e-12)
     assert h._hierarchy_stats["recorded"] >= 1
     assert h._hierarchy_stats["stored"] == h._hierarchy_stats["recorded"]
@@ -167,6 +167,7 @@ def test_hierarchical_reuses_shared_components(cache_dir, monkeypatch):
         @phasic.with_ipv([[[n, 0], 1.0]])
         def model(state):
             return two_island.__wrapped__(state)
+
         return Graph(model, hierarchical=True)
 
     g6 = family(6)
@@ -210,7 +211,7 @@ def test_large_graph_trace_cheaper_to_record_than_to_load_is_not_stored(cache_di
 
 
 def test_small_components_are_not_stored_alone(cache_dir):
-    g = Graph(two_island, hierarchical=True)   # every component is far below the threshold
+    g = Graph(two_island, hierarchical=True)  # every component is far below the threshold
     g.update_weights([1.0, 0.5])
     g.moments(2)
     assert g._hierarchy_stats["cached_components"] == 0
@@ -232,11 +233,16 @@ def test_trace_survives_process_restart(cache_dir):
     import json
 
     env = dict(os.environ, PHASIC_CACHE_DIR=str(cache_dir))
-    runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
-                                      capture_output=True, text=True, cwd=os.getcwd()).stdout)
-            for _ in range(2)]
-    assert runs[0]["recorded"] is True     # first process records and stores
-    assert runs[1]["recorded"] is False    # second loads it: no elimination
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True, text=True, cwd=os.getcwd()
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    assert runs[0]["recorded"] is True  # first process records and stores
+    assert runs[1]["recorded"] is False  # second loads it: no elimination
     assert runs[0]["m"] == runs[1]["m"]
     g = Graph(two_island)
     g.update_weights([1.5, 0.25])
@@ -251,7 +257,7 @@ def test_corrupt_trace_is_rerecorded(cache_dir):
     assert load_trace(trace_key(g)) is not None
     data = bytearray(path.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])  # flipped (that part may be zeros)
+    data[mid : mid + 64] = bytes(b ^ 0xFF for b in data[mid : mid + 64])  # flipped (that part may be zeros)
     path.write_bytes(bytes(data))
     h = Graph(two_island, hierarchical=True)
     h.update_weights([1.0, 1.0])

@@ -9,6 +9,7 @@ here (numpy/scipy in this process), not against phasic's own output. The venv se
 dependencies (numpy, h5py, jax) through a .pth line naming this environment's
 site-packages; phasic itself must come from the wheel (checked: ``phasic.__file__``).
 """
+
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-SESSION = r'''
+SESSION = r"""
 import json, os, sys
 import phasic
 from phasic import Graph, get_trace_cache_stats, pmf_from_graph
@@ -50,7 +51,7 @@ print(json.dumps(dict(file=phasic.__file__, moments=moments, dens=[float(x) for 
                       same=[float(x) for x in same], grad=[float(x) for x in grad],
                       recorded=hasattr(g, "_hierarchy_stats"),
                       traces=get_trace_cache_stats()["total_files"])))
-'''
+"""
 
 
 def dense(th):
@@ -72,17 +73,38 @@ def reference(th, times):
 def venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps",
-                    "-w", str(dist), str(REPO)], check=True, timeout=900)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(dist), str(REPO)],
+        check=True,
+        timeout=900,
+    )
     wheels = list(dist.glob("phasic-*.whl"))
     assert len(wheels) == 1, wheels
     env = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     py = env / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-                    "--no-compile", str(wheels[0])], check=True, timeout=300)
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-compile",
+            str(wheels[0]),
+        ],
+        check=True,
+        timeout=300,
+    )
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # dependencies from this environment, after the venv's own site-packages; a .pth line
     # adds the directory without running the .pth files in it (the editable install's hook)
     Path(site, "_deps_from_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -92,8 +114,9 @@ def venv(tmp_path_factory):
 def run_session(venv, home):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PHASIC_", "JAX_", "PYTHON"))}
     env.update(HOME=str(home), JAX_PLATFORMS="cpu")
-    out = subprocess.run([str(venv["py"]), "-c", SESSION], cwd=home, env=env, check=True,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(venv["py"]), "-c", SESSION], cwd=home, env=env, check=True, capture_output=True, text=True, timeout=300
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -127,15 +150,22 @@ def test_session_from_the_wheel(venv, tmp_path):
             hi = np.log(reference(np.array([1.0, 0.5]) + e, [0.1, 0.7, 2.0, 5.0])[1]).sum()
             fd.append((hi - lo) / 2e-6)
         np.testing.assert_allclose(run["grad"], fd, rtol=1e-6)
-    assert first["recorded"] is True and first["traces"] >= 1   # recorded and stored
-    assert second["recorded"] is False                           # loaded: no elimination
+    assert first["recorded"] is True and first["traces"] >= 1  # recorded and stored
+    assert second["recorded"] is False  # loaded: no elimination
     assert second["traces"] == first["traces"]
-    assert (home / ".phasic_cache").is_dir()                     # the default store, under HOME
+    assert (home / ".phasic_cache").is_dir()  # the default store, under HOME
 
 
 def test_cli_entry_point(venv, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PHASIC_", "PYTHON"))}
     env["HOME"] = str(tmp_path)
-    out = subprocess.run([str(venv["env"] / "bin" / "phasic"), "--help"], cwd=tmp_path, env=env,
-                         check=True, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(venv["env"] / "bin" / "phasic"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "usage" in out.stdout.lower()

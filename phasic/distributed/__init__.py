@@ -49,6 +49,7 @@ raises, or whose graph is invalid, is not retried: :class:`phasic.exceptions.Dis
 names the spec (callback qualname and arguments), the state the callback raised at (from the
 exception's ``__notes__``) and the cause.
 """
+
 from phasic.distributed._build import ModelSpec, build
 from phasic.distributed._client import Connection, connect
 from phasic.distributed._sweep import sweep

@@ -1,4 +1,5 @@
 """Graph builds and trace recording as Dask tasks (see :mod:`phasic.distributed`)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -144,10 +145,15 @@ class ModelSpec:
 
 
 def _failure(exc):
-    return {"ok": False, "error_type": type(exc).__name__, "message": str(exc),
-            "notes": [str(n) for n in getattr(exc, "__notes__", ()) or ()],
-            "traceback": "".join(traceback.format_exception(exc)), "host": socket.gethostname(),
-            "pid": os.getpid()}
+    return {
+        "ok": False,
+        "error_type": type(exc).__name__,
+        "message": str(exc),
+        "notes": [str(n) for n in getattr(exc, "__notes__", ()) or ()],
+        "traceback": "".join(traceback.format_exception(exc)),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
 
 
 def build_task(root, key, material, callback, kwargs, trace=True, verify_key=True):
@@ -201,16 +207,26 @@ def build_task(root, key, material, callback, kwargs, trace=True, verify_key=Tru
         trace_key = ensure_trace(g, store=store) if trace else None
         for kind, stored in (("graphs", key), ("traces", trace_key)):
             if stored is not None and not store.contains(kind, stored):  # get_or_create warned why
-                raise StoreError(f"built but could not store {store.path(kind, stored)} on this worker "
-                                 "(see its CacheWarning); check that the store is writable and has room")
+                raise StoreError(
+                    f"built but could not store {store.path(kind, stored)} on this worker "
+                    "(see its CacheWarning); check that the store is writable and has room"
+                )
     except (StoreError, MemoryError):
         raise  # possibly transient: let Dask retry
     except Exception as exc:
         return _failure(exc)
-    return {"ok": True, "key": key, "trace_key": trace_key, "built": bool(built),
-            "vertices": int(g.vertices_length()), "edges": int(g.edges_length()),
-            "seconds": time.perf_counter() - t0, "host": socket.gethostname(), "pid": os.getpid(),
-            "slurm_job": os.environ.get("SLURM_JOB_ID")}
+    return {
+        "ok": True,
+        "key": key,
+        "trace_key": trace_key,
+        "built": bool(built),
+        "vertices": int(g.vertices_length()),
+        "edges": int(g.edges_length()),
+        "seconds": time.perf_counter() - t0,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job": os.environ.get("SLURM_JOB_ID"),
+    }
 
 
 # ----------------------------------------------------------------------------- client side
@@ -230,8 +246,18 @@ def _stored(store, key, trace):
     tkey = structure_key(g) if trace else None
     if trace and not store.contains("traces", tkey):
         return None
-    return {"ok": True, "key": key, "trace_key": tkey, "built": False, "vertices": int(g.vertices_length()),
-            "edges": int(g.edges_length()), "seconds": 0.0, "host": None, "pid": None, "slurm_job": None}
+    return {
+        "ok": True,
+        "key": key,
+        "trace_key": tkey,
+        "built": False,
+        "vertices": int(g.vertices_length()),
+        "edges": int(g.edges_length()),
+        "seconds": 0.0,
+        "host": None,
+        "pid": None,
+        "slurm_job": None,
+    }
 
 
 def _error_text(spec, info):
@@ -242,18 +268,24 @@ def _error_text(spec, info):
 
 
 def _exception_info(exc):
-    info = {"error_type": type(exc).__name__, "message": str(exc),
-            "notes": [str(n) for n in getattr(exc, "__notes__", ()) or ()]}
+    info = {
+        "error_type": type(exc).__name__,
+        "message": str(exc),
+        "notes": [str(n) for n in getattr(exc, "__notes__", ()) or ()],
+    }
     if isinstance(exc, (ModuleNotFoundError, AttributeError)) or type(exc).__name__ == "KilledWorker":
-        hint = ("the callback must be importable on the workers (a module-level function in a module on "
-                "their PYTHONPATH)" if not type(exc).__name__ == "KilledWorker"
-                else "the worker process died repeatedly while building it (memory? a crash in the callback?)")
+        hint = (
+            "the callback must be importable on the workers (a module-level function in a module on their PYTHONPATH)"
+            if not type(exc).__name__ == "KilledWorker"
+            else "the worker process died repeatedly while building it (memory? a crash in the callback?)"
+        )
         info["message"] = f"{info['message']}; {hint}"
     return info
 
 
-def build(specs, *, client=None, cache_dir=None, retries=2, trace=True, progress=None,
-          performance_report=None, details=False):
+def build(
+    specs, *, client=None, cache_dir=None, retries=2, trace=True, progress=None, performance_report=None, details=False
+):
     """Build models as Dask tasks: graph, elimination trace and store entries per distinct key.
 
     Parameters
@@ -329,10 +361,21 @@ def build(specs, *, client=None, cache_dir=None, retries=2, trace=True, progress
             c = conn.client
             wait_for_workers(c, f"the builds of {len(todo)} model(s)")
             with report(c, performance_report):
-                futures = {key: c.submit(build_task, root, key, spec.material, spec._payload(), spec.kwargs,
-                                         trace, spec._by_reference(), key=f"phasic-build-{key}-{tag}",
-                                         retries=retries)
-                           for key, spec in todo.items()}
+                futures = {
+                    key: c.submit(
+                        build_task,
+                        root,
+                        key,
+                        spec.material,
+                        spec._payload(),
+                        spec.kwargs,
+                        trace,
+                        spec._by_reference(),
+                        key=f"phasic-build-{key}-{tag}",
+                        retries=retries,
+                    )
+                    for key, spec in todo.items()
+                }
                 wait(c, list(futures.values()), progress, f"phasic build ({len(futures)} models)")
                 done = {key: fut for key, fut in futures.items() if fut.status == "finished"}
                 infos.update(zip(done, c.gather(list(done.values()))))

@@ -1,5 +1,6 @@
 """Choosing the Dask client (order documented in :mod:`phasic.distributed`), progress bars
 and performance reports.  Dask is imported inside the functions only."""
+
 from __future__ import annotations
 
 import contextlib
@@ -150,8 +151,13 @@ def _start_local():
     except AttributeError:  # not Linux
         n = os.cpu_count() or 1
     # no dashboard; the scheduler's small HTTP server on a free port (not a busy 8787)
-    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                        scheduler_kwargs={"dashboard_address": ":0"})
+    return LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+    )
 
 
 def wait_for_workers(client, what="the tasks"):
@@ -270,8 +276,9 @@ class Progress:
         self._last = now
         width = 30
         fill = int(width * self.done / max(self.total, 1))
-        self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] "
-                          f"{self.done}/{self.total} {now - self.start:.1f}s")
+        self.stream.write(
+            f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {now - self.start:.1f}s"
+        )
         self.stream.flush()
 
     def update(self, n=1):

@@ -1,4 +1,5 @@
 """Parameter sweeps: chunks of parameter vectors replayed on workers from the stored trace."""
+
 from __future__ import annotations
 
 import collections
@@ -86,8 +87,12 @@ def chunk_task(root, gkey, thetas, what, k, rewards, times):
     except Exception as exc:
         if not isinstance(exc, (PhasicError, ValueError, ArithmeticError)):
             raise
-        return "error", {"error_type": type(exc).__name__, "message": str(exc),
-                         "host": socket.gethostname(), "pid": os.getpid()}
+        return "error", {
+            "error_type": type(exc).__name__,
+            "message": str(exc),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
 
 
 def _block(thetas, root, gkey, what, k, rewards, times):
@@ -101,8 +106,12 @@ def graph_store_key(graph, store):
 
     arrays, attrs = graph.to_arrays(compact=True)
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
-    material = json.dumps({"schema": _CONTENT_SCHEMA, "checksum": checksum_arrays(arrays), "attrs": attrs},
-                          sort_keys=True, separators=(",", ":"), default=str)
+    material = json.dumps(
+        {"schema": _CONTENT_SCHEMA, "checksum": checksum_arrays(arrays), "attrs": attrs},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
     key = hashlib.sha256(material.encode()).hexdigest()
     if not store.contains("graphs", key):
         store.put("graphs", key, arrays, dict(attrs, key_material=material, callback=graph._callback_name))
@@ -116,8 +125,10 @@ def _check(g, thetas, what, k, rewards, times, chunk_size):
         raise ParameterError(f"k={k!r} must be a positive integer (the number of moments)")
     p = g.theta_dim
     if not p:
-        raise ParameterError("sweep needs a parameterised graph (callback rates given as coefficient lists); "
-                             "this graph has numeric rates only")
+        raise ParameterError(
+            "sweep needs a parameterised graph (callback rates given as coefficient lists); "
+            "this graph has numeric rates only"
+        )
     try:
         th = np.array(thetas, dtype=np.float64)
     except (TypeError, ValueError):
@@ -142,8 +153,9 @@ def _check(g, thetas, what, k, rewards, times, chunk_size):
             raise ParameterError(f"times must be a 1-D array of finite times >= 0, got {times!r:.80}")
     else:
         times = None
-    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
-                                   or isinstance(chunk_size, bool)):
+    if chunk_size is not None and (
+        not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1 or isinstance(chunk_size, bool)
+    ):
         raise ParameterError(f"chunk_size={chunk_size!r} must be a positive integer or None")
     return th, rewards, times
 
@@ -156,9 +168,21 @@ def _width(what, k, times):
     return ()
 
 
-def sweep(key_or_graph, thetas, what="moments", k=2, rewards=None, times=None, chunk_size=None,
-          client=None, as_dask_array=False, cache_dir=None, retries=2, progress=None,
-          performance_report=None):
+def sweep(
+    key_or_graph,
+    thetas,
+    what="moments",
+    k=2,
+    rewards=None,
+    times=None,
+    chunk_size=None,
+    client=None,
+    as_dask_array=False,
+    cache_dir=None,
+    retries=2,
+    progress=None,
+    performance_report=None,
+):
     """Evaluate many parameter vectors on a stored graph, in chunks on Dask workers.
 
     Each chunk is evaluated by :func:`phasic.traces.evaluate_batch` from the trace in the
@@ -238,8 +262,19 @@ def sweep(key_or_graph, thetas, what="moments", k=2, rewards=None, times=None, c
         size = chunk_size or max(1, math.ceil(n / (4 * (os.cpu_count() or 1))))
         x = da.from_array(th, chunks=(size, th.shape[1]))
         out_chunks = (x.chunks[0],) + tuple((w,) for w in width)
-        return x.map_blocks(_block, root, gkey, what, k, rewards, times, chunks=out_chunks, dtype=np.float64,
-                            drop_axis=None if width else 1, token=f"phasic-sweep-{gkey[:16]}")
+        return x.map_blocks(
+            _block,
+            root,
+            gkey,
+            what,
+            k,
+            rewards,
+            times,
+            chunks=out_chunks,
+            dtype=np.float64,
+            drop_axis=None if width else 1,
+            token=f"phasic-sweep-{gkey[:16]}",
+        )
     if n == 0:
         return np.empty((0,) + width)
     from dask.base import tokenize
@@ -255,11 +290,22 @@ def sweep(key_or_graph, thetas, what="moments", k=2, rewards=None, times=None, c
         bounds = [(lo, min(lo + chunk_size, n)) for lo in range(0, n, chunk_size)]
         with report(c, performance_report):
             chunks = [th[lo:hi] for lo, hi in bounds]
-            keys = [f"phasic-sweep-{gkey[:16]}-{tokenize(root, gkey, chunk, what, k, rewards, times)}"
-                    for chunk in chunks]
+            keys = [
+                f"phasic-sweep-{gkey[:16]}-{tokenize(root, gkey, chunk, what, k, rewards, times)}" for chunk in chunks
+            ]
             m = len(chunks)
-            futures = c.map(chunk_task, [root] * m, [gkey] * m, chunks, [what] * m, [k] * m, [rewards] * m,
-                            [times] * m, key=keys, retries=retries)
+            futures = c.map(
+                chunk_task,
+                [root] * m,
+                [gkey] * m,
+                chunks,
+                [what] * m,
+                [k] * m,
+                [rewards] * m,
+                [times] * m,
+                key=keys,
+                retries=retries,
+            )
             wait(c, futures, progress, f"phasic sweep ({n} x {m} chunks)")
             for (lo, hi), fut in zip(bounds, futures):
                 if fut.status != "finished":
@@ -268,8 +314,9 @@ def sweep(key_or_graph, thetas, what="moments", k=2, rewards=None, times=None, c
                     except Exception as err:  # cancelled or lost
                         exc = err
                     c.cancel(futures)
-                    raise DistributedError(f"sweep of graph {gkey} failed on rows {lo}:{hi}: "
-                                           f"{type(exc).__name__}: {exc}") from exc
+                    raise DistributedError(
+                        f"sweep of graph {gkey} failed on rows {lo}:{hi}: {type(exc).__name__}: {exc}"
+                    ) from exc
             results = c.gather(futures)
             del futures
         parts = []
@@ -277,6 +324,7 @@ def sweep(key_or_graph, thetas, what="moments", k=2, rewards=None, times=None, c
             if status != "ok":
                 raise DistributedError(
                     f"sweep of graph {gkey} failed on rows {lo}:{hi} (worker {value['host']} pid "
-                    f"{value['pid']}): {value['error_type']}: {value['message']}")
+                    f"{value['pid']}): {value['error_type']}: {value['message']}"
+                )
             parts.append(value)
     return np.concatenate(parts, axis=0)

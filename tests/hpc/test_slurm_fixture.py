@@ -26,11 +26,11 @@ def test_node_idle_in_default_partition(slurm):
 
 def test_sbatch_job_in_sacct_and_jobcomp(slurm, tmp_path):
     out = tmp_path / "out.txt"
-    job = slurm.sbatch("-J", "sq", "-o", str(tmp_path / "%j.log"),
-                       "--wrap", f"echo $((6 * 7)) $SLURM_JOB_ID > {out}", cwd=tmp_path)
+    job = slurm.sbatch(
+        "-J", "sq", "-o", str(tmp_path / "%j.log"), "--wrap", f"echo $((6 * 7)) $SLURM_JOB_ID > {out}", cwd=tmp_path
+    )
     rec = slurm.wait_for_job(job, timeout=60)
-    assert rec == {"JobID": job, "JobName": "sq", "State": "COMPLETED",
-                   "ExitCode": "0:0", "Partition": slurm.partition}
+    assert rec == {"JobID": job, "JobName": "sq", "State": "COMPLETED", "ExitCode": "0:0", "Partition": slurm.partition}
     assert out.read_text().split() == ["42", job]
     # job-completion record (written by slurmctld at job end)
     comp = [r for r in slurm.jobcomp_records() if r.get("JobId") == job]
@@ -59,10 +59,17 @@ def test_dask_jobqueue_slurmcluster(slurm, tmp_path):
     from dask_jobqueue import SLURMCluster
 
     n = 1000
-    with SLURMCluster(cores=1, memory="500MB", queue=slurm.partition,
-                      walltime="00:05:00", processes=1, python=sys.executable,
-                      log_directory=str(tmp_path), local_directory=str(tmp_path),
-                      scheduler_options={"dashboard_address": ":0"}) as cluster:
+    with SLURMCluster(
+        cores=1,
+        memory="500MB",
+        queue=slurm.partition,
+        walltime="00:05:00",
+        processes=1,
+        python=sys.executable,
+        log_directory=str(tmp_path),
+        local_directory=str(tmp_path),
+        scheduler_options={"dashboard_address": ":0"},
+    ) as cluster:
         cluster.scale(1)
         with Client(cluster) as client:
             client.wait_for_workers(1, timeout=60)

@@ -117,8 +117,20 @@ class RandomModel:
     edges of a parameterised model keep a constant rate).
     """
 
-    def __init__(self, seed, n, extra=2, exit_fraction=0.2, n_start=1, defect=0.0,
-                 n_absorbing=1, discrete=False, theta_dim=0, mixed=False, rate_range=(0.2, 5.0)):
+    def __init__(
+        self,
+        seed,
+        n,
+        extra=2,
+        exit_fraction=0.2,
+        n_start=1,
+        defect=0.0,
+        n_absorbing=1,
+        discrete=False,
+        theta_dim=0,
+        mixed=False,
+        rate_range=(0.2, 5.0),
+    ):
         rng = np.random.default_rng(seed)
         self.n, self.discrete, self.theta_dim = n, discrete, theta_dim
         self.absorbing = [n + 1 + i for i in range(n_absorbing)]
@@ -164,8 +176,9 @@ class RandomModel:
         if not self.theta_dim:
             return self.edges
         th = np.asarray(theta, dtype=float)
-        return {s: {t: (float(np.dot(c, th)) if np.ndim(c) else c) for t, c in out.items()}
-                for s, out in self.edges.items()}
+        return {
+            s: {t: (float(np.dot(c, th)) if np.ndim(c) else c) for t, c in out.items()} for s, out in self.edges.items()
+        }
 
     def callback(self, theta=None, with_ipv_wrapper=True):
         """A phasic callback over this edge list (coefficient lists if theta is None)."""
@@ -175,15 +188,17 @@ class RandomModel:
         def transitions(state):
             s = int(state[0])
             out = table.get(s, {})
-            return [[self.state(t), (list(map(float, w)) if np.ndim(w) else float(w))]
-                    for t, w in out.items()]
+            return [[self.state(t), (list(map(float, w)) if np.ndim(w) else float(w))] for t, w in out.items()]
 
         return with_ipv(self.ipv)(transitions) if with_ipv_wrapper else transitions
 
     def build_manual(self, theta=None, seed=0):
         """Build the graph with the manual API, creating vertices in a shuffled order."""
-        g = Graph(state_length=2, discrete=self.discrete,
-                  **({"theta_dim": self.theta_dim} if self.theta_dim and theta is None else {}))
+        g = Graph(
+            state_length=2,
+            discrete=self.discrete,
+            **({"theta_dim": self.theta_dim} if self.theta_dim and theta is None else {}),
+        )
         order = list(range(1, self.n + 1)) + self.absorbing
         np.random.default_rng(seed).shuffle(order)
         idx = {s: g.find_or_create_vertex(self.state(s)) for s in order}
@@ -284,7 +299,7 @@ def matrices_from_csr(g):
         tot = float(np.sum(weight[lo:hi]))
         M[i, i] += (1.0 - tot) if g.discrete else -tot
     alpha = np.zeros(m)
-    for t, w in zip(target[indptr[0]:indptr[1]], weight[indptr[0]:indptr[1]]):
+    for t, w in zip(target[indptr[0] : indptr[1]], weight[indptr[0] : indptr[1]]):
         if int(t) in pos:
             alpha[pos[int(t)]] += w
     return np.array(transient, dtype=int), alpha, M
@@ -411,7 +426,7 @@ def dph_raw_moments3(pi, T):
 def hypoexp_moments_exact(rates, k):
     """Exact raw moments of a sum of independent Exp(rates) (Fractions), via cumulants."""
     rates = [Fraction(x) for x in rates]
-    kappa = [None] + [sum(Fraction(math.factorial(m - 1)) / lam ** m for lam in rates) for m in range(1, k + 1)]
+    kappa = [None] + [sum(Fraction(math.factorial(m - 1)) / lam**m for lam in rates) for m in range(1, k + 1)]
     mu = [Fraction(1)]
     for n in range(1, k + 1):
         mu.append(sum(math.comb(n - 1, m - 1) * kappa[m] * mu[n - m] for m in range(1, n + 1)))

@@ -115,8 +115,9 @@ def test_kingman_two_is_exponential_one():
 
 
 def test_parameterised_coalescent_matches_closed_form():
-    g = Graph(with_ipv([9])(lambda state: [] if state[0] <= 1 else [[[int(state[0]) - 1], [C2(int(state[0]))]]]),
-              theta_dim=1)
+    g = Graph(
+        with_ipv([9])(lambda state: [] if state[0] <= 1 else [[[int(state[0]) - 1], [C2(int(state[0]))]]]), theta_dim=1
+    )
     for theta in (0.5, 3.0):
         g.update_weights([theta])
         close(g.expectation(), 2 * (1 - 1 / 9) / theta)

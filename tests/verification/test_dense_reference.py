@@ -21,10 +21,10 @@ from .models import (
     RandomModel,
     matrices_from_csr,
     ph_covariance,
+    ph_pdf,
     ph_reward_moments,
     ph_reward_transform,
     ph_sojourn,
-    ph_pdf,
 )
 
 

@@ -16,6 +16,7 @@ from phasic import Graph, with_ipv
 
 from .models import (
     RandomModel,
+    Solver,
     dph_moments,
     dph_pmf,
     dph_raw_moments3,
@@ -26,7 +27,6 @@ from .models import (
     matrices_from_csr,
     ph_cdf,
     ph_pdf,
-    Solver,
 )
 
 ATOL = 1e-9

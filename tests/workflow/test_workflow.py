@@ -6,6 +6,7 @@ and a module sharing the cache).  Reuse is detected through marker files the mod
 append to: a callback that is not called did not rebuild anything.  Every number is checked
 against ``phasic.Graph`` computed here and against closed forms / dense-matrix formulas.
 """
+
 import importlib.util
 import json
 import os
@@ -90,12 +91,32 @@ TIMES = [0.0, 0.5, 1.0, 2.0, 4.0]
 def _specs(base):
     models = str(base / "models.py")
     return [
-        {"name": "kingman", "file": models, "callback": "kingman", "params": {"marker": str(base / "m_kingman")},
-         "theta_names": ["coal"], "theta_grid": [[0.5, 2.0]], "moments": 3, "times": TIMES},
-        {"name": "sfs", "file": models, "callback": "block_counting",
-         "params": {"marker": str(base / "m_sfs")}, "rewards": "sfs", "times": {"stop": 4.0, "num": 5}},
-        {"name": "countdown", "file": models, "callback": "countdown", "discrete": True,
-         "params": {"p": 0.5, "marker": str(base / "m_countdown")}, "times": [0, 1, 2, 3, 4, 5, 6, 8]},
+        {
+            "name": "kingman",
+            "file": models,
+            "callback": "kingman",
+            "params": {"marker": str(base / "m_kingman")},
+            "theta_names": ["coal"],
+            "theta_grid": [[0.5, 2.0]],
+            "moments": 3,
+            "times": TIMES,
+        },
+        {
+            "name": "sfs",
+            "file": models,
+            "callback": "block_counting",
+            "params": {"marker": str(base / "m_sfs")},
+            "rewards": "sfs",
+            "times": {"stop": 4.0, "num": 5},
+        },
+        {
+            "name": "countdown",
+            "file": models,
+            "callback": "countdown",
+            "discrete": True,
+            "params": {"p": 0.5, "marker": str(base / "m_countdown")},
+            "times": [0, 1, 2, 3, 4, 5, 6, 8],
+        },
     ]
 
 
@@ -108,13 +129,24 @@ def _write_config(path, models, **extra):
 
 def snakemake(workdir, *args, cache, configfile=None, timeout=300, snakefile=SNAKEFILE):
     """Run snakemake in a subprocess (killed after `timeout` s); returns the CompletedProcess."""
-    cmd = ["timeout", "-s", "KILL", str(timeout), SNAKEMAKE, "--snakefile", str(snakefile),
-           "--directory", str(workdir), "--cores", "2", *args]
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(timeout),
+        SNAKEMAKE,
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     cmd += ["--config", f"cache_dir={cache}"]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PHASIC_CACHE_DIR": str(cache)}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PHASIC_CACHE_DIR": str(cache)}
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     proc.output = proc.stdout + proc.stderr
     return proc
@@ -159,8 +191,10 @@ def _read_tsv(path):
 
 
 def _markers(base):
-    return {name: (base / f"m_{name}").read_text() if (base / f"m_{name}").exists() else ""
-            for name in ("kingman", "sfs", "countdown", "broken")}
+    return {
+        name: (base / f"m_{name}").read_text() if (base / f"m_{name}").exists() else ""
+        for name in ("kingman", "sfs", "countdown", "broken")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +214,15 @@ def first(tmp_path_factory):
     assert _markers(base)["kingman"], "the library build calls the callback"
     (base / "m_kingman").unlink()
     proc = snakemake(work, cache=cache, configfile=config)
-    return {"base": base, "cache": cache, "work": work, "config": config, "specs": specs, "proc": proc,
-            "markers": _markers(base)}
+    return {
+        "base": base,
+        "cache": cache,
+        "work": work,
+        "config": config,
+        "specs": specs,
+        "proc": proc,
+        "markers": _markers(base),
+    }
 
 
 def _graph(first, name, cache=True):
@@ -316,8 +357,15 @@ def test_forced_rerun_and_touch_keep_entries(cache_env):
     keys = store.entries("graphs")
     markers = _markers(first["base"])
     # a forced rerun of build_graph finds every entry and reuses it (update(): not deleted first)
-    proc = snakemake(first["work"], "results/sfs/trace.json", "results/kingman/trace.json",
-                     "--forcerun", "build_graph", cache=first["cache"], configfile=first["config"])
+    proc = snakemake(
+        first["work"],
+        "results/sfs/trace.json",
+        "results/kingman/trace.json",
+        "--forcerun",
+        "build_graph",
+        cache=first["cache"],
+        configfile=first["config"],
+    )
     _ok(proc)
     assert job_counts(proc.output)["build_graph"] == 2
     assert _markers(first["base"]) == markers
@@ -340,8 +388,7 @@ def test_rerun_does_nothing(cache_env):
 
 def test_report(cache_env):
     first = cache_env
-    proc = snakemake(first["work"], "--report", "results/report.html", cache=first["cache"],
-                     configfile=first["config"])
+    proc = snakemake(first["work"], "--report", "results/report.html", cache=first["cache"], configfile=first["config"])
     _ok(proc)
     html = (first["work"] / "results" / "report.html").read_text(errors="replace")
     assert "kingman" in html and "sfs.png" in html
@@ -371,7 +418,8 @@ def test_second_workflow_using_it_as_a_module_shares_the_cache(cache_env):
     work = first["base"] / "host"
     work.mkdir()
     shutil.copy(first["config"], work / "config.yaml")
-    (work / "Snakefile").write_text(textwrap.dedent(f"""
+    (work / "Snakefile").write_text(
+        textwrap.dedent(f"""
         configfile: "config.yaml"
 
         module phasic:
@@ -379,17 +427,24 @@ def test_second_workflow_using_it_as_a_module_shares_the_cache(cache_env):
             config: config
 
         use rule * from phasic as phasic_*
-    """))
+    """)
+    )
     markers = _markers(first["base"])
-    proc = snakemake(work, "results/sfs/moments.tsv", "results/countdown/moments.tsv", cache=first["cache"],
-                     snakefile=work / "Snakefile")
+    proc = snakemake(
+        work,
+        "results/sfs/moments.tsv",
+        "results/countdown/moments.tsv",
+        cache=first["cache"],
+        snakefile=work / "Snakefile",
+    )
     _ok(proc)
     counts = job_counts(proc.output)
     assert counts == {"phasic_record_trace": 2, "phasic_evaluate": 2, "total": 4}, counts
     assert _markers(first["base"]) == markers  # the graphs the first workflow built are not rebuilt
     for name in ("sfs", "countdown"):
-        assert (work / "results" / name / "moments.tsv").read_text() == \
-            (first["work"] / "results" / name / "moments.tsv").read_text()
+        assert (work / "results" / name / "moments.tsv").read_text() == (
+            first["work"] / "results" / name / "moments.tsv"
+        ).read_text()
         assert json.loads((work / "results" / name / "trace.json").read_text())["recorded"] is False
 
 
@@ -400,8 +455,12 @@ def test_failing_callback_fails_only_its_jobs(cache_env):
     base = first["base"]
     work = base / "work_broken"
     work.mkdir()
-    broken = {"name": "broken", "file": str(base / "models.py"), "callback": "broken",
-              "params": {"marker": str(base / "m_broken")}}
+    broken = {
+        "name": "broken",
+        "file": str(base / "models.py"),
+        "callback": "broken",
+        "params": {"marker": str(base / "m_broken")},
+    }
     config = _write_config(base / "broken.yaml", [first["specs"][0], broken])
     proc = snakemake(work, "results/summary.tsv", "--keep-going", cache=first["cache"], configfile=config)
     assert proc.returncode != 0
@@ -424,19 +483,23 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_config_schema_rejects_malformed_spec(tmp_path):
-    config = _write_config(tmp_path / "bad.yaml", [{"name": "m", "file": "x.py", "callback": "f",
-                                                    "theta_grid": [["a"]]}])
+    config = _write_config(
+        tmp_path / "bad.yaml", [{"name": "m", "file": "x.py", "callback": "f", "theta_grid": [["a"]]}]
+    )
     proc = snakemake(tmp_path, "-n", cache=tmp_path / "cache", configfile=config)
     assert proc.returncode != 0
     assert "Error validating config file" in proc.output and "theta_grid" in proc.output, proc.output[-3000:]
 
 
-@pytest.mark.parametrize("model, expected", [
-    ({"name": "m", "file": "x.py"}, "'callback' must be the name of a function"),
-    ({"name": "m", "file": "x.py", "callback": "f", "parmas": {}}, "unknown key 'parmas'"),
-    ({"name": "m", "callback": "f"}, "give exactly one of 'file'"),
-    ({"name": "a b", "file": "x.py", "callback": "f"}, "model name 'a b'"),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ({"name": "m", "file": "x.py"}, "'callback' must be the name of a function"),
+        ({"name": "m", "file": "x.py", "callback": "f", "parmas": {}}, "unknown key 'parmas'"),
+        ({"name": "m", "callback": "f"}, "give exactly one of 'file'"),
+        ({"name": "a b", "file": "x.py", "callback": "f"}, "model name 'a b'"),
+    ],
+)
 def test_model_spec_errors_are_clear(model, expected):
     from phasic.exceptions import ParameterError
     from phasic.models import check_spec
@@ -497,19 +560,60 @@ def test_evaluate_through_dask_equals_batch(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "models.py").write_text(MODELS_PY)
-    common = ["evaluate", "--file", str(tmp_path / "models.py"), "--callback", "kingman",
-              "--theta-grid", '[{"start": 0.5, "stop": 3.0, "num": 7}]', "--moments", "3", "--times", "0:3:4"]
-    assert main(common + ["--method", "batch", "--moments-out", str(tmp_path / "b.tsv"),
-                          "--distribution-out", str(tmp_path / "bd.tsv")]) == 0
+    common = [
+        "evaluate",
+        "--file",
+        str(tmp_path / "models.py"),
+        "--callback",
+        "kingman",
+        "--theta-grid",
+        '[{"start": 0.5, "stop": 3.0, "num": 7}]',
+        "--moments",
+        "3",
+        "--times",
+        "0:3:4",
+    ]
+    assert (
+        main(
+            common
+            + [
+                "--method",
+                "batch",
+                "--moments-out",
+                str(tmp_path / "b.tsv"),
+                "--distribution-out",
+                str(tmp_path / "bd.tsv"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None):
-        assert main(common + ["--method", "dask", "--moments-out", str(tmp_path / "d.tsv"),
-                              "--distribution-out", str(tmp_path / "dd.tsv"), "--json", "--quiet"]) == 0
+        assert (
+            main(
+                common
+                + [
+                    "--method",
+                    "dask",
+                    "--moments-out",
+                    str(tmp_path / "d.tsv"),
+                    "--distribution-out",
+                    str(tmp_path / "dd.tsv"),
+                    "--json",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     assert json.loads(capsys.readouterr().out)["method"] == "dask"
-    np.testing.assert_allclose(np.loadtxt(tmp_path / "d.tsv", skiprows=1, usecols=(0, 2, 3, 4, 5)),
-                               np.loadtxt(tmp_path / "b.tsv", skiprows=1, usecols=(0, 2, 3, 4, 5)), rtol=1e-13)
-    np.testing.assert_allclose(np.loadtxt(tmp_path / "dd.tsv", skiprows=1),
-                               np.loadtxt(tmp_path / "bd.tsv", skiprows=1), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        np.loadtxt(tmp_path / "d.tsv", skiprows=1, usecols=(0, 2, 3, 4, 5)),
+        np.loadtxt(tmp_path / "b.tsv", skiprows=1, usecols=(0, 2, 3, 4, 5)),
+        rtol=1e-13,
+    )
+    np.testing.assert_allclose(
+        np.loadtxt(tmp_path / "dd.tsv", skiprows=1), np.loadtxt(tmp_path / "bd.tsv", skiprows=1), rtol=1e-12, atol=1e-15
+    )
 
 
 def test_rewards_function_from_a_spec_file(tmp_path, monkeypatch, capsys):
@@ -518,13 +622,18 @@ def test_rewards_function_from_a_spec_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
     sub = tmp_path / "project"
     sub.mkdir()
-    (sub / "models.py").write_text(MODELS_PY + textwrap.dedent('''
+    (sub / "models.py").write_text(
+        MODELS_PY
+        + textwrap.dedent("""
 
         def lineages(states):
             return {"lineages": states[:, 0].astype(float)}
-    '''))
-    _write_config(sub / "models.yaml", [{"name": "k", "file": "models.py", "callback": "kingman",
-                                         "theta": [[1.0]], "rewards": "lineages"}])
+    """)
+    )
+    _write_config(
+        sub / "models.yaml",
+        [{"name": "k", "file": "models.py", "callback": "kingman", "theta": [[1.0]], "rewards": "lineages"}],
+    )
     monkeypatch.chdir(tmp_path)  # the model file is found next to the spec file
     out = tmp_path / "m.tsv"
     assert main(["evaluate", "--spec", "@project/models.yaml", "--moments-out", str(out)]) == 0

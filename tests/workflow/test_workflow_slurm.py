@@ -4,6 +4,7 @@ Uses the session fixture ``slurm`` (tests/slurm_cluster.py), which skips visibly
 cannot start.  Only the partition is added on the command line (as a user would), plus a short
 first status check so the test does not wait the plugin's default 40 s before polling.
 """
+
 import json
 import os
 import re
@@ -27,23 +28,47 @@ def test_workflow_runs_through_slurm(slurm, tmp_path):
     conf = slurm.system_conf
     if conf is None or not conf.is_file() or str(slurm.statedir) not in conf.read_text().split("\n", 1)[0]:
         # snakemake's jobstep plugin runs `srun` without SLURM_CONF, so it reads /etc/slurm/slurm.conf
-        pytest.skip(f"/etc/slurm/slurm.conf does not point at this Slurm instance ({slurm.statedir}); "
-                    "another instance holds it, and the jobs' inner srun would not find the cluster")
+        pytest.skip(
+            f"/etc/slurm/slurm.conf does not point at this Slurm instance ({slurm.statedir}); "
+            "another instance holds it, and the jobs' inner srun would not find the cluster"
+        )
     (tmp_path / "models.py").write_text(MODELS_PY)
     cache, work = tmp_path / "cache", tmp_path / "work"
     work.mkdir()
     marker = tmp_path / "m_kingman"
-    spec = {"name": "kingman", "file": str(tmp_path / "models.py"), "callback": "kingman",
-            "params": {"marker": str(marker)}, "theta_names": ["coal"], "theta": [[1.0], [3.0]],
-            "times": [0.0, 1.0, 2.0]}
+    spec = {
+        "name": "kingman",
+        "file": str(tmp_path / "models.py"),
+        "callback": "kingman",
+        "params": {"marker": str(marker)},
+        "theta_names": ["coal"],
+        "theta": [[1.0], [3.0]],
+        "times": [0.0, 1.0, 2.0],
+    }
     config = _write_config(tmp_path / "config.yaml", [spec], resources={"mem_mb": 200, "runtime": 5})
-    cmd = ["timeout", "-s", "KILL", "420", SNAKEMAKE, "results/summary.tsv", "--snakefile", str(SNAKEFILE), "--directory", str(work),
-           "--profile", str(REPO / "profiles" / "slurm"),
-           "--default-resources", f"slurm_partition={slurm.partition}",
-           "--slurm-init-seconds-before-status-checks", "1",
-           "--configfile", str(config), "--config", f"cache_dir={cache}"]
-    env = {**slurm.environ(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PHASIC_CACHE_DIR": str(cache)}
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        "420",
+        SNAKEMAKE,
+        "results/summary.tsv",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(work),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--default-resources",
+        f"slurm_partition={slurm.partition}",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--configfile",
+        str(config),
+        "--config",
+        f"cache_dir={cache}",
+    ]
+    env = {**slurm.environ(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PHASIC_CACHE_DIR": str(cache)}
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:] + "\n" + slurm.log_tail("slurmctld.log")

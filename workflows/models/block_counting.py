@@ -7,6 +7,7 @@ branches subtending ``i + 1`` leaves, so ``E[xi_i] = (mutation rate) * E[L_i]`` 
 SFS; with the rewards ``sfs`` (columns 1..n-1) the workflow computes ``E[L_i]`` (= 2/i).
 The sample is the start state ``[n, 0, ..., 0]`` (``ipv:`` in the model spec; default n = 5).
 """
+
 from phasic import with_ipv
 
 

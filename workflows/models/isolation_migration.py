@@ -8,6 +8,7 @@ State ``[a, b, c]``: lineages in population 1 and 2 before the split (``c == 0``
 ``c`` lineages in the ancestral population after it (``a == b == 0``).
 ``theta = [coal, mig, split]``: pair coalescence rate, per-lineage migration rate, split rate.
 """
+
 from phasic import with_ipv
 
 

@@ -5,6 +5,7 @@ coalescence rate, 1/N in units of generations), so the edge ``n -> n-1`` has the
 ``n(n-1)/2``: the rate is ``n(n-1)/2 * theta[0]``.  The sample size is the start state, set
 with ``ipv: [n]`` in the model spec (default 10).
 """
+
 from phasic import with_ipv
 
 

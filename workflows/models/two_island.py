@@ -5,6 +5,7 @@ coalescence rate of a pair in the same island, ``m`` the migration rate of one l
 Absorbing when a single lineage (the MRCA) is left.  The sample is the start state
 (``ipv: [a, b]``, default two lineages in each island).
 """
+
 from phasic import with_ipv
 
 

@@ -1,15 +1,16 @@
 """pdf, cdf and moment plots of one model (Snakemake script of rule `plot`)."""
+
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tables import pick, split_distribution, split_moments, theta_label  # noqa: E402
+import matplotlib.pyplot as plt
+from tables import pick, split_distribution, split_moments, theta_label
 
 
 def curves(dist_path, out_path, which, model, max_curves):

@@ -3,16 +3,17 @@
 The moments table of a model with ``rewards: sfs`` holds E[L_i], the expected total length of
 branches subtending i of the n sampled genes; the expected SFS is E[xi_i] = mu * E[L_i].
 """
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tables import pick, split_moments, theta_label  # noqa: E402
+import matplotlib.pyplot as plt
+from tables import pick, split_moments, theta_label
 
 
 def main(smk):

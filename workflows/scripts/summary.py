@@ -1,4 +1,5 @@
 """One row per model: keys, sizes and expectations (Snakemake script of rule `summary`)."""
+
 import json
 import os
 import sys
@@ -6,10 +7,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tables import split_moments  # noqa: E402
+from tables import split_moments
 
-COLUMNS = ["model", "graph_key", "trace_key", "vertices", "edges", "theta_dim", "n_theta", "rewards",
-           "expectation_min", "expectation_max", "graph_entry", "trace_entry"]
+COLUMNS = [
+    "model",
+    "graph_key",
+    "trace_key",
+    "vertices",
+    "edges",
+    "theta_dim",
+    "n_theta",
+    "rewards",
+    "expectation_min",
+    "expectation_max",
+    "graph_entry",
+    "trace_entry",
+]
 
 
 def main(smk):
@@ -19,9 +32,22 @@ def main(smk):
         _, table = split_moments(moments)
         rewards = list(next(iter(table.values())))
         first = [row[rewards[0]]["moment_1"] for row in table.values()]
-        rows.append([model, info["graph_key"], info["trace_key"], info["vertices"], info["edges"],
-                     info["theta_dim"], len(table) if info["theta_dim"] else 0, ",".join(rewards),
-                     repr(min(first)), repr(max(first)), info["graph_entry"], info["trace_entry"]])
+        rows.append(
+            [
+                model,
+                info["graph_key"],
+                info["trace_key"],
+                info["vertices"],
+                info["edges"],
+                info["theta_dim"],
+                len(table) if info["theta_dim"] else 0,
+                ",".join(rewards),
+                repr(min(first)),
+                repr(max(first)),
+                info["graph_entry"],
+                info["trace_entry"],
+            ]
+        )
     tmp = f"{smk.output.table}.tmp.{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write("\t".join(COLUMNS) + "\n")

@@ -1,4 +1,5 @@
 """Reading the TSV tables `phasic evaluate` writes (shared by the plot and summary scripts)."""
+
 import csv
 
 
@@ -18,7 +19,7 @@ def split_moments(path):
     out = {}
     for row in rows:
         theta = tuple(float(x) for x in row[:r])
-        out.setdefault(theta, {})[row[r]] = {h: float(v) for h, v in zip(header[r + 1:], row[r + 1:])}
+        out.setdefault(theta, {})[row[r]] = {h: float(v) for h, v in zip(header[r + 1 :], row[r + 1 :])}
     return names, out
 
 
