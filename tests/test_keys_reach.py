@@ -698,7 +698,7 @@ sys.path.insert(0, sys.argv[1])   # a site-packages directory, as an installed p
 sys.path.insert(0, sys.argv[2])   # the user's project, as an editable install's path entry
 import model
 from phasic.keys import graph_key
-from phasic.keys_reach import distribution, module_kind
+from phasic.keys._reach import distribution, module_kind
 key, material = graph_key(model.model, {}, ipv=[4])
 print(json.dumps([key, module_kind("fancyrates"), distribution("fancyrates"), module_kind("model")]))
 """
@@ -873,7 +873,7 @@ def test_namespace_packages_are_keyed_by_the_distribution_of_their_sub_package(t
     (dist / "RECORD").write_text("nsroot/rates/__init__.py,,\n")
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); "
-        "from phasic.keys_reach import distribution; print(json.dumps(distribution('nsroot.rates')))"
+        "from phasic.keys._reach import distribution; print(json.dumps(distribution('nsroot.rates')))"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", code, str(site)], env=env, capture_output=True, text=True, timeout=120)

@@ -19,7 +19,7 @@ import types
 import numpy as np  # a hard dependency, already imported by phasic
 
 from phasic.exceptions import UnhashableError
-from phasic.keys_source import _dumps, _jstr
+from phasic.keys._source import _dumps, _jstr
 
 __all__ = ["sha256", "encode_value", "canonical_json"]
 
@@ -80,6 +80,17 @@ def sha256(data=b"", size_hint=0):
                 return _BUILTIN_SHA256[0](data)
         import hashlib
     return hashlib.sha256(data)
+
+
+#: ``(is_library, callback_material)``: how a function inside a value is encoded, set by
+#: :mod:`phasic.keys._code` when it is imported (it imports this module, so this module
+#: cannot import it back); :mod:`phasic.keys` imports both.
+_FUNCTION_ENCODER = [None, None]
+
+
+def register_function_encoder(is_library, callback_material):
+    """Set how functions inside values are encoded (called once by :mod:`phasic.keys._code`)."""
+    _FUNCTION_ENCODER[:] = [is_library, callback_material]
 
 
 def _qualname(obj):
@@ -197,16 +208,12 @@ def encode_value(value, *, _seen=None, _where="value"):
             encode_value(dict(value.keywords), _seen=_seen, _where=_where),
         ]
     if isinstance(value, types.FunctionType):
-        from phasic.keys import _is_library
-
-        if _is_library(value):
+        is_library, callback_material = _FUNCTION_ENCODER
+        if is_library(value):
             return ["extfunc", _qualname(value)]
-        from phasic.keys import callback_material
-
         return callback_material(value, _visited=_seen.setdefault("__functions__", {}))
     if isinstance(value, types.MethodType):
-        from phasic.keys import callback_material
-
+        callback_material = _FUNCTION_ENCODER[1]
         return [
             "method",
             encode_value(value.__self__, _seen=_seen, _where=_where),

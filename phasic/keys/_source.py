@@ -62,7 +62,7 @@ def _function_ast(func):
 def _function_ast_entry(func):
     """``(dump, JSON text of the dump, reach notes)`` of ``func`` (memoised per code object).
 
-    The notes (:func:`phasic.keys_reach.scan`) list the imports inside the function and
+    The notes (:func:`phasic.keys._reach.scan`) list the imports inside the function and
     the constructs the key cannot follow, read from the same parse.
     """
     code = getattr(func, "__code__", None)
@@ -127,7 +127,7 @@ def _function_ast_uncached(func, with_notes=False):
     node.decorator_list = []
     notes = None
     if with_notes:
-        from phasic.keys_reach import scan
+        from phasic.keys._reach import scan
 
         notes = scan(node, getattr(getattr(func, "__code__", None), "co_firstlineno", 1) - 1)
     body = node.body

@@ -20,7 +20,7 @@ syntax tree, what the key cannot see from the function object alone:
 
 Both answers are memoised per process: installed code does not change while a process
 runs, and what :func:`scan` reads is memoised with the function's syntax tree per code
-object (see :mod:`phasic.keys_source`).
+object (see :mod:`phasic.keys._source`).
 """
 
 from __future__ import annotations

@@ -1,96 +1,25 @@
-"""Canonical key material for cached phasic artifacts.
+"""The code a callback runs, as key material: the callback and all user code it reaches.
 
-A graph built from a callback is fully determined by the callback's code, the
-data that code reads (closure cells, module-level constants, helper functions
-from its own module), the keyword parameters it is called with, the initial
-probability vector (IPV), the ``model``/``indexer`` objects and a few graph
-options.  This module turns all of that into a *canonical, versioned JSON
-document* (the key material) and hashes it with SHA-256 to obtain the key that
-names the entry in the content-addressed store (:mod:`phasic.store`).
-
-Encoding rules
---------------
-* Every value is type-tagged, so ``1``, ``1.0``, ``True`` and ``"1"`` differ:
-  ``["int", "1"]``, ``["float", "0x1.0000000000000p+0"]``, ``["bool", true]``,
-  ``["str", "1"]``.  Floats are written exactly with :meth:`float.hex`.
-* numpy arrays are encoded as dtype, shape and the SHA-256 of their C-ordered
-  bytes; numpy scalars keep their dtype.
-* dicts are sorted by the canonical encoding of their keys and sets by the
-  encoding of their items, so nothing depends on ``PYTHONHASHSEED``.
-* Objects with ``to_dict()`` *and* ``from_dict()`` (e.g. :class:`phasic.state_indexing.StateIndexer`)
-  are encoded as their class's qualified name plus their ``to_dict()``.
-* Functions are encoded by their *normalised source*: ``inspect.getsource`` →
-  ``textwrap.dedent`` → ``ast.parse`` → the function node with its decorator
-  list and docstring removed → ``ast.dump(..., include_attributes=False)``.
-  This ignores comments, blank lines, formatting, decorators (the IPV given via
-  :func:`phasic.with_ipv` is keyed separately) and docstrings, but any change
-  of the code itself changes the key.  Added to that: default argument values,
-  closure cell values, the values of module-level constants named in the code
-  (numbers, str, bool, None, tuples/lists/dicts/sets of those, numpy arrays).
-* The key follows the callback into **all of the user's code it reaches**,
-  transitively and cycle-safe (:mod:`phasic.keys_reach` draws the line: user
-  code is any module whose file lies outside the standard library and the site
-  directories).  A user function reached as a global, a default, a closure
-  cell, a ``module.attr`` (dotted chains included), or an import inside the
-  body is encoded like the callback; a user class by its normalised source,
-  its methods (followed the same way), its data and its bases; a user module
-  by the attributes the code can name (a superset: every name the code
-  mentions), or whole when the code looks attributes up by a computed name.
-  Installed code is recorded by distribution name and version
-  (``["libfunc"|"libmodule"|"libclass", qualname, dist, version]``), the
-  standard library by name.  Constructs whose targets are only known at run
-  time (``exec``, ``eval``, ``__import__``, ``globals()``, a computed
-  ``getattr`` on anything but a module, a ``global`` statement) give one
-  :class:`phasic.exceptions.KeyWarning` per callback (see docs/store.md).
-  User decorators are keyed with the function they wrap, singledispatch
-  functions with every implementation, user classes with a user metaclass,
-  instances of user classes by class and attributes, a user module's
-  ``__getattr__`` with the module.  A callback reaching only plain functions
-  and constants of its own module and the standard library keeps the key it
-  had before helpers were followed; one that reads installed code, a class or
-  another module of the user's was re-keyed once (docs/store.md).
-  The AST dump format depends on the Python minor version, so a different
-  Python gives different keys (a cache miss, never a wrong hit).
-
-Speed
------
-A cache hit must cost less than rebuilding even a ~50-vertex graph (~0.1 ms),
-so the immutable parts of a key are memoised per code object (a code object
-never changes while it lives): the normalised AST dump and its JSON text, the
-names the code reads and its imports.  The callback's whole text is reused
-while every function, module attribute, class member and closure cell the walk
-read is still the same object and nothing it encoded can change in place (a
-list or an array constant); otherwise it is encoded afresh.  Parameters, IPV
-and options are encoded on every call.  :func:`graph_key` assembles the canonical JSON
-text from those parts; the result is identical to
-``key_from_material(graph_key_material(...))``, only faster.  SHA-256 comes
-from :mod:`hashlib`, or, while hashlib is not yet imported (its OpenSSL load
-costs 5-20 ms in a fresh process) and little has been hashed, from the
-interpreter's built-in implementation (see :func:`sha256`); both give the
-same digest.
-
-Anything that cannot be encoded raises :class:`phasic.exceptions.UnhashableError`
-saying why and what to do.
-
-Examples
---------
->>> from phasic.keys import canonical_json
->>> canonical_json({"b": 1.0, "a": 1})
-'["dict",[[["str","a"],["int","1"]],[["str","b"],["float","0x1.0000000000000p+0"]]]]'
+:func:`callback_material` walks a function's normalised source (:mod:`._source`), the
+values it reads and, transitively and cycle-safe, every function, class, instance and
+module of the user's it reaches (:mod:`._reach` draws the user/installed line); see the
+package docstring for the encoding.  The walk registers itself as :mod:`._values`' encoder
+of functions inside values, so imports run one way: ``_code`` → ``_values``, ``_source``,
+``_reach``.
 """
 
 from __future__ import annotations
 
 import functools
-import numbers
 import sys
 import types
 
 import numpy as np  # a hard dependency, already imported by phasic
 
 from phasic.exceptions import KeyWarning, UnhashableError
-from phasic.keys_reach import distribution, find_module, module_kind
-from phasic.keys_source import (
+from phasic.keys import _values
+from phasic.keys._reach import Notes, distribution, find_module, module_kind
+from phasic.keys._source import (
     _class_source,
     _dumps,
     _function_ast_entry,
@@ -99,90 +28,16 @@ from phasic.keys_source import (
     _memo_get,
     _memo_put,
 )
-from phasic.keys_values import (
+from phasic.keys._values import (
     _NONE_TEXT,
     _named_only,
     _object_text,
     _qualname,
     _value_text,
-    canonical_json,
     encode_value,
-    sha256,
 )
 
-__all__ = [
-    "FORMAT_VERSION",
-    "KEY_SCHEMA",
-    "GRAPH_OPTIONS",
-    "KEY_OPTION_DEFAULTS",
-    "split_graph_kwargs",
-    "encode_value",
-    "canonical_json",
-    "callback_material",
-    "graph_key_material",
-    "graph_key",
-    "key_from_material",
-]
-
-#: Version of the key material (the ``"format"`` field of every key).  Entries
-#: of store format 1 and 2 (see :mod:`phasic.store`) are both readable, so the
-#: store layout changed without changing any key.
-FORMAT_VERSION = 1
-
-#: Name and version of the key-material schema (bump when the encoding changes).
-KEY_SCHEMA = "phasic-graph-key/1"
-
-#: ``Graph(...)`` keyword arguments that are options of ``Graph`` itself; every
-#: other keyword argument is passed on to the callback as a parameter.
-GRAPH_OPTIONS = (
-    "ipv",
-    "theta_dim",
-    "discrete",
-    "cache",
-    "graph_cache",
-    "hierarchical",
-    "model",
-    "indexer",
-    "max_vertices",
-    "state_length",
-)
-
-#: Options that change the built graph, with the value meaning "not given".
-#: Options not listed here and not in :data:`GRAPH_OPTIONS` are caller extras
-#: and are keyed as given.
-KEY_OPTION_DEFAULTS = {"theta_dim": None, "discrete": False}
-
-# Options that never change the graph's content (caching switches, limits that
-# only make a build fail, manual construction) and are left out of the key.
-_UNKEYED_OPTIONS = frozenset({"cache", "graph_cache", "hierarchical", "max_vertices", "state_length"})
-
-
-def split_graph_kwargs(kwargs):
-    """Split ``Graph(callback, **kwargs)`` keyword arguments into options and parameters.
-
-    Parameters
-    ----------
-    kwargs : dict
-        Keyword arguments as given to ``Graph``.
-
-    Returns
-    -------
-    options : dict
-        The entries whose names are in :data:`GRAPH_OPTIONS`.
-    params : dict
-        Everything else: the callback's keyword parameters.
-
-    Examples
-    --------
-    >>> split_graph_kwargs({"theta": 2.0, "discrete": True})
-    ({'discrete': True}, {'theta': 2.0})
-    """
-    options = {k: v for k, v in kwargs.items() if k in GRAPH_OPTIONS}
-    params = {k: v for k, v in kwargs.items() if k not in GRAPH_OPTIONS}
-    return options, params
-
-
-# ------------------------------------------------------------------------ functions
+__all__ = ["callback_material", "top_callback_text"]
 
 
 def _text(encoded):
@@ -244,7 +99,7 @@ class _Walk:
     ``visited`` marks functions (by code object), modules and classes already encoded
     (cycles and repeats become ``funcref``/``moduleref``/``classref``); ``text`` selects
     canonical JSON text instead of nested lists.  The walk also notes what its result
-    depends on, for :func:`_top_callback_text`: ``attrs`` (object, attribute, value) and
+    depends on, for :func:`top_callback_text`: ``attrs`` (object, attribute, value) and
     ``items`` (mapping, name, value) must still be identical, ``sizes`` (mapping, length)
     still hold; ``cacheable`` turns False when a value that can change in place (a list,
     an array, a keyword-default dict) was encoded.
@@ -409,8 +264,6 @@ def _lambda_entry(code):
     its syntax tree (a lambda's source cannot be isolated from its line); memoised per code object."""
     entry = _memo_get(_LAMBDAS, code)
     if entry is None:
-        from phasic.keys_reach import Notes
-
         dump = "Lambda:" + _code_text(code)
         entry = _memo_put(_LAMBDAS, code, (dump, _dumps(dump), Notes((), (), (), ())))
     return entry
@@ -735,7 +588,7 @@ def _warn_unfollowable(obj, construct, line):
     )
 
 
-def _top_callback_text(callback):
+def top_callback_text(callback):
     """``_callback(callback, _Walk({}, True))``, remembered while what it depends on is unchanged.
 
     The walk notes every function, module attribute, class member and closure cell it
@@ -764,204 +617,4 @@ def _is_library(func):
     return module_kind(_defined_in(func)) != "user"
 
 
-def _callback_ipv(callback):
-    """The IPV attached to a callback by ``with_ipv`` (several attribute spellings)."""
-    f = callback
-    seen = set()
-    while f is not None and id(f) not in seen:
-        seen.add(id(f))
-        for attr in ("ipv", "_ipv", "__ipv__", "_phasic_ipv", "__phasic_ipv__"):
-            if attr in getattr(f, "__dict__", {}):
-                return f.__dict__[attr]
-        f = getattr(f, "__wrapped__", None)
-    return None
-
-
-def _is_int(x):
-    return type(x) is int or (isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool))
-
-
-def normalise_ipv(ipv):
-    """Normalise an IPV to ``[[state (list of int), probability (float)], ...]``.
-
-    A bare state (a flat sequence of integers) means that state with
-    probability 1.  Anything not shaped like an IPV is returned unchanged
-    (it is keyed as given; ``Graph`` reports the malformed IPV).
-
-    Examples
-    --------
-    >>> normalise_ipv([10])
-    [[[10], 1.0]]
-    """
-    if ipv is None:
-        return None
-    try:
-        items = list(ipv)
-    except TypeError:
-        return ipv
-    if items and all(_is_int(x) for x in items):
-        return [[[int(x) for x in items], 1.0]]
-    out = []
-    for item in items:
-        try:
-            state, prob = item
-            state = list(state)
-            if not all(type(x) is int for x in state) and not all(_is_int(x) for x in state):
-                return ipv
-            out.append([[int(x) for x in state], float(prob)])
-        except (TypeError, ValueError):
-            return ipv
-    return out
-
-
-def _ipv_text(ipv):
-    """``_value_text(normalise_ipv(ipv), "the IPV", {})``, directly for the usual shapes."""
-    if type(ipv) is list and ipv:
-        first = ipv[0]
-        if type(first) is int:  # a bare state
-            if all(type(x) is int for x in ipv):
-                return (
-                    '["list",[["list",[["list",['
-                    + ",".join([f'["int","{x}"]' for x in ipv])
-                    + ']],["float","0x1.0000000000000p+0"]]]]]'
-                )
-        else:
-            parts = []
-            for item in ipv:
-                if type(item) is not list and type(item) is not tuple or len(item) != 2:
-                    break
-                state, prob = item
-                if type(state) is not list and type(state) is not tuple or not all(type(x) is int for x in state):
-                    break
-                if type(prob) is not float and type(prob) is not int:
-                    break
-                parts.append(
-                    '["list",[["list",['
-                    + ",".join([f'["int","{x}"]' for x in state])
-                    + f']],["float","{float(prob).hex()}"]]]'
-                )
-            else:
-                return '["list",[' + ",".join(parts) + "]]"
-    return _value_text(normalise_ipv(ipv), "the IPV", {})
-
-
-def _normalise_options(options):
-    options = dict(options or {})
-    extracted = {name: options.pop(name, None) for name in ("ipv", "model", "indexer")}
-    for name in _UNKEYED_OPTIONS:
-        options.pop(name, None)
-    for name, default in KEY_OPTION_DEFAULTS.items():
-        value = options.get(name, default)
-        if name == "discrete":
-            value = bool(value)
-        elif name == "theta_dim" and value is not None:
-            if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
-                value = int(value)
-        options[name] = value
-    return options, extracted
-
-
-def _key_inputs(callback, params, ipv, model, indexer, options):
-    """Validated inputs of a key: ``(params, ipv, model, indexer, options)``."""
-    options, extracted = _normalise_options(options)
-    ipv = ipv if ipv is not None else extracted["ipv"]
-    model = model if model is not None else extracted["model"]
-    indexer = indexer if indexer is not None else extracted["indexer"]
-    if ipv is None:
-        ipv = _callback_ipv(callback)
-    if callback is None:
-        raise UnhashableError("cannot key a graph without a callback; give the callback function that builds it")
-    params = dict(params or {})
-    bad = [k for k in params if not isinstance(k, str)]
-    if bad:
-        raise UnhashableError(f"cannot key parameter name {bad[0]!r}: parameter names must be str")
-    return params, ipv, model, indexer, options
-
-
-def _material_rest(params, ipv, model, indexer, options):
-    """Every field of the key material except ``callback``."""
-    return {
-        "schema": KEY_SCHEMA,
-        "format": FORMAT_VERSION,
-        "params": {k: encode_value(v, _where=f"the parameter {k!r}") for k, v in params.items()},
-        "ipv": encode_value(normalise_ipv(ipv), _where="the IPV"),
-        "model": encode_value(model, _where="model="),
-        "indexer": encode_value(indexer, _where="indexer="),
-        "options": {k: encode_value(v, _where=f"the option {k!r}") for k, v in options.items()},
-    }
-
-
-def graph_key_material(callback, params, ipv=None, model=None, indexer=None, options=None):
-    """Build the (unencoded-to-text) key material document of a graph.
-
-    See :func:`graph_key` for the parameters.  Returns a dict whose values are
-    already type-tagged encodings.
-    """
-    params, ipv, model, indexer, options = _key_inputs(callback, params, ipv, model, indexer, options)
-    material = {"callback": callback_material(callback)}
-    material.update(_material_rest(params, ipv, model, indexer, options))
-    return material
-
-
-def key_from_material(material):
-    """Return ``(hex sha256 key, canonical JSON)`` of a material document."""
-    text = _dumps(material)
-    return sha256(text.encode("ascii")).hexdigest(), text
-
-
-def graph_key(callback, params, ipv=None, model=None, indexer=None, options=None):
-    """Compute the store key of the graph a callback builds.
-
-    Parameters
-    ----------
-    callback : function
-        The state-space callback (possibly wrapped by ``with_ipv``; its
-        ``__wrapped__`` function is keyed and its IPV used when ``ipv`` is None).
-    params : dict
-        Keyword parameters passed to the callback.
-    ipv : list, optional
-        Initial probability vector: a state, or a list of ``[state, prob]``.
-    model, indexer : object, optional
-        Objects with ``to_dict()``/``from_dict()``.
-    options : dict, optional
-        ``Graph`` options (see :data:`GRAPH_OPTIONS`) and caller extras.
-        Caching switches and limits (``cache``, ``graph_cache``,
-        ``hierarchical``, ``max_vertices``, ``state_length``) are ignored;
-        ``theta_dim`` and ``discrete`` are keyed with their defaults filled in.
-
-    Returns
-    -------
-    key : str
-        64 hex digits.
-    material : str
-        The canonical JSON the key is the SHA-256 of; identical to
-        ``key_from_material(graph_key_material(...))[1]``.
-
-    Raises
-    ------
-    UnhashableError
-        If anything cannot be keyed (lambda, missing source, unsupported type).
-
-    Examples
-    --------
-    >>> def coalescent(state, theta=1.0):
-    ...     n = state[0]
-    ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
-    >>> key, material = graph_key(coalescent, {"theta": 2.0}, ipv=[10])  # doctest: +SKIP
-    >>> len(key)  # doctest: +SKIP
-    64
-    """
-    params, ipv, model, indexer, options = _key_inputs(callback, params, ipv, model, indexer, options)
-    callback_text = _top_callback_text(callback)
-    # the fields of _material_rest, encoded in the same order (so the same error comes first)
-    params_text = {k: _value_text(v, f"the parameter {k!r}", {}) for k, v in params.items()}
-    ipv_text = _ipv_text(ipv)
-    model_text = _value_text(model, "model=", {})
-    indexer_text = _value_text(indexer, "indexer=", {})
-    options_text = {k: _value_text(v, f"the option {k!r}", {}) for k, v in options.items()}
-    text = (  # the fields in sorted order, as sort_keys writes them
-        f'{{"callback":{callback_text},"format":{FORMAT_VERSION:d},"indexer":{indexer_text},'
-        f'"ipv":{ipv_text},"model":{model_text},"options":{_object_text(options_text)},'
-        f'"params":{_object_text(params_text)},"schema":{_jstr(KEY_SCHEMA)}}}'
-    )
-    return sha256(text.encode("ascii")).hexdigest(), text
+_values.register_function_encoder(_is_library, callback_material)
