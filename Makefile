@@ -28,11 +28,13 @@ test: install
 	@bash scripts/install_system_deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# style: ruff (lint and format, configured in pyproject.toml) and cython-lint for the .pyx
+# style: ruff (lint and format, configured in pyproject.toml), cython-lint for the .pyx, and the
+# import contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint --max-line-length 120 csrc/_core.pyx
+	bash scripts/lint_imports.sh
 
 bench: install
 	$(PY) benchmarks/bench_engine.py
