@@ -14,14 +14,16 @@ creates a directory.
 
 Examples
 --------
->>> from phasic import Graph, with_ipv                          # doctest: +SKIP
->>> @with_ipv([10])                                             # doctest: +SKIP
-... def coalescent(state, theta=1.0):
-...     n = state[0]
-...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
->>> g = Graph(coalescent, theta=2.0, cache=True)                # doctest: +SKIP
->>> graph_entry_path(coalescent, theta=2.0).exists()            # doctest: +SKIP
-True
+::
+
+    from phasic import Graph, with_ipv
+    @with_ipv([10])
+    def coalescent(state, theta=1.0):
+        n = state[0]
+        return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
+    g = Graph(coalescent, theta=2.0, cache=True)
+    graph_entry_path(coalescent, theta=2.0).exists()
+    # True
 """
 
 from __future__ import annotations
@@ -202,8 +204,10 @@ class GraphCache:
 
     Examples
     --------
-    >>> cache = GraphCache("/tmp/my_cache")          # doctest: +SKIP
-    >>> g = cache.get_or_build(coalescent, theta=2)  # doctest: +SKIP
+    ::
+
+        cache = GraphCache("/tmp/my_cache")
+        g = cache.get_or_build(coalescent, theta=2)
     """
 
     def __init__(self, cache_dir=None):

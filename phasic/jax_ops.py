@@ -300,8 +300,10 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
 
     Examples
     --------
-    >>> f = pmf_from_graph(g)                                   # doctest: +SKIP
-    >>> jax.grad(lambda th: jnp.log(f(th, data)).sum())(theta)  # doctest: +SKIP
+    ::
+
+        f = pmf_from_graph(g)
+        jax.grad(lambda th: jnp.log(f(th, data)).sum())(theta)
     """
     m = {"uniformisation": "uniformization"}.get(method, method)
     if m not in _METHODS:

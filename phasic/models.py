@@ -430,8 +430,10 @@ def load_model(spec, search_dirs=()):
 
     Examples
     --------
-    >>> cb, kw = load_model({"file": "workflows/models/kingman.py", "callback": "kingman"})  # doctest: +SKIP
-    >>> g = phasic.Graph(cb, cache=True, **kw)                                              # doctest: +SKIP
+    ::
+
+        cb, kw = load_model({"file": "workflows/models/kingman.py", "callback": "kingman"})
+        g = phasic.Graph(cb, cache=True, **kw)
     """
     return load_callback(spec, search_dirs), graph_kwargs(spec)
 

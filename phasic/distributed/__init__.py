@@ -1,9 +1,11 @@
 """Graph builds, trace recording and parameter sweeps as Dask tasks.
 
->>> from phasic.distributed import build, sweep, ModelSpec           # doctest: +SKIP
->>> keys = build([ModelSpec(coalescent, theta=2.0),
-...               ModelSpec(two_island_param, ipv=[6, 6])])           # doctest: +SKIP
->>> moments = sweep(keys[1], thetas, what="moments", k=2)            # doctest: +SKIP
+::
+
+    from phasic.distributed import build, sweep, ModelSpec
+    keys = build([ModelSpec(coalescent, theta=2.0),
+                  ModelSpec(two_island_param, ipv=[6, 6])])
+    moments = sweep(keys[1], thetas, what="moments", k=2)
 
 :func:`build` submits one task per *distinct* graph key (duplicate specs collapse; models
 whose graph and trace are already stored are not submitted at all).  Each task builds the

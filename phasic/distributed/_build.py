@@ -47,10 +47,12 @@ class ModelSpec:
 
     Examples
     --------
-    >>> from phasic.distributed import ModelSpec          # doctest: +SKIP
-    >>> spec = ModelSpec(coalescent, theta=2.0)          # doctest: +SKIP
-    >>> len(spec.key)                                    # doctest: +SKIP
-    64
+    ::
+
+        from phasic.distributed import ModelSpec
+        spec = ModelSpec(coalescent, theta=2.0)
+        len(spec.key)
+        # 64
     """
 
     def __init__(self, callback, /, **kwargs):
@@ -326,7 +328,9 @@ def build(
 
     Examples
     --------
-    >>> keys = build([ModelSpec(coalescent, theta=2.0), ModelSpec(coalescent, theta=3.0)])  # doctest: +SKIP
+    ::
+
+        keys = build([ModelSpec(coalescent, theta=2.0), ModelSpec(coalescent, theta=3.0)])
     """
     from phasic.distributed._client import connect, report, wait, wait_for_workers
     from phasic.store import Store

@@ -200,9 +200,11 @@ def connect(client=None, *, scheduler=None, cluster=None, jobs=None):
 
     Examples
     --------
-    >>> from phasic.distributed import connect           # doctest: +SKIP
-    >>> with connect() as conn:                          # doctest: +SKIP
-    ...     print(conn.source, conn.client.dashboard_link)
+    ::
+
+        from phasic.distributed import connect
+        with connect() as conn:
+            print(conn.source, conn.client.dashboard_link)
     """
     if client is not None:
         if scheduler is not None or cluster is not None:

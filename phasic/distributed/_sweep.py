@@ -232,7 +232,9 @@ def sweep(
 
     Examples
     --------
-    >>> m = sweep(keys[0], np.array([[1.0, 0.5], [2.0, 0.5]]), what="moments", k=2)  # doctest: +SKIP
+    ::
+
+        m = sweep(keys[0], np.array([[1.0, 0.5], [2.0, 0.5]]), what="moments", k=2)
     """
     from phasic.graph import Graph
     from phasic.store import Store

@@ -265,12 +265,14 @@ def graph_key(callback, params, ipv=None, model=None, indexer=None, options=None
 
     Examples
     --------
-    >>> def coalescent(state, theta=1.0):
-    ...     n = state[0]
-    ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
-    >>> key, material = graph_key(coalescent, {"theta": 2.0}, ipv=[10])  # doctest: +SKIP
-    >>> len(key)  # doctest: +SKIP
-    64
+    ::
+
+        def coalescent(state, theta=1.0):
+            n = state[0]
+            return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
+        key, material = graph_key(coalescent, {"theta": 2.0}, ipv=[10])
+        len(key)
+        # 64
     """
     params, ipv, model, indexer, options = _key_inputs(callback, params, ipv, model, indexer, options)
     callback_text = top_callback_text(callback)
