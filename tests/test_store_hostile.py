@@ -34,6 +34,8 @@ from phasic.store_entry import MAGIC, MAGIC_H5, PREFIX, checksum_arrays, entry_i
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
+#: Children read from disk every time (the memory layer would hide what a read does).
+NO_MEMORY = {"PHASIC_CACHE_MEMORY_MB": "0"}
 
 
 def K(i):
@@ -46,23 +48,6 @@ def _env(**extra):
     env["PHASIC_CACHE_MEMORY_MB"] = "0"
     env.update(extra)
     return env
-
-
-def _run(code, *args, timeout=TIMEOUT, **env):
-    """Run ``code`` in a fresh interpreter; its last stdout line is JSON.  A hang fails the test."""
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-            cwd=REPO,
-            env=_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the store blocked or looped: no answer within {timeout} s")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _graph_arrays(target=(1, 2), weight=(0.5, 2.0)):
@@ -147,11 +132,15 @@ print(json.dumps({"path": str(path), "want": want, "results": results}))
 """
 
 
-def test_torn_write_is_quarantined_and_rebuilt_never_parsed(tmp_path):
+def test_torn_write_is_quarantined_and_rebuilt_never_parsed(tmp_path, run_child):
     """Item 2: zeroing any one 512-byte block of an entry: verify and Graph(cache=True) finish,
     move it aside and rebuild the right graph (the damaged bytes never reach h5py)."""
     root = tmp_path / "cache"
-    out = _run(TORN, root, PHASIC_CACHE_DIR=str(root), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax"))
+    out = run_child(
+        TORN,
+        root,
+        env={**NO_MEMORY, "PHASIC_CACHE_DIR": str(root), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")},
+    )
     assert len(out["results"]) >= 3
     for r in out["results"]:
         assert r["bad"] == [out["path"]], r
@@ -249,7 +238,7 @@ print(json.dumps({"got": got is None, "warning": text, "bad": report.bad, "impor
 
 
 @pytest.mark.parametrize("case", ["external_fifo", "fifo_entry"])
-def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case):
+def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case, run_child):
     """Item 4: an entry whose external storage is a FIFO, and a FIFO at the entry path itself:
     get, verify and import answer at once (a bad entry, moved aside) instead of waiting for
     a writer that never comes."""
@@ -271,7 +260,7 @@ def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case):
     else:
         shutil.copyfile(crafted, path)
     _archive_of(tmp_path / "x.tar.gz", "traces", key, crafted.read_bytes())
-    out = _run(FIFO_CHILD, root, "traces", key, tmp_path / "x.tar.gz")
+    out = run_child(FIFO_CHILD, root, "traces", key, tmp_path / "x.tar.gz", env=NO_MEMORY)
     assert out["got"] and str(path) in out["warning"]
     assert ("FIFO" if case == "fifo_entry" else "external raw storage") in out["warning"]
     assert out["import"].startswith("UnsafeArchiveError") and "external raw storage" in out["import"]
@@ -280,8 +269,13 @@ def test_fifos_never_block_a_hit_verify_or_import(tmp_path, case):
     assert len(moved) == 1 and (stat.S_ISFIFO(os.lstat(moved[0]).st_mode) == (case == "fifo_entry"))
     # verify on its own finds it too
     os.mkfifo(path) if case == "fifo_entry" else shutil.copyfile(crafted, path)
-    out = _run(
-        FIFO_CHILD.replace("got = store.get(kind, key)", "got = None"), root, "traces", key, tmp_path / "x.tar.gz"
+    out = run_child(
+        FIFO_CHILD.replace("got = store.get(kind, key)", "got = None"),
+        root,
+        "traces",
+        key,
+        tmp_path / "x.tar.gz",
+        env=NO_MEMORY,
     )
     assert [p for p, _ in out["bad"]] == [str(path)]
 
@@ -413,7 +407,7 @@ def test_flipped_discrete_on_a_format_1_entry_is_never_used(tmp_path):
 # ----------------------------------------------------------------------------- item 10: dtypes in the index
 
 
-def test_object_dtype_in_a_valid_index_is_refused(tmp_path):
+def test_object_dtype_in_a_valid_index_is_refused(tmp_path, run_child):
     """Item 10: an indexed entry whose index (behind a valid SHA-256) declares an object dtype
     would make numpy read raw bytes as pointers; it is refused and moved aside."""
     store = Store(tmp_path, memory_mb=0)
@@ -428,7 +422,7 @@ def test_object_dtype_in_a_valid_index_is_refused(tmp_path):
     h.update(bytes(data[PREFIX:]))
     data[32:64] = h.digest()
     path.write_bytes(bytes(data))
-    out = _run(
+    out = run_child(
         """
         import json, sys, warnings
         from phasic.store import Store
@@ -439,6 +433,7 @@ def test_object_dtype_in_a_valid_index_is_refused(tmp_path):
     """,
         tmp_path,
         K(1),
+        env=NO_MEMORY,
     )  # (in a subprocess: reading pointers from a file could crash the interpreter)
     assert out["none"] and "dtype" in out["text"] and str(path) in out["text"]
     assert not path.exists()
@@ -593,13 +588,13 @@ def test_export_refuses_anything_but_a_new_or_regular_file(tmp_path, what):
     assert store.export(regular) == 1 and tarfile.is_tarfile(regular)
 
 
-def test_indexed_entries_still_hit_without_h5py_after_the_checks(tmp_path):
+def test_indexed_entries_still_hit_without_h5py_after_the_checks(tmp_path, run_child):
     """The checks cost nothing on the fast path: a graph hit in a fresh process loads
     neither h5py nor the archive code."""
     store = Store(tmp_path)
     store.put("graphs", K(1), _graph_arrays(), {"discrete": False})
     assert store.path("graphs", K(1)).read_bytes()[:16] == MAGIC
-    out = _run(
+    out = run_child(
         """
         import json, sys
         from phasic.store import Store
@@ -609,6 +604,7 @@ def test_indexed_entries_still_hit_without_h5py_after_the_checks(tmp_path):
     """,
         tmp_path,
         K(1),
+        env=NO_MEMORY,
     )
     assert out == {"h5py": False, "archive": False, "w": [0.5, 2.0]}
 
@@ -736,14 +732,14 @@ def test_discard_leaves_a_file_a_writer_put_in_place(tmp_path):
     assert not path.exists() and len(list((tmp_path / "corrupt").iterdir())) == 1
 
 
-def test_export_archives_exactly_the_bytes_it_verified(tmp_path):
+def test_export_archives_exactly_the_bytes_it_verified(tmp_path, run_child):
     """Review 6: export reads each entry once; the archived member is the buffer that passed
     the checks (counted by the reads of the entry file)."""
     import tracemalloc  # noqa: F401 (imported by the module already)
 
     store = Store(tmp_path / "s", memory_mb=0)
     path = store.put("graphs", K(5), _graph_arrays())
-    out = _run(
+    out = run_child(
         """
         import json, os, sys
         from phasic.store import Store
@@ -765,6 +761,7 @@ def test_export_archives_exactly_the_bytes_it_verified(tmp_path):
         path,
         tmp_path / "s",
         tmp_path / "a.tar.gz",
+        env=NO_MEMORY,
     )
     assert out == {"n": 1, "opens": 1, "same": True}
 
@@ -801,11 +798,11 @@ print(json.dumps({"x": arrays["x"].tolist(), "stored": stored, "warnings": [str(
 
 
 @pytest.mark.parametrize("kind_of_lock", ["fifo", "symlink-to-dev-zero"])
-def test_a_fifo_or_device_link_at_a_lock_path_never_hangs(tmp_path, kind_of_lock):
+def test_a_fifo_or_device_link_at_a_lock_path_never_hangs(tmp_path, kind_of_lock, run_child):
     """Probe 11: a FIFO (or a symlink to /dev/zero) at a build-lock path used to block the
     waiter forever (or read until MemoryError); it is a stale lock, removed, and the entry is
     built and stored; verify removes non-regular files at lock and temp names."""
-    out = _run(FIFO_LOCK, tmp_path / "s", kind_of_lock, timeout=60)
+    out = run_child(FIFO_LOCK, tmp_path / "s", kind_of_lock, timeout=60, env=NO_MEMORY)
     assert out["x"] == [0, 1, 2] and out["stored"] and out["warnings"] == []
     assert out["removed"] == 2 and out["left"] == [Store(tmp_path / "s").path("graphs", "ab" * 32).name]
 
