@@ -152,26 +152,223 @@ def _dph(g, k):
 
 
 def pdf(self, t):
-    """Density at times `t` (array-like; 0 for t < 0)."""
+    """Probability density of the time to absorption, at times `t`.
+
+    Parameters
+    ----------
+    t : float or array_like of float
+        Times; any shape. Negative times have density 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        The density at each time, with the shape of `t` (a 0-d array for a scalar).
+
+    Raises
+    ------
+    ParameterError
+        If the graph is discrete (use :meth:`pmf`), if `t` holds NaN or infinite values,
+        if the largest exit rate times the largest time exceeds ``1e8`` (the number of
+        uniformisation steps grows with it), if a parameterised graph has no weights yet
+        (see :meth:`update_weights`), or if the weights give no distribution.
+
+    See Also
+    --------
+    cdf, sample, moments
+
+    Notes
+    -----
+    The density ``f(t) = alpha exp(S t) s`` (``s = -S 1``, the exit rates) is computed by
+    uniformisation on the sparse graph, accurate to about ``1e-12`` absolute; the number
+    of terms follows from the largest exit rate and the largest time in `t`.
+
+    Examples
+    --------
+    Two exponential stages with rate 1 give the Erlang(2, 1) distribution,
+    ``f(t) = t exp(-t)``:
+
+    >>> import numpy as np
+    >>> from phasic import Graph
+    >>> g = Graph(state_length=1)
+    >>> s1, s2, done = (g.find_or_create_vertex([i]) for i in (1, 2, 3))
+    >>> g.add_edge(0, s1, 1.0)
+    >>> g.add_edge(s1, s2, 1.0)
+    >>> g.add_edge(s2, done, 1.0)
+    >>> t = np.array([0.5, 1.0, 2.0])
+    >>> np.round(g.pdf(t), 6)
+    array([0.303265, 0.367879, 0.270671])
+    >>> bool(np.allclose(g.pdf(t), t * np.exp(-t), atol=1e-10))
+    True
+    """
     if self._discrete:
         raise ParameterError("pdf() is for continuous graphs; use pmf() on a discrete graph")
     return _cph(self, t)[0]
 
 
 def cdf(self, t):
-    """Distribution function at times `t` (continuous) or jump counts `t` (discrete)."""
+    """Cumulative distribution function ``P(Y <= t)`` of the time to absorption.
+
+    Parameters
+    ----------
+    t : float or array_like
+        Times (continuous graph) or jump counts (discrete graph, integer-valued); any
+        shape. Negative values give 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``P(Y <= t)`` for each entry, with the shape of `t`, clipped to [0, 1].
+
+    Raises
+    ------
+    ParameterError
+        If `t` holds NaN or infinite values, if a discrete graph gets non-integer jump
+        counts or counts beyond ``1e8``, if a continuous graph's largest exit rate times the
+        largest time exceeds ``1e8``, if a parameterised graph has no weights yet, or if
+        the weights give no distribution.
+
+    See Also
+    --------
+    pdf, pmf
+
+    Notes
+    -----
+    Continuous: ``F(t) = 1 - alpha exp(S t) 1`` by uniformisation. Discrete:
+    ``F(k) = 1 - alpha T^k 1`` by the forward algorithm.
+
+    Examples
+    --------
+    Erlang(2, 1), two exponential stages with rate 1: ``F(t) = 1 - (1 + t) exp(-t)``:
+
+    >>> import numpy as np
+    >>> from phasic import Graph
+    >>> g = Graph(state_length=1)
+    >>> s1, s2, done = (g.find_or_create_vertex([i]) for i in (1, 2, 3))
+    >>> g.add_edge(0, s1, 1.0)
+    >>> g.add_edge(s1, s2, 1.0)
+    >>> g.add_edge(s2, done, 1.0)
+    >>> np.round(g.cdf([0.5, 1.0, 2.0]), 6)
+    array([0.090204, 0.264241, 0.593994])
+
+    A discrete graph leaving its state with probability 1/4 per jump is geometric,
+    ``F(k) = 1 - (3/4)^k``:
+
+    >>> from phasic import Graph
+    >>> g = Graph(state_length=1, discrete=True)
+    >>> s, done = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+    >>> g.add_edge(0, s, 1.0)
+    >>> g.add_edge(s, done, 0.25)
+    >>> np.round(g.cdf([1, 2, 3]), 6)
+    array([0.25    , 0.4375  , 0.578125])
+    """
     return _dph(self, t)[1] if self._discrete else _cph(self, t)[1]
 
 
 def pmf(self, k):
-    """Probability of absorption at jump `k` (discrete graphs)."""
+    """Probability mass function ``P(Y = k)`` of a discrete graph's absorption time.
+
+    ``Y`` counts the jumps from the first transient state to absorption: a state entered
+    from the start and left at the first jump gives ``Y = 1``.
+
+    Parameters
+    ----------
+    k : int or array_like of int
+        Jump counts; any shape. Integer-valued floats are accepted; negative counts have
+        probability 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``P(Y = k)`` for each entry, with the shape of `k`.
+
+    Raises
+    ------
+    ParameterError
+        If the graph is continuous (use :meth:`pdf`), if `k` holds non-integers or counts
+        beyond ``1e8``, if a parameterised graph has no weights yet, or if the weights
+        give no distribution (for example out-probabilities summing over 1).
+
+    See Also
+    --------
+    cdf, moments
+
+    Notes
+    -----
+    ``P(Y = k) = alpha T^(k-1) t`` with sub-transition matrix ``T`` and exit
+    probabilities ``t = 1 - T 1``, computed by the forward algorithm on the sparse graph.
+    ``P(Y = 0)`` is the initial probability mass not placed on any state.
+
+    Examples
+    --------
+    A state left with probability ``p = 1/4`` at each jump (the rest is the implicit
+    self-loop) gives the geometric distribution ``P(Y = k) = (1 - p)^(k-1) p``:
+
+    >>> import numpy as np
+    >>> from phasic import Graph
+    >>> g = Graph(state_length=1, discrete=True)
+    >>> s, done = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+    >>> g.add_edge(0, s, 1.0)
+    >>> g.add_edge(s, done, 0.25)
+    >>> np.round(g.pmf([0, 1, 2, 3]), 6)
+    array([0.      , 0.25    , 0.1875  , 0.140625])
+    """
     if not self._discrete:
         raise ParameterError("pmf() is for discrete graphs (Graph(..., discrete=True)); use pdf()")
     return _dph(self, k)[0]
 
 
 def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
-    """`n` simulated absorption times (reward-weighted if `rewards` is given)."""
+    """Draw `n` absorption times by simulating the chain.
+
+    Parameters
+    ----------
+    n : int
+        Number of draws, 0 to ``1e9`` (draw larger numbers in batches).
+    seed : int, optional
+        Seed of the generator; the same seed gives the same draws. Default: a fresh
+        seed from the operating system's entropy.
+    rewards : array_like of float, shape (V,), optional
+        One finite reward per vertex: each draw is then the reward-weighted time
+        ``sum_v r_v * (time in v)`` (discrete: the summed rewards of the visited states).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n,)``, float64: times (continuous) or jump counts (discrete).
+
+    Raises
+    ------
+    ParameterError
+        If `n` is not a non-negative integer or exceeds ``1e9``, if `seed` is not an
+        integer, if `rewards` has the wrong shape or a non-finite entry, if the chain
+        can reach a class of states it never leaves (the walk would not end), if a
+        parameterised graph has no weights yet, or if the weights give no distribution.
+
+    See Also
+    --------
+    pdf, pmf, moments
+
+    Examples
+    --------
+    Draws from an exponential distribution with rate 2 are positive and have mean
+    ``1/2``; a seed makes them reproducible:
+
+    >>> import numpy as np
+    >>> from phasic import Graph
+    >>> g = Graph(state_length=1)
+    >>> a, b = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+    >>> g.add_edge(0, a, 1.0)
+    >>> g.add_edge(a, b, 2.0)
+    >>> x = g.sample(200_000, seed=1)
+    >>> x.shape
+    (200000,)
+    >>> bool(np.all(x > 0))
+    True
+    >>> bool(abs(x.mean() - 0.5) < 0.01)
+    True
+    >>> bool(np.array_equal(x, g.sample(200_000, seed=1)))
+    True
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ParameterError(f"n must be a non-negative integer, got {n!r}")
     if n > MAX_SAMPLES:
