@@ -189,7 +189,7 @@ def measure(models, quick, fresh_runs, root, pycache, full=False):
     from phasic import Graph
     from phasic.cache import graph_entry_path, graph_key_for
     from phasic.store import Store
-    from phasic.store_entry import checksum_arrays
+    from phasic.store._entry import checksum_arrays
 
     os.environ["PHASIC_CACHE_DIR"] = str(root)
     env = _child_env(root, pycache)

@@ -180,7 +180,7 @@ def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, bu
         attrs.update(model_attrs(callback, material))
         return arrays, attrs
 
-    from phasic.store_lock import get_or_create
+    from phasic.store._lock import get_or_create
 
     try:  # after this miss (which gave any warning): no second read before the lock
         arrays, attrs = get_or_create(store, "graphs", key, _build, status)

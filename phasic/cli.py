@@ -303,7 +303,7 @@ def _check_cache_dir(text, where):
             break
         probe = parent
     if os.path.lexists(probe) and not os.path.isdir(probe):
-        from phasic.store_entry import _kind_of
+        from phasic.store._entry import _kind_of
 
         what = "a regular file" if os.path.isfile(probe) else _kind_of(os.lstat(probe).st_mode)
         if what == "a symbolic link":

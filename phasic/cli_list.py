@@ -2,9 +2,9 @@
 
 A listing reads only what it needs from each entry: the head and index in the entry's
 HDF5 userblock (64 bytes plus the index JSON), with the store's own
-:func:`phasic.store_entry.read_head`, never through h5py.  Only a compressed entry, whose
+:func:`phasic.store._entry.read_head`, never through h5py.  Only a compressed entry, whose
 index holds no array shapes, is read whole by the store's checked reader
-(:func:`phasic.store_entry.read_entry`, its SHA-256 first) to count its vertices.  A
+(:func:`phasic.store._entry.read_entry`, its SHA-256 first) to count its vertices.  A
 listing never checks an indexed entry's content checksum (``phasic cache verify`` does),
 never opens anything that is not a regular file, and never moves or changes an entry: a
 file whose head or index is damaged or inconsistent with its size, or a compressed entry
@@ -43,7 +43,7 @@ __all__ = [
     "jsonable_rows",
 ]
 
-#: How :func:`entry_info` shows a status of :func:`phasic.store_entry.read_entry`.
+#: How :func:`entry_info` shows a status of :func:`phasic.store._entry.read_entry`.
 _STATUS_WORD = {"bad": "damaged", "newer": "newer", "legacy": "legacy"}
 #: Datasets whose first dimension is the number of vertices, by kind.
 _VERTEX_ARRAYS = {"graphs": ("states",), "traces": ("xinit", "order")}
@@ -232,7 +232,7 @@ def entry_info(store, kind, key):
     if not stat.S_ISREG(st.st_mode):
         return None
     info["bytes"], info["last_used"] = st.st_size, _iso(st.st_mtime)  # replaced when `created` is known
-    from phasic.store_entry import NotRegularFile, _open_regular, read_entry, read_head
+    from phasic.store._entry import NotRegularFile, _open_regular, read_entry, read_head
 
     try:
         fd, fst = _open_regular(str(path))

@@ -72,3 +72,16 @@ class KeyWarning(PhasicWarning):
     ``getattr``, a ``global`` statement, ...): an edit reached only through it does not change
     the key.  Issued once per callback; make the dependency explicit (a parameter, a plain
     import) to silence it."""
+
+
+def user_stacklevel():
+    """The ``stacklevel`` for :func:`warnings.warn` that points at the first caller outside the
+    phasic package (so a warning names the user's line, however deep inside phasic it is raised)."""
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -34,8 +34,7 @@ import warnings
 import numpy as np
 
 from phasic import _core
-from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterError, TraceError
-from phasic.store_lock import _stacklevel
+from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterError, TraceError, user_stacklevel
 
 #: Bumped when what a structure records changes (3: components re-ordered from their
 #: centre, out-probabilities as w * (1/lambda)).
@@ -225,7 +224,7 @@ def _warn_unstored(store, exc):
         f"phasic: an elimination trace was computed but not stored in {store.root}: {exc}; it is "
         f"kept in memory for this graph (another process or a later run records it again)",
         CacheWarning,
-        stacklevel=_stacklevel(),
+        stacklevel=user_stacklevel(),
     )
 
 

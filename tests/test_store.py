@@ -220,7 +220,7 @@ def test_corrupt_entry_is_detected_moved_aside_and_rebuilt(tmp_path, damage):
 
 def test_newer_format_is_ignored_not_destroyed(tmp_path):
     """A valid entry (its SHA-256 holds) whose format attribute is newer than this phasic's."""
-    from phasic.store_entry import entry_image
+    from phasic.store._entry import entry_image
 
     store = Store(tmp_path)
     arrays = {"x": np.arange(3)}
@@ -609,7 +609,7 @@ def _reference_checksum(arrays):
 
 
 def _parse_index(data):
-    """Decode the userblock index by the layout documented in phasic.store_entry."""
+    """Decode the userblock index by the layout documented in phasic.store._entry."""
     assert data[:16] == MAGIC
     userblock = int.from_bytes(data[16:24], "little")
     length = int.from_bytes(data[24:32], "little")
@@ -763,7 +763,7 @@ def test_format_1_entries_are_misses_rebuilt_and_never_parsed(tmp_path):
 
 
 def test_compressed_entries_are_checked_whole_then_read_with_h5py(tmp_path):
-    from phasic.store_entry import MAGIC_H5
+    from phasic.store._entry import MAGIC_H5
 
     store = Store(tmp_path, compression="gzip")
     big = np.tile(np.arange(100.0), 200)  # >= 64 KiB: compressed

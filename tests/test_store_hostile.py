@@ -30,7 +30,7 @@ import pytest
 from phasic.exceptions import CacheWarning, UnsafeArchiveError
 from phasic.keys import sha256
 from phasic.store import Store
-from phasic.store_entry import MAGIC, MAGIC_H5, PREFIX, checksum_arrays, entry_image
+from phasic.store._entry import MAGIC, MAGIC_H5, PREFIX, checksum_arrays, entry_image
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
@@ -302,7 +302,7 @@ from pathlib import Path
 root = Path(sys.argv[1])
 from phasic import Graph
 from phasic.store import Store
-import phasic.cache, phasic.store_archive, phasic.store_lock, phasic.store_write, h5py
+import phasic.cache, phasic.store._maintenance, phasic.store._lock, phasic.store._write, h5py
 from tests import _keys_helpers as kh
 
 want = Graph(kh.coalescent, ipv=[9], theta=2.0, cache=True).variance()  # built and stored as root
@@ -599,7 +599,7 @@ def test_indexed_entries_still_hit_without_h5py_after_the_checks(tmp_path, run_c
         import json, sys
         from phasic.store import Store
         arrays, attrs = Store(sys.argv[1]).get("graphs", sys.argv[2])
-        print(json.dumps({"h5py": "h5py" in sys.modules, "archive": "phasic.store_archive" in sys.modules,
+        print(json.dumps({"h5py": "h5py" in sys.modules, "archive": "phasic.store._maintenance" in sys.modules,
                           "w": arrays["edges/weight"].tolist()}))
     """,
         tmp_path,
@@ -697,7 +697,7 @@ def test_symlink_swapped_in_between_lstat_and_open_is_a_bad_entry(tmp_path):
     (O_NOFOLLOW gives ELOOP), the reader reports a bad entry with the link's stat; it used to
     raise AttributeError out of Store.get.  The race is made deterministic by swapping the
     file from within os.open, right before the real call."""
-    from phasic import store_entry
+    from phasic.store import _entry as store_entry
 
     store = Store(tmp_path, memory_mb=0)
     path = store.put("graphs", K(3), _graph_arrays())
@@ -743,7 +743,7 @@ def test_export_archives_exactly_the_bytes_it_verified(tmp_path, run_child):
         """
         import json, os, sys
         from phasic.store import Store
-        import phasic.store_archive, phasic.store_entry, phasic.graph_arrays, tarfile
+        import phasic.store._maintenance, phasic.store._entry, phasic.graph_arrays, tarfile
         path, root, tar = sys.argv[1:4]
         opened = []
         real = os.open
@@ -855,14 +855,14 @@ def test_no_empty_lock_is_left_by_an_interrupt_while_it_is_written(tmp_path, mon
     """Probe 14: an exception that is no OSError between creating the lock and writing its JSON
     (here raised by the shared-group step) removes the lock instead of leaving an empty one,
     which would block the key for every later builder."""
-    import phasic.store_write
+    import phasic.store._write
 
     store = Store(tmp_path, memory_mb=0)
 
     def boom(fd, directory):
         raise error("interrupted")
 
-    monkeypatch.setattr(phasic.store_write, "share_file", boom)
+    monkeypatch.setattr(phasic.store._write, "share_file", boom)
     with pytest.raises(error):
         store.get_or_create("graphs", K(8), lambda: ({"x": np.arange(2)}, {}))
     path = store.path("graphs", K(8))

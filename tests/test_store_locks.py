@@ -47,7 +47,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, args["model_dir"])
     import numpy as np
     import h5py
-    import phasic, phasic.cache, phasic.store_lock, phasic.store_write, phasic.store_entry
+    import phasic, phasic.cache, phasic.store._lock, phasic.store._write, phasic.store._entry
     from phasic import Graph
     from phasic.store import Store
     import model
@@ -470,7 +470,7 @@ def test_import_and_quarantine_follow_the_shared_group_rule(tmp_path):
 def test_staging_of_an_import_whose_pid_was_reused_is_stale(tmp_path):
     """Review 9: an import staging folder whose owner pid is alive but started after the record
     was written (the pid was reused) is stale, by the same rule as a lock (it was kept a day)."""
-    from phasic.store_archive import clean_staging
+    from phasic.store._maintenance import clean_staging
 
     store = Store(tmp_path)
     staging = tmp_path / ".import-abc"

@@ -1,7 +1,7 @@
 """Writing one store entry: checks of names, dtypes and attributes, then an atomic write.
 
 The body of :meth:`phasic.store.Store.put`, apart from the store so that a cache hit does
-not import it.  The entry image is built in memory (:func:`phasic.store_entry.entry_image`),
+not import it.  The entry image is built in memory (:func:`phasic.store._entry.entry_image`),
 written to ``.<name>.tmp.<random>`` in the entry's directory, flushed and fsynced, then
 renamed into place; every failure removes the temporary file and raises
 :class:`phasic.exceptions.StoreError` naming the path and what to do.
@@ -31,17 +31,16 @@ import time
 import numpy as np
 
 from phasic.exceptions import ParameterError, StoreError
-from phasic.store import (
+from phasic.store._entry import MTIME_BACKDATE, checksum_arrays, entry_image
+from phasic.store._layout import (
     _NAME_RE,
     _RESERVED,
     COMPRESS_MIN_BYTES,
     STORE_FORMAT,
     _hostname,
     _new_temp,
-    checksum_arrays,
     phasic_version,
 )
-from phasic.store_entry import MTIME_BACKDATE, entry_image
 
 __all__ = [
     "check_arrays",
@@ -107,7 +106,7 @@ def write_bytes(tmp, image):
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        if os.utime in os.supports_fd:  # backdated mtime: see the memory layer in phasic.store_entry
+        if os.utime in os.supports_fd:  # backdated mtime: see the memory layer in phasic.store._entry
             stamp = int((time.time() - MTIME_BACKDATE) * 1e9)
             os.utime(fd, ns=(stamp, stamp))
         os.fsync(fd)

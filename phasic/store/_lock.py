@@ -38,13 +38,12 @@ import contextlib
 import json
 import os
 import random
-import sys
 import threading
 import time
 import warnings
 
-from phasic.exceptions import CacheWarning, ParameterError, StoreError
-from phasic.store import _hostname, _token
+from phasic.exceptions import CacheWarning, ParameterError, StoreError, user_stacklevel
+from phasic.store._layout import _hostname, _token
 
 __all__ = ["get_or_create", "lock_is_stale", "lock_timeout", "owner_is_gone", "read_small_json", "LOCK_TIMEOUT"]
 
@@ -59,7 +58,6 @@ _MAX_DELAY = 1.0
 MAX_LOCK_BYTES = 4096
 #: A lock whose ``time`` is more than this many seconds in the future is stale (forged or damaged).
 CLOCK_SLACK = 300.0
-_PHASIC_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def lock_timeout(store):
@@ -218,14 +216,6 @@ def _cause(exc):
     return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
 
 
-def _stacklevel():
-    """The stack level of the first caller outside phasic (warnings point at the user's line)."""
-    frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PHASIC_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def _what(kind, key, attrs):
     if kind == "graphs" and attrs.get("callback"):
         return f"the graph of {attrs['callback']}"
@@ -233,12 +223,12 @@ def _what(kind, key, attrs):
 
 
 def _warn(kind, key, attrs, why):
-    warnings.warn(f"phasic: {_what(kind, key, attrs)} was built but not cached: {why}", CacheWarning, _stacklevel())
+    warnings.warn(f"phasic: {_what(kind, key, attrs)} was built but not cached: {why}", CacheWarning, user_stacklevel())
 
 
 def _in_memory(kind, key, build, why):
     """Build without storing; ``why`` is the cause (the warning follows a successful build)."""
-    from phasic.store_write import prepare_entry
+    from phasic.store._write import prepare_entry
 
     arrays, attrs = prepare_entry(key, *build())
     _warn(kind, key, attrs, why)
@@ -249,7 +239,7 @@ def get_or_create(store, kind, key, build, status="missing"):
     """See :meth:`phasic.store.Store.get_or_create`; called after a first read of the entry
     missed with ``status`` (see :meth:`phasic.store.Store._lookup`), which gave any warning:
     later reads of the entry here are quiet.  A ``"newer"`` entry is never replaced."""
-    from phasic.store_write import make_dirs, prepare_entry, share_file, write_entry
+    from phasic.store._write import make_dirs, prepare_entry, share_file, write_entry
 
     timeout = lock_timeout(store)
     path = store.path(kind, key)
@@ -346,6 +336,6 @@ _NEWER = "{path} was written by a newer phasic (a newer store format); it is lef
 
 def _build_only(key, build):
     """Build without storing or warning (the read that found a newer entry warned)."""
-    from phasic.store_write import prepare_entry
+    from phasic.store._write import prepare_entry
 
     return prepare_entry(key, *build())

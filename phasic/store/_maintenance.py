@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from phasic.exceptions import StoreError, UnsafeArchiveError
-from phasic.store import (
+from phasic.store._layout import (
     _MB,
     _SUBDIR_RE,
     KINDS,
@@ -65,7 +65,7 @@ def _subdirs(store, kind):
 def _staging_is_stale(path):
     """Whether an ``.import-*`` staging folder belongs to a dead or long-silent import (its owner
     record is read like a lock file, and judged by the same rule: pid gone or reused)."""
-    from phasic.store_lock import owner_is_gone, read_small_json
+    from phasic.store._lock import owner_is_gone, read_small_json
 
     owner = os.path.join(path, _OWNER)
     _, info = read_small_json(owner)
@@ -170,7 +170,7 @@ def _refuse_special(tar_path):
     except OSError as exc:
         raise StoreError(f"cannot write the archive {str(tar_path)!r}: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(st.st_mode):
-        from phasic.store_entry import _kind_of
+        from phasic.store._entry import _kind_of
 
         raise UnsafeArchiveError(
             f"refusing to write the archive to {str(tar_path)!r}: it is {_kind_of(st.st_mode)}, not a regular file; "
@@ -229,7 +229,7 @@ def import_archive(store, tar_path):
     import shutil
     import tarfile
 
-    from phasic.store_write import make_dirs, share_file
+    from phasic.store._write import make_dirs, share_file
 
     tar_path = Path(tar_path).expanduser()
     try:

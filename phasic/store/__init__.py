@@ -17,7 +17,7 @@ datasets' names, dtypes, shapes and bytes in sorted name order) and every
 attribute the caller passes (str/int/float/bool/None).  No pickles.
 
 Format 2 adds an index in the file's HDF5 userblock (described in
-:mod:`phasic.store_entry`): the attributes as JSON, where each dataset's bytes
+:mod:`phasic.store._entry`): the attributes as JSON, where each dataset's bytes
 lie, and a SHA-256 of the whole file, so that a hit is one read of the file, one
 SHA-256 pass and no h5py at all.  Entries with compressed datasets carry the
 same head and SHA-256 (magic ``phasic-store-h2``, an index of the attributes
@@ -62,7 +62,7 @@ Concurrency and durability
   touched for ``stale_lock_seconds``).  A live holder is waited for up to
   ``lock_timeout``; past it, or when no lock can be made or a dead one removed,
   or the entry cannot be written, the entry is built in memory with one
-  ``CacheWarning`` and not stored (:mod:`phasic.store_lock`).
+  ``CacheWarning`` and not stored (:mod:`phasic.store._lock`).
 * HDF5's own file locking is switched off (``HDF5_USE_FILE_LOCKING=FALSE`` is
   set when this module is imported, and ``locking=False`` is passed to h5py):
   entries are immutable once renamed into place, so it protects nothing here,
@@ -72,8 +72,8 @@ Concurrency and durability
   more than :data:`TOUCH_SECONDS` (a minute) old, so the LRU order has a
   resolution of a minute and a hit does not write metadata every time (which
   costs on network file systems).  Written and touched files get an mtime
-  :data:`phasic.store_entry.MTIME_BACKDATE` seconds in the past (see the
-  memory layer in :mod:`phasic.store_entry`).
+  :data:`phasic.store._entry.MTIME_BACKDATE` seconds in the past (see the
+  memory layer in :mod:`phasic.store._entry`).
 * Verified entries are kept in an in-process memory layer (default 64 MiB,
   ``$PHASIC_CACHE_MEMORY_MB``, 0 = off) that is used only while the file's
   device, inode, size, mtime and ctime are unchanged; a replaced, removed or
@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 import warnings
 from pathlib import Path
@@ -93,7 +92,28 @@ from pathlib import Path
 os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
 
 from phasic.exceptions import CacheWarning, ParameterError
-from phasic.store_entry import FORMAT, MEMORY, MTIME_BACKDATE, checksum_arrays, read_entry
+from phasic.store._entry import MEMORY, MTIME_BACKDATE, checksum_arrays
+from phasic.store._layout import (
+    _ENTRY_FILE_RE,
+    _MB,
+    _SUBDIR_RE,
+    _TEMP_RE,
+    KINDS,
+    MEMORY_MB,
+    PROVENANCE_ATTRS,
+    STALE_TEMP_SECONDS,
+    STORE_ATTRS,
+    STORE_FORMAT,
+    TOUCH_SECONDS,
+    ImportReport,
+    VerifyReport,
+    _inspect,
+    _is_key,
+    _token,
+    _unreadable,
+    default_root,
+    phasic_version,
+)
 
 __all__ = [
     "Store",
@@ -104,196 +124,9 @@ __all__ = [
     "STORE_ATTRS",
     "checksum_arrays",
     "STORE_FORMAT",
+    "PROVENANCE_ATTRS",
+    "phasic_version",
 ]
-
-#: The entry format this phasic writes (it reads this one and format 1).
-STORE_FORMAT = FORMAT
-#: A hit sets the entry's mtime (for LRU eviction) only when it is older than this (seconds).
-TOUCH_SECONDS = 60.0
-#: Default size of the in-process memory layer (MiB); ``$PHASIC_CACHE_MEMORY_MB`` overrides it.
-MEMORY_MB = 64.0
-
-KINDS = ("graphs", "traces")
-#: Attributes the store itself writes on every entry.
-STORE_ATTRS = ("format", "key", "key_material", "phasic_version", "created", "user", "host", "callback", "checksum")
-_RESERVED = frozenset({"format", "key", "phasic_version", "created", "user", "host", "checksum"})
-STALE_TEMP_SECONDS = 600.0
-COMPRESS_MIN_BYTES = 64 * 1024
-
-
-class _LazyRe:
-    """A regular expression compiled on first use (keeps ``import phasic.store`` cheap)."""
-
-    __slots__ = ("pattern", "_compiled")
-
-    def __init__(self, pattern):
-        self.pattern = pattern
-        self._compiled = None
-
-    def match(self, text):
-        if self._compiled is None:
-            self._compiled = re.compile(self.pattern)
-        return self._compiled.match(text)
-
-
-def _is_key(key):
-    """Whether ``key`` is 64 lowercase hex digits (without a regex: this is on every hit's path)."""
-    return type(key) is str and len(key) == 64 and not key.strip("0123456789abcdef")
-
-
-_NAME_RE = _LazyRe(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
-_ENTRY_FILE_RE = _LazyRe(r"^[0-9a-f]{62}\.h5$")
-_SUBDIR_RE = _LazyRe(r"^[0-9a-f]{2}$")
-_TEMP_RE = _LazyRe(r"^\.[^/]*\.(tmp|lock)(\.[^/]*)?$")
-_MB = 1024 * 1024
-_VERSION = None
-
-
-def phasic_version():
-    """The installed phasic version (``"unknown"`` when not installed)."""
-    global _VERSION
-    if _VERSION is None:
-        try:
-            from importlib.metadata import version
-
-            _VERSION = version("phasic")
-        except Exception:  # not installed (e.g. a source checkout on sys.path)
-            _VERSION = "unknown"
-    return _VERSION
-
-
-def default_root():
-    """The store root: ``$PHASIC_CACHE_DIR`` or ``~/.phasic_cache`` (not created)."""
-    env = os.environ.get("PHASIC_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".phasic_cache"
-
-
-class VerifyReport:
-    """Result of :meth:`Store.verify`.
-
-    Attributes
-    ----------
-    checked : int
-        Entries read and checked.
-    ok : int
-        Entries that verified.
-    bad : list of (str, str)
-        ``(path, reason)`` of every entry that failed; each was moved aside.
-    removed_temp : list of str
-        Stale temporary and lock files, and staging folders of killed imports, that were removed.
-    newer : list of str
-        Entries of a newer store format, left alone (neither ok nor bad).
-    legacy : list of str
-        Format-1 (and older unindexed) entries: no checksum covers their attributes, so
-        they are never read (a hit rebuilds and replaces them); left alone.
-    unreadable : list of (str, str)
-        ``(path, reason)`` of entries this user may not read (another user's files):
-        left alone, never moved aside.
-    """
-
-    def __init__(self, checked=0, ok=0, bad=None, removed_temp=None, newer=None, legacy=None, unreadable=None):
-        self.checked = checked
-        self.ok = ok
-        self.bad = [] if bad is None else bad
-        self.removed_temp = [] if removed_temp is None else removed_temp
-        self.newer = [] if newer is None else newer
-        self.legacy = [] if legacy is None else legacy
-        self.unreadable = [] if unreadable is None else unreadable
-
-    def __bool__(self):
-        return not self.bad
-
-    def __eq__(self, other):
-        return isinstance(other, VerifyReport) and vars(self) == vars(other)
-
-    def __repr__(self):
-        return "VerifyReport(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
-
-
-class ImportReport:
-    """Result of :meth:`Store.import_archive`.
-
-    Attributes
-    ----------
-    imported : int
-        Entries merged into the store.
-    skipped : int
-        Entries already present (and good), or present but unreadable to this user.
-    provenance : list of dict
-        One dict per imported entry: ``kind``, ``key``, ``path`` and those of ``callback``,
-        ``user``, ``host``, ``phasic_version``, ``created`` the entry records (what it
-        *claims*: an archive's checksums show integrity, not who made it).
-    ignored : list of (str, str)
-        ``(member, reason)`` of entries left out: format-1 entries (never trusted, see
-        :class:`VerifyReport`) and entries of a newer store format.
-    """
-
-    def __init__(self, imported=0, skipped=0, provenance=None, ignored=None):
-        self.imported = imported
-        self.skipped = skipped
-        self.provenance = [] if provenance is None else provenance
-        self.ignored = [] if ignored is None else ignored
-
-    def __eq__(self, other):
-        return isinstance(other, ImportReport) and vars(self) == vars(other)
-
-    def __repr__(self):
-        return "ImportReport(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
-
-
-#: Entry attributes :meth:`Store.import_archive` reports as provenance.
-PROVENANCE_ATTRS = ("callback", "user", "host", "phasic_version", "created")
-
-
-def _token(nbytes=6):
-    return os.urandom(nbytes).hex()
-
-
-def _hostname():
-    import socket
-
-    return socket.gethostname()
-
-
-def _new_temp(path):
-    """Create an empty ``.<name>.tmp.<random>`` next to ``path`` (mode 0666 & ~umask, unlike mkstemp)."""
-    while True:
-        tmp = path.parent / f".{path.name}.tmp.{_token()}"
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
-def _inspect(path, key, kind, deep=False, raw=False):
-    """``(arrays, attrs, stat, status, detail)`` of the entry file at ``path`` (see
-    :func:`phasic.store_entry.read_entry`; with ``raw``, the verified bytes too); a graph
-    entry is also checked as a graph (:func:`phasic.graph_arrays.graph_problem`).
-    Raises OSError when it cannot be read."""
-    out = read_entry(path, key, deep, raw)
-    if out[3] == "ok" and kind == "graphs":
-        from phasic.graph_arrays import graph_problem
-
-        detail = graph_problem(out[0], out[1])
-        if detail is not None:
-            out = (None, None, out[2], "bad", detail) + ((None,) if raw else ())
-    return out
-
-
-def _unreadable(path, exc, stacklevel=3):
-    """Warn that an entry cannot be read (a miss; the entry is left alone)."""
-    reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
-    hint = (
-        "another user's entry? ask its owner to make the cache group-readable, or use your own PHASIC_CACHE_DIR"
-        if isinstance(exc, PermissionError)
-        else "check the file system"
-    )
-    warnings.warn(
-        f"phasic store: cannot read {path} ({reason}); treated as a miss and left alone; {hint}",
-        CacheWarning,
-        stacklevel,
-    )
 
 
 class Store:
@@ -316,7 +149,7 @@ class Store:
     lock_timeout : float, optional
         How long, in seconds, to wait in all for another live process building the same
         entry before building it here in memory (with a ``CacheWarning``, not stored);
-        default ``$PHASIC_CACHE_LOCK_TIMEOUT`` or 600 (see :mod:`phasic.store_lock`).
+        default ``$PHASIC_CACHE_LOCK_TIMEOUT`` or 600 (see :mod:`phasic.store._lock`).
     memory_mb : float, optional
         Budget of the process-wide memory layer this store's reads may fill;
         default ``$PHASIC_CACHE_MEMORY_MB`` or 64; 0 turns it off (this
@@ -374,7 +207,7 @@ class Store:
         self.memory_mb = float(memory_mb)
         self.lock_timeout = lock_timeout
         if lock_timeout is not None:
-            from phasic.store_lock import lock_timeout as _checked
+            from phasic.store._lock import lock_timeout as _checked
 
             _checked(self)  # a bad value is refused here, naming it
 
@@ -552,7 +385,7 @@ class Store:
         dest = self.root / "corrupt" / f"{kind}-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{_token(4)}.h5"
         action = f"moved to {dest}"
         try:
-            from phasic.store_write import make_dirs
+            from phasic.store._write import make_dirs
 
             make_dirs(dest.parent)
             os.rename(path, dest)
@@ -605,7 +438,7 @@ class Store:
         return self._put(kind, key, arrays, attrs)[0]
 
     def _put(self, kind, key, arrays, attrs=None):
-        from phasic.store_write import put_entry
+        from phasic.store._write import put_entry
 
         return put_entry(self, kind, key, arrays, attrs)
 
@@ -637,7 +470,7 @@ class Store:
     def clear(self, kind=None):
         """Remove every entry of ``kind`` (default: all kinds; also non-regular files at entry
         paths and staging folders of killed imports); returns how many entries."""
-        from phasic.store_archive import clear
+        from phasic.store._maintenance import clear
 
         return clear(self, kind)
 
@@ -653,7 +486,7 @@ class Store:
         VerifyReport
             Falsy when any entry was bad.
         """
-        from phasic.store_archive import verify
+        from phasic.store._maintenance import verify
 
         return verify(self, kind)
 
@@ -665,13 +498,13 @@ class Store:
         list of pathlib.Path
             The removed entries, oldest first.
         """
-        from phasic.store_archive import evict
+        from phasic.store._maintenance import evict
 
         return evict(self, max_size_mb, keep)
 
     # ------------------------------------------------------------------ build once
     def _lock_is_stale(self, lock):
-        from phasic.store_lock import lock_is_stale
+        from phasic.store._lock import lock_is_stale
 
         return lock_is_stale(lock, self.stale_lock_seconds)
 
@@ -687,7 +520,7 @@ class Store:
             process holds the build lock, or, with one ``CacheWarning`` and nothing
             stored, when no lock can be had (a read-only, full or foreign store, a stale
             lock that cannot be removed, a live holder past ``lock_timeout``) or the
-            entry cannot be written (see :mod:`phasic.store_lock`).  An entry of a newer
+            entry cannot be written (see :mod:`phasic.store._lock`).  An entry of a newer
             store format is never replaced: the entry is built here, in memory, and the one
             warning says to upgrade phasic.
 
@@ -699,7 +532,7 @@ class Store:
         found, status, _ = self._lookup(kind, key)
         if found is not None:
             return found
-        from phasic.store_lock import get_or_create
+        from phasic.store._lock import get_or_create
 
         return get_or_create(self, kind, key, build, status)
 
@@ -720,7 +553,7 @@ class Store:
             Number of entries written (entries that fail verification are
             moved aside with a warning and left out).
         """
-        from phasic.store_archive import export
+        from phasic.store._maintenance import export
 
         return export(self, tar_path, kinds)
 
@@ -748,6 +581,6 @@ class Store:
         StoreError
             If the file is missing or not a tar archive.
         """
-        from phasic.store_archive import import_archive
+        from phasic.store._maintenance import import_archive
 
         return import_archive(self, tar_path)
