@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.phasic-installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint --max-line-length 120 csrc/_core.pyx
 	bash scripts/lint_imports.sh
+
+# the API reference from the docstrings (Sphinx + numpydoc, docs/api/), warnings are errors;
+# the packages are pyproject.toml's docs extra
+DOCS_STAMP := $(VENV)/.phasic-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q "sphinx>=7.2" "numpydoc>=1.6" "myst-parser>=2.0"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf build/docs
+	$(PY) -m sphinx -W --keep-going -q -b html docs/api build/docs
+	@echo "API reference: build/docs/index.html"
 
 bench: install
 	$(PY) benchmarks/bench_engine.py

@@ -41,14 +41,14 @@ from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterErr
 TRACE_FORMAT = 3
 #: Components smaller than this are recorded in place rather than stored on their own:
 #: an HDF5 entry costs milliseconds to read or write, recording a small component costs
-#: microseconds (measured in benchmarks/bench_traces.py).
+#: microseconds (docs/traces.md, benchmarks/bench_traces.py).
 HIERARCHICAL_MIN_SCC = 50
 #: A component's trace is stored only if recording it took at least this many times the
 #: estimated cost of loading it back, ``LOAD_S_FIXED + LOAD_S_PER_BYTE * bytes`` (open,
-#: read and SHA-256 check of an indexed entry from the page cache: measured 0.09 ms +
-#: 0.8-1.0 ns/byte, ``Store.get`` on 1 kB-20 MB entries; the estimate rounds up). Dense
-#: components record at ~18-35 ns per op and load at ~13-14 ns per op (14 bytes), so most
-#: are not worth a write; whole graphs record at 50-80 ns per op and are.
+#: read and SHA-256 check of an indexed entry from the page cache; rounded up from the
+#: measurements in docs/traces.md, "Per-op costs"). A dense component records about as
+#: fast as it loads, so most are not worth a write; a whole graph records several times
+#: slower than it loads, and is.
 SCC_STORE_GAIN = 2.0
 LOAD_S_FIXED = 2e-4
 LOAD_S_PER_BYTE = 1.2e-9

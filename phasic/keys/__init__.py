@@ -54,18 +54,18 @@ Encoding rules
 
 Speed
 -----
-A cache hit must cost less than rebuilding even a ~50-vertex graph (~0.1 ms),
-so the immutable parts of a key are memoised per code object (a code object
-never changes while it lives): the normalised AST dump and its JSON text, the
-names the code reads and its imports.  The callback's whole text is reused
+A cache hit must cost less than rebuilding even a ~50-vertex graph
+(docs/performance.md), so the immutable parts of a key are memoised per code
+object (a code object never changes while it lives): the normalised AST dump
+and its JSON text, the names the code reads and its imports.  The callback's whole text is reused
 while every function, module attribute, class member and closure cell the walk
 read is still the same object and nothing it encoded can change in place (a
 list or an array constant); otherwise it is encoded afresh.  Parameters, IPV
 and options are encoded on every call.  :func:`graph_key` assembles the canonical JSON
 text from those parts; the result is identical to
 ``key_from_material(graph_key_material(...))``, only faster.  SHA-256 comes
-from :mod:`hashlib`, or, while hashlib is not yet imported (its OpenSSL load
-costs 5-20 ms in a fresh process) and little has been hashed, from the
+from :mod:`hashlib`, or, while hashlib is not yet imported (loading OpenSSL
+costs more than a small graph's cache hit) and little has been hashed, from the
 interpreter's built-in implementation (see :func:`sha256`); both give the
 same digest.
 

@@ -12,8 +12,8 @@ syntax tree, what the key cannot see from the function object alone:
   user's own package are all user code.  phasic itself counts as installed code.
 * :func:`distribution` -- ``(distribution name, version)`` of installed code, read from
   the ``*.dist-info`` directory names beside the package (no metadata files are parsed
-  in the common case: ``importlib.metadata`` costs ~25 ms to import, a whole cache hit
-  ~0.1 ms).
+  in the common case: importing ``importlib.metadata`` costs many times a whole cache
+  hit; docs/performance.md).
 * :func:`scan` -- the imports inside a function body and the constructs whose targets
   cannot be known before the function runs (``exec``, ``eval``, ``__import__``, a
   computed ``getattr``, ``globals()``, a ``global`` statement).

@@ -3,8 +3,8 @@
 A key encodes a callback by its normalised source: ``inspect.getsource`` ->
 ``textwrap.dedent`` -> ``ast.parse`` -> the function node without decorators
 and docstring -> ``ast.dump(..., include_attributes=False)``.  Getting there
-costs ~0.3-1 ms per function (several ms on the first call in a process), far
-more than a whole cache hit, so the results are memoised per code object: a
+costs more per function than a whole cache hit (docs/performance.md), so the
+results are memoised per code object: a
 code object is immutable, so its source dump never changes while it lives
 (the memo holds the code object, so its id is not reused meanwhile).
 

@@ -41,10 +41,10 @@ _builtin_hashed = [0]
 def sha256(data=b"", size_hint=0):
     """A SHA-256 hash object (same digests as :func:`hashlib.sha256`).
 
-    Importing :mod:`hashlib` loads OpenSSL, which costs 5-20 ms in a fresh
-    process, more than a whole cache hit of a small graph.  Until hashlib is
-    imported (by anyone), this uses the interpreter's built-in SHA-256, which
-    loads in well under a millisecond but hashes ~5-10x slower; once
+    Importing :mod:`hashlib` loads OpenSSL, which in a fresh process costs
+    more than a whole cache hit of a small graph (docs/performance.md).  Until
+    hashlib is imported (by anyone), this uses the interpreter's built-in
+    SHA-256, which loads at once but hashes several times slower; once
     :data:`BUILTIN_HASH_BUDGET` bytes (about the import's cost in slow
     hashing) have gone through it, or a single input would exceed what is left
     of that budget, it imports hashlib (ski-rental: never more than twice the

@@ -25,8 +25,8 @@ is where each one's bytes start in the file.  A hit therefore reads the file
 whole (the 64-byte head, then the rest), checks it with one SHA-256 pass over everything after the
 digest (index, padding and the whole HDF5 part: any change anywhere is
 caught) and takes the arrays as views of the buffer, without h5py: importing
-h5py alone costs ~50-190 ms and an h5py open + read ~0.7-1.3 ms here, many
-times the cost of building a 50-vertex graph (~0.1 ms).  The writer checks that every offset holds the
+h5py, and an h5py open and read, each cost many times as much as building a
+50-vertex graph (docs/store.md).  The writer checks that every offset holds the
 array's bytes and that h5py reads the finished file back.  An entry with
 compressed datasets cannot be indexed: it gets the head :data:`MAGIC_H5` and
 an index holding only the attributes, behind the same whole-file SHA-256, and
