@@ -94,7 +94,7 @@ def main(argv=None):
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = args.blas_threads  # read when numpy loads its BLAS, below
 
-    sys.path.insert(0, REPO)  # tests.dask_models: callbacks importable by the workers
+    sys.path.insert(0, REPO)  # tests.models: callbacks importable by the workers
     import numpy as np
     from distributed import Client, LocalCluster
 
@@ -103,7 +103,7 @@ def main(argv=None):
     from phasic.distributed._build import build_task
     from phasic.store import Store
     from phasic.traces import ensure_trace, evaluate_batch
-    from tests import dask_models as dm
+    from tests import models as dm
 
     tmp = tempfile.mkdtemp(prefix="phasic-bench-dask-")
     os.environ["PHASIC_CACHE_DIR"] = os.path.join(tmp, "store")
@@ -156,7 +156,7 @@ def main(argv=None):
             noop_ms = t_noop / len(tiny) * 1e3
 
             # ------------------------------------------------------------------ builds
-            specs = [ModelSpec(dm.two_island, ipv=[k, k], m=0.5) for k in range(42, 82, 2)]
+            specs = [ModelSpec(dm.two_island_rates, ipv=[k, k], m=0.5) for k in range(42, 82, 2)]
             for s in specs:
                 s.key  # keys are computed up front in both cases
             serial_root = os.path.join(tmp, "serial")

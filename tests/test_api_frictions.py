@@ -16,15 +16,9 @@ import pytest
 from phasic import Graph, with_ipv
 from phasic.exceptions import GraphConstructionError, ParameterError, PhasicError
 from phasic.state_indexing import Property, StateIndexer
+from tests.models import coalescent_coef
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@with_ipv([4])
-def coalescent_coef(state):
-    """Kingman coalescent with the rate as a coefficient of theta[0]."""
-    n = state[0]
-    return [] if n <= 1 else [[[n - 1], [n * (n - 1) / 2]]]
 
 
 def _exact_expectation(n, theta):
@@ -213,11 +207,11 @@ def test_public_submodules_work_after_a_bare_import_without_importing_jax():
         import sys
         import phasic
         assert "jax" not in sys.modules and "dask" not in sys.modules, "import phasic pulled in jax/dask"
-        assert {"traces", "distributed", "jax_config"} <= set(dir(phasic))
+        assert {"traces", "distributed", "jax"} <= set(dir(phasic))
         assert callable(phasic.traces.evaluate_batch)
         assert callable(phasic.traces.ensure_trace)
         assert callable(phasic.distributed.build) and callable(phasic.distributed.sweep)
-        assert phasic.jax_config.CompilationConfig is not None
+        assert phasic.jax.CompilationConfig is phasic.CompilationConfig
         try:
             phasic.no_such_module
         except AttributeError as exc:
@@ -294,7 +288,7 @@ def test_yaml_specs_refuse_recursive_aliases_and_keep_messages_short(tmp_path):
     # anchors and aliases within the bound keep working
     ok = tmp_path / "ok.yaml"
     ok.write_text(
-        "p: &p {theta: 2.0}\nmodels:\n  - {name: k, module: tests.dask_models, callback: coalescent, params: *p}\n"
+        "p: &p {theta: 2.0}\nmodels:\n  - {name: k, module: tests.models, callback: coalescent, params: *p}\n"
     )
     assert read_spec(f"@{ok}")["params"] == {"theta": 2.0}
 

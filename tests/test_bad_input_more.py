@@ -6,13 +6,7 @@ import pytest
 
 from phasic import Graph, GraphConstructionError, ParameterError, with_ipv
 from phasic.traces import evaluate_batch
-from tests.test_traces import random_param_graph, two_island
-
-
-@with_ipv([4])
-def kingman(state):
-    n = state[0]
-    return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+from tests.models import kingman, random_param_graph, two_island
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from phasic import Graph
 from phasic.exceptions import DistributedError, ParameterError, PhasicError, UnhashableError
 from phasic.store import Store
 from phasic.traces import evaluate_batch, trace_key
-from tests import dask_models as dm
+from tests import models as dm
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parent.parent
@@ -283,7 +283,7 @@ def test_raising_callback_names_spec_state_and_cause(client, store):
         build([good, bad], client=client, progress=False)
     err = info.value
     msg = str(err)
-    assert "tests.dask_models.failing_coalescent(fail_at=3)" in msg
+    assert "tests.models.failing_coalescent(fail_at=3)" in msg
     assert "state [3]" in msg and "ZeroDivisionError" in msg and "no rate defined for 3 lineages" in msg
     assert isinstance(err, PhasicError) and isinstance(err, RuntimeError)
     assert [s for s, _ in err.failures] == [bad] and err.keys == [good.key]
@@ -329,7 +329,7 @@ def test_sweep_errors(client, store):
     with pytest.raises(ParameterError, match="retries=-1"):
         build([ModelSpec(dm.coalescent)], client=client, retries=-1)
     with pytest.raises(ParameterError, match="not callable"):
-        ModelSpec("tests.dask_models:coalescent")
+        ModelSpec("tests.models:coalescent")
     with pytest.raises(UnhashableError, match="lambda"):
         build([ModelSpec(lambda state: [])], client=client)
     assert sweep(key, np.empty((0, 2)), client=client).shape == (0, 2)
@@ -452,7 +452,7 @@ def test_cli_build_models_yaml(cluster, store, tmp_path):
     )
     models.write_text(
         "models:\n"
-        "  - {name: islands, module: tests.dask_models, callback: two_island, ipv: [2, 2], params: {m: 0.25}}\n"
+        "  - {name: islands, module: tests.models, callback: two_island_rates, ipv: [2, 2], params: {m: 0.25}}\n"
         "  - {name: kingman, file: m.py, callback: kingman, params: {theta: 2.0}, theta_grid: [[1.0]]}\n"
     )
     cmd = [sys.executable, "-m", "phasic.cli", "build", str(models), "--scheduler", cluster.scheduler_address, "--json"]
@@ -464,7 +464,7 @@ def test_cli_build_models_yaml(cluster, store, tmp_path):
     assert [m["built"] for m in doc["models"]] == [True, True] and doc["built"] == 2
     g = Graph.from_arrays(*store.get("graphs", doc["models"][1]["key"]))
     np.testing.assert_allclose(g.moments(2), _kingman_moments(5, 2.0), rtol=1e-12)
-    islands = Graph(dm.two_island, ipv=[2, 2], m=0.25)
+    islands = Graph(dm.two_island_rates, ipv=[2, 2], m=0.25)
     assert doc["models"][0]["vertices"] == islands.vertices_length()
     np.testing.assert_allclose(
         Graph.from_arrays(*store.get("graphs", doc["models"][0]["key"])).moments(2), islands.moments(2), rtol=1e-12
@@ -473,6 +473,6 @@ def test_cli_build_models_yaml(cluster, store, tmp_path):
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert [m["built"] for m in json.loads(again.stdout)["models"]] == [False, False]
 
-    models.write_text("models:\n  - {name: broken, module: tests.dask_models, callback: nope}\n")
+    models.write_text("models:\n  - {name: broken, module: tests.models, callback: nope}\n")
     bad = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "models[0]" in bad.stderr and "'nope'" in bad.stderr

@@ -12,7 +12,7 @@ import pytest
 from phasic import Graph
 from phasic.store import Store
 from phasic.traces import evaluate_batch, trace_key
-from tests import dask_models as dm
+from tests import models as dm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 

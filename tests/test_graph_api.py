@@ -8,6 +8,7 @@ import pytest
 
 import phasic
 from phasic import Graph, with_ipv
+from tests.models import coalescent
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -18,14 +19,6 @@ def _isolated_phasic_cache(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- models (module level: picklable)
-
-
-@with_ipv([10])
-def coalescent(state, theta=1.0):
-    n = state[0]
-    if n <= 1:
-        return []
-    return [[[n - 1], n * (n - 1) / 2 * theta]]
 
 
 def grid_walk(state):

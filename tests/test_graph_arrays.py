@@ -5,25 +5,7 @@ import pytest
 
 from phasic import Graph, with_ipv
 from phasic.graph_arrays import narrow_int, pack, unpack
-from tests.dask_models import two_island_param
-
-
-def block_counting(state):
-    s = list(state)
-    out = []
-    if sum(s) <= 1:
-        return out
-    for i in range(len(s)):
-        for j in range(i, len(s)):
-            rate = s[i] * (s[j] - (i == j)) / (1 + (i == j))
-            if rate <= 0 or i + j + 1 >= len(s):
-                continue
-            t = s.copy()
-            t[i] -= 1
-            t[j] -= 1
-            t[i + j + 1] += 1
-            out.append([t, rate])
-    return out
+from tests.models import block_counting_transitions, two_island_param
 
 
 def _plain_equal(a, b):
@@ -35,7 +17,7 @@ def _plain_equal(a, b):
 
 def test_round_trip_is_bit_exact_and_smaller():
     n = 12
-    g = Graph(block_counting, ipv=[[[n] + [0] * (n - 1), 1.0]])
+    g = Graph(block_counting_transitions, ipv=[[[n] + [0] * (n - 1), 1.0]])
     plain, attrs = g.to_arrays()
     small, _ = g.to_arrays(compact=True)
     assert "edges/weight_code" in small and "edges/weight" not in small
@@ -86,7 +68,7 @@ def test_narrow_int_picks_smallest_exact_type():
 
 
 def test_broken_coding_is_refused():
-    g = Graph(block_counting, ipv=[[[12] + [0] * 11, 1.0]])
+    g = Graph(block_counting_transitions, ipv=[[[12] + [0] * 11, 1.0]])
     small, attrs = g.to_arrays(compact=True)
     broken = dict(small)
     del broken["edges/weight_table"]

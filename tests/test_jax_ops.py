@@ -17,8 +17,8 @@ from phasic import (
     moments_from_graph,
     pmf_from_graph,
 )
-from phasic.jax_ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for
-from tests.test_traces import dense_moments, random_param_graph, two_island
+from phasic.jax._ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for
+from tests.models import dense_moments, random_param_graph, two_island
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_discrete_pmf_beyond_the_dense_limit():
     for a, b in zip(vs[:-1], vs[1:]):
         g.add_edge(a, b, 0.0, coefficients=[1.0])
     g.add_edge(vs[-1], absorb, 0.0, coefficients=[1.0])
-    assert n > phasic.jax_ops.MAX_DENSE_STATES
+    assert n > phasic.jax._ops.MAX_DENSE_STATES
     f = pmf_from_graph(g, max_jumps=7000)
     ks = np.array([6000, 6300, 6600, 6800])
     got = np.asarray(f(jnp.array([q]), jnp.asarray(ks)))

@@ -12,25 +12,19 @@ import phasic  # noqa: E402
 from phasic import (  # noqa: E402
     Graph,
     ParameterError,
-    jax_replay,
     moments_from_graph,
 )
+from phasic.jax import _replay as jax_replay  # noqa: E402
 from phasic.moments import _rewards  # noqa: E402
 from phasic.traces import evaluate_batch  # noqa: E402
-from tests.dask_models import two_island_param  # noqa: E402
-from tests.test_traces import random_param_graph  # noqa: E402
+from tests.models import random_param_graph, two_island_graph  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
 
-def two_island(n):
-    """Structured coalescent of n lineages on island 1, theta = (coalescence, migration)."""
-    return Graph(phasic.with_ipv([[[n, 0], 1.0]])(two_island_param))
-
-
 @pytest.fixture(scope="module")
 def island():
-    return two_island(14)
+    return two_island_graph(14)
 
 
 @pytest.fixture(scope="module")

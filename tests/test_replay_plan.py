@@ -10,7 +10,7 @@ import pytest
 
 from phasic import Graph, ParameterError, _core
 from phasic.traces import evaluate_batch, graph_trace
-from tests.test_traces import random_param_graph, two_island
+from tests.models import random_param_graph, two_island
 
 
 def with_parallel_edges(seed):
@@ -206,7 +206,7 @@ def test_moments_vjp_matches_dense_derivatives(seed, k, rewards):
     """ReplayPlan.moments_vjp (the core adjoint used by moments_from_graph): its moments are
     the plan's, its dw matches central differences of a dense formula, and it is bitwise the
     adjoint replayed with the plain tape."""
-    from phasic.jax_ops import _tape_grad
+    from phasic.jax._ops import _tape_grad
 
     rng = np.random.default_rng(seed)
     g = random_param_graph(seed, n=12)

@@ -30,7 +30,7 @@ import phasic
 from phasic import Graph, _core
 from phasic.exceptions import CacheWarning, TraceError
 from phasic.traces import evaluate_batch, graph_trace
-from tests.test_traces import dense_moments, two_island
+from tests.models import dense_moments, two_island
 
 ROOT = Path(__file__).resolve().parent.parent
 THETA = [1.0, 0.5]
@@ -45,7 +45,7 @@ CRAFT = textwrap.dedent("""
     import phasic
     from phasic import Graph, traces
     from phasic.store import Store
-    from tests.test_traces import two_island
+    from tests.models import two_island
 
     mutations, calls, kind = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3]
     base = sys.argv[4]
@@ -71,7 +71,7 @@ CRAFT = textwrap.dedent("""
             g = graph(False)
             return [traces.attach_trace(g)] + g.moments(2)
         if call in ("jax", "jaxcore"):
-            from phasic.jax_ops import moments_from_graph
+            from phasic.jax._ops import moments_from_graph
             f = moments_from_graph(graph(), 2, backend="jax" if call == "jax" else "core")
             return np.asarray(f(np.asarray(THETA))).tolist()
         raise ValueError(call)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from math import factorial
 
 import numpy as np
 import pytest
@@ -14,38 +13,7 @@ import pytest
 import phasic
 from phasic import Graph, ParameterError
 from phasic.traces import ensure_trace, evaluate_batch, graph_trace, load_trace, trace_entry_path, trace_key
-from tests.dask_models import two_island_param
-
-# structured coalescent, theta = (coalescence rate, migration rate), 5 lineages on island 1
-two_island = phasic.with_ipv([[[5, 0], 1.0]])(two_island_param)
-
-
-def random_param_graph(seed, n=40, p=3, extra=3):
-    """A random parameterised graph with cycles, built by hand."""
-    rng = np.random.default_rng(seed)
-    g = Graph(state_length=1, theta_dim=p)
-    vs = [g.find_or_create_vertex([i + 1]) for i in range(n)]
-    absorb = g.find_or_create_vertex([n + 1])
-    g.add_edge(0, vs[0], 0.6)
-    g.add_edge(0, vs[1], 0.4)
-    for i, v in enumerate(vs):
-        targets = set(rng.choice(n, size=extra, replace=False).tolist()) - {i}
-        for t in targets:
-            g.add_edge(v, vs[t], 0.0, coefficients=rng.uniform(0, 1, p))
-        g.add_edge(v, absorb, 0.0, coefficients=rng.uniform(0.05, 0.5, p))
-    return g
-
-
-def dense_moments(g, k, rewards=None):
-    alpha, S = g.as_matrices()
-    tv = g.transient_vertices()
-    r = np.ones(tv.size) if rewards is None else np.asarray(rewards)[tv]
-    U = np.linalg.inv(-S)
-    y, out = np.ones(tv.size), []
-    for j in range(1, k + 1):
-        y = U @ (r * y)
-        out.append(factorial(j) * alpha @ y)
-    return np.array(out)
+from tests.models import dense_moments, random_param_graph, two_island
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -221,7 +189,7 @@ def test_small_components_are_not_stored_alone(cache_dir):
 SCRIPT = textwrap.dedent("""
     import json, sys
     import phasic
-    from tests.test_traces import two_island
+    from tests.models import two_island
     g = phasic.Graph(two_island, hierarchical=True)
     g.update_weights([1.5, 0.25])
     m = g.moments(2)

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.linalg
 
 from phasic import Graph, with_ipv
+from tests.models import block_counting_transitions
 
 # ---------------------------------------------------------------------------
 # model callbacks
@@ -41,32 +42,6 @@ def coalescent_param(state):
     if k <= 1:
         return []
     return [[[k - 1], [k * (k - 1) / 2]]]
-
-
-def block_counting_transitions(state):
-    """Block-counting coalescent; entry i-1 counts lineages with i descendants.
-
-    The state has length n so that the MRCA (one lineage with n descendants) is
-    representable; entries 0..n-2 are the SFS classes 1..n-1.
-    """
-    a = [int(x) for x in state]
-    n = len(a)
-    out = []
-    for i in range(n):
-        if a[i] == 0:
-            continue
-        for j in range(i, n):
-            if a[j] == 0:
-                continue
-            rate = a[i] * (a[i] - 1) / 2 if i == j else a[i] * a[j]
-            if rate <= 0:
-                continue
-            b = list(a)
-            b[i] -= 1
-            b[j] -= 1
-            b[i + j + 1] += 1  # sizes (i+1) + (j+1) -> index i+j+1
-            out.append([b, float(rate)])
-    return out
 
 
 def make_block_counting(n):

@@ -1,0 +1,236 @@
+"""The models and reference helpers the tests share: one home, imported as ``tests.models``.
+
+The callbacks live at module level of an importable module so that Dask workers can unpickle
+them by reference (worker processes inherit the test process's ``sys.path``; the Dask tests,
+YAML specs in the tests and ``benchmarks/bench_dask.py`` name this module), and so that a
+child process can import them (``from tests.models import two_island``).
+
+References here are written from the definitions with numpy (dense matrices), never with
+phasic's own numerical routines.  The verification models (closed forms, random models,
+dense phase-type formulas) live in ``tests/verification/models.py``.
+"""
+
+import hashlib
+import os
+import time
+from math import factorial
+
+import numpy as np
+
+from phasic import Graph, with_ipv
+from phasic.exceptions import PhasicError
+
+# ------------------------------------------------------------------ Kingman coalescent
+
+
+@with_ipv([10])
+def coalescent(state, theta=1.0):
+    """Kingman coalescent of 10 lineages with numeric rates ``C(n, 2) * theta``."""
+    n = state[0]
+    if n <= 1:
+        return []
+    return [[[n - 1], n * (n - 1) / 2 * theta]]
+
+
+@with_ipv([10])
+def coalescent_param(state):
+    """Kingman coalescent of 10 lineages, rate ``C(n, 2) * theta[0]`` (parameterised)."""
+    n = state[0]
+    if n <= 1:
+        return []
+    return [[[n - 1], [n * (n - 1) / 2]]]
+
+
+@with_ipv([4])
+def kingman(state):
+    """Kingman coalescent of 4 lineages at rate ``C(n, 2)`` (no parameters)."""
+    n = state[0]
+    return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+
+
+@with_ipv([4])
+def coalescent_coef(state):
+    """Kingman coalescent of 4 lineages with the rate as a coefficient of theta[0]."""
+    n = state[0]
+    return [] if n <= 1 else [[[n - 1], [n * (n - 1) / 2]]]
+
+
+@with_ipv([8])
+def counting_coalescent(state, theta=1.0, marker=""):
+    """Kingman coalescent of 8 lineages that appends a line to ``marker`` once per build."""
+    n = state[0]
+    if n == 8 and marker:
+        with open(marker, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    if n <= 1:
+        return []
+    return [[[n - 1], n * (n - 1) / 2 * theta]]
+
+
+@with_ipv([6])
+def sleepy_coalescent(state, theta=1.0, marker="", sleep=60.0):
+    """On its very first call (no ``marker`` file yet) writes its pid there and sleeps."""
+    n = state[0]
+    if marker and not os.path.exists(marker):
+        with open(marker + ".tmp", "w") as fh:
+            fh.write(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)
+        time.sleep(sleep)
+    if n <= 1:
+        return []
+    return [[[n - 1], n * (n - 1) / 2 * theta]]
+
+
+@with_ipv([7])
+def failing_coalescent(state, fail_at=4):
+    """Raises ZeroDivisionError when it reaches ``fail_at`` lineages."""
+    n = state[0]
+    if n == fail_at:
+        raise ZeroDivisionError(f"no rate defined for {n} lineages")
+    if n <= 1:
+        return []
+    return [[[n - 1], n * (n - 1) / 2]]
+
+
+# ------------------------------------------------------------------ structured coalescent, two islands
+
+
+def two_island_param(state):
+    """Structured coalescent of two islands; state = lineages (a, b); ``theta = (coalescence
+    rate, migration rate)`` as coefficients; give ``ipv=[a0, b0]``."""
+    a, b = state
+    if a + b <= 1:
+        return []
+    out = []
+    if a >= 2:
+        out.append([[a - 1, b], [a * (a - 1) / 2, 0.0]])
+    if b >= 2:
+        out.append([[a, b - 1], [b * (b - 1) / 2, 0.0]])
+    if a >= 1:
+        out.append([[a - 1, b + 1], [0.0, float(a)]])
+    if b >= 1:
+        out.append([[a + 1, b - 1], [0.0, float(b)]])
+    return out
+
+
+#: :func:`two_island_param` started from 5 lineages on island 1 (the traces' test model)
+two_island = with_ipv([[[5, 0], 1.0]])(two_island_param)
+
+
+def two_island_graph(n):
+    """The graph of :func:`two_island_param` from ``n`` lineages on island 1."""
+    return Graph(with_ipv([[[n, 0], 1.0]])(two_island_param))
+
+
+def two_island_rates(state, m=0.5, coal=1.0):
+    """:func:`two_island_param` with numeric rates: migration ``m``, coalescence ``coal``."""
+    a, b = state
+    if a + b <= 1:
+        return []
+    out = []
+    if a >= 2:
+        out.append([[a - 1, b], a * (a - 1) / 2 * coal])
+    if b >= 2:
+        out.append([[a, b - 1], b * (b - 1) / 2 * coal])
+    if a >= 1:
+        out.append([[a - 1, b + 1], a * m])
+    if b >= 1:
+        out.append([[a + 1, b - 1], b * m])
+    return out
+
+
+def one_way_islands_param(state):
+    """Two islands with migration from island 1 to island 2 only (an acyclic state space);
+    ``theta = (coalescence rate, migration rate)``; give ``ipv=[n, 0]``."""
+    a, b = state
+    if a + b <= 1:
+        return []
+    out = []
+    if a >= 2:
+        out.append([[a - 1, b], [a * (a - 1) / 2, 0.0]])
+    if b >= 2:
+        out.append([[a, b - 1], [b * (b - 1) / 2, 0.0]])
+    if a >= 1:
+        out.append([[a - 1, b + 1], [0.0, float(a)]])
+    return out
+
+
+# ------------------------------------------------------------------ block-counting coalescent
+
+
+def block_counting_transitions(state):
+    """Block-counting coalescent; entry i-1 counts lineages with i descendants.
+
+    The state has length n so that the MRCA (one lineage with n descendants) is
+    representable; entries 0..n-2 are the SFS classes 1..n-1.
+    """
+    a = [int(x) for x in state]
+    n = len(a)
+    out = []
+    for i in range(n):
+        if a[i] == 0:
+            continue
+        for j in range(i, n):
+            if a[j] == 0:
+                continue
+            rate = a[i] * (a[i] - 1) / 2 if i == j else a[i] * a[j]
+            if rate <= 0:
+                continue
+            b = list(a)
+            b[i] -= 1
+            b[j] -= 1
+            b[i + j + 1] += 1  # sizes (i+1) + (j+1) -> index i+j+1
+            out.append([b, float(rate)])
+    return out
+
+
+# ------------------------------------------------------------------ graphs built by hand
+
+
+def random_param_graph(seed, n=40, p=3, extra=3):
+    """A random parameterised graph with cycles, built by hand."""
+    rng = np.random.default_rng(seed)
+    g = Graph(state_length=1, theta_dim=p)
+    vs = [g.find_or_create_vertex([i + 1]) for i in range(n)]
+    absorb = g.find_or_create_vertex([n + 1])
+    g.add_edge(0, vs[0], 0.6)
+    g.add_edge(0, vs[1], 0.4)
+    for i, v in enumerate(vs):
+        targets = set(rng.choice(n, size=extra, replace=False).tolist()) - {i}
+        for t in targets:
+            g.add_edge(v, vs[t], 0.0, coefficients=rng.uniform(0, 1, p))
+        g.add_edge(v, absorb, 0.0, coefficients=rng.uniform(0.05, 0.5, p))
+    return g
+
+
+def good_graph(n=6):
+    """A death process n -> n-1 -> ... -> 1 at rate k from state k (n + 1 vertices)."""
+    return Graph(with_ipv([n])(lambda s: [] if s[0] <= 1 else [[[int(s[0]) - 1], float(s[0])]]))
+
+
+# ------------------------------------------------------------------ references and checks
+
+
+def dense_moments(g, k, rewards=None):
+    """The first ``k`` (reward) moments of ``g`` at its current weights by dense algebra:
+    ``m_j = j! alpha (U diag r)^j 1`` with ``U = (-S)^-1``."""
+    alpha, S = g.as_matrices()
+    tv = g.transient_vertices()
+    r = np.ones(tv.size) if rewards is None else np.asarray(rewards)[tv]
+    U = np.linalg.inv(-S)
+    y, out = np.ones(tv.size), []
+    for j in range(1, k + 1):
+        y = U @ (r * y)
+        out.append(factorial(j) * alpha @ y)
+    return np.array(out)
+
+
+def assert_value_error(exc):
+    """A bad value is a phasic error that is also a ValueError or TypeError."""
+    assert isinstance(exc, PhasicError)
+    assert isinstance(exc, (ValueError, TypeError))
+
+
+def K(i):
+    """A store key (64 hex digits) made from ``i``."""
+    return hashlib.sha256(str(i).encode()).hexdigest()
