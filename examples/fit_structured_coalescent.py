@@ -38,7 +38,7 @@ def two_island(state):
 
 
 def main(n_data=1000, steps=200, seed=1):
-    from phasic.jax_config import CompilationConfig
+    from phasic.jax._config import CompilationConfig
 
     CompilationConfig.balanced().apply()
     import jax

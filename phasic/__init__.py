@@ -8,10 +8,12 @@ the cache API is loaded on first use, and so is every submodule: after ``import 
 from phasic.callbacks import with_ipv
 from phasic.exceptions import (
     CacheWarning,
+    CompilationConfigError,
     CorruptEntryError,
     DistributedError,
     ForwardModeError,
     GraphConstructionError,
+    JaxCacheError,
     KeyWarning,
     ParameterError,
     PhasicError,
@@ -38,13 +40,14 @@ _LAZY = {
     "clear_caches": "phasic.cache",
     "clear_model_cache": "phasic.cache",
     # JAX compilation cache
-    "print_jax_cache_info": "phasic.jax_cache",
-    "get_jax_cache_stats": "phasic.jax_cache",
-    "cache_info": "phasic.jax_cache",
-    "clear_jax_cache": "phasic.jax_cache",
+    "print_jax_cache_info": "phasic.jax",
+    "get_jax_cache_stats": "phasic.jax",
+    "cache_info": "phasic.jax",
+    "clear_jax_cache": "phasic.jax",
     # JAX functions
-    "pmf_from_graph": "phasic.jax_ops",
-    "moments_from_graph": "phasic.jax_ops",
+    "pmf_from_graph": "phasic.jax",
+    "moments_from_graph": "phasic.jax",
+    "CompilationConfig": "phasic.jax",
     # named lineage properties
     "StateIndexer": "phasic.state_indexing",
     "Property": "phasic.state_indexing",
@@ -64,6 +67,8 @@ __all__ = [
     "TraceError",
     "DistributedError",
     "ForwardModeError",
+    "CompilationConfigError",
+    "JaxCacheError",
     "PhasicWarning",
     "CacheWarning",
     "KeyWarning",

@@ -68,9 +68,9 @@ _READ_STORES = {}
 def _read_store():
     """A ``Store()`` to read hits from, built once per root and memory setting.
 
-    A hit costs ~0.1 ms, so it reads only the environment variables that
-    matter to a read; a miss writes through a fresh ``Store()`` that checks
-    them all (size limit, compression).
+    A hit costs a fraction of a millisecond (docs/store.md), so it reads only the
+    environment variables that matter to a read; a miss writes through a fresh
+    ``Store()`` that checks them all (size limit, compression).
     """
     env = os.environ
     setting = (env.get("PHASIC_CACHE_DIR"), env.get("HOME"), env.get("PHASIC_CACHE_MEMORY_MB"))
@@ -331,9 +331,9 @@ def print_trace_cache_info(file=None):
 
 def _jax_cache_module():
     try:
-        from phasic import jax_cache
+        from phasic.jax import _cache as jax_cache
     except ModuleNotFoundError as exc:
-        if exc.name not in ("phasic.jax_cache",):
+        if exc.name not in ("phasic.jax._cache",):
             raise
         return None
     return jax_cache

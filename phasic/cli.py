@@ -53,13 +53,13 @@ def _cache_info(args):
 
 
 def _jax_dir():
-    """The directory JAX is configured to use in this process (see :func:`phasic.jax_cache.jax_cache_dir`).
+    """The directory JAX is configured to use in this process (see :func:`phasic.jax._cache.jax_cache_dir`).
 
     A ``jax`` already imported with ``jax_compilation_cache_dir`` set wins; else the directory
     a ``CompilationConfig.apply()`` in this process chose, ``$JAX_COMPILATION_CACHE_DIR``, and
     phasic's default ``~/.jax_cache``, in that order.
     """
-    from phasic import jax_cache
+    from phasic.jax import _cache as jax_cache
 
     jax = sys.modules.get("jax")
     configured = getattr(getattr(jax, "config", None), "jax_compilation_cache_dir", None) if jax else None
@@ -70,7 +70,7 @@ def _jax_dir():
 
 def _clear_targets(kinds):
     """``[(kind, directory, count, bytes, noun)]`` of what clearing `kinds` would remove."""
-    from phasic.jax_cache import get_jax_cache_stats
+    from phasic.jax._cache import get_jax_cache_stats
     from phasic.store import Store
 
     store = Store()
@@ -110,7 +110,7 @@ def _cache_clear(args):
         for kind, directory, n, nbytes, noun in _clear_targets(kinds):
             print(f"would remove {n} {kind} {noun} ({format_size(nbytes)}) from {directory}")
         return 0
-    from phasic.jax_cache import _refuse_dangerous, clear_jax_cache
+    from phasic.jax._cache import _refuse_dangerous, clear_jax_cache
     from phasic.store import Store
 
     store = Store()

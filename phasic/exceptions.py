@@ -55,6 +55,15 @@ class DistributedError(PhasicError, RuntimeError):
     """A Dask task failed; the message names the model spec and the cause."""
 
 
+class CompilationConfigError(PhasicError, ValueError):
+    """A :class:`phasic.CompilationConfig` field, preset name or config file is invalid."""
+
+
+class JaxCacheError(PhasicError, ValueError):
+    """A JAX cache directory argument is unusable (wrong type, or a directory that must not be
+    emptied: ``/``, the home directory, ...)."""
+
+
 class PhasicWarning(UserWarning):
     """Base class of every warning issued by phasic."""
 

@@ -539,7 +539,7 @@ class Graph:
 
     def pmf_from_graph(self, discrete=None, **kwargs):
         """JAX function of ``(theta, times)``; see :func:`phasic.pmf_from_graph`."""
-        from phasic.jax_ops import pmf_from_graph
+        from phasic.jax._ops import pmf_from_graph
 
         return pmf_from_graph(self, discrete=discrete, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Tests of phasic.jax_cache: directory resolution, stats, clearing, syncing, and real
+"""Tests of phasic.jax._cache: directory resolution, stats, clearing, syncing, and real
 reuse of compiled code by a second process (JAX runs only in subprocesses)."""
 
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phasic import jax_cache
 from phasic.exceptions import PhasicError
-from phasic.jax_cache import (
+from phasic.jax import _cache as jax_cache
+from phasic.jax._cache import (
     cache_info,
     clear_jax_cache,
     get_jax_cache_stats,
@@ -22,7 +22,7 @@ from phasic.jax_cache import (
     sync_jax_cache,
 )
 
-PKG_ROOT = Path(os.path.abspath(jax_cache.__file__)).parents[1]
+PKG_ROOT = Path(os.path.abspath(jax_cache.__file__)).parents[2]
 STAT_KEYS = {"cache_dir", "exists", "num_entries", "num_files", "total_bytes", "total_size_mb"}
 
 
@@ -161,8 +161,8 @@ def test_sync_copies_missing_entries_only(tmp_path):
 COMPILE_SCRIPT = """
 import json, os, sys, time
 args = json.loads(sys.argv[1])
-from phasic.jax_config import CompilationConfig
-from phasic.jax_cache import get_jax_cache_stats
+from phasic.jax._config import CompilationConfig
+from phasic.jax._cache import get_jax_cache_stats
 cfg = CompilationConfig.from_dict(args["config"])
 info = cfg.apply()
 import jax, jax.numpy as jnp

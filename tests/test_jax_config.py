@@ -1,4 +1,4 @@
-"""Tests of phasic.jax_config.CompilationConfig.
+"""Tests of phasic.jax._config.CompilationConfig.
 
 Anything that imports jax or changes jax state runs in a subprocess, so the global JAX
 state of the test process stays untouched.
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import phasic.jax_config as jc
+import phasic.jax._config as jc
 from phasic.exceptions import PhasicError
-from phasic.jax_config import CompilationConfig, CompilationConfigError
+from phasic.jax._config import CompilationConfig, CompilationConfigError
 
 # Directory from which this test process imported phasic; subprocesses import the same.
-PKG_ROOT = Path(os.path.abspath(jc.__file__)).parents[1]
+PKG_ROOT = Path(os.path.abspath(jc.__file__)).parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +53,8 @@ def test_import_does_not_import_jax():
     out = run_python(
         """
         import json, sys
-        import phasic.jax_config, phasic.jax_cache
-        cfg = phasic.jax_config.CompilationConfig.balanced(cache_dir="/tmp/x")
+        import phasic.jax._config, phasic.jax._cache
+        cfg = phasic.jax._config.CompilationConfig.balanced(cache_dir="/tmp/x")
         cfg.xla_flags(); cfg.jax_options(); cfg.as_dict()
         print(json.dumps(sorted(m for m in sys.modules if m == "jax" or m.startswith("jax."))))
         """,
@@ -266,8 +266,8 @@ def test_failed_save_keeps_old_file(tmp_path):
 APPLY_SCRIPT = """
 import json, os, sys, warnings
 args = json.loads(sys.argv[1])
-from phasic import jax_cache
-from phasic.jax_config import CompilationConfig
+from phasic.jax import _cache as jax_cache
+from phasic.jax._config import CompilationConfig
 import jax
 
 NAMES = ["jax_enable_compilation_cache", "jax_compilation_cache_dir",

@@ -10,7 +10,7 @@ Which directory
 Every function here resolves the directory with :func:`jax_cache_dir`, in this order:
 
 1. the ``cache_dir`` argument, when given;
-2. the directory the last :meth:`phasic.jax_config.CompilationConfig.apply` in this
+2. the directory the last :meth:`phasic.jax._config.CompilationConfig.apply` in this
    process told JAX to use;
 3. the environment variable ``JAX_COMPILATION_CACHE_DIR`` (JAX reads it too);
 4. ``~/.jax_cache``.
@@ -25,7 +25,7 @@ directory is left alone, so pointing the cache at the wrong directory cannot des
 
 Examples
 --------
->>> from phasic.jax_cache import get_jax_cache_stats
+>>> from phasic.jax._cache import get_jax_cache_stats
 >>> stats = get_jax_cache_stats("/nonexistent/jax-cache")
 >>> stats["num_entries"], stats["total_bytes"]
 (0, 0)
@@ -39,7 +39,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from phasic.exceptions import PhasicError
+from phasic.exceptions import JaxCacheError
 
 __all__ = [
     "jax_cache_dir",
@@ -60,11 +60,6 @@ _TMP_PREFIX = ".phasic-tmp-"
 
 # Set by CompilationConfig.apply(); None until then.
 _applied_cache_dir: Path | None = None
-
-
-class JaxCacheError(PhasicError, ValueError):
-    """A JAX cache directory argument is unusable (wrong type, or a directory that must
-    not be emptied)."""
 
 
 def _set_applied_cache_dir(path: str | os.PathLike | None) -> None:

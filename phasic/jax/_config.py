@@ -1,7 +1,7 @@
 """JAX compilation settings for phasic: persistent cache, XLA optimisation, precision.
 
 :class:`CompilationConfig` gathers the settings that decide how fast JAX code (such as
-``phasic.jax_ops``) compiles and whether a second process can reuse compiled code from
+``phasic.jax._ops``) compiles and whether a second process can reuse compiled code from
 disk. Importing this module does not import jax; only :meth:`CompilationConfig.apply`
 does.
 
@@ -66,13 +66,13 @@ Cache strategies
 When ``cache_strategy`` is not given it is ``"layered"`` if ``shared_cache_dir`` is set
 and ``"local"`` otherwise; ``"local"`` together with a ``shared_cache_dir`` is rejected,
 since the shared directory would silently go unused. After ``apply()``, the functions
-of :mod:`phasic.jax_cache` report on the directory JAX now uses.
+of :mod:`phasic.jax._cache` report on the directory JAX now uses.
 
 A compilation cache is trusted code: do not share it with users you do not trust.
 
 Examples
 --------
->>> from phasic.jax_config import CompilationConfig
+>>> from phasic.jax._config import CompilationConfig
 >>> cfg = CompilationConfig.fast_compile(cache_dir="/tmp/phasic-jax-cache")
 >>> cfg.optimization_level, cfg.min_cache_time, cfg.cache_strategy
 (1, 0.5, 'local')
@@ -92,8 +92,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phasic import jax_cache
-from phasic.exceptions import PhasicError
+from phasic.exceptions import CompilationConfigError
+from phasic.jax import _cache as jax_cache
 
 __all__ = ["CompilationConfig", "CompilationConfigError", "PRESETS", "last_applied"]
 
@@ -112,10 +112,6 @@ _SPLIT_FLAG = "--xla_cpu_parallel_codegen_split_count"
 _EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
 
 _last_applied: CompilationConfig | None = None
-
-
-class CompilationConfigError(PhasicError, ValueError):
-    """A CompilationConfig field, preset name or config file is invalid."""
 
 
 def _default_cache_dir() -> str:
@@ -195,7 +191,7 @@ class CompilationConfig:
     >>> CompilationConfig(optimization_level=7)
     Traceback (most recent call last):
     ...
-    phasic.jax_config.CompilationConfigError: optimization_level must be an integer from 0 to 3, got 7
+    phasic.exceptions.CompilationConfigError: optimization_level must be an integer from 0 to 3, got 7
     """
 
     cache_dir: str = field(default_factory=_default_cache_dir)
@@ -435,7 +431,7 @@ class CompilationConfig:
         Creates the cache directory, seeds it from `shared_cache_dir` under the
         ``"layered"`` strategy, merges :meth:`xla_flags` into ``XLA_FLAGS``, sets
         :meth:`jax_options` through ``jax.config.update`` and makes
-        :mod:`phasic.jax_cache` report on the new directory.
+        :mod:`phasic.jax._cache` report on the new directory.
 
         Returns
         -------

@@ -277,7 +277,8 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
           the largest ``L t`` leaves less than 1e-13 of Poisson mass (absolute error below
           ``1e-13 L``), but never after K steps: a time that K steps do not cover gives
           **NaN**, never a truncated value. Derivatives: reverse mode (``grad``, ``vjp``,
-          ``jacrev``) at 2-3x the cost of the value, holding K x states floats, and
+          ``jacrev``) at a small multiple of the value's cost (``benchmarks/bench_traces.py``
+          prints the ratio), holding K x states floats, and
           ``hessian`` (forward over reverse); plain forward mode (``jvp``, ``jacfwd``)
           raises ForwardModeError: use method="expm" for it.
         * ``"expm"``: ``alpha expm(S t) s``, one dense matrix exponential per time: any rate
@@ -599,7 +600,7 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
     backend="core" (default): values and gradients come from trace replay in the compiled
     core (``pure_callback``; under ``vmap`` one callback evaluates the whole batch, blocks of
     8 or 16 thetas side by side, as :func:`phasic.traces.evaluate_batch`). backend="jax": the trace is
-    replayed in pure JAX, level by level (:mod:`phasic.jax_replay`): jit-able, vmap-able
+    replayed in pure JAX, level by level (:mod:`phasic.jax._replay`): jit-able, vmap-able
     (a batch runs as one replay), reverse-mode differentiable (``jax.grad``/``jacrev``; not
     forward mode), and not tied to the CPU. Its values match the core's to ~1e-15 relative
     (x64). A theta of the wrong length raises ParameterError (backend="jax" takes shape
@@ -626,7 +627,7 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
     p = h._coef.shape[1]
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     if backend == "jax":
-        from phasic.jax_replay import replay_moments
+        from phasic.jax._replay import replay_moments
 
         return replay_moments(h, int(k), r, dtype)
 
