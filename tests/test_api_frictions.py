@@ -270,7 +270,7 @@ def test_yaml_alias_bomb_is_refused_in_bounded_memory_and_time(tmp_path):
 
 
 def test_yaml_specs_refuse_recursive_aliases_and_keep_messages_short(tmp_path):
-    from phasic.cli_build import read_models
+    from phasic.cli._build import read_models
     from phasic.models import read_spec
 
     path = tmp_path / "rec.yaml"

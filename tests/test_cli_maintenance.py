@@ -355,7 +355,7 @@ def test_list_shows_a_damaged_compressed_entry_and_a_newer_one(tmp_path):
     says), not DAMAGED.  (entry_info/format_listing in-process: what the command prints.)"""
     import numpy as np
 
-    from phasic.cli_list import entry_info, format_listing
+    from phasic.cli._list import entry_info, format_listing
     from phasic.store import Store
 
     store = Store(tmp_path, compression="gzip", memory_mb=0)
@@ -388,7 +388,7 @@ def test_list_shows_a_damaged_compressed_entry_and_a_newer_one(tmp_path):
 
 def test_cache_dir_naming_a_fifo_says_what_it_is(tmp_path):
     """Review 15: ``--cache-dir FIFO`` said "is not a directory: it is not a directory either"."""
-    from phasic.cli import _check_cache_dir
+    from phasic.cli._main import _check_cache_dir
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

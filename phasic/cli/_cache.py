@@ -1,45 +1,18 @@
-"""The ``phasic`` command.
-
-Subcommand groups register themselves with a ``register(subparsers)``
-function that adds one subparser and sets ``func`` (``func(args) -> int``) on
-its leaf parsers.  The ``cache`` group lives here; further groups (``graph``,
-``trace``, ``evaluate``) are picked up from the modules named in
-:data:`GROUP_MODULES` when they exist, each exposing ``register(subparsers)``.
-
-Errors print one line ``phasic: error: ...`` to stderr and exit with status 2.
-Wherever a command takes a file path, ``-`` means standard output (or input).
-Maintenance commands do only what is asked: ``cache clear`` without a kind
-(``graphs``, ``traces``, ``jax``) or ``--all`` removes nothing and says what it
-would remove.
-
-Examples
---------
-::
-
-    phasic --version
-    phasic cache info --json
-    phasic cache list
-    phasic cache clear traces --dry-run
-    phasic --cache-dir /scratch/cache cache verify
-    phasic cache export cache.tar.gz --kind graphs
-    phasic cache import cache.tar.gz
-"""
+"""``phasic cache``: ``info``, ``list``, ``clear``, ``verify``, ``export`` and ``import``."""
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import json
 import os
 import sys
 
-__all__ = ["main", "build_parser", "register_cache", "GROUP_MODULES"]
+from phasic.cli._common import Parser, usage_error
+
+__all__ = ["register"]
 
 _CLEAR_KINDS = ("graphs", "traces", "jax")
-
-#: Modules providing further subcommand groups via ``register(subparsers)``.
-GROUP_MODULES = ("phasic.cli_workflow", "phasic.cli_build")  # graph build, trace record, evaluate; build
 
 
 def _cache_info(args):
@@ -87,12 +60,12 @@ def _clear_targets(kinds):
 
 
 def _cache_clear(args):
-    from phasic.cli_list import format_size
+    from phasic.cli._list import format_size
 
     kinds = list(dict.fromkeys(args.kinds))
     for kind in kinds:
         if kind not in (*_CLEAR_KINDS, "all"):
-            raise _usage_error(
+            raise usage_error(
                 f"cache clear: invalid choice: {kind!r}; name one or more of graphs, traces, jax, or --all"
             )
     if args.all or "all" in kinds:
@@ -128,7 +101,7 @@ def _cache_clear(args):
 
 
 def _cache_list(args):
-    from phasic.cli_list import format_listing, jsonable_rows, list_entries
+    from phasic.cli._list import format_listing, jsonable_rows, list_entries
     from phasic.store import KINDS, Store
 
     store = Store()
@@ -178,7 +151,7 @@ def _cache_export(args):
         print(f"Exported {n} entries ({', '.join(kinds)}) to {args.file}")
         return 0
     if sys.stdout.isatty():
-        raise _usage_error(
+        raise usage_error(
             "cache export -: refusing to write a gzip archive to a terminal; redirect it, "
             "e.g. phasic cache export - > cache.tar.gz"
         )
@@ -197,7 +170,7 @@ def _cache_import(args):
     import shutil
     import tempfile
 
-    from phasic.cli_list import provenance_summary
+    from phasic.cli._list import provenance_summary
     from phasic.store import Store
 
     store = Store()
@@ -226,14 +199,14 @@ def _cache_import(args):
     return 0
 
 
-def register_cache(subparsers):
+def register(subparsers):
     """Add the ``cache`` group: ``info``, ``list``, ``clear``, ``verify``, ``export``, ``import``."""
     cache = subparsers.add_parser("cache", help="inspect and maintain the graph/trace/JAX caches")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--cache-dir", metavar="DIR", default=argparse.SUPPRESS, help="cache root (also accepted before the command)"
     )
-    sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", parser_class=_Parser)
+    sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     add = functools.partial(sub.add_parser, parents=[common])
     p = add("info", help="show the size of every cache")
@@ -264,103 +237,3 @@ def register_cache(subparsers):
     p.add_argument("file", help="archive to read ('-': standard input)")
     p.set_defaults(func=_cache_import)
     return cache
-
-
-def _usage_error(message):
-    from phasic.exceptions import ParameterError
-
-    return ParameterError(message)
-
-
-def _version():
-    from phasic import __version__
-    from phasic.store import phasic_version
-
-    installed = phasic_version()
-    return installed if installed != "unknown" else __version__
-
-
-class _Version(argparse.Action):
-    """``--version``: print ``phasic X.Y.Z`` and exit (the version is looked up only then)."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"phasic {_version()}")
-        parser.exit(0)
-
-
-def _check_cache_dir(text, where):
-    """The absolute cache root named by `text`; a ParameterError when it cannot be one."""
-    if not text or not text.strip():
-        raise _usage_error(f"{where} {text!r} is empty; give a directory (created when needed)")
-    path = os.path.abspath(os.path.expanduser(text))
-    probe = path
-    while not os.path.lexists(probe):  # the first existing ancestor must be a directory
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if os.path.lexists(probe) and not os.path.isdir(probe):
-        from phasic.store._entry import _kind_of
-
-        what = "a regular file" if os.path.isfile(probe) else _kind_of(os.lstat(probe).st_mode)
-        if what == "a symbolic link":
-            what = "a symbolic link to something that is not a directory"
-        why = f"it is {what}" if probe == path else f"its parent {probe!r} is {what}"
-        raise _usage_error(f"{where} {path!r} is not a directory: {why}; give a directory (created when needed)")
-    return path
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"phasic: error: {message}\n")
-
-
-def build_parser():
-    """The argument parser with every available subcommand group."""
-    parser = _Parser(prog="phasic", description="Phase-type distributions from state-space graphs.")
-    parser.add_argument("--version", action=_Version, help="print the phasic version and exit")
-    parser.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="cache root holding graphs/ and traces/ (default: $PHASIC_CACHE_DIR or ~/.phasic_cache)",
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    subparsers.required = True
-    register_cache(subparsers)
-    for name in GROUP_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(subparsers)
-    return parser
-
-
-def main(argv=None):
-    """Run the ``phasic`` command; returns (and, as a script, exits with) the status."""
-    from phasic.exceptions import PhasicError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.cache_dir is not None:
-            os.environ["PHASIC_CACHE_DIR"] = _check_cache_dir(args.cache_dir, "--cache-dir")
-        elif os.environ.get("PHASIC_CACHE_DIR"):
-            _check_cache_dir(os.environ["PHASIC_CACHE_DIR"], "PHASIC_CACHE_DIR")
-        return int(args.func(args) or 0)
-    except (PhasicError, OSError) as exc:
-        print(f"phasic: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("phasic: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
