@@ -492,8 +492,8 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
         plan = _replay_plan(g, tr, eager=B >= 8)
         if plan is not None:
             th = np.ascontiguousarray(th)
-            # 16 vectors per block once lanes are rarely wasted: 6-8% faster than 8 at 1.9k
-            # and 4.2k vertices (same bits: the lanes are independent)
+            # 16 vectors per block once lanes are rarely wasted: a little faster than 8
+            # (docs/performance.md), same bits (the lanes are independent)
             block = 16 if B >= BLOCK16_MIN_ROWS else 8
             parts = _split_rows(B, threads, block)
 
