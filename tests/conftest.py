@@ -1,5 +1,6 @@
-"""Shared pytest set-up: the single-node Slurm fixture (`slurm`), a private cache root, and the
-harness for checks run as another user (`world`, `run_child`)."""
+"""Shared pytest set-up: the single-node Slurm fixture (`slurm`), a private cache root per test
+(`cache_dir`) or per module (`isolated_cache`), and the harness for checks run as another user
+(`world`, `run_child`).  The models and references the tests share are in tests/models.py."""
 
 import json
 import os
@@ -27,6 +28,19 @@ BECOME = textwrap.dedent("""
         os.setgid(gid)
         os.setuid(uid)
 """)
+
+
+@pytest.fixture(scope="module")
+def isolated_cache(tmp_path_factory):
+    """A fresh PHASIC_CACHE_DIR for a whole test module (``pytestmark =
+    pytest.mark.usefixtures("isolated_cache")``), restored after the module.
+
+    Module scope (rather than ``monkeypatch``/``tmp_path``) keeps hypothesis'
+    function-scoped-fixture health check quiet."""
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("phasic_cache")
+        mp.setenv("PHASIC_CACHE_DIR", str(root))
+        yield root
 
 
 @pytest.fixture

@@ -12,13 +12,18 @@ dense phase-type formulas) live in ``tests/verification/models.py``.
 
 import hashlib
 import os
+import resource
+import subprocess
 import time
 from math import factorial
+from pathlib import Path
 
 import numpy as np
 
 from phasic import Graph, with_ipv
 from phasic.exceptions import PhasicError
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------ Kingman coalescent
 
@@ -184,6 +189,26 @@ def block_counting_transitions(state):
     return out
 
 
+# ------------------------------------------------------------------ a walk on a grid
+
+
+def grid_walk(state):
+    """Random walk on {1..4}^2 with a fixed neighbour order, absorbed at (4, 4)."""
+    x, y = int(state[0]), int(state[1])
+    if (x, y) == (4, 4):
+        return []
+    out = []
+    for dx, dy, rate in ((1, 0, 1.0), (0, 1, 2.0), (-1, 0, 0.5), (0, -1, 0.25)):
+        nx, ny = x + dx, y + dy
+        if 1 <= nx <= 4 and 1 <= ny <= 4:
+            out.append([[nx, ny], rate * (nx + 2 * ny)])
+    return out
+
+
+#: two start states of :func:`grid_walk`
+GRID_IPV = [[[2, 1], 0.25], [[1, 3], 0.75]]
+
+
 # ------------------------------------------------------------------ graphs built by hand
 
 
@@ -234,3 +259,15 @@ def assert_value_error(exc):
 def K(i):
     """A store key (64 hex digits) made from ``i``."""
     return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def run_limited(argv, timeout, limit_bytes=None, env=None):
+    """Runs ``argv`` in the repository with one BLAS thread and, given ``limit_bytes``, that much
+    address space; returns the CompletedProcess (text)."""
+
+    def limit():
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from phasic import Graph, with_ipv
-from phasic.graph_arrays import narrow_int, pack, unpack
-from tests.models import block_counting_transitions, two_island_param
+from phasic import Graph, GraphConstructionError, with_ipv
+from phasic._csr import narrow_int, pack, unpack
+from tests.models import block_counting_transitions, kingman, two_island_param
 
 
 def _plain_equal(a, b):
@@ -94,8 +94,8 @@ def _param_chain_arrays(n=200):
 
 
 def test_from_arrays_checks_with_the_one_checker_of_graph_arrays():
+    from phasic._csr import check_graph_arrays
     from phasic.exceptions import GraphConstructionError
-    from phasic.graph_arrays import check_graph_arrays
 
     arrays, attrs = _param_chain_arrays()
     bad = dict(arrays)
@@ -113,7 +113,7 @@ def test_from_arrays_checks_with_the_one_checker_of_graph_arrays():
 
 
 def test_from_arrays_checked_true_skips_the_check_and_gives_the_same_graph():
-    from phasic.graph_arrays import check_graph_arrays
+    from phasic._csr import check_graph_arrays
 
     arrays, attrs = _param_chain_arrays()
     check_graph_arrays(arrays, attrs)
@@ -145,3 +145,32 @@ def test_loaded_parameterised_graph_keeps_its_stored_weights_until_update_weight
     for h in (pickle.loads(pickle.dumps(g)), g.copy()):
         assert np.array_equal(h.edges()[2], g.edges()[2])
         assert h.moments(2) == g.moments(2)
+
+
+# -------------------------------- arrays a broken store or a user hands in
+
+
+@pytest.mark.parametrize(
+    "field,index,value,match",
+    [
+        ("edges/target", 1, 999, "targets vertex 999"),  # once a segfault in pdf()
+        ("edges/target", 0, 0, "targets vertex 0"),
+        ("edges/weight", 1, -3.0, "weight -3.0"),
+        ("edges/weight", 1, np.nan, "weight nan"),
+    ],
+)
+def test_from_arrays_rejects_broken_edges(field, index, value, match):
+    arrays, attrs = Graph(kingman).to_arrays()
+    arrays = dict(arrays)
+    a = arrays[field].copy()
+    a[index] = value
+    arrays[field] = a
+    with pytest.raises(GraphConstructionError, match=match):
+        Graph.from_arrays(arrays, attrs)
+
+
+def test_from_arrays_rejects_a_short_indptr():
+    arrays, attrs = Graph(kingman).to_arrays()
+    arrays = dict(arrays, **{"edges/indptr": arrays["edges/indptr"][:-1]})
+    with pytest.raises(GraphConstructionError, match="edges/indptr"):
+        Graph.from_arrays(arrays, attrs)

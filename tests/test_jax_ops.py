@@ -16,6 +16,7 @@ from phasic import (
     ParameterError,
     moments_from_graph,
     pmf_from_graph,
+    with_ipv,
 )
 from phasic.jax._ops import _TAIL, _jumps_needed, _log_tail, _max_rate_time, _steps_for
 from tests.models import dense_moments, random_param_graph, two_island
@@ -97,12 +98,12 @@ def random_discrete(seed, n=30, p=2):
 def dense_pmf(g, theta, ks):
     """P(tau = k) = alpha T^(k-1) t, from the graph's edges by numpy (written here)."""
     V = g.vertices_length()
-    src = np.repeat(np.arange(V), np.diff(g._indptr))
-    tv = [v for v in range(1, V) if g._indptr[v + 1] > g._indptr[v]]
+    src = np.repeat(np.arange(V), np.diff(g._ll.indptr))
+    tv = [v for v in range(1, V) if g._ll.indptr[v + 1] > g._ll.indptr[v]]
     pos = {v: i for i, v in enumerate(tv)}
-    w = g._base + g._coef @ np.asarray(theta, float)
+    w = g._ll.base + g._ll.coef @ np.asarray(theta, float)
     alpha, T, t = np.zeros(len(tv)), np.eye(len(tv)), np.zeros(len(tv))
-    for u, z, we in zip(src, g._target, w):
+    for u, z, we in zip(src, g._ll.target, w):
         if u == 0:
             alpha[pos[z]] += we
         elif z in pos:
@@ -473,3 +474,30 @@ def test_stiff_rates_with_expm(method):
     # d/da log pdf = 1/a - 1/(a - b) (the exp(-a t) term vanishes here), summed over t
     grad = float(jax.grad(lambda th: jnp.log(f(th, jnp.asarray(t))).sum())(jnp.array([a]))[0])
     assert grad == pytest.approx(t.size * (1 / a - 1 / (a - b)), rel=1e-5)
+
+
+# --------------------------------------------------- errors raised eagerly
+
+
+def test_jax_functions_raise_parameter_errors_eagerly():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from phasic import moments_from_graph, pmf_from_graph
+
+    g = Graph(two_island)
+    g.update_weights([1.0, 0.5])
+    m = moments_from_graph(g, 2)
+    with pytest.raises(ParameterError, match=r"theta \[-1.0, 0.5\] gives edge"):
+        m(jnp.array([-1.0, 0.5]))  # was a JaxRuntimeError from the callback
+    with pytest.raises(ParameterError, match="never left"):
+        m(jnp.array([0.0, 0.0]))
+    assert np.isfinite(np.asarray(jax.grad(lambda t: m(t).sum())(jnp.array([1.0, 0.5])))).all()
+    f = pmf_from_graph(g)
+    with pytest.raises(ParameterError, match="NaN or infinite"):
+        f(jnp.array([1.0, 0.5]), jnp.array([np.nan, 1.0]))  # a NaN time gave 0.0
+    with pytest.raises(ParameterError, match="weight inf"):
+        f(np.array([1e308, 1e308]), np.array([1.0]))
+    gd = Graph(with_ipv([3])(lambda s: [] if s[0] <= 1 else [[[s[0] - 1], 0.5]]), discrete=True)
+    with pytest.raises(ParameterError, match="must be integers"):
+        pmf_from_graph(gd)(jnp.zeros(0), jnp.array([2.5]))  # was truncated to 2

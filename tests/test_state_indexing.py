@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from phasic import Graph
 from phasic.exceptions import ParameterError
 from phasic.keys import graph_key
 from phasic.state_indexing import Property, StateIndexer
@@ -170,3 +171,21 @@ def test_to_dict_round_trips_every_form_and_the_single_list_form_is_unchanged():
 def test_new_forms_bad_input_names_the_value(make, match):
     with pytest.raises(ParameterError, match=match):
         make()
+
+
+def test_reference_docs_state_indexer_spelling_builds_a_graph():
+    ix = StateIndexer(lineage=[Property("descendants", max_value=3, min_value=1)])
+
+    def callback(state, indexer):
+        lin = indexer.lineage
+        n = int(state[lin.slice].sum())
+        if n <= 1:
+            return []
+        nxt = state.copy()
+        nxt[lin.p2i(descendants=1)] -= 1
+        return [[nxt, n * (n - 1) / 2]]
+
+    start = ix.empty_state()
+    start[ix.lineage.p2i(descendants=1)] = 3
+    g = Graph(callback, ipv=start.tolist(), indexer=ix)
+    assert g.expectation() == pytest.approx(1 + 1 / 3, rel=1e-12)

@@ -1,16 +1,8 @@
-"""Shared fixtures for the verification tests: an isolated phasic cache directory."""
+"""The verification tests run with a private PHASIC_CACHE_DIR per module."""
 
 import pytest
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _isolated_phasic_cache(tmp_path_factory):
-    """Point PHASIC_CACHE_DIR at a fresh temporary folder for each test module.
-
-    Module scope (rather than ``monkeypatch``/``tmp_path``) keeps hypothesis'
-    function-scoped-fixture health check quiet; the variable is restored after
-    the module.
-    """
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PHASIC_CACHE_DIR", str(tmp_path_factory.mktemp("phasic_cache")))
-        yield
+def _isolated_phasic_cache(isolated_cache):
+    """Every verification module uses ``isolated_cache`` (tests/conftest.py)."""
