@@ -4,7 +4,7 @@ Rows
 ----
 sweep           100,000 parameter vectors (coalescence rate, migration rate) over a
                 two-island structured coalescent with one-way migration from 2n lineages
-                (n = 22: 1,035 vertices).  serial: ``phasic.traces.evaluate_batch`` in this
+                (n = 22: 1,035 vertices).  serial: ``phasic.batch.evaluate_batch`` in this
                 process on the whole array; dask: ``sweep`` on a LocalCluster of 2 single-
                 threaded worker processes (default chunking, graph and trace already loaded
                 on the workers: "warm"; "cold" is the first sweep, loading them).
@@ -53,8 +53,8 @@ def _mp_part(args):
     """Evaluate one half of the sweep in a plain process (the no-Dask reference)."""
     root, key, thetas = args
     sys.path.insert(0, REPO)
+    from phasic.batch import evaluate_batch
     from phasic.distributed._sweep import _load
-    from phasic.traces import evaluate_batch
 
     g = _load(root, key)
     evaluate_batch(g, thetas[:2])
@@ -99,10 +99,11 @@ def main(argv=None):
     from distributed import Client, LocalCluster
 
     from phasic import Graph
+    from phasic.batch import evaluate_batch
     from phasic.distributed import ModelSpec, build, sweep
     from phasic.distributed._build import build_task
     from phasic.store import Store
-    from phasic.traces import ensure_trace, evaluate_batch
+    from phasic.traces import ensure_trace
     from tests import models as dm
 
     tmp = tempfile.mkdtemp(prefix="phasic-bench-dask-")

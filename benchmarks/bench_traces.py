@@ -14,7 +14,7 @@ Rows (all in one table, "ratio" = slower / faster as stated in the row):
 * re-eliminate : fresh ``Graph.from_arrays`` + ``update_weights`` + ``moments(2)`` per theta
                  (records the elimination again every time)
 * replay       : ``g.update_weights(theta); g.moments(2)`` with the trace recorded
-* batch        : ``phasic.traces.evaluate_batch(g, thetas (1000, 2), k=2)`` / 1000 (one thread;
+* batch        : ``phasic.batch.evaluate_batch(g, thetas (1000, 2), k=2)`` / 1000 (one thread;
                  also ``threads=2``, which the targets do not use)
 * store        : ``moments(2)`` with ``hierarchical=True`` in a fresh process, first (records,
                  stores) vs second (loads) -- PHASIC_CACHE_DIR in a temp dir; and in the second
@@ -87,7 +87,8 @@ def build(n, **kw):
 # ------------------------------------------------------------------------ per-theta costs
 def per_theta_ours(n):
     import phasic
-    from phasic.traces import evaluate_batch, graph_trace
+    from phasic.batch import evaluate_batch
+    from phasic.traces import graph_trace
 
     g = build(n)
     arrays, attrs = g.to_arrays()
@@ -217,7 +218,7 @@ t3 = time.perf_counter()
 g.moments(2)
 t4 = time.perf_counter()
 print(json.dumps({"moments_t": t2 - t1, "process_t": t2 - t0, "moments": m, "second_t": t4 - t3,
-                  "stats": getattr(g, "_hierarchy_stats", None)}))
+                  "stats": g._ll.hierarchy_stats}))
 """
 
 
@@ -261,7 +262,7 @@ def family(sizes):
             t0 = time.perf_counter()
             graph_trace(h, store)
             t_hier += time.perf_counter() - t0
-            st = getattr(h, "_hierarchy_stats", {}) or {}
+            st = h._ll.hierarchy_stats or {}
             reused += st.get("reused", 0)
             recorded += st.get("recorded", 0)
         for n in sizes:  # every graph trace is now in the store
@@ -344,7 +345,7 @@ def jax_moments(n, backend="core"):
     t_v, _ = best_of(lambda: fv(th).block_until_ready(), reps=20, budget=1.0)
     t_g, _ = best_of(lambda: fg(th).block_until_ready(), reps=20, budget=1.0)
     out = dict(V=g.vertices_length(), value=t_v, grad=t_g)
-    from phasic.traces import evaluate_batch
+    from phasic.batch import evaluate_batch
 
     TH = thetas(N_BATCH)
     fb = jax.jit(jax.vmap(f))

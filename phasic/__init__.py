@@ -2,7 +2,7 @@
 
 Heavy dependencies (JAX, Dask, Snakemake) are imported only by the functions that use them;
 the cache API is loaded on first use, and so is every submodule: after ``import phasic``,
-``phasic.traces.evaluate_batch`` imports :mod:`phasic.traces` when it is first used.
+``phasic.batch.evaluate_batch`` imports :mod:`phasic.batch` when it is first used.
 """
 
 from phasic.callbacks import with_ipv
@@ -49,6 +49,8 @@ _LAZY = {
     "moments_from_graph": "phasic.jax",
     "CompilationConfig": "phasic.jax",
     # named lineage properties
+    # batches of parameter vectors
+    "evaluate_batch": "phasic.batch",
     "StateIndexer": "phasic.state_indexing",
     "Property": "phasic.state_indexing",
 }

@@ -28,18 +28,16 @@ Examples
 
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 from pathlib import Path
 
-from phasic.exceptions import CacheWarning, StoreError
-from phasic.keys import graph_key, split_graph_kwargs
+from phasic.graph import Graph
+from phasic.jax import clear_jax_cache, get_jax_cache_stats, print_jax_cache_info
+from phasic.keys import callback_attrs, graph_key, split_graph_kwargs
 from phasic.store import Store
 
 __all__ = [
     "GraphCache",
-    "cached_graph",
     "graph_entry_path",
     "graph_key_for",
     "print_graph_cache_info",
@@ -54,33 +52,6 @@ __all__ = [
 
 _RULE = "=" * 70
 _MB = 1024 * 1024
-
-
-def _graph_class():
-    from phasic.graph import Graph
-
-    return Graph
-
-
-_READ_STORES = {}
-
-
-def _read_store():
-    """A ``Store()`` to read hits from, built once per root and memory setting.
-
-    A hit costs a fraction of a millisecond (docs/store.md), so it reads only the
-    environment variables that matter to a read; a miss writes through a fresh
-    ``Store()`` that checks them all (size limit, compression).
-    """
-    env = os.environ
-    setting = (env.get("PHASIC_CACHE_DIR"), env.get("HOME"), env.get("PHASIC_CACHE_MEMORY_MB"))
-    store = _READ_STORES.get(setting)
-    if store is None:
-        store = Store()  # raises for bad settings, every time: nothing is remembered then
-        if len(_READ_STORES) >= 8:
-            _READ_STORES.clear()
-        _READ_STORES[setting] = store
-    return store
 
 
 def _key_args(kwargs):
@@ -110,86 +81,6 @@ def graph_entry_path(callback, **kwargs):
     """
     key, _ = graph_key_for(callback, **kwargs)
     return Store().path("graphs", key)
-
-
-def model_attrs(callback, material):
-    """The attributes naming a graph entry's model: ``key_material``, ``callback`` (qualname) and
-    ``callback_module`` (shown by ``phasic cache list``)."""
-    inner = callback
-    while getattr(inner, "__wrapped__", None) is not None and inner.__wrapped__ is not inner:
-        inner = inner.__wrapped__
-    return {
-        "key_material": material,
-        "callback": getattr(callback, "__qualname__", None) or repr(callback),
-        "callback_module": getattr(inner, "__module__", None) or getattr(callback, "__module__", None),
-    }
-
-
-def cached_graph(callback, *, params, ipv, model=None, indexer=None, options, build, store=None):
-    """Load a graph from the store, or build and store it (used by ``Graph(..., cache=True)``).
-
-    Parameters
-    ----------
-    callback : callable
-        The state-space callback (keyed by :func:`phasic.keys.graph_key`).
-    params : dict
-        Callback keyword parameters.
-    ipv, model, indexer : optional
-        As given to ``Graph``.
-    options : dict
-        ``Graph`` options (``theta_dim``, ``discrete``, ...).
-    build : callable
-        ``build() -> Graph``, called only on a miss (at most once across
-        processes racing for the same key, see :meth:`Store.get_or_create`).
-    store : Store, optional
-        Default: ``Store()`` at ``$PHASIC_CACHE_DIR`` or ``~/.phasic_cache``.
-
-    Returns
-    -------
-    Graph
-        If the entry cannot be locked or written (disk full, read-only cache,
-        another user's lock that cannot be removed, a builder in another process
-        that holds the lock for longer than ``$PHASIC_CACHE_LOCK_TIMEOUT``) the
-        graph is built here and returned with a :class:`phasic.exceptions.CacheWarning`
-        that names the file and the cause; nothing is stored then.  An entry written
-        by a newer phasic is never replaced: the graph is built here, with one
-        ``CacheWarning`` saying to upgrade.  A miss reads the entry once and warns at
-        most once (an unreadable entry, a newer one).
-    """
-    Graph = _graph_class()
-    key, material = graph_key(callback, params, ipv=ipv, model=model, indexer=indexer, options=options)
-    reader = store if store is not None else _read_store()
-    found, status, st = reader._lookup("graphs", key)
-    if found is not None:
-        try:  # the store checked a graph entry's arrays when it read it (graph_arrays.graph_problem)
-            return Graph.from_arrays(*found, checked=True)
-        except (ValueError, TypeError, KeyError) as exc:  # a valid checksum over something that is no graph
-            reader.discard("graphs", key, f"not a graph: {exc}", st)  # (only the file that was read)
-            status = "bad"
-    if status == "newer":  # never replaced: built here; the read warned once, saying to upgrade
-        return build()
-    store = store if store is not None else Store()
-    built = []
-    name = getattr(callback, "__qualname__", None) or repr(callback)
-
-    def _build():
-        graph = build()
-        built.append(graph)
-        arrays, attrs = graph.to_arrays(compact=True)
-        attrs = dict(attrs)
-        attrs.update(model_attrs(callback, material))
-        return arrays, attrs
-
-    from phasic.store._lock import get_or_create
-
-    try:  # after this miss (which gave any warning): no second read before the lock
-        arrays, attrs = get_or_create(store, "graphs", key, _build, status)
-    except StoreError as exc:
-        if not built:
-            raise
-        warnings.warn(f"phasic: the graph of {name} was built but not cached: {exc}", CacheWarning, 2)
-        return built[0]
-    return built[0] if built else Graph.from_arrays(arrays, attrs)
 
 
 class GraphCache:
@@ -233,33 +124,19 @@ class GraphCache:
         -------
         Graph
         """
-        Graph = _graph_class()
-        params, ipv, model, indexer, options = _key_args(kwargs)
-        graph_kwargs = {k: v for k, v in options.items() if k not in ("cache", "graph_cache")}
-        return cached_graph(
-            callback,
-            params=params,
-            ipv=ipv,
-            model=model,
-            indexer=indexer,
-            options=options,
-            build=lambda: Graph(callback, cache=False, **graph_kwargs, **params),
-            store=self.store,
-        )
+        return Graph.cached(callback, store=self.store, **kwargs)
 
     def save_graph(self, graph, callback, **kwargs):
         """Store ``graph`` as the graph of ``Graph(callback, **kwargs)``; returns the entry's path."""
         key, material = graph_key_for(callback, **kwargs)
         arrays, attrs = graph.to_arrays(compact=True)
-        attrs = dict(attrs)
-        attrs.update(model_attrs(callback, material))
-        return self.store.put("graphs", key, arrays, attrs)
+        return self.store.put("graphs", key, arrays, {**attrs, **callback_attrs(callback, material)})
 
     def load_graph(self, callback, **kwargs):
         """The cached graph of ``Graph(callback, **kwargs)``, or None when not cached."""
         key, _ = graph_key_for(callback, **kwargs)
         found = self.store.get("graphs", key)
-        return None if found is None else _graph_class().from_arrays(*found)
+        return None if found is None else Graph.from_arrays(*found)
 
     def get_cache_stats(self):
         """Stats of this cache's graphs (see :func:`get_graph_cache_stats`)."""
@@ -329,80 +206,16 @@ def print_trace_cache_info(file=None):
     _print_frame("TRACE CACHE INFO", get_trace_cache_stats(), "Cached traces", "total_files", file)
 
 
-def _jax_cache_module():
-    try:
-        from phasic.jax import _cache as jax_cache
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("phasic.jax._cache",):
-            raise
-        return None
-    return jax_cache
-
-
-def _jax_fallback_dir():
-    env = os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".jax_cache"
-
-
-def _jax_fallback_stats():
-    directory = _jax_fallback_dir()
-    n = total = 0
-    try:
-        for entry in os.scandir(directory):
-            if entry.is_file(follow_symlinks=False):
-                n += 1
-                total += entry.stat().st_size
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    return {
-        "cache_dir": str(directory),
-        "num_entries": n,
-        "num_files": n,
-        "total_bytes": total,
-        "total_size_mb": total / _MB,
-    }
-
-
-def _jax_stats():
-    module = _jax_cache_module()
-    return module.get_jax_cache_stats() if module is not None else _jax_fallback_stats()
-
-
 def get_all_cache_stats():
     """Stats of every cache: ``{'jax': ..., 'graph': ..., 'trace': ...}``."""
-    return {"jax": _jax_stats(), "graph": get_graph_cache_stats(), "trace": get_trace_cache_stats()}
+    return {"jax": get_jax_cache_stats(), "graph": get_graph_cache_stats(), "trace": get_trace_cache_stats()}
 
 
 def print_all_cache_info(file=None):
     """Print the JAX, graph and trace cache frames."""
-    module = _jax_cache_module()
-    if module is not None and hasattr(module, "print_jax_cache_info"):
-        module.print_jax_cache_info(file=file)
-    else:
-        _print_frame("JAX CACHE INFO", _jax_fallback_stats(), "Cached files", "num_entries", file)
+    print_jax_cache_info(file=file)
     print_graph_cache_info(file=file)
     print_trace_cache_info(file=file)
-
-
-def _clear_jax():
-    module = _jax_cache_module()
-    if module is not None:
-        return module.clear_jax_cache()
-    directory = _jax_fallback_dir().resolve()
-    if directory == Path(directory.anchor) or directory == Path.home().resolve():
-        raise StoreError(
-            f"refusing to clear {str(directory)!r}: it is the filesystem root or your home directory, "
-            "not a JAX cache; set JAX_COMPILATION_CACHE_DIR"
-        )
-    n = 0
-    try:
-        for entry in os.scandir(directory):
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-                n += 1
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    return n
 
 
 def clear_model_cache():
@@ -426,7 +239,7 @@ def clear_caches(verbose=True):
         ``{'graphs': n, 'traces': n, 'jax': n}`` removed.
     """
     removed = clear_model_cache()
-    removed["jax"] = _clear_jax()
+    removed["jax"] = clear_jax_cache()
     if verbose:
         print(f"Cleared {removed['graphs']} graphs, {removed['traces']} traces and {removed['jax']} JAX cache files")
     return removed

@@ -1,25 +1,36 @@
-"""`Graph`: a phase-type distribution as a state-space graph, over the compiled core."""
+"""`Graph`: a phase-type distribution as a state-space graph, over the compiled core.
+
+A ``Graph`` owns one low-level object, a :class:`phasic._csr.CSR` (the state table, the
+edges, the parameterisation and what is derived from them); its methods are thin,
+documented calls into the modules that compute on that object (:mod:`phasic.moments`,
+:mod:`phasic.distributions`, :mod:`phasic.rewards`, :mod:`phasic.traces`). Cached
+construction (:meth:`Graph.cached`) keys the callback (:mod:`phasic.keys`) and reads or
+writes the store (:mod:`phasic.store`).
+"""
 
 from __future__ import annotations
 
-import functools
 import numbers
 import re
-from math import isfinite
+import warnings
 
 import numpy as np
 
 from phasic import _core
+from phasic import distributions as _d
+from phasic import moments as _m
+from phasic import rewards as _r
+from phasic._csr import (
+    CSR,
+    DEFAULT_MAX_VERTICES,
+    MAX_STATE_LENGTH,
+    MAX_THETA_DIM,
+    MAX_VERTICES_LIMIT,
+)
 from phasic.callbacks import accepted_extras, callback_ipv, plain, unknown_params
-from phasic.exceptions import GraphConstructionError, ParameterError, PhasicError
+from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterError, PhasicError, StoreError
 
-DEFAULT_MAX_VERTICES = 50_000_000
-#: vertices are indexed by int32 (edge targets), so no graph has more
-MAX_VERTICES_LIMIT = 2**31 - 1
-#: the longest state vector (every vertex stores one; 4 MB each at this length)
-MAX_STATE_LENGTH = 1_000_000
-#: the largest theta dimension (the coefficient matrix is dense: edges x theta_dim)
-MAX_THETA_DIM = 1_000_000
+__all__ = ["Graph", "DEFAULT_MAX_VERTICES", "MAX_STATE_LENGTH", "MAX_THETA_DIM", "MAX_VERTICES_LIMIT"]
 
 
 def _show_int(v):
@@ -53,29 +64,7 @@ def check_count(value, name, low, high, why):
     return v
 
 
-def _requires_weights(fn):
-    """`fn` as a `Graph` method that refuses a parameterised graph before update_weights."""
-
-    @functools.wraps(fn)
-    def method(self, *args, **kwargs):
-        self._require_weights(fn.__name__)
-        return fn(self, *args, **kwargs)
-
-    return method
-
-
 _UNPACK = re.compile(r"(too many|not enough) values to unpack(?: \(expected (\d+))?")
-
-
-def _nonzero_rows(coef):
-    """Rows of the (E, p) `coef` with a nonzero entry (column by column for small p: NumPy
-    reduces short rows slowly, ~20 ns per row)."""
-    if coef.shape[1] > 8:
-        return np.any(coef != 0, axis=1)
-    rows = np.zeros(coef.shape[0], bool)
-    for j in range(coef.shape[1]):
-        rows |= coef[:, j] != 0
-    return rows
 
 
 class Graph:
@@ -150,26 +139,18 @@ class Graph:
             theta_dim = check_count(
                 theta_dim, "theta_dim", 1, MAX_THETA_DIM, "the coefficient matrix is dense (edges x theta_dim)"
             )
-        self._discrete = bool(discrete)
-        self._hierarchical = bool(hierarchical)
-        self._theta = None
-        self._trace = None
-        self._val = None
-        self._lam = None
-        self._coo = None
-        self._callback_name = None
+        discrete = bool(discrete)
         if graph_cache is not None:
             cache = bool(graph_cache)
         if callback is None:
             if state_length is None:
                 raise TypeError("Graph() needs a callback or state_length= for manual construction")
-            self._space = _core.StateSpace(state_length)
-            self._set_csr(np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0), None)
-            self._theta_dim = theta_dim
+            self._ll = CSR.empty(state_length, discrete, theta_dim)
+            self._ll.hierarchical = bool(hierarchical)
             return
         if not callable(callback):
             raise TypeError(f"callback {callback!r} is not callable")
-        self._callback_name = getattr(callback, "__qualname__", repr(callback))
+        name = getattr(callback, "__qualname__", repr(callback))
         unknown = unknown_params(callback, params)
         if unknown:
             hint = (
@@ -180,37 +161,26 @@ class Graph:
             )
             raise ParameterError(
                 f"Graph() passes {', '.join(f'{k}=' for k in unknown)} to the callback "
-                f"{self._callback_name!r}, which has no parameter of that name{hint}"
+                f"{name!r}, which has no parameter of that name{hint}"
             )
         if cache:
-            from phasic.cache import cached_graph
-
-            options = {"theta_dim": theta_dim, "discrete": self._discrete}
-            built = cached_graph(
+            built = Graph.cached(
                 callback,
-                params=params,
                 ipv=ipv,
+                theta_dim=theta_dim,
+                discrete=discrete,
                 model=model,
                 indexer=indexer,
-                options=options,
-                build=lambda: Graph(
-                    callback,
-                    ipv=ipv,
-                    theta_dim=theta_dim,
-                    discrete=discrete,
-                    model=model,
-                    indexer=indexer,
-                    max_vertices=max_vertices,
-                    **params,
-                ),
+                max_vertices=max_vertices,
+                **params,
             )
-            self.__dict__.update(built.__dict__)
-            self._hierarchical = bool(hierarchical)
+            self._ll = built._ll
+            self._ll.hierarchical = bool(hierarchical)
             return
         ipv_pairs = callback_ipv(callback, ipv)
         if ipv_pairs is None:
             raise GraphConstructionError(
-                f"callback {self._callback_name!r} has no initial distribution: decorate it with "
+                f"callback {name!r} has no initial distribution: decorate it with "
                 f"@phasic.with_ipv(...) or pass Graph(callback, ipv=...)"
             )
         d = len(ipv_pairs[0][0])
@@ -225,7 +195,7 @@ class Graph:
         call_params.update(accepted_extras(callback, {"model": model, "indexer": indexer}))
         try:
             space, indptr, target, weight, coef = _core.build(
-                callback, ipv_pairs, d, call_params, max_vertices, theta_dim, self._discrete
+                callback, ipv_pairs, d, call_params, max_vertices, theta_dim, discrete
             )
         except ValueError as exc:
             # a state of the wrong length unpacked inside the callback (`n, = state`)
@@ -239,201 +209,188 @@ class Graph:
                 else "does the callback expect another length?"
             )
             raise GraphConstructionError(
-                f"the callback {self._callback_name!r} failed with {type(exc).__name__}: {exc}"
+                f"the callback {name!r} failed with {type(exc).__name__}: {exc}"
                 f"{' (' + where + ')' if where else ''}; the IPV {plain(ipv_pairs)!r} has states "
                 f"of length {d}: {expects}"
             ) from exc
-        self._space = space
-        self._set_csr(indptr, target, weight, coef)
-        self._theta_dim = None if coef is None else coef.shape[1]
+        self._ll = CSR(space, indptr, target, weight, coef, discrete=discrete, callback_name=name)
+        self._ll.hierarchical = bool(hierarchical)
+
+    @classmethod
+    def _wrap(cls, ll):
+        """A Graph around the low-level graph `ll` (every construction path ends here or in
+        ``__init__``)."""
+        g = cls.__new__(cls)
+        g._ll = ll
+        return g
+
+    @classmethod
+    def cached(cls, callback, *, store=None, **kwargs) -> Graph:
+        """``Graph(callback, **kwargs)`` from the content-addressed store, built and stored on a miss.
+
+        ``Graph(callback, cache=True, **kwargs)`` calls this. The key
+        (:func:`phasic.keys.graph_key`) covers the callback's code and all the user code it
+        reaches, the parameters, the IPV and the options, so the library, the ``phasic``
+        command, Dask tasks and Snakemake rules find each other's entries.
+
+        Parameters
+        ----------
+        callback : callable
+            The state-space callback.
+        store : phasic.store.Store, optional
+            Default: the store at ``$PHASIC_CACHE_DIR`` or ``~/.phasic_cache``.
+        **kwargs
+            As for ``Graph`` (options and callback parameters).
+
+        Returns
+        -------
+        Graph
+            If the entry cannot be locked or written (disk full, read-only cache, another
+            user's lock that cannot be removed, a builder in another process that holds the
+            lock for longer than ``$PHASIC_CACHE_LOCK_TIMEOUT``) the graph is built here and
+            returned with a :class:`phasic.CacheWarning` that names the file and the cause;
+            nothing is stored then. An entry written by a newer phasic is never replaced: the
+            graph is built here, with one ``CacheWarning`` saying to upgrade.
+        """
+        from phasic.keys import callback_attrs, graph_key, split_graph_kwargs
+        from phasic.store import Store, read_store
+
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("cache", "graph_cache")}
+        options, params = split_graph_kwargs(kwargs)
+        hierarchical = bool(options.pop("hierarchical", False))
+        key, material = graph_key(
+            callback,
+            params,
+            ipv=options.get("ipv"),
+            model=options.get("model"),
+            indexer=options.get("indexer"),
+            options=options,
+        )
+
+        def build():
+            return cls(callback, **options, **params)
+
+        reader = store if store is not None else read_store()
+        found, status, st = reader._lookup("graphs", key)
+        graph = None
+        if found is not None:
+            try:  # the store checked a graph entry's arrays when it read it (_csr.graph_problem)
+                graph = cls.from_arrays(*found, checked=True)
+            except (ValueError, TypeError, KeyError) as exc:  # a valid checksum over something that is no graph
+                reader.discard("graphs", key, f"not a graph: {exc}", st)  # (only the file that was read)
+                status = "bad"
+        if graph is None and status == "newer":  # never replaced: built here; the read warned, saying to upgrade
+            graph = build()
+        if graph is None:
+            store = store if store is not None else Store()
+            built = []
+
+            def _build():
+                g = build()
+                built.append(g)
+                arrays, attrs = g.to_arrays(compact=True)
+                return arrays, {**attrs, **callback_attrs(callback, material)}
+
+            try:  # after this miss (which gave any warning): no second read before the lock
+                arrays, attrs = store.get_or_create("graphs", key, _build, after_miss=status)
+            except StoreError as exc:
+                if not built:
+                    raise
+                name = getattr(callback, "__qualname__", None) or repr(callback)
+                warnings.warn(f"phasic: the graph of {name} was built but not cached: {exc}", CacheWarning, 2)
+                graph = built[0]
+            else:
+                graph = built[0] if built else cls.from_arrays(arrays, attrs)
+        graph._ll.hierarchical = hierarchical
+        return graph
 
     # ------------------------------------------------------------------ structure
-    def _set_csr(self, indptr, target, weight, coef, own=False):
-        """Install CSR arrays; ``own``: ``weight`` is a fresh array nobody else holds."""
-        self._indptr, self._target = indptr, target
-        self._coef = coef
-        self._parameterised = False
-        if coef is not None:
-            param = _nonzero_rows(coef)
-            self._base = np.where(param, 0.0, weight)
-            self._parameterised = bool(param.any())
-        else:
-            self._base = weight
-        self._w = weight if own and weight.dtype == np.float64 else weight.astype(np.float64, copy=True)
-        self._invalidate(structure=True)
-
-    def _invalidate(self, structure=False):
-        self._val = None
-        self._lam = None
-        if structure:
-            self._trace = None
-
-    def _flush(self):
-        """Turns manually added edges into CSR arrays (stable by source)."""
-        if self._coo is None:
-            return
-        src, tgt, w, coefs = self._coo
-        self._coo = None
-        V = len(self._space)
-        src = np.asarray(src, np.int64)
-        order = np.argsort(src, kind="stable")
-        indptr = np.zeros(V + 1, np.int64)
-        np.cumsum(np.bincount(src, minlength=V), out=indptr[1:])
-        target = np.asarray(tgt, np.int32)[order]
-        weight = np.asarray(w, np.float64)[order]
-        coef = None
-        if self._theta_dim:
-            coef = np.zeros((len(tgt), self._theta_dim))
-            for i, c in enumerate(coefs):
-                if c is not None:
-                    coef[i] = c
-            coef = coef[order]
-        theta = self._theta
-        self._set_csr(indptr, target, weight, coef)
-        if theta is not None:
-            self.update_weights(theta)
-
-    def _edit(self):
-        if self._coo is None:
-            n = np.diff(self._indptr)
-            src = np.repeat(np.arange(len(n)), n).tolist()
-            coefs = [None] * len(self._target) if self._coef is None else list(self._coef)
-            self._coo = (src, self._target.tolist(), self._w.tolist(), coefs)
-        return self._coo
-
-    def _require_weights(self, what):
-        """Raises unless the weights are known: a graph with coefficient edges needs
-        :meth:`update_weights` first (its rates are ``coef . theta``)."""
-        self._flush()
-        if self._theta is None and self._parameterised:
-            raise ParameterError(
-                f"Graph.{what}() needs the edge weights, but this graph has parameterised edges "
-                f"(theta_dim={self._theta_dim}) and no theta yet: call graph.update_weights(theta) "
-                f"first"
-            )
-
     def starting_vertex(self) -> int:
         """Index of the starting vertex (always 0); its out-edges are the IPV."""
         return 0
 
     def find_vertex(self, state) -> int:
         """Index of the vertex with `state`, or -1."""
-        return int(self._space.find(state))
+        return int(self._ll.space.find(state))
 
     def find_or_create_vertex(self, state) -> int:
         """Index of the vertex with `state`, created if absent."""
-        idx, _ = self._space.find_or_create(state)
+        idx, _ = self._ll.space.find_or_create(state)
         return int(idx)
 
     def create_vertex(self, state) -> int:
         """Creates a vertex (even if `state` exists; it is then not found by state)."""
-        return int(self._space.create_unindexed(state))
+        return int(self._ll.space.create_unindexed(state))
 
     def add_edge(self, source: int, target: int, weight, coefficients=None) -> None:
-        """Adds the edge ``source -> target`` with a rate (or probability) or coefficients."""
-        V = len(self._space)
-        for name, v in (("source", source), ("target", target)):
-            if not isinstance(v, (int, np.integer)) or not 0 <= v < V:
-                raise GraphConstructionError(f"{name} vertex {plain(v)!r} is not a vertex index in [0, {V})")
-        if target == 0:
-            raise GraphConstructionError("the starting vertex 0 cannot have in-edges")
-        if source == target:
-            raise GraphConstructionError(f"self-loop on vertex {plain(source)!r}: self-transitions are implicit")
-        try:
-            w = float(weight)
-        except (TypeError, ValueError):
-            raise GraphConstructionError(
-                f"edge weight {plain(weight)!r} ({source} -> {target}) is not a number"
-            ) from None
-        if not np.isfinite(w) or w < 0:
-            raise GraphConstructionError(
-                f"edge weight {plain(weight)!r} ({source} -> {target}) must be finite and >= 0"
-            )
-        if coefficients is not None and w != 0:
-            raise GraphConstructionError(
-                f"edge {source} -> {target}: give a weight ({plain(weight)!r}) or coefficients "
-                f"({plain(coefficients)!r}), not both; for a constant part add a second edge with the weight"
-            )
-        if coefficients is not None:
-            c = np.asarray(coefficients, np.float64)
-            if c.ndim != 1 or not np.all(np.isfinite(c)):
-                raise GraphConstructionError(f"coefficients {plain(coefficients)!r} must be a 1-D finite vector")
-            if self._theta_dim is None:
-                self._theta_dim = c.size
-            elif c.size != self._theta_dim:
-                raise GraphConstructionError(
-                    f"{c.size} coefficients {plain(coefficients)!r} given, theta has dimension {self._theta_dim}"
-                )
-            coefficients = c
-        src, tgt, ws, coefs = self._edit()
-        src.append(int(source))
-        tgt.append(int(target))
-        ws.append(w)
-        coefs.append(coefficients)
-        self._invalidate(structure=True)
+        """Adds the edge ``source -> target`` with a rate (or probability) or coefficients.
+
+        Raises
+        ------
+        GraphConstructionError
+            A vertex index out of range, an in-edge of the starting vertex, a self-loop, a
+            weight that is not a finite number ``>= 0``, both a weight and coefficients, or
+            coefficients of another length than earlier ones.
+        """
+        self._ll.add_edge(source, target, weight, coefficients)
 
     def vertices_length(self) -> int:
-        return len(self._space)
+        """The number of vertices, the starting vertex included."""
+        return self._ll.vertices_length()
 
     def edges_length(self) -> int:
-        self._flush()
-        return int(self._target.size)
+        """The number of edges, the starting vertex's (the IPV) included."""
+        return self._ll.edges_length()
 
     @property
     def state_length(self) -> int:
-        return self._space.state_length
+        """The length of every state vector."""
+        return self._ll.state_length
 
     @property
     def theta_dim(self):
-        return self._theta_dim
+        """The length of theta (None for a graph without parameterised edges)."""
+        return self._ll.theta_dim
 
     @property
     def discrete(self) -> bool:
-        return self._discrete
+        """Whether this is a discrete phase-type graph (weights are probabilities)."""
+        return self._ll.discrete
 
     @property
     def theta(self):
-        return None if self._theta is None else self._theta.copy()
+        """A copy of the last theta given to :meth:`update_weights`, or None."""
+        return None if self._ll.theta is None else self._ll.theta.copy()
 
     def states(self) -> np.ndarray:
         """``(V, d)`` int32 array; row 0 (zeros) is the starting vertex."""
-        return self._space.states()
+        return self._ll.states()
 
     def edges(self):
         """CSR arrays ``(indptr int64, target int32, weight float64)`` (current weights)."""
-        self._flush()
-        return self._indptr.copy(), self._target.copy(), self._w.copy()
+        ll = self._ll
+        ll.flush()
+        return ll.indptr.copy(), ll.target.copy(), ll.w.copy()
 
     def coefficients(self):
         """``(E, p)`` coefficient matrix of parameterised edges, or None."""
-        self._flush()
-        return None if self._coef is None else self._coef.copy()
+        self._ll.flush()
+        return None if self._ll.coef is None else self._ll.coef.copy()
 
     def update_weights(self, theta) -> None:
-        """Re-weights parameterised edges: ``weight = base + coef . theta``; no rebuild."""
-        self._flush()
-        if self._coef is None:
-            raise ParameterError("this graph has no parameterised edges (callback rates are numbers)")
-        th = np.asarray(theta, dtype=np.float64).reshape(-1)
-        if th.size != self._coef.shape[1]:
-            raise ParameterError(f"theta {plain(theta)!r} has length {th.size}, expected {self._coef.shape[1]}")
-        if not all(map(isfinite, th.tolist())):
-            raise ParameterError(f"theta {plain(theta)!r} has non-finite entries")
-        w, e = _core.edge_weights(self._base, self._coef, th)  # one pass, first bad edge e
-        if e >= 0:
-            u = int(np.searchsorted(self._indptr, e, side="right") - 1)
-            st = self._space.states()
-            raise ParameterError(
-                f"theta {th.tolist()!r} gives edge {st[u].tolist()} -> {st[self._target[e]].tolist()} "
-                f"the rate {float(w[e])!r}; rates must be >= 0"
-            )
-        self._w = w
-        self._theta = th
-        self._invalidate()
+        """Re-weights parameterised edges: ``weight = base + coef . theta``; no rebuild.
+
+        Raises
+        ------
+        ParameterError
+            The graph has no parameterised edges, or `theta` has the wrong length, a
+            non-finite entry, or gives some edge a negative rate (the message names it).
+        """
+        self._ll.update_weights(theta)
 
     def __repr__(self):
-        kind = "discrete" if self._discrete else "continuous"
-        extra = f", theta_dim={self._theta_dim}" if self._theta_dim else ""
+        kind = "discrete" if self.discrete else "continuous"
+        extra = f", theta_dim={self.theta_dim}" if self.theta_dim else ""
         return (
             f"<phasic.Graph {kind}: {self.vertices_length()} vertices, {self.edges_length()} edges, "
             f"state_length={self.state_length}{extra}>"
@@ -444,23 +401,9 @@ class Graph:
         """``(arrays, attrs)``: the graph as plain typed arrays (used by the store, pickling).
 
         ``compact=True`` gives the store's lossless small form (narrow integers,
-        dictionary-coded rates; see :mod:`phasic.graph_arrays`); ``from_arrays`` reads both.
+        dictionary-coded rates; see :mod:`phasic._csr`); ``from_arrays`` reads both.
         """
-        self._flush()
-        arrays = {
-            "states": self.states(),
-            "edges/indptr": self._indptr,
-            "edges/target": self._target,
-            "edges/weight": self._base if self._coef is not None else self._w,
-        }
-        if self._coef is not None:
-            arrays["edges/coef"] = self._coef
-        attrs = {"discrete": self._discrete, "theta_dim": int(self._theta_dim or 0), "state_length": self.state_length}
-        if compact:
-            from phasic.graph_arrays import pack
-
-            arrays = pack(arrays)
-        return arrays, attrs
+        return self._ll.to_arrays(compact)
 
     @classmethod
     def from_arrays(cls, arrays, attrs, checked=False):
@@ -471,65 +414,522 @@ class Graph:
         arrays, attrs : dict
             As :meth:`to_arrays` gives them (or the store reads them).
         checked : bool
-            The arrays were already validated by
-            :func:`phasic.graph_arrays.check_graph_arrays` (the store does so on every read)
-            and are not checked again. Otherwise they are: arrays from outside must not let
-            the core read out of bounds or compute with impossible weights.
+            The arrays were already validated by :func:`phasic._csr.check_graph_arrays` (the
+            store does so on every read) and are not checked again. Otherwise they are:
+            arrays from outside must not let the core read out of bounds or compute with
+            impossible weights.
 
         Raises
         ------
         GraphConstructionError
             Naming the first thing that makes the arrays no graph.
         """
-        from phasic.graph_arrays import check_graph_arrays, unpack
-
-        plain = unpack(arrays) if checked else check_graph_arrays(arrays, attrs)
-        g = cls.__new__(cls)
-        g._discrete = bool(attrs.get("discrete", False))
-        g._hierarchical = False
-        g._theta = None
-        g._coo = None
-        g._trace = None
-        g._callback_name = attrs.get("callback")
-        g._space = _core.StateSpace.from_states(plain["states"])
-        coef = plain.get("edges/coef")
-        if coef is not None:
-            coef = np.ascontiguousarray(coef, np.float64)
-        # weights of parameterised edges stay those stored (the constant part): computations
-        # refuse such a graph until update_weights sets them
-        weight = plain["edges/weight"]
-        g._set_csr(
-            plain["edges/indptr"], plain["edges/target"], weight, coef, own=weight is not arrays.get("edges/weight")
-        )
-        g._theta_dim = None if coef is None else coef.shape[1]
-        return g
+        return cls._wrap(CSR.from_arrays(arrays, attrs, checked))
 
     def __reduce__(self):
         arrays, attrs = self.to_arrays()
-        return (_from_state, (arrays, attrs, self._theta, self._hierarchical))
+        return (_from_state, (arrays, attrs, self._ll.theta, self._ll.hierarchical))
 
     def copy(self) -> Graph:
+        """An independent copy (same structure, weights and theta)."""
         return _from_state(*self.__reduce__()[1])
 
     # ------------------------------------------------------------------ computations
     # each needs the weights: a parameterised graph refuses them before update_weights
-    from phasic import distributions as _d
-    from phasic import moments as _m
-    from phasic import rewards as _r
+    def moments(self, power: int = 2, rewards=None):
+        """Raw moments ``[E[Y], E[Y^2], ..., E[Y^power]]`` of the time to absorption.
 
-    covariance = _requires_weights(_m.covariance)
-    expectation = _requires_weights(_m.expectation)
-    expected_sojourn_time = _requires_weights(_m.expected_sojourn_time)
-    moments = _requires_weights(_m.moments)
-    variance = _requires_weights(_m.variance)
-    as_matrices = _requires_weights(_d.as_matrices)
-    cdf = _requires_weights(_d.cdf)
-    pdf = _requires_weights(_d.pdf)
-    pmf = _requires_weights(_d.pmf)
-    sample = _requires_weights(_d.sample)
-    transient_vertices = _requires_weights(_d.transient_vertices)
-    reward_transform = _requires_weights(_r.reward_transform)
-    del _d, _m, _r
+        ``Y`` is the time to absorption, or with `rewards` the reward-weighted time
+        ``Y = sum_v r_v * (time spent in vertex v)``. Nothing is simulated or integrated
+        numerically: the moments come from replaying the graph's elimination trace.
+
+        Parameters
+        ----------
+        power : int, default 2
+            How many moments, 1 to 170 (``171!`` exceeds the largest double).
+        rewards : array_like of float, shape (V,), optional
+            One finite reward per vertex (``V = vertices_length()``); the starting vertex's
+            reward is ignored. Default: every vertex has reward 1. Discrete graphs accept
+            rewards only for ``power <= 2``.
+
+        Returns
+        -------
+        list of float
+            ``power`` numbers; element ``k - 1`` is ``E[Y^k]``.
+
+        Raises
+        ------
+        ParameterError
+            If `power` is not an integer in [1, 170], if `rewards` has the wrong shape or a
+            non-finite entry, if a discrete graph gets rewards with ``power > 2``, if the graph
+            is parameterised and :meth:`update_weights` was not called, or if the weights
+            give no distribution (initial probabilities summing over 1, a state that cannot
+            reach absorption).
+
+        See Also
+        --------
+        expectation, variance, covariance, reward_transform
+
+        Notes
+        -----
+        With initial vector ``alpha``, sub-intensity matrix ``S`` and ``U = (-S)^-1``, a
+        continuous phase-type distribution has ``E[Y^k] = k! alpha (U diag(r))^k 1``
+        (Roikjer et al. 2022). A discrete one (sub-transition matrix ``T``,
+        ``U = (I - T)^-1``) uses the factorial moments ``E[(tau)_j] = j! pi (U - I)^(j-1) U 1``
+        and converts them with Stirling numbers of the second kind.
+
+        Examples
+        --------
+        An exponential distribution with rate 2 has ``E[Y^k] = k! / 2^k``:
+
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1)
+        >>> a = g.find_or_create_vertex([1])
+        >>> b = g.find_or_create_vertex([2])
+        >>> g.add_edge(g.starting_vertex(), a, 1.0)
+        >>> g.add_edge(a, b, 2.0)
+        >>> [round(m, 6) for m in g.moments(3)]
+        [0.5, 0.5, 0.75]
+        """
+        self._ll.require_weights("moments")
+        return _m.moments(self._ll, power, rewards)
+
+    def expectation(self, rewards=None) -> float:
+        """Expected time to absorption ``E[Y]`` (reward-weighted with `rewards`).
+
+        Parameters
+        ----------
+        rewards : array_like of float, shape (V,), optional
+            One finite reward per vertex; the starting vertex's reward is ignored. Default:
+            every vertex has reward 1, so ``Y`` is the plain time to absorption.
+
+        Returns
+        -------
+        float
+            ``E[Y] = alpha U r`` with ``U = (-S)^-1`` (discrete: ``(I - T)^-1``).
+
+        Raises
+        ------
+        ParameterError
+            If `rewards` has the wrong shape or a non-finite entry, if a parameterised graph
+            has no weights yet (see :meth:`update_weights`), or if the weights give no
+            distribution.
+
+        See Also
+        --------
+        moments, variance, expected_sojourn_time
+
+        Examples
+        --------
+        The time to the most recent common ancestor of ``n`` genes under Kingman's
+        coalescent has ``E[T] = 2 (1 - 1/n)``, which is 1.8 for ``n = 10``:
+
+        >>> from phasic import Graph, with_ipv
+        >>> @with_ipv([10])
+        ... def kingman(state):
+        ...     n = state[0]
+        ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+        >>> round(Graph(kingman).expectation(), 6)
+        1.8
+
+        Rewards weight the time spent in each vertex. With reward ``n`` (the number of
+        lineages) ``Y`` is the total branch length, ``E[L] = 2 sum_{i<n} 1/i``:
+
+        >>> g = Graph(kingman)
+        >>> lineages = g.states()[:, 0]
+        >>> round(g.expectation(lineages), 6) == round(2 * sum(1 / i for i in range(1, 10)), 6)
+        True
+        """
+        self._ll.require_weights("expectation")
+        return _m.moments(self._ll, 1, rewards)[0]
+
+    def variance(self, rewards=None) -> float:
+        """Variance ``Var[Y]`` of the time to absorption (reward-weighted with `rewards`).
+
+        Parameters
+        ----------
+        rewards : array_like of float, shape (V,), optional
+            One finite reward per vertex; the starting vertex's reward is ignored. Default:
+            every vertex has reward 1.
+
+        Returns
+        -------
+        float
+            ``E[Y^2] - E[Y]^2``, from :meth:`moments` with ``power=2``.
+
+        Raises
+        ------
+        ParameterError
+            As :meth:`moments`: bad `rewards`, a parameterised graph without weights, or
+            weights that give no distribution.
+
+        See Also
+        --------
+        moments, expectation, covariance
+
+        Examples
+        --------
+        A sum of independent exponentials with rates 1 and 3 (a chain of two states) has
+        variance ``1/1^2 + 1/3^2 = 10/9``:
+
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1)
+        >>> s1, s2, done = (g.find_or_create_vertex([i]) for i in (1, 2, 3))
+        >>> g.add_edge(0, s1, 1.0)
+        >>> g.add_edge(s1, s2, 1.0)
+        >>> g.add_edge(s2, done, 3.0)
+        >>> round(g.variance(), 6)
+        1.111111
+        """
+        self._ll.require_weights("variance")
+        m1, m2 = _m.moments(self._ll, 2, rewards)
+        return m2 - m1 * m1
+
+    def covariance(self, rewards1, rewards2) -> float:
+        """Covariance ``Cov(Y1, Y2)`` of two reward-weighted times to absorption.
+
+        ``Y1`` and ``Y2`` accumulate `rewards1` and `rewards2` along the same path through the
+        graph (a bivariate phase-type distribution).
+
+        Parameters
+        ----------
+        rewards1, rewards2 : array_like of float, shape (V,)
+            One finite reward per vertex each; the starting vertex's rewards are ignored.
+
+        Returns
+        -------
+        float
+            ``E[Y1 Y2] - E[Y1] E[Y2]``; ``covariance(r, r)`` equals ``variance(r)``.
+
+        Raises
+        ------
+        ParameterError
+            If either reward vector has the wrong shape or a non-finite entry (the message
+            names it), if a parameterised graph has no weights yet, or if the weights give no
+            distribution.
+
+        See Also
+        --------
+        variance, expectation
+
+        Notes
+        -----
+        Continuous: ``E[Y1 Y2] = alpha U diag(r1) U r2 + alpha U diag(r2) U r1`` with
+        ``U = (-S)^-1``. Discrete: the same with ``U = (I - T)^-1`` minus
+        ``alpha U diag(r1) r2`` (both rewards counted in the same step).
+
+        Examples
+        --------
+        Kingman's coalescent from 3 genes spends ``T3 ~ Exp(3)`` with 3 lineages and
+        ``T2 ~ Exp(1)`` with 2. The total branch length ``L = 3 T3 + 2 T2`` (reward: the
+        number of lineages) and the tree height ``H = T3 + T2`` (reward 1) have
+        ``Cov(L, H) = 3 Var(T3) + 2 Var(T2) = 3/9 + 2``:
+
+        >>> import numpy as np
+        >>> from phasic import Graph, with_ipv
+        >>> @with_ipv([3])
+        ... def kingman(state):
+        ...     n = state[0]
+        ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+        >>> g = Graph(kingman)
+        >>> lineages = g.states()[:, 0]
+        >>> round(g.covariance(lineages, np.ones(g.vertices_length())), 6)
+        2.333333
+        """
+        self._ll.require_weights("covariance")
+        return _m.covariance(self._ll, rewards1, rewards2)
+
+    def expected_sojourn_time(self) -> np.ndarray:
+        """Expected total time (discrete: number of steps) spent in each vertex, ``alpha U``."""
+        self._ll.require_weights("expected_sojourn_time")
+        return _m.expected_sojourn_time(self._ll)
+
+    def pdf(self, t):
+        """Probability density of the time to absorption, at times `t`.
+
+        Parameters
+        ----------
+        t : float or array_like of float
+            Times; any shape. Negative times have density 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            The density at each time, with the shape of `t` (a 0-d array for a scalar).
+
+        Raises
+        ------
+        ParameterError
+            If the graph is discrete (use :meth:`pmf`), if `t` holds NaN or infinite values,
+            if the largest exit rate times the largest time exceeds ``1e8`` (the number of
+            uniformisation steps grows with it), if a parameterised graph has no weights yet
+            (see :meth:`update_weights`), or if the weights give no distribution.
+
+        See Also
+        --------
+        cdf, sample, moments
+
+        Notes
+        -----
+        The density ``f(t) = alpha exp(S t) s`` (``s = -S 1``, the exit rates) is computed by
+        uniformisation on the sparse graph, accurate to about ``1e-12`` absolute; the number
+        of terms follows from the largest exit rate and the largest time in `t`.
+
+        Examples
+        --------
+        Two exponential stages with rate 1 give the Erlang(2, 1) distribution,
+        ``f(t) = t exp(-t)``:
+
+        >>> import numpy as np
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1)
+        >>> s1, s2, done = (g.find_or_create_vertex([i]) for i in (1, 2, 3))
+        >>> g.add_edge(0, s1, 1.0)
+        >>> g.add_edge(s1, s2, 1.0)
+        >>> g.add_edge(s2, done, 1.0)
+        >>> t = np.array([0.5, 1.0, 2.0])
+        >>> np.round(g.pdf(t), 6)
+        array([0.303265, 0.367879, 0.270671])
+        >>> bool(np.allclose(g.pdf(t), t * np.exp(-t), atol=1e-10))
+        True
+        """
+        self._ll.require_weights("pdf")
+        return _d.pdf(self._ll, t)
+
+    def cdf(self, t):
+        """Cumulative distribution function ``P(Y <= t)`` of the time to absorption.
+
+        Parameters
+        ----------
+        t : float or array_like
+            Times (continuous graph) or jump counts (discrete graph, integer-valued); any
+            shape. Negative values give 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``P(Y <= t)`` for each entry, with the shape of `t`, clipped to [0, 1].
+
+        Raises
+        ------
+        ParameterError
+            If `t` holds NaN or infinite values, if a discrete graph gets non-integer jump
+            counts or counts beyond ``1e8``, if a continuous graph's largest exit rate times the
+            largest time exceeds ``1e8``, if a parameterised graph has no weights yet, or if
+            the weights give no distribution.
+
+        See Also
+        --------
+        pdf, pmf
+
+        Notes
+        -----
+        Continuous: ``F(t) = 1 - alpha exp(S t) 1`` by uniformisation. Discrete:
+        ``F(k) = 1 - alpha T^k 1`` by the forward algorithm.
+
+        Examples
+        --------
+        Erlang(2, 1), two exponential stages with rate 1: ``F(t) = 1 - (1 + t) exp(-t)``:
+
+        >>> import numpy as np
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1)
+        >>> s1, s2, done = (g.find_or_create_vertex([i]) for i in (1, 2, 3))
+        >>> g.add_edge(0, s1, 1.0)
+        >>> g.add_edge(s1, s2, 1.0)
+        >>> g.add_edge(s2, done, 1.0)
+        >>> np.round(g.cdf([0.5, 1.0, 2.0]), 6)
+        array([0.090204, 0.264241, 0.593994])
+
+        A discrete graph leaving its state with probability 1/4 per jump is geometric,
+        ``F(k) = 1 - (3/4)^k``:
+
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1, discrete=True)
+        >>> s, done = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+        >>> g.add_edge(0, s, 1.0)
+        >>> g.add_edge(s, done, 0.25)
+        >>> np.round(g.cdf([1, 2, 3]), 6)
+        array([0.25    , 0.4375  , 0.578125])
+        """
+        self._ll.require_weights("cdf")
+        return _d.cdf(self._ll, t)
+
+    def pmf(self, k):
+        """Probability mass function ``P(Y = k)`` of a discrete graph's absorption time.
+
+        ``Y`` counts the jumps from the first transient state to absorption: a state entered
+        from the start and left at the first jump gives ``Y = 1``.
+
+        Parameters
+        ----------
+        k : int or array_like of int
+            Jump counts; any shape. Integer-valued floats are accepted; negative counts have
+            probability 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``P(Y = k)`` for each entry, with the shape of `k`.
+
+        Raises
+        ------
+        ParameterError
+            If the graph is continuous (use :meth:`pdf`), if `k` holds non-integers or counts
+            beyond ``1e8``, if a parameterised graph has no weights yet, or if the weights
+            give no distribution (for example out-probabilities summing over 1).
+
+        See Also
+        --------
+        cdf, moments
+
+        Notes
+        -----
+        ``P(Y = k) = alpha T^(k-1) t`` with sub-transition matrix ``T`` and exit
+        probabilities ``t = 1 - T 1``, computed by the forward algorithm on the sparse graph.
+        ``P(Y = 0)`` is the initial probability mass not placed on any state.
+
+        Examples
+        --------
+        A state left with probability ``p = 1/4`` at each jump (the rest is the implicit
+        self-loop) gives the geometric distribution ``P(Y = k) = (1 - p)^(k-1) p``:
+
+        >>> import numpy as np
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1, discrete=True)
+        >>> s, done = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+        >>> g.add_edge(0, s, 1.0)
+        >>> g.add_edge(s, done, 0.25)
+        >>> np.round(g.pmf([0, 1, 2, 3]), 6)
+        array([0.      , 0.25    , 0.1875  , 0.140625])
+        """
+        self._ll.require_weights("pmf")
+        return _d.pmf(self._ll, k)
+
+    def sample(self, n: int, seed=None, rewards=None) -> np.ndarray:
+        """Draw `n` absorption times by simulating the chain.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws, 0 to ``1e9`` (draw larger numbers in batches).
+        seed : int, optional
+            Seed of the generator; the same seed gives the same draws. Default: a fresh
+            seed from the operating system's entropy.
+        rewards : array_like of float, shape (V,), optional
+            One finite reward per vertex: each draw is then the reward-weighted time
+            ``sum_v r_v * (time in v)`` (discrete: the summed rewards of the visited states).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(n,)``, float64: times (continuous) or jump counts (discrete).
+
+        Raises
+        ------
+        ParameterError
+            If `n` is not a non-negative integer or exceeds ``1e9``, if `seed` is not an
+            integer, if `rewards` has the wrong shape or a non-finite entry, if the chain
+            can reach a class of states it never leaves (the walk would not end), if a
+            parameterised graph has no weights yet, or if the weights give no distribution.
+
+        See Also
+        --------
+        pdf, pmf, moments
+
+        Examples
+        --------
+        Draws from an exponential distribution with rate 2 are positive and have mean
+        ``1/2``; a seed makes them reproducible:
+
+        >>> import numpy as np
+        >>> from phasic import Graph
+        >>> g = Graph(state_length=1)
+        >>> a, b = g.find_or_create_vertex([1]), g.find_or_create_vertex([2])
+        >>> g.add_edge(0, a, 1.0)
+        >>> g.add_edge(a, b, 2.0)
+        >>> x = g.sample(200_000, seed=1)
+        >>> x.shape
+        (200000,)
+        >>> bool(np.all(x > 0))
+        True
+        >>> bool(abs(x.mean() - 0.5) < 0.01)
+        True
+        >>> bool(np.array_equal(x, g.sample(200_000, seed=1)))
+        True
+        """
+        self._ll.require_weights("sample")
+        return _d.sample(self._ll, n, seed, rewards)
+
+    def transient_vertices(self) -> np.ndarray:
+        """Indices of the transient vertices (neither the start nor absorbing), increasing."""
+        self._ll.require_weights("transient_vertices")
+        return _d.transient_vertices(self._ll)
+
+    def as_matrices(self):
+        """``(alpha, S)``: initial vector and sub-intensity matrix (discrete: sub-transition
+        matrix T) over :meth:`transient_vertices`. Dense: for small graphs.
+        """
+        self._ll.require_weights("as_matrices")
+        return _d.as_matrices(self._ll)
+
+    def reward_transform(self, rewards) -> Graph:
+        """A new graph whose time to absorption is this graph's reward-weighted time.
+
+        If ``Y = sum_v r_v * (time spent in vertex v)``, the returned graph's time to absorption
+        has the distribution of ``Y``, so every method (:meth:`pdf`, :meth:`cdf`,
+        :meth:`sample`, :meth:`moments`, ...) applies to the reward-weighted time.
+
+        Parameters
+        ----------
+        rewards : array_like of float, shape (V,)
+            One reward per vertex (``V = vertices_length()``), finite and ``>= 0``; the
+            starting vertex's reward is ignored. A discrete graph needs integer rewards.
+
+        Returns
+        -------
+        Graph
+            A new graph; this one is not changed. Vertices with reward 0 are gone (a discrete
+            graph gains a vertex per extra unit of reward), so vertex indices differ.
+
+        Raises
+        ------
+        ParameterError
+            If `rewards` has the wrong shape, a negative or non-finite entry, non-integer
+            entries on a discrete graph, or discrete rewards summing over ``1e7`` (one state
+            per unit of reward); also if a parameterised graph has no weights yet (see
+            :meth:`update_weights`) or the weights give no distribution.
+
+        See Also
+        --------
+        moments : moments of the reward-weighted time without a new graph.
+
+        Notes
+        -----
+        Continuous (Roikjer et al. 2022, Algorithm 2): a vertex with reward ``r > 0`` keeps
+        its edges with the out-rates divided by ``r``; a vertex with reward 0 is removed and
+        its parents are linked to its children with the embedded chain's probabilities.
+        Discrete: a vertex with reward ``k`` becomes a chain of ``k`` visits (``k = 0``: it is
+        removed in the same way).
+
+        Examples
+        --------
+        The total branch length of Kingman's coalescent from 3 genes is the time weighted
+        by the number of lineages, ``L = 3 T3 + 2 T2`` with ``T3 ~ Exp(3)``, ``T2 ~ Exp(1)``:
+        ``E[L] = 1 + 2 = 3`` and ``Var(L) = 9/9 + 4 = 5``:
+
+        >>> from phasic import Graph, with_ipv
+        >>> @with_ipv([3])
+        ... def kingman(state):
+        ...     n = state[0]
+        ...     return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2]]
+        >>> g = Graph(kingman)
+        >>> lengths = g.reward_transform(g.states()[:, 0])
+        >>> round(lengths.expectation(), 6), round(lengths.variance(), 6)
+        (3.0, 5.0)
+        """
+        self._ll.require_weights("reward_transform")
+        return Graph._wrap(_r.reward_transform(self._ll, rewards))
 
     def plot(self, ax=None, **kwargs):
         """Draws a small graph with matplotlib; see :func:`phasic.plot.plot_graph`."""
@@ -539,14 +939,15 @@ class Graph:
 
     def pmf_from_graph(self, discrete=None, **kwargs):
         """JAX function of ``(theta, times)``; see :func:`phasic.pmf_from_graph`."""
-        from phasic.jax._ops import pmf_from_graph
+        from phasic.jax import pmf_from_graph
 
         return pmf_from_graph(self, discrete=discrete, **kwargs)
 
 
 def _from_state(arrays, attrs, theta, hierarchical):
+    """Unpickle a Graph (the pickle path ``phasic.graph._from_state`` is kept across versions)."""
     g = Graph.from_arrays(arrays, attrs)
-    g._hierarchical = hierarchical
+    g._ll.hierarchical = hierarchical
     if theta is not None:
         g.update_weights(theta)
     return g

@@ -353,7 +353,7 @@ class StateIndexer:
     """
 
     def __init__(self, *args, slots=None, properties=None, **sets):
-        from phasic.graph import MAX_STATE_LENGTH
+        from phasic._csr import MAX_STATE_LENGTH
 
         args = list(args)
         if args and not isinstance(args[0], str):

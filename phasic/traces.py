@@ -1,4 +1,4 @@
-"""Elimination traces: recording, structure keys, the trace cache and batch replay.
+"""Elimination traces: recording, structure keys and the trace cache.
 
 A trace is the elimination of a graph recorded once as a flat op program over the edge
 weights (see csrc/elim.hpp). It depends only on the graph's *structure* (CSR indptr and
@@ -34,7 +34,8 @@ import warnings
 import numpy as np
 
 from phasic import _core
-from phasic.exceptions import CacheWarning, GraphConstructionError, ParameterError, TraceError, user_stacklevel
+from phasic._csr import closed_classes, of
+from phasic.exceptions import CacheWarning, GraphConstructionError, TraceError, user_stacklevel
 
 #: Bumped when what a structure records changes (3: components re-ordered from their
 #: centre, out-probabilities as w * (1/lambda)).
@@ -56,8 +57,6 @@ LOAD_S_PER_BYTE = 1.2e-9
 #: costs milliseconds); a larger one only if composing it took ``SCC_STORE_GAIN`` times the
 #: estimated load. :func:`ensure_trace` (explicit precomputation) always stores.
 GRAPH_STORE_ALWAYS_BYTES = 4 << 20
-#: evaluate_batch replays blocks of 16 parameter vectors from this many rows, else of 8
-BLOCK16_MIN_ROWS = 64
 #: Operand and program fields are int32 in memory and on disk (loaded as views, no
 #: conversion); the per-vertex and per-SCC fields are int64 in memory, stored narrowed.
 _OP_FIELDS = ("a", "b", "c", "xi", "xj", "xs", "xinit")
@@ -74,8 +73,9 @@ def _structure_key(kind: str, indptr, target) -> str:
 
 def trace_key(g) -> str:
     """Key of `g`'s trace: the hash of its structure (edges), not of its weights."""
-    g._flush()
-    return _structure_key("graph", g._indptr, g._target)
+    g = of(g)
+    g.flush()
+    return _structure_key("graph", g.indptr, g.target)
 
 
 def _store(store=None):
@@ -188,8 +188,9 @@ def load_trace(key: str, store=None, graph=None):
     returned."""
     st = _store(store)
     if graph is not None:
-        graph._flush()
-        return _load_checked(st, key, graph.vertices_length(), int(graph._target.size))
+        graph = of(graph)
+        graph.flush()
+        return _load_checked(st, key, graph.vertices_length(), int(graph.target.size))
     found = st.get("traces", key)
     if found is None:
         return None
@@ -230,27 +231,17 @@ def _warn_unstored(store, exc):
 
 def trace_entry_path(g, store=None):
     """Where `g`'s trace lives in the store."""
+    g = of(g)
     return _store(store).path("traces", trace_key(g))
 
 
 def _check_closed_classes(g, tr):
     """A cycle of states that can never be left makes every moment infinite."""
-    order, ptr = tr["order"], tr["scc_ptr"]
-    V = g.vertices_length()
-    comp = np.full(V, -1)
-    sizes = np.diff(ptr)
-    comp[order] = np.repeat(np.arange(sizes.size), sizes)
-    n = np.diff(g._indptr)
-    src = np.repeat(np.arange(V), n)
-    keep = src > 0
-    src, tgt = src[keep], g._target[keep]
-    leaving = comp[src] != comp[tgt]
-    has_exit = np.bincount(comp[src[leaving]], minlength=sizes.size)
-    closed = np.flatnonzero((sizes > 1) & (has_exit == 0))
-    if closed.size:
-        v = order[ptr[closed[0]]]
+    closed = closed_classes(g.indptr, g.target, tr["order"], tr["scc_ptr"])
+    if closed:
+        members = closed[0]
         raise GraphConstructionError(
-            f"states {g.states()[v].tolist()!r} and {int(sizes[closed[0]]) - 1} others form a closed "
+            f"states {g.states()[members[0]].tolist()!r} and {members.size - 1} others form a closed "
             f"class that never reaches an absorbing state; the time to absorption is infinite"
         )
 
@@ -286,7 +277,7 @@ def _record_hierarchical(g, store, min_size=None, writer=None):
     components before the splice; the composed trace is checked against `g`)."""
     writer = _Writer(store) if writer is None else writer
     min_size = HIERARCHICAL_MIN_SCC if min_size is None else int(min_size)
-    order, ptr = _core.scc(g._indptr, g._target)
+    order, ptr = _core.scc(g.indptr, g.target)
     sizes = np.diff(ptr)
     provided = {}
     big = np.flatnonzero((sizes > 1) & (sizes >= min_size))
@@ -298,7 +289,7 @@ def _record_hierarchical(g, store, min_size=None, writer=None):
         "stored": 0,
     }
     for k in big.tolist():
-        lp, lt = local_structure(g._indptr, g._target, order[ptr[k] : ptr[k + 1]])
+        lp, lt = local_structure(g.indptr, g.target, order[ptr[k] : ptr[k + 1]])
         key = _structure_key("scc", lp, lt)
         local = _load_checked(store, key, lp.size - 1, lt.size, local=True)
         if local is None:
@@ -313,10 +304,10 @@ def _record_hierarchical(g, store, min_size=None, writer=None):
         else:
             stats["reused"] += 1
         provided[k] = local
-    tr = _core.record_trace(g._indptr, g._target, provided)
+    tr = _core.record_trace(g.indptr, g.target, provided)
     if provided:
-        tr = check_trace(tr, g.vertices_length(), g._target.size)
-    g._hierarchy_stats = stats
+        tr = check_trace(tr, g.vertices_length(), g.target.size)
+    g.hierarchy_stats = stats
     return tr
 
 
@@ -329,12 +320,13 @@ def graph_trace(g, store=None, _writer=None):
     ``_writer``: the :class:`_Writer` to store with (:func:`ensure_trace` reads whether it
     failed).
     """
-    g._flush()
-    if g._trace is None:
-        if getattr(g, "_hierarchical", False):
+    g = of(g)
+    g.flush()
+    if g.trace is None:
+        if g.hierarchical:
             st = _store(store)
             key = trace_key(g)
-            tr = _load_checked(st, key, g.vertices_length(), g._target.size)
+            tr = _load_checked(st, key, g.vertices_length(), g.target.size)
             if tr is None:
                 writer = _Writer(st) if _writer is None else _writer
                 t0 = time.perf_counter()
@@ -344,34 +336,36 @@ def graph_trace(g, store=None, _writer=None):
                 arrays, attrs = _to_entry(tr)
                 nbytes = sum(a.nbytes for a in arrays.values())
                 keep = nbytes <= GRAPH_STORE_ALWAYS_BYTES or spent >= SCC_STORE_GAIN * load_estimate(arrays)
-                g._hierarchy_stats["graph_stored"] = keep
+                g.hierarchy_stats["graph_stored"] = keep
                 if keep:
                     attrs["scope"] = "graph"
-                    g._hierarchy_stats["graph_stored"] = writer.put(key, arrays, attrs)
-                g._hierarchy_stats["write_failed"] = writer.failed
+                    g.hierarchy_stats["graph_stored"] = writer.put(key, arrays, attrs)
+                g.hierarchy_stats["write_failed"] = writer.failed
         else:
-            tr = _core.record_trace(g._indptr, g._target)
+            tr = _core.record_trace(g.indptr, g.target)
         _check_closed_classes(g, tr)
-        g._trace = tr
-    return g._trace
+        g.trace = tr
+    return g.trace
 
 
 def attach_trace(g, store=None) -> bool:
     """Gives `g` its stored trace (if the store has a valid one): later moments replay it
     instead of recording the elimination. Returns whether a trace was attached."""
-    g._flush()
-    tr = _load_checked(_store(store), trace_key(g), g.vertices_length(), g._target.size)
+    g = of(g)
+    g.flush()
+    tr = _load_checked(_store(store), trace_key(g), g.vertices_length(), g.target.size)
     if tr is None:
         return False
     _check_closed_classes(g, tr)
-    g._trace = tr
-    g._val = None
+    g.trace = tr
+    g.val = None
     return True
 
 
 def ensure_trace(g, store=None) -> str:
     """Records `g`'s trace if the store lacks it, stores it, and returns its key. A store
     that cannot be written gives a CacheWarning; the trace stays with `g` (in memory)."""
+    g = of(g)
     st = _store(store)
     key = trace_key(g)
     if not st.contains("traces", key):
@@ -386,150 +380,3 @@ def ensure_trace(g, store=None) -> str:
         except OSError as exc:  # StoreError included
             _warn_unstored(st, exc)
     return key
-
-
-# ------------------------------------------------------------------------------ replay
-def _weights(g, thetas):
-    if not hasattr(g, "_flush"):
-        raise TypeError(f"evaluate_batch needs a phasic.Graph, got {type(g).__name__}")
-    g._flush()  # edges added by hand are pending until then
-    th = np.asarray(thetas, dtype=np.float64)
-    if g._coef is None:
-        raise ParameterError("evaluate_batch needs a parameterised graph (coefficient edges)")
-    p = g._coef.shape[1]
-    if th.ndim == 1:
-        th = th.reshape(1, -1)
-    if th.ndim != 2 or th.shape[1] != p:
-        raise ParameterError(f"thetas has shape {np.shape(thetas)!r}; expected (B, {p})")
-    if not np.all(np.isfinite(th)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(th), axis=1))[0])
-        raise ParameterError(f"theta {th[bad].tolist()!r} (row {bad}) has non-finite entries")
-    return th
-
-
-def _split_rows(B, threads, block=8):
-    """Row ranges for `threads` workers: whole blocks of `block` rows, as even as possible
-    (fewer ranges when there are fewer blocks)."""
-    nb = -(-B // block)
-    n = max(1, min(threads, nb))
-    cuts = [min(B, (nb * i // n) * block) for i in range(n + 1)]
-    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-
-
-def _check_threads(threads):
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be an int, got {threads!r}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
-    return int(threads)
-
-
-def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, threads=1):
-    """Evaluates many parameter vectors on `g` by trace replay, in one core call per thread
-    (blocks of 8, or from 64 rows 16, parameter vectors side by side in vector registers).
-
-    Parameters
-    ----------
-    g : Graph
-        A parameterised graph (rates ``coef . theta``).
-    thetas : array (B, p)
-    what : {"moments", "expectation", "variance", "pdf", "cdf"}
-    k : int
-        Number of moments for ``what="moments"``.
-    rewards : array (V,), optional
-    times : array, for ``pdf``/``cdf``
-    threads : int
-        Continuous moments: split the rows over this many threads (the core releases the
-        GIL; each thread replays whole blocks of rows, results are bitwise those of one
-        thread). The default 1 leaves the cores to the caller (Dask workers, processes).
-
-    Returns
-    -------
-    ndarray: (B, k) moments, (B,) expectation/variance, (B, len(times)) pdf/cdf.
-    """
-    th = _weights(g, thetas)
-    B = th.shape[0]
-    threads = _check_threads(threads)
-    if what not in ("moments", "expectation", "variance", "pdf", "cdf"):
-        raise ParameterError(f"what={what!r} is not one of moments, expectation, variance, pdf, cdf")
-    lo, hi = int(g._indptr[0]), int(g._indptr[1])
-    mass = (g._base[lo:hi] + th @ g._coef[lo:hi].T).sum(axis=1) if B else np.zeros(0)
-    if np.any(mass > 1 + 1e-12):
-        bad = int(np.flatnonzero(mass > 1 + 1e-12)[0])
-        raise ParameterError(
-            f"theta {th[bad].tolist()!r} (row {bad}) makes the initial probabilities sum to {float(mass[bad])!r} > 1"
-        )
-    if B == 0:
-        return np.zeros((0, k) if what == "moments" else (0, np.size(times)) if what in ("pdf", "cdf") else (0,))
-    if what in ("pdf", "cdf"):
-        if times is None:
-            raise ParameterError(f"what={what!r} needs times=")
-        h = g.copy()
-        out = []
-        for row in th:
-            h.update_weights(row)
-            out.append(h.pdf(times) if what == "pdf" else h.cdf(times))
-        return np.asarray(out).reshape(B, -1)
-    if what not in ("moments", "expectation", "variance"):
-        raise ParameterError(f"what={what!r} is not one of moments, expectation, variance, pdf, cdf")
-    kk = {"moments": k, "expectation": 1, "variance": 2}[what]
-    if isinstance(kk, bool) or not isinstance(kk, (int, np.integer)) or kk < 1:
-        raise ParameterError(f"k must be a positive integer, got {k!r}")
-    if g._discrete:
-        h = g.copy()
-        res = []
-        for row in th:
-            h.update_weights(row)
-            res.append(h.moments(kk, rewards))
-        res = np.asarray(res)
-    else:
-        from phasic.moments import _replay_plan, _rewards
-
-        tr = graph_trace(g)
-        r = None if rewards is None else _rewards(g, rewards)
-        base = np.ascontiguousarray(g._base, np.float64)
-        coef = np.ascontiguousarray(g._coef, np.float64)
-        plan = _replay_plan(g, tr, eager=B >= 8)
-        if plan is not None:
-            th = np.ascontiguousarray(th)
-            # 16 vectors per block once lanes are rarely wasted: a little faster than 8
-            # (docs/performance.md), same bits (the lanes are independent)
-            block = 16 if B >= BLOCK16_MIN_ROWS else 8
-            parts = _split_rows(B, threads, block)
-
-            def run(ab):
-                return plan.moments_theta(th[ab[0] : ab[1]], base, coef, int(kk), r, block)
-
-            if len(parts) == 1:
-                res, negative = run(parts[0])
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(len(parts)) as ex:
-                    done = list(ex.map(run, parts))
-                res, negative = (np.concatenate([d[i] for d in done]) for i in (0, 1))
-        else:
-            lo, hi = int(g._indptr[0]), int(g._indptr[1])
-            res, negative = _core.cph_moments_theta(
-                tr,
-                np.ascontiguousarray(th),
-                base,
-                coef,
-                g._target[lo:hi].astype(np.int64),
-                np.arange(lo, hi, dtype=np.int64),
-                _rewards(g, None) if r is None else r,
-                int(kk),
-            )
-        if negative.any():
-            raise ParameterError(f"theta {th[np.flatnonzero(negative)[0]].tolist()!r} gives a negative rate")
-        bad = np.flatnonzero(~np.all(np.isfinite(res), axis=1))
-        if bad.size:
-            raise ParameterError(
-                f"theta {th[bad[0]].tolist()!r} gives non-finite moments: some "
-                f"vertex has total rate 0 or cannot reach absorption"
-            )
-    if what == "expectation":
-        return res[:, 0]
-    if what == "variance":
-        return res[:, 1] - res[:, 0] ** 2
-    return res

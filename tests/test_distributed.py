@@ -21,9 +21,10 @@ import pytest
 from scipy.linalg import expm
 
 from phasic import Graph
+from phasic.batch import evaluate_batch
 from phasic.exceptions import DistributedError, ParameterError, PhasicError, UnhashableError
 from phasic.store import Store
-from phasic.traces import evaluate_batch, trace_key
+from phasic.traces import trace_key
 from tests import models as dm
 
 pytestmark = pytest.mark.timeout(120)
@@ -120,7 +121,7 @@ def test_build_stores_graph_and_trace_and_sweep_matches_serial(client, store):
     from phasic.cache import graph_entry_path
 
     assert Path(store.path("graphs", keys[0])) == graph_entry_path(dm.two_island_param, ipv=[4, 3])
-    from phasic.graph_arrays import unpack
+    from phasic._csr import unpack
 
     arrays = unpack(store.get("graphs", keys[0])[0])  # stored in the compact form
     ref, _ = local.to_arrays()

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from phasic import Graph
+from phasic.batch import evaluate_batch
 from phasic.store import Store
-from phasic.traces import evaluate_batch, trace_key
+from phasic.traces import trace_key
 from tests import models as dm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]

@@ -49,7 +49,7 @@ grad = jax.grad(lambda th: jnp.log(f(th, jnp.array(times))).sum())(theta)
 same = g.pmf_from_graph()(theta, jnp.array(times))
 print(json.dumps(dict(file=phasic.__file__, moments=moments, dens=[float(x) for x in dens],
                       same=[float(x) for x in same], grad=[float(x) for x in grad],
-                      recorded=hasattr(g, "_hierarchy_stats"),
+                      recorded=g._ll.hierarchy_stats is not None,
                       traces=get_trace_cache_stats()["total_files"])))
 """
 

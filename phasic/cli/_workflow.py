@@ -221,22 +221,15 @@ def _load_graph(args, build_missing=True):
 
 
 def _build(spec, args, store, build_missing=True):
-    from phasic.cache import cached_graph, graph_key_for
+    from phasic.cache import graph_key_for
     from phasic.exceptions import StoreError
     from phasic.graph import Graph
-    from phasic.keys import split_graph_kwargs
     from phasic.models import load_model
 
     callback, kwargs = load_model(spec, args.search_dir)
     key, _ = graph_key_for(callback, **kwargs)
     path = store.path("graphs", key)
-    options, params = split_graph_kwargs(kwargs)
-    built = []
-
-    def build():
-        built.append(True)
-        return Graph(callback, **kwargs)
-
+    existed = path.is_file()
     if not build_missing and not path.is_file():
         raise StoreError(
             f"the graph of {spec.get('name') or spec['callback']!r} is not in {str(store.root)!r}; "
@@ -244,13 +237,13 @@ def _build(spec, args, store, build_missing=True):
         )
     quiet = getattr(args, "quiet", False)
     with _Progress(f"graph {spec.get('name') or spec['callback']}", enabled=None if not quiet else False):
-        g = cached_graph(callback, params=params, ipv=options.get("ipv"), options=options, build=build, store=store)
+        g = Graph.cached(callback, store=store, **kwargs)
     if not path.is_file():
         raise StoreError(
             f"the graph was built but could not be stored at {str(path)!r} (see the warning "
             "above); check that the cache directory is writable and has space"
         )
-    return g, {"graph_key": key, "graph_entry": str(path), "built": bool(built)}
+    return g, {"graph_key": key, "graph_entry": str(path), "built": not existed}
 
 
 def _load_graph_or_fail(args):
@@ -498,7 +491,7 @@ def _evaluate_thetas(g, thetas, k, vectors, times, progress):
     """Moments ``(R, B, k)`` and distribution ``(2, B, T)`` for a parameterised graph."""
     import numpy as np
 
-    from phasic.traces import evaluate_batch
+    from phasic.batch import evaluate_batch
 
     B = thetas.shape[0]
     R = 1 if vectors is None else vectors.shape[0]

@@ -13,7 +13,7 @@ graph, records its elimination trace and writes both entries to the content-addr
 (:mod:`phasic.store`, atomic writes), then returns the key.  The Dask key of the task is
 ``phasic-build-<graph key>-<store tag>``, so identical builds submitted concurrently (by
 other clients too) into the same store run once.  :func:`sweep` splits parameter vectors into chunks; workers replay them with
-:func:`phasic.traces.evaluate_batch` from the stored trace, loading each graph and trace once
+:func:`phasic.batch.evaluate_batch` from the stored trace, loading each graph and trace once
 per worker process.  Tasks carry keys, the store root and small arrays; the callback of a
 :class:`ModelSpec` is pickled by reference, so it must live in a module the workers can
 import.  Client and workers must see the same store directory (a shared file system on a

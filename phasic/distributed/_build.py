@@ -194,14 +194,14 @@ def build_task(root, key, material, callback, kwargs, trace=True, verify_key=Tru
                 f"({key[:16]}...): the worker runs different code or data for the callback; install "
                 "the same version of its module on the workers"
             )
-        from phasic.cache import model_attrs
+        from phasic.keys import callback_attrs
 
         def make():
             g = Graph(callback, **kwargs)
             built.append(g)
             arrays, attrs = g.to_arrays(compact=True)
             attrs = dict(attrs)
-            attrs.update(model_attrs(callback, worker_material))
+            attrs.update(callback_attrs(callback, worker_material))
             return arrays, attrs
 
         arrays, attrs = store.get_or_create("graphs", key, make)

@@ -68,7 +68,7 @@ def _worker_graph(root, gkey):
 
 
 def _evaluate(root, gkey, thetas, what, k, rewards, times):
-    from phasic.traces import evaluate_batch
+    from phasic.batch import evaluate_batch
 
     g = _worker_graph(root, gkey)
     return np.asarray(evaluate_batch(g, thetas, what=what, k=k, rewards=rewards, times=times), dtype=np.float64)
@@ -114,7 +114,7 @@ def graph_store_key(graph, store):
     )
     key = hashlib.sha256(material.encode()).hexdigest()
     if not store.contains("graphs", key):
-        store.put("graphs", key, arrays, dict(attrs, key_material=material, callback=graph._callback_name))
+        store.put("graphs", key, arrays, dict(attrs, key_material=material, callback=graph._ll.callback_name))
     return key
 
 
@@ -185,7 +185,7 @@ def sweep(
 ):
     """Evaluate many parameter vectors on a stored graph, in chunks on Dask workers.
 
-    Each chunk is evaluated by :func:`phasic.traces.evaluate_batch` from the trace in the
+    Each chunk is evaluated by :func:`phasic.batch.evaluate_batch` from the trace in the
     store; a worker loads the graph and its trace once and keeps them for later chunks.
 
     Parameters

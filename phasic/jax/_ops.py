@@ -25,23 +25,28 @@ from math import factorial
 
 import numpy as np
 
+from phasic import _core
+from phasic._csr import of, reward_vector
+from phasic.batch import evaluate_batch
 from phasic.exceptions import ForwardModeError, ParameterError
+from phasic.moments import alpha_dot, moments, replay_plan, solve, tape_state
+from phasic.traces import graph_trace
 
 MAX_DENSE_STATES = 4000
 
 
 def _structure(graph):
-    graph._flush()
+    graph.flush()
     V = graph.vertices_length()
-    indptr, target = graph._indptr, graph._target.astype(np.int64)
+    indptr, target = graph.indptr, graph.target.astype(np.int64)
     src = np.repeat(np.arange(V), np.diff(indptr))
     transient = np.diff(indptr) > 0
     transient[0] = False
     tv = np.flatnonzero(transient)
     pos = np.full(V, -1)
     pos[tv] = np.arange(tv.size)
-    coef = graph._coef if graph._coef is not None else np.zeros((target.size, 0))
-    return dict(src=src, tgt=target, pos=pos, n=tv.size, base=graph._base, coef=coef)
+    coef = graph.coef if graph.coef is not None else np.zeros((target.size, 0))
+    return dict(src=src, tgt=target, pos=pos, n=tv.size, base=graph.base, coef=coef)
 
 
 def _enable_x64(enable):
@@ -306,6 +311,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         f = pmf_from_graph(g)
         jax.grad(lambda th: jnp.log(f(th, data)).sum())(theta)
     """
+    graph = of(graph)
     m = {"uniformisation": "uniformization"}.get(method, method)
     if m not in _METHODS:
         raise ParameterError(f"method={method!r} is not one of {', '.join(map(repr, _METHODS))}")
@@ -479,7 +485,7 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
         w = st["base"] + st["coef"] @ th if p else st["base"]
         return float(np.bincount(o_r, w[o_idx], minlength=n).max(initial=0.0))
 
-    traced_rate = top_rate(()) if not p else None if graph._theta is None else top_rate(graph._theta)
+    traced_rate = top_rate(()) if not p else None if graph.theta is None else top_rate(graph.theta)
     cap = _AUTO_MAX_JUMPS if n <= MAX_DENSE_STATES else math.inf
 
     def steps(theta, times):
@@ -527,59 +533,51 @@ def pmf_from_graph(graph, discrete=None, *, max_jumps=None, enable_x64=True, met
 
 # ------------------------------------------------------------------------- moments
 def _host_moments(h, theta, k, r):
-    from phasic.moments import _alpha_dot, _solve
-
-    if h._coef is not None:
+    if h.coef is not None:
         h.update_weights(np.asarray(theta, np.float64))
     ys, y = [], np.ones_like(r)
     for _ in range(k):
-        y = _solve(h, r * y)
+        y = solve(h, r * y)
         ys.append(y)
-    m = np.array([factorial(j + 1) * _alpha_dot(h, ys[j]) for j in range(k)])
+    m = np.array([factorial(j + 1) * alpha_dot(h, ys[j]) for j in range(k)])
     return m, ys
 
 
 def _host_value(h, theta, k, r):
     """The first k moments at theta (the graph's compiled replay plan)."""
-    if h._coef is not None:
+    if h.coef is not None:
         h.update_weights(np.asarray(theta, np.float64))
-    return np.asarray(h.moments(k, r))
+    return np.asarray(moments(h, k, r))
 
 
 def _host_grads(h, thetas, k, r, cots):
     """Rows of d(sum_j cots[row, j] m_j)/dtheta for the rows of thetas (B, p), by adjoint
     replay in the core (ReplayPlan.moments_vjp_theta, one call, the GIL released), or, for a
     graph without a plan, with the plain tape here."""
-    from phasic.moments import _replay_plan, _state
-    from phasic.traces import graph_trace
-
     thetas = np.ascontiguousarray(thetas, np.float64)
     cots = np.ascontiguousarray(cots, np.float64)
-    plan = _replay_plan(h, graph_trace(h), eager=True)
+    plan = replay_plan(h, graph_trace(h), eager=True)
     if plan is None:
         return np.array([_tape_grad(h, t, k, r, c) for t, c in zip(thetas, cots)]).reshape(thetas.shape)
-    m, grads, negative = plan.moments_vjp_theta(thetas, h._base, h._coef, int(k), r, cots, h._indptr, h._target)
+    m, grads, negative = plan.moments_vjp_theta(thetas, h.base, h.coef, int(k), r, cots, h.indptr, h.target)
     bad = np.flatnonzero(negative | ~np.all(np.isfinite(m), axis=1))
     if bad.size:  # the graph's own checks name the edge or vertex
         h.update_weights(thetas[bad[0]])
-        _state(h)
+        tape_state(h)
         raise ParameterError(f"theta {thetas[bad[0]].tolist()!r} gives non-finite moments")
     return grads
 
 
 def _tape_grad(h, theta, k, r, cot):
-    from phasic import _core
-    from phasic.moments import _state
-
     m, ys = _host_moments(h, theta, k, r)
-    tr, val, inv = _state(h)
+    tr, val, inv = tape_state(h)
     V = h.vertices_length()
-    lo, hi = int(h._indptr[0]), int(h._indptr[1])
+    lo, hi = int(h.indptr[0]), int(h.indptr[1])
     a = np.zeros(V)
-    np.add.at(a, h._target[lo:hi], h._w[lo:hi])
-    src = np.repeat(np.arange(V), np.diff(h._indptr))
-    tgt = h._target
-    dw = np.zeros(h._target.size)
+    np.add.at(a, h.target[lo:hi], h.w[lo:hi])
+    src = np.repeat(np.arange(V), np.diff(h.indptr))
+    tgt = h.target
+    dw = np.zeros(h.target.size)
     lam_vec = np.zeros(V)
     for j in range(k, 0, -1):
         c = cot[j - 1] * factorial(j)
@@ -591,7 +589,7 @@ def _tape_grad(h, theta, k, r, cot):
         dw[hi:] += mu[src[hi:]] * (y[tgt[hi:]] - y[src[hi:]])
         dw[lo:hi] += c * y[tgt[lo:hi]]
         lam_vec = r * mu
-    return dw @ h._coef if h._coef is not None else np.zeros(0)
+    return dw @ h.coef if h.coef is not None else np.zeros(0)
 
 
 def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="core"):
@@ -599,7 +597,7 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
 
     backend="core" (default): values and gradients come from trace replay in the compiled
     core (``pure_callback``; under ``vmap`` one callback evaluates the whole batch, blocks of
-    8 or 16 thetas side by side, as :func:`phasic.traces.evaluate_batch`). backend="jax": the trace is
+    8 or 16 thetas side by side, as :func:`phasic.batch.evaluate_batch`). backend="jax": the trace is
     replayed in pure JAX, level by level (:mod:`phasic.jax._replay`): jit-able, vmap-able
     (a batch runs as one replay), reverse-mode differentiable (``jax.grad``/``jacrev``; not
     forward mode), and not tied to the CPU. Its values match the core's to ~1e-15 relative
@@ -607,24 +605,23 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
     (p,) only); with backend="jax" a theta giving a negative or NaN rate yields NaN moments
     (traced code cannot raise). Continuous graphs only.
     """
+    graph = of(graph)
     if backend not in ("core", "jax"):
         raise ParameterError(f"backend={backend!r} is not one of 'core', 'jax'")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ParameterError(f"k must be a positive integer, got {k!r}")
     if graph.discrete:
         raise ParameterError("moments_from_graph supports continuous graphs; use Graph.moments")
-    graph._flush()  # edges added by hand are pending until then
-    if graph._coef is None:
+    graph.flush()  # edges added by hand are pending until then
+    if graph.coef is None:
         raise ParameterError("moments_from_graph needs a parameterised graph")
     _enable_x64(enable_x64)
     import jax
     import jax.numpy as jnp
 
-    from phasic.moments import _rewards
-
     h = graph.copy()
-    r = _rewards(h, rewards)
-    p = h._coef.shape[1]
+    r = reward_vector(h, rewards)
+    p = h.coef.shape[1]
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     if backend == "jax":
         from phasic.jax._replay import replay_moments
@@ -640,8 +637,6 @@ def moments_from_graph(graph, k=2, rewards=None, *, enable_x64=True, backend="co
             if rows.shape[0] == 1:
                 out = _host_value(h, rows[0], k, r)
             else:  # a vmapped batch: one batch replay (evaluate_batch)
-                from phasic.traces import evaluate_batch
-
                 out = evaluate_batch(h, rows, k=k, rewards=r)
         return np.asarray(out, np.float64).reshape(th.shape[:-1] + (k,)).astype(dtype)
 

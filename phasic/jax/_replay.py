@@ -47,7 +47,10 @@ from math import factorial
 
 import numpy as np
 
-from phasic.exceptions import ParameterError
+from phasic import _core
+from phasic._csr import of
+from phasic.exceptions import ParameterError, TraceError
+from phasic.traces import graph_trace
 
 #: cost, in padded element-ops, charged for opening a new bucket of levels
 BUCKET_COST = 256
@@ -136,8 +139,6 @@ def build_plan(tr, n_weights, n_vertices):
 
     Value slots: the edge weights (a WEIGHT op lives in its edge's slot), constants 0 and 1,
     the other ops level by level, then write sinks for padding."""
-    from phasic import _core
-    from phasic.exceptions import TraceError
 
     # the gathers below promise in-bounds indices: every operand must be checked first
     # (a trace the core recorded or checked for this graph: once, not on every call)
@@ -332,23 +333,22 @@ def _batch_last(fn, block):
 def replay_moments(graph, k, r, dtype, *, block=None):
     """``f(theta) -> (k,)``: the first k moments of continuous `graph` with rewards `r`
     (per vertex, r[0] = 0), pure JAX. ``f.replay_info`` has the level statistics."""
+    graph = of(graph)
     import jax
     import jax.numpy as jnp
 
-    from phasic.traces import graph_trace
-
     dtype = np.dtype(dtype)
-    graph._flush()
+    graph.flush()
     tr = graph_trace(graph)
-    V, E = graph.vertices_length(), int(graph._target.size)
+    V, E = graph.vertices_length(), int(graph.target.size)
     plan = build_plan(tr, E, V)
     if block is None:  # thetas per block under vmap: on a CPU, values of a block near 8 MB
         cpu = jax.default_backend() == "cpu"
         block = int(np.clip(2**20 // plan["n_val"], 16, 256)) if cpu else 1024
-    p = graph._coef.shape[1]
-    base, coef = np.asarray(graph._base, dtype)[:, None], np.asarray(graph._coef, dtype)
-    lo, hi = int(graph._indptr[0]), int(graph._indptr[1])
-    a_target = graph._target[lo:hi].astype(np.int32)
+    p = graph.coef.shape[1]
+    base, coef = np.asarray(graph.base, dtype)[:, None], np.asarray(graph.coef, dtype)
+    lo, hi = int(graph.indptr[0]), int(graph.indptr[1])
+    a_target = graph.target[lo:hi].astype(np.int32)
     r_x = np.append(r, 0.0).astype(dtype)[:, None]
     facts = np.array([float(factorial(j)) for j in range(1, k + 1)], dtype)[:, None]
     u32 = lambda x: np.asarray(x, np.uint32)

@@ -13,6 +13,7 @@ from phasic.keys._source import _dumps, _jstr
 from phasic.keys._values import _object_text, _value_text, encode_value, sha256
 
 __all__ = [
+    "callback_attrs",
     "FORMAT_VERSION",
     "KEY_SCHEMA",
     "GRAPH_OPTIONS",
@@ -288,3 +289,17 @@ def graph_key(callback, params, ipv=None, model=None, indexer=None, options=None
         f'"params":{_object_text(params_text)},"schema":{_jstr(KEY_SCHEMA)}}}'
     )
     return sha256(text.encode("ascii")).hexdigest(), text
+
+
+def callback_attrs(callback, material):
+    """The attributes that name a graph entry's model: ``key_material``, ``callback`` (the
+    qualified name) and ``callback_module`` (the module of the function under any decorators),
+    as ``phasic cache list`` shows them."""
+    inner = callback
+    while getattr(inner, "__wrapped__", None) is not None and inner.__wrapped__ is not inner:
+        inner = inner.__wrapped__
+    return {
+        "key_material": material,
+        "callback": getattr(callback, "__qualname__", None) or repr(callback),
+        "callback_module": getattr(inner, "__module__", None) or getattr(callback, "__module__", None),
+    }

@@ -32,7 +32,7 @@ bad entry, moved aside without being opened).  h5py reads only files whose
 structure the store writes: no external raw storage, virtual datasets, soft or
 external links, unknown filters or odd dtypes, and no dataset claiming bytes the
 file cannot hold.  Graph entries are also checked as graphs
-(:func:`phasic.graph_arrays.graph_problem`).  Entries of format 1 (and older
+(:func:`phasic._csr.graph_problem`).  Entries of format 1 (and older
 unindexed ones) have no checksum over their attributes: they are never parsed,
 a hit on them is a miss whose rebuild replaces them, and :meth:`Store.verify`
 lists them as ``legacy``.  An entry this user may not read (``PermissionError``)
@@ -42,7 +42,7 @@ aside.  A checksum shows integrity, not authenticity: see ``docs/store.md``.
 Speed and compression
 ---------------------
 Measured hit times and the compression trade-off are in ``docs/store.md``; in short,
-graphs are stored in the compact lossless form of :mod:`phasic.graph_arrays` without a
+graphs are stored in the compact lossless form of :mod:`phasic._csr` without a
 compression filter (``Store(compression="gzip")`` or ``$PHASIC_CACHE_COMPRESSION=gzip``
 adds gzip level 1 + shuffle to datasets of at least 64 KiB, read back through h5py).
 
@@ -120,6 +120,7 @@ __all__ = [
     "VerifyReport",
     "ImportReport",
     "default_root",
+    "read_store",
     "KINDS",
     "STORE_ATTRS",
     "checksum_arrays",
@@ -127,6 +128,27 @@ __all__ = [
     "PROVENANCE_ATTRS",
     "phasic_version",
 ]
+
+
+_READ_STORES = {}
+
+
+def read_store():
+    """A ``Store()`` to read hits from, made once per root and memory setting.
+
+    A hit costs a fraction of a millisecond (docs/store.md), so it reads only the environment
+    variables that matter to a read; a miss writes through a fresh ``Store()`` that checks them
+    all (size limit, compression).
+    """
+    env = os.environ
+    setting = (env.get("PHASIC_CACHE_DIR"), env.get("HOME"), env.get("PHASIC_CACHE_MEMORY_MB"))
+    store = _READ_STORES.get(setting)
+    if store is None:
+        store = Store()  # raises for bad settings, every time: nothing is remembered then
+        if len(_READ_STORES) >= 8:
+            _READ_STORES.clear()
+        _READ_STORES[setting] = store
+    return store
 
 
 class Store:
@@ -508,7 +530,7 @@ class Store:
 
         return lock_is_stale(lock, self.stale_lock_seconds)
 
-    def get_or_create(self, kind, key, build):
+    def get_or_create(self, kind, key, build, *, after_miss=None):
         """Return an entry, building and storing it when missing, at most once across processes.
 
         Parameters
@@ -528,10 +550,15 @@ class Store:
         -------
         (dict, dict)
             ``(arrays, attrs)`` as :meth:`get` returns them.
+        after_miss : str, optional
+            The status of a lookup this caller has just made that found nothing (it warned
+            already, if it had to): the entry is not read again before the lock.
         """
-        found, status, _ = self._lookup(kind, key)
-        if found is not None:
-            return found
+        status = after_miss
+        if status is None:
+            found, status, _ = self._lookup(kind, key)
+            if found is not None:
+                return found
         from phasic.store._lock import get_or_create
 
         return get_or_create(self, kind, key, build, status)

@@ -175,11 +175,11 @@ def _new_temp(path):
 def _inspect(path, key, kind, deep=False, raw=False):
     """``(arrays, attrs, stat, status, detail)`` of the entry file at ``path`` (see
     :func:`phasic.store._entry.read_entry`; with ``raw``, the verified bytes too); a graph
-    entry is also checked as a graph (:func:`phasic.graph_arrays.graph_problem`).
+    entry is also checked as a graph (:func:`phasic._csr.graph_problem`).
     Raises OSError when it cannot be read."""
     out = read_entry(path, key, deep, raw)
     if out[3] == "ok" and kind == "graphs":
-        from phasic.graph_arrays import graph_problem
+        from phasic._csr import graph_problem
 
         detail = graph_problem(out[0], out[1])
         if detail is not None:
