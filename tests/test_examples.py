@@ -42,7 +42,7 @@ def test_fit_structured_coalescent_recovers_parameters_and_reuses_caches(tmp_pat
     stored = _entries(tmp_path / "cache")
     assert any(k.startswith("graphs/") for k in stored) and any(k.startswith("traces/") for k in stored)
     # the JAX cache is the configured one (whether a compile is kept depends on how long it
-    # took, against CompilationConfig's min_cache_time; tests/test_jax_cache.py covers reuse)
+    # took, against CompilationConfig's min_cache_time; tests/jax/test_cache.py covers reuse)
     assert f"Cache directory: {tmp_path / 'jax'}" in out1
 
     out2 = _run("fit_structured_coalescent.py", tmp_path)

@@ -19,7 +19,7 @@ import pytest
 
 from phasic.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "phasic"
 
 MODEL = textwrap.dedent("""

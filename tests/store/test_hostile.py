@@ -32,7 +32,7 @@ from phasic.keys import sha256
 from phasic.store import Store
 from phasic.store._entry import MAGIC, MAGIC_H5, PREFIX, checksum_arrays, entry_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 #: Children read from disk every time (the memory layer would hide what a read does).
 NO_MEMORY = {"PHASIC_CACHE_MEMORY_MB": "0"}
@@ -448,14 +448,14 @@ def test_graph_entry_with_valid_checksum_but_invalid_arrays(tmp_path, monkeypatc
     verify reports it, a Graph(cache=True) hit moves it aside (the warning names the file and
     the edge) and rebuilds the right graph, and import refuses it."""
     from phasic import Graph
-    from phasic.cache import graph_entry_path
+    from phasic.specs import ModelSpec
     from tests import _keys_helpers as kh
 
     root = tmp_path / "cache"
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(root))
     monkeypatch.setenv("PHASIC_CACHE_MEMORY_MB", "0")
     want = Graph(kh.coalescent, ipv=[6], theta=2.0).variance()
-    path = graph_entry_path(kh.coalescent, ipv=[6], theta=2.0)
+    path = ModelSpec(kh.coalescent, ipv=[6], theta=2.0).entry_path()
     key = path.parent.name + path.name[:-3]
     arrays = {
         "target_out_of_range": _graph_arrays(target=(1, 7)),
@@ -743,7 +743,7 @@ def test_export_archives_exactly_the_bytes_it_verified(tmp_path, run_child):
         """
         import json, os, sys
         from phasic.store import Store
-        import phasic.store._maintenance, phasic.store._entry, phasic.graph_arrays, tarfile
+        import phasic.store._maintenance, phasic.store._entry, phasic._csr, tarfile
         path, root, tar = sys.argv[1:4]
         opened = []
         real = os.open

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Each scenario: files (path -> source with {R} for the edited rate and {C} for a
 # cosmetic edit) and the module:callback to build.  The callback is a Kingman-like
@@ -414,12 +414,12 @@ RUNNER = """
 import importlib, json, sys, warnings
 warnings.simplefilter("error")  # no scenario here may need a warning
 import phasic
-from phasic.cache import graph_key_for
+from phasic.specs import ModelSpec
 out = {}
 for name, spec in json.loads(sys.argv[1]).items():
     module, attr = spec.split(":")
     cb = getattr(importlib.import_module(module), attr)
-    key = graph_key_for(cb, ipv=[6])[0]
+    key = ModelSpec(cb, ipv=[6]).key
     cached = phasic.Graph(cb, ipv=[6], cache=True).expectation()
     fresh = phasic.Graph(cb, ipv=[6], cache=False).expectation()
     out[name] = [key, cached, fresh]

@@ -14,9 +14,9 @@ from phasic import (  # noqa: E402
     ParameterError,
     moments_from_graph,
 )
+from phasic._csr import reward_vector  # noqa: E402
+from phasic.batch import evaluate_batch  # noqa: E402
 from phasic.jax import _replay as jax_replay  # noqa: E402
-from phasic.moments import _rewards  # noqa: E402
-from phasic.traces import evaluate_batch  # noqa: E402
 from tests.models import random_param_graph, two_island_graph  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -30,7 +30,7 @@ def island():
 @pytest.fixture(scope="module")
 def cyclic():
     g = random_param_graph(5, n=40, p=3, extra=3)
-    g._flush()
+    g._ll.flush()
     return g
 
 
@@ -104,7 +104,7 @@ def fns(island, cyclic):
 @pytest.mark.parametrize("which", ["island", "cyclic"])
 def test_values_equal_core(which, fns):
     g, rw, fj, fc = fns[which]
-    thetas = _thetas(g._coef.shape[1], 5, 7)
+    thetas = _thetas(g._ll.coef.shape[1], 5, 7)
     batch = np.asarray(jax.jit(jax.vmap(fj))(thetas))
     np.testing.assert_allclose(batch, evaluate_batch(g, thetas, k=3, rewards=rw), rtol=1e-12)
     for th, got in zip(thetas[:3], batch):
@@ -121,7 +121,7 @@ def test_jit_and_vmap_without_rewards(cyclic):
     ref = evaluate_batch(cyclic, thetas, k=2)
     np.testing.assert_allclose(np.asarray(jax.jit(f)(thetas[5])), ref[5], rtol=1e-12)
     # jit(vmap) with the batch split into blocks of 8, the last one partial
-    small = jax_replay.replay_moments(cyclic, 2, _rewards(cyclic, None), jnp.float64, block=8)
+    small = jax_replay.replay_moments(cyclic, 2, reward_vector(cyclic, None), jnp.float64, block=8)
     np.testing.assert_allclose(np.asarray(jax.jit(jax.vmap(small))(thetas)), ref, rtol=1e-12)
     info = f.replay_info
     assert info["program_levels"] <= info["updates"] and info["tape_levels"] < info["ops"]
@@ -131,8 +131,8 @@ def test_hierarchical_trace(cache_dir, monkeypatch):
     monkeypatch.setattr(phasic.traces, "HIERARCHICAL_MIN_SCC", 2)  # splice stored components
     monkeypatch.setattr(phasic.traces, "SCC_STORE_GAIN", 0.0)
     g = random_param_graph(2, n=30, extra=2)
-    g._flush()
-    g._hierarchical = True
+    g._ll.flush()
+    g._ll.hierarchical = True
     th = np.array([0.7, 1.3, 0.4])
     h = g.copy()
     h.update_weights(th)
@@ -146,7 +146,7 @@ WTS = np.array([1.0, -0.3, 0.02])
 @pytest.mark.parametrize("which", ["island", "cyclic"])
 def test_grad_equals_core_and_finite_differences(which, fns):
     g, rw, fj, fc = fns[which]
-    p = g._coef.shape[1]
+    p = g._ll.coef.shape[1]
     thetas = _thetas(p, 3, 5)
     gj = np.asarray(jax.jit(jax.vmap(jax.grad(lambda th: (fj(th) * WTS).sum())))(thetas))
     grad_c = jax.grad(lambda th: (fc(th) * WTS).sum())

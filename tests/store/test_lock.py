@@ -24,7 +24,7 @@ import pytest
 from phasic.exceptions import CacheWarning, ParameterError, StoreError
 from phasic.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
 
 MODEL = textwrap.dedent("""
@@ -47,8 +47,9 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, args["model_dir"])
     import numpy as np
     import h5py
-    import phasic, phasic.cache, phasic.store._lock, phasic.store._write, phasic.store._entry
+    import phasic, phasic.cache, phasic.specs, phasic.store._lock, phasic.store._write, phasic.store._entry
     from phasic import Graph
+    from phasic.specs import ModelSpec
     from phasic.store import Store
     import model
     os.environ["PHASIC_CACHE_DIR"] = args["scratch"]   # every lazy import happens here, as the caller
@@ -65,7 +66,7 @@ CHILD = textwrap.dedent("""
         warnings.simplefilter("always")
         t0, c0 = time.monotonic(), time.process_time()
         if args["what"] == "graph":
-            out["path"] = str(phasic.cache.graph_entry_path(model.coalescent, theta=2.0))
+            out["path"] = str(ModelSpec(model.coalescent, theta=2.0).entry_path())
             out["value"] = Graph(model.coalescent, theta=2.0, cache=True).expectation()
         else:
             arrays, attrs = Store(args["store"]).get_or_create(
@@ -107,9 +108,9 @@ def _model_key(world):
     spec = importlib.util.spec_from_file_location("model", world / "model" / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    from phasic.cache import graph_key_for
+    from phasic.specs import ModelSpec
 
-    return graph_key_for(module.coalescent, theta=2.0)[0]
+    return ModelSpec(module.coalescent, theta=2.0).key
 
 
 def _child(world, store, what="graph", timeout=30, **args):

@@ -12,7 +12,7 @@ import numpy as np
 
 from phasic.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, env_root=None, jax=None):

@@ -21,7 +21,7 @@ import pytest
 from phasic.exceptions import ParameterError, StoreError, UnsafeArchiveError
 from phasic.store import STALE_TEMP_SECONDS, Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENTRY_RE = re.compile(r"^[0-9a-f]{62}\.h5$")
 
 
