@@ -271,3 +271,23 @@ def run_limited(argv, timeout, limit_bytes=None, env=None):
 
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
+
+
+def flip_data_byte(path, dataset):
+    """Flips one byte inside ``dataset``'s data in the HDF5 store entry at ``path``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset()
+    data = bytearray(path.read_bytes())
+    data[offset + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def child_env(**extra):
+    """``os.environ`` with the repository on PYTHONPATH (a child process can import ``tests``),
+    updated with ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env

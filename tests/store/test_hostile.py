@@ -7,7 +7,6 @@ unreadable entry (read as ``nobody``), a killed import.  Anything that could blo
 loop runs in a subprocess with a timeout, so a regression fails instead of hanging.
 """
 
-import hashlib
 import io
 import json
 import math
@@ -31,15 +30,12 @@ from phasic.exceptions import CacheWarning, UnsafeArchiveError
 from phasic.keys import sha256
 from phasic.store import Store
 from phasic.store._entry import MAGIC, MAGIC_H5, PREFIX, checksum_arrays, entry_image
+from tests.models import K
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
 #: Children read from disk every time (the memory layer would hide what a read does).
 NO_MEMORY = {"PHASIC_CACHE_MEMORY_MB": "0"}
-
-
-def K(i):
-    return hashlib.sha256(str(i).encode()).hexdigest()
 
 
 def _env(**extra):

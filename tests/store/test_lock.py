@@ -1,4 +1,6 @@
-"""Locks and writes of the store never spin, crash or lose data (real mounts, users and processes).
+"""Locks and writes of the store never spin, crash or lose data (real mounts, users and processes):
+the build lock (phasic/store/_lock.py) with dead, live, foreign and concurrent holders, and the
+writes that depend on who and where (full disks, group-shared stores, provenance).
 
 Every scenario that could loop forever on a regression runs in a subprocess with a timeout.
 Scenarios that need another user import phasic as root (the virtualenv's interpreter lives
@@ -6,7 +8,6 @@ under /root) and then drop to that user with setgid/setuid before touching the s
 """
 
 import errno
-import hashlib
 import importlib.util
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 
 from phasic.exceptions import CacheWarning, ParameterError, StoreError
 from phasic.store import Store
+from tests.models import K
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
@@ -77,10 +79,6 @@ CHILD = textwrap.dedent("""
     out["warnings"] = [[w.category.__name__, str(w.message)] for w in caught]
     print(json.dumps(out))
 """)
-
-
-def K(i):
-    return hashlib.sha256(str(i).encode()).hexdigest()
 
 
 def _env(**extra):
@@ -485,3 +483,85 @@ def test_staging_of_an_import_whose_pid_was_reused_is_stale(tmp_path):
         json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
     )
     assert clean_staging(store) == [str(staging)] and live.exists()
+
+
+# ----------------------------------------------------------------------------- concurrent builders
+
+
+def test_eight_processes_racing_build_once(tmp_path):
+    marker, go = tmp_path / "builds.txt", tmp_path / "go"
+    root = tmp_path / "store"
+    code = "import sys; from tests._keys_helpers import race_worker; race_worker(*sys.argv[1:])"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(root), K(5), str(marker), str(go), str(tmp_path / f"out{i}.json")],
+            cwd=REPO,
+            env=_env(),
+        )
+        for i in range(8)
+    ]
+    deadline = time.monotonic() + 90
+    while not all((tmp_path / f"out{i}.json.ready").exists() for i in range(8)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go.write_text("go")
+    assert [p.wait(timeout=120) for p in procs] == [0] * 8
+    results = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(8)]
+    assert all(r == results[0] for r in results)
+    expected = np.random.default_rng(7).random(50_000).sum()
+    assert results[0]["sum"] == pytest.approx(expected, rel=0, abs=0) and results[0]["who"] == "race"
+    builds = marker.read_text().split()
+    assert 1 <= len(builds) <= 2
+    files = [p for p in (root / "graphs").rglob("*") if p.is_file()]
+    assert [p.name for p in files] == [f"{K(5)[2:]}.h5"]  # no lock or temp file left behind
+    assert Store(root).verify().ok == 1
+
+
+LOCK_HOLDER_CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from phasic.store import Store
+    def build():
+        print("building", flush=True)
+        time.sleep(60)
+        return {"x": np.arange(3)}, {}
+    Store(sys.argv[1]).get_or_create("graphs", sys.argv[2], build)
+""")
+
+
+def test_lock_of_a_killed_builder_is_taken_over(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER_CHILD, str(tmp_path), K(8)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "building"
+    lock = Store(tmp_path).path("graphs", K(8))
+    lock = lock.parent / f".{lock.name}.lock"
+    assert lock.exists()
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    t0 = time.monotonic()
+    arrays, _ = Store(tmp_path).get_or_create("graphs", K(8), lambda: ({"x": np.arange(5)}, {}))
+    assert time.monotonic() - t0 < 10
+    assert arrays["x"].tolist() == list(range(5)) and not lock.exists()
+
+
+def test_stale_lock_by_age_is_taken_over(tmp_path):
+    store = Store(tmp_path, stale_lock_seconds=0.5)
+    path = store.path("graphs", K(4))
+    path.parent.mkdir(parents=True)
+    lock = path.parent / f".{path.name}.lock"
+    lock.write_text(json.dumps({"pid": 1, "host": "some-other-host", "time": 0}))
+    arrays, _ = store.get_or_create("graphs", K(4), lambda: ({"x": np.arange(2)}, {}))
+    assert arrays["x"].tolist() == [0, 1] and not lock.exists()
+
+
+def test_failed_build_releases_lock(tmp_path):
+    store = Store(tmp_path)
+
+    def boom():
+        raise RuntimeError("model exploded")
+
+    with pytest.raises(RuntimeError, match="model exploded"):
+        store.get_or_create("graphs", K(6), boom)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert store.get_or_create("graphs", K(6), lambda: ({"x": np.arange(1)}, {}))[0]["x"].tolist() == [0]
