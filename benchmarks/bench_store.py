@@ -187,7 +187,7 @@ def measure(models, quick, fresh_runs, root, pycache, full=False):
     import models as bench_models
 
     from phasic import Graph
-    from phasic.cache import graph_entry_path, graph_key_for
+    from phasic.specs import ModelSpec
     from phasic.store import Store
     from phasic.store._entry import checksum_arrays
 
@@ -199,7 +199,7 @@ def measure(models, quick, fresh_runs, root, pycache, full=False):
             cb, ipv = bench_models.spec(name, n)
             g = Graph(cb, ipv=ipv)
             Graph(cb, ipv=ipv, cache=True)  # miss: builds and stores
-            path = graph_entry_path(cb, ipv=ipv)
+            path = ModelSpec(cb, ipv=ipv).entry_path()
             disk_store = Store(memory_mb=0)
 
             def disk_hit():
@@ -215,7 +215,7 @@ def measure(models, quick, fresh_runs, root, pycache, full=False):
                 [
                     lambda: Graph(cb, ipv=ipv),
                     lambda: Graph(cb, ipv=ipv, cache=True),
-                    lambda: (graph_key_for(cb, ipv=ipv), disk_hit()),
+                    lambda: (ModelSpec(cb, ipv=ipv).key, disk_hit()),
                 ]
             )
             h5 = _per_call([h5py_read], 10, 3)[0]

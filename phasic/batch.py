@@ -98,8 +98,6 @@ def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, thr
             h.update_weights(row)
             out.append(pdf(h, times) if what == "pdf" else cdf(h, times))
         return np.asarray(out).reshape(B, -1)
-    if what not in ("moments", "expectation", "variance"):
-        raise ParameterError(f"what={what!r} is not one of moments, expectation, variance, pdf, cdf")
     kk = {"moments": k, "expectation": 1, "variance": 2}[what]
     if isinstance(kk, bool) or not isinstance(kk, (int, np.integer)) or kk < 1:
         raise ParameterError(f"k must be a positive integer, got {k!r}")

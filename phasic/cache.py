@@ -16,13 +16,14 @@ Examples
 --------
 ::
 
+    import phasic
     from phasic import Graph, with_ipv
     @with_ipv([10])
     def coalescent(state, theta=1.0):
         n = state[0]
         return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
     g = Graph(coalescent, theta=2.0, cache=True)
-    graph_entry_path(coalescent, theta=2.0).exists()
+    phasic.specs.ModelSpec(coalescent, theta=2.0).entry_path().exists()
     # True
 """
 
@@ -38,8 +39,6 @@ from phasic.store import Store
 
 __all__ = [
     "GraphCache",
-    "graph_entry_path",
-    "graph_key_for",
     "print_graph_cache_info",
     "get_graph_cache_stats",
     "print_trace_cache_info",
@@ -54,33 +53,10 @@ _RULE = "=" * 70
 _MB = 1024 * 1024
 
 
-def _key_args(kwargs):
+def _key(callback, kwargs):
+    """``(key, material)`` of ``Graph(callback, **kwargs)`` (see :func:`phasic.keys.graph_key`)."""
     options, params = split_graph_kwargs(kwargs)
-    return params, options.get("ipv"), options.get("model"), options.get("indexer"), options
-
-
-def graph_key_for(callback, **kwargs):
-    """``(key, key material)`` of ``Graph(callback, **kwargs)``, without building anything.
-
-    Keyword arguments are split exactly as ``Graph`` splits them
-    (:func:`phasic.keys.split_graph_kwargs`).
-    """
-    params, ipv, model, indexer, options = _key_args(kwargs)
-    return graph_key(callback, params, ipv=ipv, model=model, indexer=indexer, options=options)
-
-
-def graph_entry_path(callback, **kwargs):
-    """Path of the store entry ``Graph(callback, cache=True, **kwargs)`` reads or writes.
-
-    Computed from the key alone: nothing is built, read or created.  The root
-    is ``$PHASIC_CACHE_DIR`` or ``~/.phasic_cache``.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    key, _ = graph_key_for(callback, **kwargs)
-    return Store().path("graphs", key)
+    return graph_key(callback, params, options=options)
 
 
 class GraphCache:
@@ -128,13 +104,13 @@ class GraphCache:
 
     def save_graph(self, graph, callback, **kwargs):
         """Store ``graph`` as the graph of ``Graph(callback, **kwargs)``; returns the entry's path."""
-        key, material = graph_key_for(callback, **kwargs)
+        key, material = _key(callback, kwargs)
         arrays, attrs = graph.to_arrays(compact=True)
         return self.store.put("graphs", key, arrays, {**attrs, **callback_attrs(callback, material)})
 
     def load_graph(self, callback, **kwargs):
         """The cached graph of ``Graph(callback, **kwargs)``, or None when not cached."""
-        key, _ = graph_key_for(callback, **kwargs)
+        key, _ = _key(callback, kwargs)
         found = self.store.get("graphs", key)
         return None if found is None else Graph.from_arrays(*found)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import types
 
 import numpy as np
@@ -55,12 +56,64 @@ def _ipv_state(state) -> list:
     return seq
 
 
-def normalize_ipv(ipv) -> list:
-    """Returns the IPV as a list of ``[state, probability]`` pairs.
+def _is_int(x):
+    return type(x) is int or (isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool))
+
+
+def _ipv_for_key(ipv):
+    """:func:`normalize_ipv` for keys: never raises, integer states, float probabilities."""
+    if ipv is None:
+        return None
+    try:
+        items = list(ipv)
+    except TypeError:
+        return ipv
+    if items and all(_is_int(x) for x in items):
+        return [[[int(x) for x in items], 1.0]]
+    out = []
+    for item in items:
+        try:
+            state, prob = item
+            state = list(state)
+            if not all(type(x) is int for x in state) and not all(_is_int(x) for x in state):
+                return ipv
+            out.append([[int(x) for x in state], float(prob)])
+        except (TypeError, ValueError):
+            return ipv
+    return out
+
+
+def normalize_ipv(ipv, *, for_key=False) -> list:
+    """The initial distribution as ``[[state, probability], ...]``: the one IPV normaliser.
 
     ``[10]`` (one start state) means ``[[[10], 1.0]]``; ``[[10, 0]]`` is ambiguous and is
     read as one state unless its items are ``[state, prob]`` pairs.
+
+    Parameters
+    ----------
+    ipv : list, tuple or numpy.ndarray
+        One start state, or ``[state, probability]`` pairs.
+    for_key : bool
+        The form :mod:`phasic.keys` hashes: states as lists of ``int``, probabilities as
+        ``float``, and never an error: an IPV of another shape (or with non-integer state
+        entries) is returned unchanged, to be keyed as given (``Graph`` reports it when it
+        builds). Default: the form ``Graph`` builds from, checked.
+
+    Raises
+    ------
+    GraphConstructionError
+        (not with ``for_key``) No IPV, an empty one, a bool in a state, a probability that
+        is not a number ``>= 0``, or probabilities summing over 1.
+
+    Examples
+    --------
+    >>> normalize_ipv([10])
+    [[[10], 1.0]]
+    >>> normalize_ipv([[[2, 0], 0.5], [[1, 1], 0.5]])
+    [[[2, 0], 0.5], [[1, 1], 0.5]]
     """
+    if for_key:
+        return _ipv_for_key(ipv)
     if ipv is None:
         raise GraphConstructionError(
             "no initial distribution: decorate the callback with @with_ipv(...) or pass Graph(callback, ipv=...)"

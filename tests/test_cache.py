@@ -20,12 +20,11 @@ from phasic.cache import (
     get_all_cache_stats,
     get_graph_cache_stats,
     get_trace_cache_stats,
-    graph_entry_path,
-    graph_key_for,
     print_graph_cache_info,
     print_trace_cache_info,
 )
 from phasic.exceptions import UnhashableError
+from phasic.specs import ModelSpec
 from phasic.store import Store
 from tests import _keys_helpers as kh
 
@@ -71,10 +70,11 @@ def test_second_cached_build_does_not_call_the_callback(root, tmp_path):
     for a, b in zip(g1.edges(), g2.edges()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(g1.states(), g2.states())
-    path = graph_entry_path(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0, cache=True)
+    path = ModelSpec(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0, cache=True).entry_path()
     assert path.is_file() and path.parent.parent == root / "graphs"
     with h5py.File(path, "r") as f:
-        key, material = graph_key_for(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0)
+        spec = ModelSpec(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0)
+        key, material = spec.key, spec.material
         assert f.attrs["key"] == key == path.parent.name + path.stem
         assert f.attrs["key_material"] == material
         assert f.attrs["callback"] == "counted_coalescent"
@@ -168,10 +168,13 @@ def test_parameterised_graph_round_trips_through_the_cache(root, tmp_path):
 
 
 def test_entry_path_splits_options_like_graph(root, tmp_path):
-    base = graph_entry_path(kh.coalescent, ipv=[5], theta=2.0)
-    assert graph_entry_path(kh.coalescent, ipv=[5], theta=2.0, cache=True, max_vertices=10, hierarchical=True) == base
-    assert graph_entry_path(kh.coalescent, ipv=[5], theta=2.0, discrete=True) != base
-    assert graph_entry_path(kh.coalescent, ipv=[5], theta=2.5) != base
+    base = ModelSpec(kh.coalescent, ipv=[5], theta=2.0).entry_path()
+    assert (
+        ModelSpec(kh.coalescent, ipv=[5], theta=2.0, cache=True, max_vertices=10, hierarchical=True).entry_path()
+        == base
+    )
+    assert ModelSpec(kh.coalescent, ipv=[5], theta=2.0, discrete=True).entry_path() != base
+    assert ModelSpec(kh.coalescent, ipv=[5], theta=2.5).entry_path() != base
     assert not root.exists()  # computing a path creates nothing
     Graph(kh.coalescent, ipv=[5], theta=2.0, cache=True, max_vertices=100)
     assert base.is_file()
@@ -180,7 +183,7 @@ def test_entry_path_splits_options_like_graph(root, tmp_path):
 def test_corrupt_cached_graph_is_rebuilt(root, tmp_path):
     marker = tmp_path / "calls.txt"
     _kingman(marker, 2.0, cache=True)
-    path = graph_entry_path(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0)
+    path = ModelSpec(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0).entry_path()
     path.write_bytes(path.read_bytes()[:100])
     before = _calls(marker)
     with pytest.warns(RuntimeWarning, match="corrupt entry"):
@@ -300,10 +303,10 @@ def test_clear_model_cache_and_clear_caches(root, tmp_path, capsys):
 def test_a_checksummed_entry_that_is_no_graph_is_moved_aside_and_rebuilt(root):
     """Arrays with a valid checksum that hold no graph at all: the hit names the file, moves it
     aside and rebuilds (before: every later Graph(cache=True) failed without naming the file)."""
-    from phasic.cache import graph_key_for
     from phasic.exceptions import CacheWarning
+    from phasic.specs import ModelSpec
 
-    key, _ = graph_key_for(kh.coalescent, theta=2.0, ipv=[6])
+    key = ModelSpec(kh.coalescent, theta=2.0, ipv=[6]).key
     store = Store(root)
     store.put("graphs", key, {"something/else": np.arange(3)}, {"note": "not a graph"})
     path = store.path("graphs", key)
@@ -325,13 +328,13 @@ def test_entry_of_a_newer_phasic_is_never_overwritten_and_warns_once(root, tmp_p
     """Review 3: an entry written by a newer phasic (a newer store format) used to be read as a
     miss three times (three warnings) and then overwritten by the rebuild.  Now the graph is
     built in memory with one CacheWarning saying to upgrade, and the entry keeps its bytes."""
-    from phasic.cache import graph_entry_path
     from phasic.exceptions import CacheWarning
+    from phasic.specs import ModelSpec
 
     marker = tmp_path / "calls.txt"
     want = _kingman(marker, 2.0, cache=True).expectation()
     first = _calls(marker)
-    path = graph_entry_path(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0)
+    path = ModelSpec(kh.counted_coalescent, ipv=[10], marker=str(marker), theta=2.0).entry_path()
     data = bytearray(path.read_bytes())
     data[:16] = b"phasic-store-v9\n"
     path.write_bytes(bytes(data))

@@ -118,9 +118,9 @@ def test_build_stores_graph_and_trace_and_sweep_matches_serial(client, store):
     keys = build(specs, client=client, progress=False)
     assert keys == [s.key for s in specs]
     local = Graph(dm.two_island_param, ipv=[4, 3])
-    from phasic.cache import graph_entry_path
+    from phasic.specs import ModelSpec
 
-    assert Path(store.path("graphs", keys[0])) == graph_entry_path(dm.two_island_param, ipv=[4, 3])
+    assert Path(store.path("graphs", keys[0])) == ModelSpec(dm.two_island_param, ipv=[4, 3]).entry_path()
     from phasic._csr import unpack
 
     arrays = unpack(store.get("graphs", keys[0])[0])  # stored in the compact form

@@ -1,4 +1,4 @@
-"""Model specs (phasic/models.py): the YAML reader refuses alias bombs and recursive aliases in
+"""Model specs (phasic/specs.py): the YAML reader refuses alias bombs and recursive aliases in
 bounded memory and time, with short messages; anchors within the bound keep working."""
 
 import sys
@@ -25,7 +25,7 @@ def test_yaml_alias_bomb_is_refused_in_bounded_memory_and_time(tmp_path):
 
 def test_yaml_specs_refuse_recursive_aliases_and_keep_messages_short(tmp_path):
     from phasic.cli._build import read_models
-    from phasic.models import read_spec
+    from phasic.specs import read_spec
 
     path = tmp_path / "rec.yaml"
     path.write_text("a: &a [1, *a]\n")

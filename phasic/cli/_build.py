@@ -1,6 +1,6 @@
 """``phasic build MODELS.yaml``: build many models' graphs and traces as Dask tasks.
 
-``MODELS.yaml`` holds model specs in the format of :mod:`phasic.models` (the workflow's
+``MODELS.yaml`` holds model specs in the format of :mod:`phasic.specs` (the workflow's
 config format): a list of specs, or a mapping with a ``models:`` list (keys such as
 ``theta_grid`` that only concern evaluation are ignored here)::
 
@@ -59,7 +59,7 @@ def read_models(path, names=None):
 
     from phasic.distributed import ModelSpec
     from phasic.exceptions import ParameterError
-    from phasic.models import load_yaml, short_repr
+    from phasic.specs import load_yaml, short_repr
 
     path = Path(path).expanduser()
     try:

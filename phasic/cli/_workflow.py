@@ -1,7 +1,7 @@
 """The ``phasic graph build``, ``phasic trace record`` and ``phasic evaluate`` commands.
 
 These are the steps of the Snakemake workflow (``workflows/rules/*.smk``), usable by hand as
-well.  A model is named by a *model spec* (see :mod:`phasic.models`): ``--spec`` with JSON/YAML
+well.  A model is named by a *model spec* (see :mod:`phasic.specs`): ``--spec`` with JSON/YAML
 text or ``@file.yaml`` (a spec, or a workflow config plus ``--model NAME``), or the flags
 ``--file``/``--module``, ``--callback`` and ``--param KEY=VALUE``.  ``trace record`` and
 ``evaluate`` also take a graph's store entry path instead.  Every command prints a JSON object
@@ -27,14 +27,14 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
+from phasic._progress import Progress
+
 __all__ = ["register"]
 
-_SPIN = "|/-\\"
 
 #: Most points a time grid (``--times``) may have.
 MAX_TIME_POINTS = 1_000_000
@@ -42,48 +42,6 @@ MAX_TIME_POINTS = 1_000_000
 MAX_DISTRIBUTION_ROWS = 100_000_000
 
 STDIO = "-"
-
-
-# ------------------------------------------------------------------------ progress
-class _Progress:
-    """A one-line progress display on stderr, shown only when stderr is a terminal."""
-
-    def __init__(self, label, total=None, enabled=None):
-        self.label, self.total, self.done = label, total, 0
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._t0 = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _line(self):
-        elapsed = time.perf_counter() - self._t0
-        if self.total:
-            width = 30
-            filled = int(width * self.done / self.total)
-            return f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {elapsed:.1f}s"
-        return f"\r{self.label} {_SPIN[int(elapsed * 8) % 4]} {elapsed:.1f}s"
-
-    def _spin(self):
-        while not self._stop.wait(0.125):
-            sys.stderr.write(self._line())
-            sys.stderr.flush()
-
-    def __enter__(self):
-        if self.enabled:
-            self._thread = threading.Thread(target=self._spin, daemon=True)
-            self._thread.start()
-        return self
-
-    def advance(self, n=1):
-        self.done += n
-
-    def __exit__(self, *exc):
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            sys.stderr.write(self._line() + "\n")
-            sys.stderr.flush()
-        return False
 
 
 # ------------------------------------------------------------------------ arguments
@@ -145,7 +103,7 @@ def _spec_from_args(args, required=True):
     import yaml
 
     from phasic.exceptions import ParameterError
-    from phasic.models import check_spec, read_spec
+    from phasic.specs import check_spec, read_spec
 
     flags = {
         k: getattr(args, k)
@@ -197,7 +155,7 @@ def _load_graph(args, build_missing=True):
     """``(graph, info, spec, store)`` from an ENTRY argument or a model spec."""
     from phasic.exceptions import ParameterError, StoreError
     from phasic.graph import Graph
-    from phasic.models import entry_key, resolve_spec
+    from phasic.specs import entry_key, resolve_spec
 
     spec = _spec_from_args(args, required=args.entry is None)
     if spec is not None:
@@ -221,13 +179,12 @@ def _load_graph(args, build_missing=True):
 
 
 def _build(spec, args, store, build_missing=True):
-    from phasic.cache import graph_key_for
     from phasic.exceptions import StoreError
     from phasic.graph import Graph
-    from phasic.models import load_model
+    from phasic.specs import ModelSpec, load_model
 
     callback, kwargs = load_model(spec, args.search_dir)
-    key, _ = graph_key_for(callback, **kwargs)
+    key = ModelSpec(callback, **kwargs).key
     path = store.path("graphs", key)
     existed = path.is_file()
     if not build_missing and not path.is_file():
@@ -236,7 +193,7 @@ def _build(spec, args, store, build_missing=True):
             "build it first with: phasic graph build"
         )
     quiet = getattr(args, "quiet", False)
-    with _Progress(f"graph {spec.get('name') or spec['callback']}", enabled=None if not quiet else False):
+    with Progress(f"graph {spec.get('name') or spec['callback']}", enabled=None if not quiet else False):
         g = Graph.cached(callback, store=store, **kwargs)
     if not path.is_file():
         raise StoreError(
@@ -315,9 +272,9 @@ def _graph_build(args):
     store = Store()
     t0 = time.perf_counter()
     if args.expect:
-        from phasic.models import graph_entry_path
+        from phasic.specs import ModelSpec
 
-        expected = graph_entry_path(spec, store.root, args.search_dir)
+        expected = ModelSpec.from_dict(spec, args.search_dir).entry_path(store.root)
         if os.path.abspath(args.expect) != str(expected):
             raise ParameterError(
                 f"--expect {args.expect!r} is not where this model's graph is stored ({str(expected)!r}): "
@@ -352,7 +309,7 @@ def _trace_record(args):
     g, info, spec, store = loaded
     key = trace_key(g)
     existed = store.contains("traces", key)
-    with _Progress("trace", enabled=None if not args.quiet else False):
+    with Progress("trace", enabled=None if not args.quiet else False):
         ensure_trace(g, store)
     result = {
         "name": (spec or {}).get("name"),
@@ -510,7 +467,7 @@ def _evaluate_thetas(g, thetas, k, vectors, times, progress):
             else:
                 dist[0, sl] = evaluate_batch(g, thetas[sl], "pdf", times=times)
                 dist[1, sl] = evaluate_batch(g, thetas[sl], "cdf", times=times)
-        progress.advance(sl.stop - sl.start)
+        progress.update(sl.stop - sl.start)
     return mom, dist
 
 
@@ -561,7 +518,7 @@ def _evaluate(args):
     import numpy as np
 
     from phasic.exceptions import ParameterError, TraceError
-    from phasic.models import reward_vectors, rewards_reference, theta_matrix, theta_names
+    from phasic.specs import reward_vectors, rewards_reference, theta_matrix, theta_names
 
     t0 = time.perf_counter()
     to_stdout = [f for f in ("moments_out", "distribution_out") if getattr(args, f) == STDIO]
@@ -613,7 +570,7 @@ def _evaluate(args):
     rewards = args.rewards if args.rewards is not None else rewards_reference(spec)
     module = None
     if rewards not in (None, "sfs", "columns") and ":" not in rewards and spec.get("callback"):
-        from phasic.models import _module_of
+        from phasic.specs import _module_of
 
         module = _module_of(spec, args.search_dir)[0]
     labels, vectors = reward_vectors(rewards, g, module, label=f"model {name!r}")
@@ -630,14 +587,14 @@ def _evaluate(args):
         )
     _use_stored_trace(g, store)
     auto = isinstance(times, tuple)
-    progress = _Progress(f"evaluate {name}", total=B, enabled=None if not args.quiet else False)
+    progress = Progress(f"evaluate {name}", total=B, enabled=None if not args.quiet else False)
     with progress:
         if thetas is None:
             mom, _ = _evaluate_plain(g, k, vectors, None)
         elif method == "dask":
             mom, _ = _sweep_dask(info, store, thetas, k, vectors, None)
         else:
-            mom, _ = _evaluate_thetas(g, thetas, k, vectors, None, _Progress("", enabled=False))
+            mom, _ = _evaluate_thetas(g, thetas, k, vectors, None, Progress("", enabled=False))
         grid_t = None
         if want_dist:
             if auto:
@@ -647,7 +604,7 @@ def _evaluate(args):
                     tm = (
                         _evaluate_plain(g, 2, None, None)[0][0]
                         if thetas is None
-                        else _evaluate_thetas(g, thetas, 2, None, None, _Progress("", enabled=False))[0][0]
+                        else _evaluate_thetas(g, thetas, 2, None, None, Progress("", enabled=False))[0][0]
                     )
                 sd = np.sqrt(np.maximum(tm[:, 1] - tm[:, 0] ** 2, 0.0))
                 grid_t = _auto_grid(tm[:, 0], sd, times[1], g.discrete)
@@ -666,7 +623,7 @@ def _evaluate(args):
             else:
                 _, dist = _evaluate_thetas(g, thetas, 1, None, grid_t, progress)
         else:
-            progress.advance(B)
+            progress.update(B)
     theta_rows = [[]] if thetas is None else [[_fmt(x) for x in row] for row in thetas]
     header = names + ["reward"] + [f"moment_{i + 1}" for i in range(k)] + (["variance"] if k >= 2 else [])
 

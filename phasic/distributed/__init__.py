@@ -52,8 +52,9 @@ names the spec (callback qualname and arguments), the state the callback raised 
 exception's ``__notes__``) and the cause.
 """
 
-from phasic.distributed._build import ModelSpec, build
+from phasic.distributed._build import build
 from phasic.distributed._client import Connection, connect
 from phasic.distributed._sweep import sweep
+from phasic.specs import ModelSpec
 
 __all__ = ["ModelSpec", "build", "sweep", "connect", "Connection"]

@@ -5,143 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import sys
 import time
 import traceback
 
 from phasic.exceptions import DistributedError, ParameterError, StoreError, UnhashableError
 from phasic.keys import graph_key, split_graph_kwargs
+from phasic.specs import ModelSpec
 
-__all__ = ["ModelSpec", "build"]
-
-# Options that make no sense for a stored model (build always stores; manual graphs have no callback).
-_DROPPED = ("cache", "graph_cache", "hierarchical")
-
-
-def _short(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class ModelSpec:
-    """A model to build: a callback plus the keyword arguments ``Graph`` would get.
-
-    Parameters
-    ----------
-    callback : callable
-        The state-space callback.  It is pickled *by reference* to reach the workers, so it
-        must be a module-level function of a module the workers can import.
-    **kwargs
-        ``Graph`` options (``ipv``, ``theta_dim``, ``discrete``, ``model``, ``indexer``,
-        ``max_vertices``) and callback parameters, exactly as for
-        ``Graph(callback, **kwargs)``.  ``cache``/``hierarchical`` are ignored: built graphs
-        are always stored, and the stored trace is the flat one.
-
-    Attributes
-    ----------
-    key : str
-        The store key of the graph (:func:`phasic.keys.graph_key`); equal to the key
-        ``Graph(callback, cache=True, **kwargs)`` uses.
-    label : str
-        ``module.qualname(k=v, ...)``, used in messages.
-
-    Examples
-    --------
-    ::
-
-        from phasic.distributed import ModelSpec
-        spec = ModelSpec(coalescent, theta=2.0)
-        len(spec.key)
-        # 64
-    """
-
-    def __init__(self, callback, /, **kwargs):
-        if not callable(callback):
-            raise ParameterError(f"ModelSpec callback {callback!r} is not callable; pass the model's function")
-        if "state_length" in kwargs:
-            raise ParameterError(
-                f"ModelSpec got state_length={kwargs['state_length']!r}: manual graphs have no callback to "
-                "build on a worker; build them locally and pass the Graph to sweep()"
-            )
-        self.callback = callback
-        self.kwargs = {k: v for k, v in kwargs.items() if k not in _DROPPED}
-        self._key = None
-        self._material = None
-
-    def _compute_key(self):
-        if self._key is None:
-            options, params = split_graph_kwargs(self.kwargs)
-            self._key, self._material = graph_key(self.callback, params, options=options)
-        return self._key, self._material
-
-    @property
-    def key(self):
-        return self._compute_key()[0]
-
-    @property
-    def material(self):
-        """The canonical key material (JSON text) hashed into :attr:`key`."""
-        return self._compute_key()[1]
-
-    @property
-    def label(self):
-        cb = self.callback
-        name = f"{getattr(cb, '__module__', '?')}.{getattr(cb, '__qualname__', repr(cb))}"
-        args = ", ".join(f"{k}={_short(v)}" for k, v in self.kwargs.items())
-        return f"{name}({args})"
-
-    def __repr__(self):
-        return f"ModelSpec({self.label})"
-
-    @classmethod
-    def from_dict(cls, spec, search_dirs=()):
-        """The ModelSpec of a model spec mapping (see :mod:`phasic.models`; a config's entry).
-
-        Callbacks from a ``file:`` are sent to the workers by value (the file need not be
-        importable there); ``module:`` callbacks by reference.
-        """
-        from phasic.models import load_model
-
-        callback, kwargs = load_model(spec, search_dirs)
-        module = sys.modules.get(getattr(callback, "__module__", None) or "")
-        if module is not None and module.__name__.startswith("_phasic_model_"):
-            import cloudpickle
-
-            cloudpickle.register_pickle_by_value(module)
-        return cls(callback, **kwargs)
-
-    def _by_reference(self):
-        """Whether the callback reaches the workers by reference (importable by name)."""
-        cb = self.callback
-        module = getattr(cb, "__module__", None) or "__main__"
-        if module == "__main__" or module.startswith("_phasic_model_"):
-            return False
-        return "<locals>" not in getattr(cb, "__qualname__", "<locals>")
-
-    def _payload(self):
-        """The callback as the build task gets it: itself, or cloudpickle bytes when by value.
-
-        (Dask pickles task arguments with plain pickle first, which would send a function
-        from a model file by a module name the workers cannot import.)
-        """
-        if self._by_reference():
-            return self.callback
-        import cloudpickle
-
-        return cloudpickle.dumps(self.callback)
-
-    def __eq__(self, other):
-        return isinstance(other, ModelSpec) and self.key == other.key
-
-    def __hash__(self):
-        return hash(self.key)
-
-    def __getstate__(self):
-        return {"callback": self.callback, "kwargs": self.kwargs, "_key": self._key, "_material": self._material}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
+__all__ = ["build"]
 
 # ----------------------------------------------------------------------------- worker side
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
-import time
 import warnings
 
+from phasic._progress import Progress
 from phasic.exceptions import DistributedError, ParameterError
 
 __all__ = ["Connection", "connect", "ENV_SCHEDULER", "ENV_CLUSTER", "ENV_JOBS"]
@@ -255,59 +254,17 @@ def connect(client=None, *, scheduler=None, cluster=None, jobs=None):
             conn.cluster.close()
 
 
-# ---------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """A one-line text progress bar on stderr (``enabled=None``: only when stderr is a TTY)."""
-
-    def __init__(self, total, label, enabled=None, stream=None):
-        self.stream = stream if stream is not None else sys.stderr
-        if enabled is None:
-            enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.enabled, self.total, self.label = bool(enabled) and total > 0, int(total), label
-        self.done, self.start, self._last = 0, time.perf_counter(), 0.0
-        self._draw(force=True)
-
-    def _draw(self, force=False):
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self._last < 0.1 and self.done < self.total:
-            return
-        self._last = now
-        width = 30
-        fill = int(width * self.done / max(self.total, 1))
-        self.stream.write(
-            f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {now - self.start:.1f}s"
-        )
-        self.stream.flush()
-
-    def update(self, n=1):
-        self.done += n
-        self._draw(force=self.done >= self.total)
-
-    def close(self):
-        if self.enabled:
-            self._draw(force=True)
-            self.stream.write("\n")
-            self.stream.flush()
-            self.enabled = False
-
-
 def wait(client, futures, progress, label):
     """Wait for every future, drawing a progress bar; cancels the rest on KeyboardInterrupt."""
     from distributed import as_completed
 
-    bar = Progress(len(futures), label, progress)
-    try:
-        for _ in as_completed(futures, loop=client.loop):
-            bar.update()
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        bar.close()
+    with Progress(label, len(futures), progress) as bar:
+        try:
+            for _ in as_completed(futures, loop=client.loop):
+                bar.update()
+        except BaseException:
+            client.cancel(futures)
+            raise
 
 
 @contextlib.contextmanager

@@ -89,7 +89,6 @@ from phasic.keys._graph import (
     graph_key,
     graph_key_material,
     key_from_material,
-    normalise_ipv,
     split_graph_kwargs,
 )
 from phasic.keys._values import canonical_json, encode_value, sha256
@@ -107,6 +106,5 @@ __all__ = [
     "graph_key_material",
     "graph_key",
     "key_from_material",
-    "normalise_ipv",
     "sha256",
 ]

@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np  # a hard dependency, already imported by phasic
 
+from phasic.callbacks import normalize_ipv
 from phasic.exceptions import UnhashableError
 from phasic.keys._code import callback_material, top_callback_text
 from phasic.keys._source import _dumps, _jstr
@@ -22,7 +23,6 @@ __all__ = [
     "graph_key_material",
     "graph_key",
     "key_from_material",
-    "normalise_ipv",
 ]
 
 #: Version of the key material (the ``"format"`` field of every key).  Entries
@@ -99,45 +99,8 @@ def _callback_ipv(callback):
     return None
 
 
-def _is_int(x):
-    return type(x) is int or (isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool))
-
-
-def normalise_ipv(ipv):
-    """Normalise an IPV to ``[[state (list of int), probability (float)], ...]``.
-
-    A bare state (a flat sequence of integers) means that state with
-    probability 1.  Anything not shaped like an IPV is returned unchanged
-    (it is keyed as given; ``Graph`` reports the malformed IPV).
-
-    Examples
-    --------
-    >>> normalise_ipv([10])
-    [[[10], 1.0]]
-    """
-    if ipv is None:
-        return None
-    try:
-        items = list(ipv)
-    except TypeError:
-        return ipv
-    if items and all(_is_int(x) for x in items):
-        return [[[int(x) for x in items], 1.0]]
-    out = []
-    for item in items:
-        try:
-            state, prob = item
-            state = list(state)
-            if not all(type(x) is int for x in state) and not all(_is_int(x) for x in state):
-                return ipv
-            out.append([[int(x) for x in state], float(prob)])
-        except (TypeError, ValueError):
-            return ipv
-    return out
-
-
 def _ipv_text(ipv):
-    """``_value_text(normalise_ipv(ipv), "the IPV", {})``, directly for the usual shapes."""
+    """``_value_text(normalize_ipv(ipv, for_key=True), "the IPV", {})``, directly for the usual shapes."""
     if type(ipv) is list and ipv:
         first = ipv[0]
         if type(first) is int:  # a bare state
@@ -164,7 +127,7 @@ def _ipv_text(ipv):
                 )
             else:
                 return '["list",[' + ",".join(parts) + "]]"
-    return _value_text(normalise_ipv(ipv), "the IPV", {})
+    return _value_text(normalize_ipv(ipv, for_key=True), "the IPV", {})
 
 
 def _normalise_options(options):
@@ -206,7 +169,7 @@ def _material_rest(params, ipv, model, indexer, options):
         "schema": KEY_SCHEMA,
         "format": FORMAT_VERSION,
         "params": {k: encode_value(v, _where=f"the parameter {k!r}") for k, v in params.items()},
-        "ipv": encode_value(normalise_ipv(ipv), _where="the IPV"),
+        "ipv": encode_value(normalize_ipv(ipv, for_key=True), _where="the IPV"),
         "model": encode_value(model, _where="model="),
         "indexer": encode_value(indexer, _where="indexer="),
         "options": {k: encode_value(v, _where=f"the option {k!r}") for k, v in options.items()},

@@ -257,7 +257,7 @@ def test_first_run_outputs_and_reuse(cache_env):
 
 
 def test_entries_are_the_library_store_paths(cache_env):
-    from phasic.cache import graph_entry_path
+    from phasic.specs import ModelSpec
     from phasic.store import Store
     from phasic.traces import trace_key
 
@@ -267,7 +267,7 @@ def test_entries_are_the_library_store_paths(cache_env):
     assert set(summary) == {"kingman", "sfs", "countdown"}
     for name in summary:
         g, cb, spec = _graph(first, name, cache=False)
-        entry = graph_entry_path(cb, **_kwargs(spec))
+        entry = ModelSpec(cb, **_kwargs(spec)).entry_path()
         assert summary[name]["graph_entry"] == str(entry) and entry.is_file()
         pointer = json.loads((first["work"] / "results" / name / "trace.json").read_text())
         assert pointer["graph_entry"] == str(entry)
@@ -449,7 +449,7 @@ def test_second_workflow_using_it_as_a_module_shares_the_cache(cache_env):
 
 
 def test_failing_callback_fails_only_its_jobs(cache_env):
-    from phasic.cache import graph_entry_path
+    from phasic.specs import ModelSpec
 
     first = cache_env
     base = first["base"]
@@ -466,7 +466,7 @@ def test_failing_callback_fails_only_its_jobs(cache_env):
     assert proc.returncode != 0
     assert (work / "results" / "kingman" / "moments.tsv").is_file()  # the other model went on
     assert not (work / "results" / "summary.tsv").exists()
-    entry = graph_entry_path(_load(base / "models.py", "broken"), marker=str(base / "m_broken"))
+    entry = ModelSpec(_load(base / "models.py", "broken"), marker=str(base / "m_broken")).entry_path()
     assert _markers(base)["broken"]  # it did run ...
     assert not entry.exists()  # ... and left no entry
     leftovers = [p.name for p in entry.parent.glob("*")] if entry.parent.exists() else []
@@ -502,7 +502,7 @@ def test_config_schema_rejects_malformed_spec(tmp_path):
 )
 def test_model_spec_errors_are_clear(model, expected):
     from phasic.exceptions import ParameterError
-    from phasic.models import check_spec
+    from phasic.specs import check_spec
 
     with pytest.raises(ParameterError, match=re.escape(expected)):
         check_spec(model)

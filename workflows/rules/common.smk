@@ -11,7 +11,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-import phasic.models as pm
+import phasic.specs as pm
 
 # Repository root of this workflow (this file is workflows/rules/common.smk); model files
 # given relative to it are found also when the workflow runs elsewhere or as a module.
@@ -65,7 +65,7 @@ DEFAULT_RESOURCES = {"mem_mb": 1000, "runtime": 15, "threads": 1, **config.get("
 SEARCH_DIRS = [*(Path(str(f)).resolve().parent for f in workflow.configfiles), WORKFLOW_DIR]
 MODELS = {spec["name"]: pm.resolve_spec(spec, SEARCH_DIRS) for spec in config["models"]}
 MODEL_NAMES = list(MODELS)
-GRAPH_ENTRY = {name: str(pm.graph_entry_path(spec, CACHE_DIR)) for name, spec in MODELS.items()}
+GRAPH_ENTRY = {name: str(pm.ModelSpec.from_dict(spec).entry_path(CACHE_DIR)) for name, spec in MODELS.items()}
 # graph key -> the spec that builds it (models with identical specs share one entry)
 SPEC_OF_KEY = {pm.entry_key(path)[2]: MODELS[name] for name, path in GRAPH_ENTRY.items()}
 SFS_MODELS = [name for name, spec in MODELS.items() if spec.get("rewards") == "sfs"]

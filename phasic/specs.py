@@ -11,9 +11,11 @@ A *model spec* says where a state-space callback lives and how ``Graph`` is call
     theta_grid: [[1.0], [0.1, 1.0, 10.0]]   # parameter vectors to evaluate (or theta: [[...], ...])
 
 :func:`load_model` turns a spec into ``(callback, kwargs)`` such that
-``Graph(callback, **kwargs)`` builds the graph; :func:`graph_entry_path` is where
-``Graph(callback, cache=True, **kwargs)`` stores it (the same key the library uses, computed
-without building anything).  The Snakemake workflow and the ``phasic graph build`` /
+``Graph(callback, **kwargs)`` builds the graph, and :meth:`ModelSpec.from_dict` into the one
+object that stands for a model everywhere (the library's Dask builds, the command line, the
+Snakemake rules): a callback and ``Graph``'s keyword arguments, with the store key
+``Graph(callback, cache=True, **kwargs)`` uses (:attr:`ModelSpec.key`, computed without
+building anything) and the entry's path (:meth:`ModelSpec.entry_path`).  The Snakemake workflow and the ``phasic graph build`` /
 ``phasic trace record`` / ``phasic evaluate`` commands both go through this module, so a graph
 built by either one is found by the other and by library calls.
 
@@ -37,18 +39,18 @@ from pathlib import Path
 import numpy as np
 
 from phasic.exceptions import ParameterError
+from phasic.keys import graph_key, split_graph_kwargs
 
 __all__ = [
     "SPEC_KEYS",
-    "GRAPH_OPTIONS",
+    "SPEC_OPTIONS",
     "read_spec",
     "check_spec",
     "resolve_spec",
     "load_callback",
     "graph_kwargs",
     "load_model",
-    "graph_key",
-    "graph_entry_path",
+    "ModelSpec",
     "cache_root",
     "theta_matrix",
     "theta_names",
@@ -79,7 +81,8 @@ SPEC_KEYS = (
     "resources",
 )
 #: Spec keys passed to ``Graph`` as options (``params`` are passed as keyword parameters).
-GRAPH_OPTIONS = ("ipv", "discrete", "theta_dim", "max_vertices")
+#: The ``Graph`` options a model spec may set (next to its ``params``).
+SPEC_OPTIONS = ("ipv", "discrete", "theta_dim", "max_vertices")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ENTRY_RE = re.compile(r"^[0-9a-f]{62}\.h5$")
@@ -412,14 +415,14 @@ def graph_kwargs(spec):
     spec = check_spec(spec)
     kwargs = dict(spec["params"])
     clash = sorted(
-        set(kwargs) & set(GRAPH_OPTIONS + ("cache", "graph_cache", "hierarchical", "model", "indexer", "state_length"))
+        set(kwargs) & set(SPEC_OPTIONS + ("cache", "graph_cache", "hierarchical", "model", "indexer", "state_length"))
     )
     if clash:
         raise ParameterError(
             f"{_label(spec)}: params may not contain the Graph option {clash[0]!r}; "
             "give it as a key of the model spec itself"
         )
-    for key in GRAPH_OPTIONS:
+    for key in SPEC_OPTIONS:
         if spec.get(key) is not None:
             kwargs[key] = spec[key]
     return kwargs
@@ -444,25 +447,6 @@ def cache_root(cache_dir=None):
 
     root = Path(cache_dir).expanduser() if cache_dir else default_root()
     return Path(os.path.abspath(root))
-
-
-def graph_key(spec, search_dirs=()):
-    """The store key of the spec's graph (the key ``Graph(..., cache=True)`` uses)."""
-    from phasic.cache import graph_key_for
-
-    callback, kwargs = load_model(spec, search_dirs)
-    return graph_key_for(callback, **kwargs)[0]
-
-
-def graph_entry_path(spec, cache_dir=None, search_dirs=()):
-    """Path of the spec's graph entry in the store at ``cache_dir`` (see :func:`cache_root`).
-
-    This is :func:`phasic.cache.graph_entry_path` with an explicit store root; nothing is
-    built or created.
-    """
-    from phasic.store import Store
-
-    return Store(cache_root(cache_dir)).path("graphs", graph_key(spec, search_dirs))
 
 
 def entry_key(path):
@@ -649,3 +633,131 @@ def rewards_reference(spec):
     if rewards in (None, "sfs", "columns") or ":" in rewards:
         return rewards
     return f"{spec.get('file') or spec.get('module')}:{rewards}"
+
+
+# ---------------------------------------------------------------------- the model object
+#: Options that make no sense for a stored model (build always stores; manual graphs have no callback).
+_DROPPED = ("cache", "graph_cache", "hierarchical")
+
+
+class ModelSpec:
+    """A model to build: a callback plus the keyword arguments ``Graph`` would get.
+
+    Parameters
+    ----------
+    callback : callable
+        The state-space callback.  It is pickled *by reference* to reach the workers, so it
+        must be a module-level function of a module the workers can import.
+    **kwargs
+        ``Graph`` options (``ipv``, ``theta_dim``, ``discrete``, ``model``, ``indexer``,
+        ``max_vertices``) and callback parameters, exactly as for
+        ``Graph(callback, **kwargs)``.  ``cache``/``hierarchical`` are ignored: built graphs
+        are always stored, and the stored trace is the flat one.
+
+    Attributes
+    ----------
+    key : str
+        The store key of the graph (:func:`phasic.keys.graph_key`); equal to the key
+        ``Graph(callback, cache=True, **kwargs)`` uses.
+    label : str
+        ``module.qualname(k=v, ...)``, used in messages.
+
+    Examples
+    --------
+    ::
+
+        from phasic.specs import ModelSpec
+        spec = ModelSpec(coalescent, theta=2.0)
+        len(spec.key)
+        # 64
+    """
+
+    def __init__(self, callback, /, **kwargs):
+        if not callable(callback):
+            raise ParameterError(f"ModelSpec callback {callback!r} is not callable; pass the model's function")
+        if "state_length" in kwargs:
+            raise ParameterError(
+                f"ModelSpec got state_length={kwargs['state_length']!r}: manual graphs have no callback to "
+                "build on a worker; build them locally and pass the Graph to sweep()"
+            )
+        self.callback = callback
+        self.kwargs = {k: v for k, v in kwargs.items() if k not in _DROPPED}
+        self._key = None
+        self._material = None
+
+    def _compute_key(self):
+        if self._key is None:
+            options, params = split_graph_kwargs(self.kwargs)
+            self._key, self._material = graph_key(self.callback, params, options=options)
+        return self._key, self._material
+
+    @property
+    def key(self):
+        return self._compute_key()[0]
+
+    @property
+    def material(self):
+        """The canonical key material (JSON text) hashed into :attr:`key`."""
+        return self._compute_key()[1]
+
+    def entry_path(self, cache_dir=None):
+        """Path of the graph's entry in the store at ``cache_dir`` (default: ``$PHASIC_CACHE_DIR``
+        or ``~/.phasic_cache``); nothing is built, read or created."""
+        from phasic.store import Store
+
+        return Store(cache_root(cache_dir)).path("graphs", self.key)
+
+    @property
+    def label(self):
+        cb = self.callback
+        name = f"{getattr(cb, '__module__', '?')}.{getattr(cb, '__qualname__', repr(cb))}"
+        args = ", ".join(f"{k}={short_repr(v, 60)}" for k, v in self.kwargs.items())
+        return f"{name}({args})"
+
+    def __repr__(self):
+        return f"ModelSpec({self.label})"
+
+    @classmethod
+    def from_dict(cls, spec, search_dirs=()):
+        """The ModelSpec of a model spec mapping (a config's or a models file's entry).
+
+        Callbacks from a ``file:`` are sent to Dask workers by value (the file need not be
+        importable there); ``module:`` callbacks by reference.
+        """
+        callback, kwargs = load_model(spec, search_dirs)
+        return cls(callback, **kwargs)
+
+    def _by_reference(self):
+        """Whether the callback reaches the workers by reference (importable by name)."""
+        cb = self.callback
+        module = getattr(cb, "__module__", None) or "__main__"
+        if module == "__main__" or module.startswith("_phasic_model_"):
+            return False
+        return "<locals>" not in getattr(cb, "__qualname__", "<locals>")
+
+    def _payload(self):
+        """The callback as the build task gets it: itself, or cloudpickle bytes when by value.
+
+        (Dask pickles task arguments with plain pickle first, which would send a function
+        from a model file by a module name the workers cannot import.)
+        """
+        if self._by_reference():
+            return self.callback
+        import cloudpickle
+
+        module = sys.modules.get(getattr(self.callback, "__module__", None) or "")
+        if module is not None and module.__name__.startswith("_phasic_model_"):
+            cloudpickle.register_pickle_by_value(module)  # a model file: its code travels too
+        return cloudpickle.dumps(self.callback)
+
+    def __eq__(self, other):
+        return isinstance(other, ModelSpec) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __getstate__(self):
+        return {"callback": self.callback, "kwargs": self.kwargs, "_key": self._key, "_material": self._material}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
