@@ -691,11 +691,10 @@ def _where(path):
 
 
 def _have_dask_sweep():
-    try:
-        from phasic.distributed import sweep  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether Dask's distributed scheduler is installed (phasic.distributed.sweep runs on it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None
 
 
 # ------------------------------------------------------------------------ registration
