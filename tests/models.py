@@ -14,6 +14,7 @@ import hashlib
 import os
 import resource
 import subprocess
+import textwrap
 import time
 from math import factorial
 from pathlib import Path
@@ -291,3 +292,49 @@ def child_env(**extra):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env.update(extra)
     return env
+
+
+# ------------------------------------------------------------------ the phasic command
+
+#: callbacks the ``phasic`` command's tests load with ``--file models_cli.py``
+CLI_MODEL = textwrap.dedent("""
+    from phasic import with_ipv
+
+    @with_ipv([4])
+    def coalescent(state, theta=1.0):
+        n = state[0]
+        return [] if n <= 1 else [[[n - 1], n * (n - 1) / 2 * theta]]
+
+    def chain(state, n=3, rate=1.5, label="x"):
+        k = state[0]
+        return [] if k >= n else [[[k + 1], rate]]
+""")
+
+
+def chain_up(state, n=3):
+    """A chain 0 -> 1 -> ... -> n at rate 1.5 (give ``ipv=[[[0], 1.0]]``)."""
+    k = state[0]
+    return [] if k >= n else [[[k + 1], 1.5]]
+
+
+def store_two_graphs_and_a_trace(root):
+    """Two real graphs stored under the keys a..a and b..b (no key material) and a real trace;
+    returns the store and the trace's key."""
+    from phasic.store import Store
+    from phasic.traces import ensure_trace
+
+    store = Store(root)
+    for n, key in ((6, "a" * 64), (2, "b" * 64)):
+        g = Graph(chain_up, n=n, ipv=[[[0], 1.0]])
+        arrays, attrs = g.to_arrays(compact=True)
+        store.put("graphs", key, arrays, {**attrs, "callback": "_chain"})
+    return store, ensure_trace(g, store)
+
+
+def one_line_error(out):
+    """The one ``phasic: error:`` line of a command that failed with exit 2 (no traceback)."""
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert len(lines) == 1 and lines[0].startswith("phasic: error:"), out.stderr
+    assert "Traceback" not in out.stderr
+    return lines[0]
