@@ -11,9 +11,13 @@ dense phase-type formulas) live in ``tests/verification/models.py``.
 """
 
 import hashlib
+import importlib.util
 import os
+import re
 import resource
+import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from math import factorial
@@ -338,3 +342,99 @@ def one_line_error(out):
     assert len(lines) == 1 and lines[0].startswith("phasic: error:"), out.stderr
     assert "Traceback" not in out.stderr
     return lines[0]
+
+
+# ------------------------------------------------------------------ the Snakemake workflow
+
+#: the interpreter's directory, where the virtualenv's console scripts are
+BIN = Path(sys.executable).parent
+
+#: the workflow this repository ships
+SNAKEFILE = REPO / "Snakefile"
+SNAKEMAKE = str(BIN / "snakemake") if (BIN / "snakemake").exists() else shutil.which("snakemake")
+
+#: tiny models for the workflow tests (a module written to each test's directory)
+WORKFLOW_MODELS_PY = textwrap.dedent('''
+    """Tiny models for the workflow tests; each callback appends the states it expands to a marker."""
+    from phasic import with_ipv
+
+
+    def _mark(marker, state):
+        if marker:
+            with open(marker, "a") as fh:
+                fh.write(" ".join(str(x) for x in state) + "\\n")
+
+
+    @with_ipv([4])
+    def kingman(state, marker=""):
+        _mark(marker, state)
+        n = state[0]
+        if n <= 1:
+            return []
+        return [[[n - 1], [n * (n - 1) / 2]]]
+
+
+    @with_ipv([4, 0, 0, 0])
+    def block_counting(state, marker=""):
+        _mark(marker, state)
+        n = len(state)
+        if sum(state) <= 1:
+            return []
+        edges = []
+        for i in range(n):
+            for j in range(i, n):
+                pairs = state[i] * (state[i] - 1) / 2 if i == j else state[i] * state[j]
+                if pairs > 0:
+                    child = list(state)
+                    child[i] -= 1
+                    child[j] -= 1
+                    child[i + j + 1] += 1
+                    edges.append([child, pairs])
+        return edges
+
+
+    @with_ipv([4])
+    def countdown(state, p=0.5, marker=""):
+        _mark(marker, state)
+        n = state[0]
+        return [] if n <= 1 else [[[n - 1], p]]
+
+
+    @with_ipv([4])
+    def broken(state, marker=""):
+        _mark(marker, state)
+        n = state[0]
+        if n == 2:
+            raise ValueError("broken on purpose at n=2")
+        return [] if n <= 1 else [[[n - 1], 1.0]]
+''')
+
+
+def write_config(path, models, **extra):
+    """Writes ``{"models": models, **extra}`` as YAML to ``path``; returns ``path``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"models": models, **extra}, sort_keys=False))
+    return path
+
+
+def job_counts(output):
+    """``{rule: count}`` from Snakemake's "Job stats" table."""
+    counts = {}
+    if "Job stats:" not in output:
+        return counts
+    table = output.split("Job stats:", 1)[1]
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def load_callback(path, name):
+    """The attribute ``name`` of the Python file ``path``, loaded as a fresh module."""
+    spec = importlib.util.spec_from_file_location(f"wf_models_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)

@@ -7,83 +7,33 @@ append to: a callback that is not called did not rebuild anything.  Every number
 against ``phasic.Graph`` computed here and against closed forms / dense-matrix formulas.
 """
 
-import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SNAKEFILE = REPO / "Snakefile"
-BIN = Path(sys.executable).parent
-SNAKEMAKE = str(BIN / "snakemake") if (BIN / "snakemake").exists() else shutil.which("snakemake")
+from tests.models import (
+    BIN,
+    REPO,
+    SNAKEFILE,
+    SNAKEMAKE,
+    WORKFLOW_MODELS_PY,
+    job_counts,
+    load_callback,
+    write_config,
+)
 
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install phasic[workflow])"),
 ]
 
-MODELS_PY = textwrap.dedent('''
-    """Tiny models for the workflow tests; each callback appends the states it expands to a marker."""
-    from phasic import with_ipv
-
-
-    def _mark(marker, state):
-        if marker:
-            with open(marker, "a") as fh:
-                fh.write(" ".join(str(x) for x in state) + "\\n")
-
-
-    @with_ipv([4])
-    def kingman(state, marker=""):
-        _mark(marker, state)
-        n = state[0]
-        if n <= 1:
-            return []
-        return [[[n - 1], [n * (n - 1) / 2]]]
-
-
-    @with_ipv([4, 0, 0, 0])
-    def block_counting(state, marker=""):
-        _mark(marker, state)
-        n = len(state)
-        if sum(state) <= 1:
-            return []
-        edges = []
-        for i in range(n):
-            for j in range(i, n):
-                pairs = state[i] * (state[i] - 1) / 2 if i == j else state[i] * state[j]
-                if pairs > 0:
-                    child = list(state)
-                    child[i] -= 1
-                    child[j] -= 1
-                    child[i + j + 1] += 1
-                    edges.append([child, pairs])
-        return edges
-
-
-    @with_ipv([4])
-    def countdown(state, p=0.5, marker=""):
-        _mark(marker, state)
-        n = state[0]
-        return [] if n <= 1 else [[[n - 1], p]]
-
-
-    @with_ipv([4])
-    def broken(state, marker=""):
-        _mark(marker, state)
-        n = state[0]
-        if n == 2:
-            raise ValueError("broken on purpose at n=2")
-        return [] if n <= 1 else [[[n - 1], 1.0]]
-''')
 
 TIMES = [0.0, 0.5, 1.0, 2.0, 4.0]
 
@@ -120,13 +70,6 @@ def _specs(base):
     ]
 
 
-def _write_config(path, models, **extra):
-    import yaml
-
-    path.write_text(yaml.safe_dump({"models": models, **extra}, sort_keys=False))
-    return path
-
-
 def snakemake(workdir, *args, cache, configfile=None, timeout=300, snakefile=SNAKEFILE):
     """Run snakemake in a subprocess (killed after `timeout` s); returns the CompletedProcess."""
     cmd = [
@@ -152,29 +95,8 @@ def snakemake(workdir, *args, cache, configfile=None, timeout=300, snakefile=SNA
     return proc
 
 
-def job_counts(output):
-    """``{rule: count}`` from Snakemake's "Job stats" table."""
-    counts = {}
-    if "Job stats:" not in output:
-        return counts
-    table = output.split("Job stats:", 1)[1]
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    return counts
-
-
 def _ok(proc):
     assert proc.returncode == 0, proc.output[-4000:]
-
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(f"wf_models_{abs(hash(str(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
 
 
 def _kwargs(spec):
@@ -203,14 +125,14 @@ def first(tmp_path_factory):
     from phasic import Graph
 
     base = tmp_path_factory.mktemp("wf")
-    (base / "models.py").write_text(MODELS_PY)
+    (base / "models.py").write_text(WORKFLOW_MODELS_PY)
     cache, work = base / "cache", base / "work"
     work.mkdir()
     specs = _specs(base)
-    config = _write_config(base / "config.yaml", specs)
+    config = write_config(base / "config.yaml", specs)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PHASIC_CACHE_DIR", str(cache))
-        Graph(_load(base / "models.py", "kingman"), cache=True, **_kwargs(specs[0]))
+        Graph(load_callback(base / "models.py", "kingman"), cache=True, **_kwargs(specs[0]))
     assert _markers(base)["kingman"], "the library build calls the callback"
     (base / "m_kingman").unlink()
     proc = snakemake(work, cache=cache, configfile=config)
@@ -230,7 +152,7 @@ def _graph(first, name, cache=True):
     from phasic import Graph
 
     spec = next(s for s in first["specs"] if s["name"] == name)
-    cb = _load(first["base"] / "models.py", spec["callback"])
+    cb = load_callback(first["base"] / "models.py", spec["callback"])
     return Graph(cb, cache=cache, **_kwargs(spec)), cb, spec
 
 
@@ -461,12 +383,12 @@ def test_failing_callback_fails_only_its_jobs(cache_env):
         "callback": "broken",
         "params": {"marker": str(base / "m_broken")},
     }
-    config = _write_config(base / "broken.yaml", [first["specs"][0], broken])
+    config = write_config(base / "broken.yaml", [first["specs"][0], broken])
     proc = snakemake(work, "results/summary.tsv", "--keep-going", cache=first["cache"], configfile=config)
     assert proc.returncode != 0
     assert (work / "results" / "kingman" / "moments.tsv").is_file()  # the other model went on
     assert not (work / "results" / "summary.tsv").exists()
-    entry = ModelSpec(_load(base / "models.py", "broken"), marker=str(base / "m_broken")).entry_path()
+    entry = ModelSpec(load_callback(base / "models.py", "broken"), marker=str(base / "m_broken")).entry_path()
     assert _markers(base)["broken"]  # it did run ...
     assert not entry.exists()  # ... and left no entry
     leftovers = [p.name for p in entry.parent.glob("*")] if entry.parent.exists() else []
@@ -483,7 +405,7 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_config_schema_rejects_malformed_spec(tmp_path):
-    config = _write_config(
+    config = write_config(
         tmp_path / "bad.yaml", [{"name": "m", "file": "x.py", "callback": "f", "theta_grid": [["a"]]}]
     )
     proc = snakemake(tmp_path, "-n", cache=tmp_path / "cache", configfile=config)
@@ -526,7 +448,7 @@ def test_cli_commands_and_their_errors(tmp_path, monkeypatch, capsys):
     from phasic.cli import main
 
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "models.py").write_text(MODELS_PY)
+    (tmp_path / "models.py").write_text(WORKFLOW_MODELS_PY)
     m = str(tmp_path / "models.py")
     assert main(["graph", "build", "--file", m, "--callback", "kingmann"]) == 2
     err = capsys.readouterr().err
@@ -559,7 +481,7 @@ def test_evaluate_through_dask_equals_batch(tmp_path, monkeypatch, capsys):
     from phasic.cli import main
 
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "models.py").write_text(MODELS_PY)
+    (tmp_path / "models.py").write_text(WORKFLOW_MODELS_PY)
     common = [
         "evaluate",
         "--file",
@@ -623,14 +545,14 @@ def test_rewards_function_from_a_spec_file(tmp_path, monkeypatch, capsys):
     sub = tmp_path / "project"
     sub.mkdir()
     (sub / "models.py").write_text(
-        MODELS_PY
+        WORKFLOW_MODELS_PY
         + textwrap.dedent("""
 
         def lineages(states):
             return {"lineages": states[:, 0].astype(float)}
     """)
     )
-    _write_config(
+    write_config(
         sub / "models.yaml",
         [{"name": "k", "file": "models.py", "callback": "kingman", "theta": [[1.0]], "rewards": "lineages"}],
     )

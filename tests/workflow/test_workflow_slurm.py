@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.workflow.test_workflow import BIN, MODELS_PY, REPO, SNAKEFILE, SNAKEMAKE, _load, _write_config, job_counts
+from tests.models import BIN, REPO, SNAKEFILE, SNAKEMAKE, WORKFLOW_MODELS_PY, job_counts, load_callback, write_config
 
 pytestmark = [
     pytest.mark.slurm,
@@ -32,7 +32,7 @@ def test_workflow_runs_through_slurm(slurm, tmp_path):
             f"/etc/slurm/slurm.conf does not point at this Slurm instance ({slurm.statedir}); "
             "another instance holds it, and the jobs' inner srun would not find the cluster"
         )
-    (tmp_path / "models.py").write_text(MODELS_PY)
+    (tmp_path / "models.py").write_text(WORKFLOW_MODELS_PY)
     cache, work = tmp_path / "cache", tmp_path / "work"
     work.mkdir()
     marker = tmp_path / "m_kingman"
@@ -45,7 +45,7 @@ def test_workflow_runs_through_slurm(slurm, tmp_path):
         "theta": [[1.0], [3.0]],
         "times": [0.0, 1.0, 2.0],
     }
-    config = _write_config(tmp_path / "config.yaml", [spec], resources={"mem_mb": 200, "runtime": 5})
+    config = write_config(tmp_path / "config.yaml", [spec], resources={"mem_mb": 200, "runtime": 5})
     cmd = [
         "timeout",
         "-s",
@@ -82,7 +82,7 @@ def test_workflow_runs_through_slurm(slurm, tmp_path):
     assert marker.read_text()  # the callback ran (on the node)
 
     # the results equal the library's
-    g = Graph(_load(tmp_path / "models.py", "kingman"), marker=str(marker))
+    g = Graph(load_callback(tmp_path / "models.py", "kingman"), marker=str(marker))
     lines = (work / "results" / "kingman" / "moments.tsv").read_text().splitlines()
     rows = [line.split("\t") for line in lines[1:]]
     for row, theta in zip(rows, (1.0, 3.0)):
