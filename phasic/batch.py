@@ -52,27 +52,57 @@ def _check_threads(threads):
 
 
 def evaluate_batch(g, thetas, what="moments", k=2, rewards=None, times=None, threads=1):
-    """Evaluates many parameter vectors on `g` by trace replay, in one core call per thread
-    (blocks of 8, or from 64 rows 16, parameter vectors side by side in vector registers).
+    """Evaluate many parameter vectors of `g` by replaying its elimination trace.
+
+    One core call per thread replays the trace for blocks of 8 parameter vectors (16 from
+    64 rows on) side by side; the values are bitwise those of :meth:`phasic.Graph.moments`
+    after :meth:`phasic.Graph.update_weights` with each row.
 
     Parameters
     ----------
     g : Graph
-        A parameterised graph (rates ``coef . theta``).
-    thetas : array (B, p)
+        A parameterised graph (rates ``base + coef . theta``).
+    thetas : array_like of float, shape (B, p) or (p,)
+        The parameter vectors, one per row.
     what : {"moments", "expectation", "variance", "pdf", "cdf"}
+        What to compute for each row.
     k : int
         Number of moments for ``what="moments"``.
-    rewards : array (V,), optional
-    times : array, for ``pdf``/``cdf``
+    rewards : array_like of float, shape (V,), optional
+        One reward per vertex (moments, expectation, variance).
+    times : array_like of float
+        Times for ``what="pdf"``/``"cdf"``.
     threads : int
         Continuous moments: split the rows over this many threads (the core releases the
-        GIL; each thread replays whole blocks of rows, results are bitwise those of one
-        thread). The default 1 leaves the cores to the caller (Dask workers, processes).
+        GIL; results are bitwise those of one thread). The default 1 leaves the cores to the
+        caller (Dask workers, processes).
 
     Returns
     -------
-    ndarray: (B, k) moments, (B,) expectation/variance, (B, len(times)) pdf/cdf.
+    numpy.ndarray
+        ``(B, k)`` moments, ``(B,)`` expectations or variances, ``(B, len(times))`` pdf/cdf.
+
+    Raises
+    ------
+    ParameterError
+        A graph without parameterised edges, `thetas` of the wrong shape or with non-finite
+        entries, a row giving a negative rate, initial probabilities over 1 or non-finite
+        moments (the message names the row), or an unknown `what`.
+
+    Examples
+    --------
+    Kingman's coalescent from 4 genes with the rates scaled by ``theta`` has
+    ``E[T] = 2 (1 - 1/4) / theta``:
+
+    >>> import numpy as np
+    >>> from phasic import Graph, evaluate_batch, with_ipv
+    >>> @with_ipv([4])
+    ... def kingman(state):
+    ...     n = state[0]
+    ...     return [] if n <= 1 else [[[n - 1], [n * (n - 1) / 2]]]
+    >>> g = Graph(kingman)
+    >>> evaluate_batch(g, [[1.0], [2.0], [0.5]], what="expectation").round(6)
+    array([1.5 , 0.75, 3.  ])
     """
     g = of(g)
     th = _weights(g, thetas)

@@ -102,6 +102,7 @@ def _block(thetas, root, gkey, what, k, rewards, times):
 
 def graph_store_key(graph, store):
     """Store ``graph`` by the hash of its arrays (if absent) and return that key."""
+    from phasic._csr import of
     from phasic.store import checksum_arrays
 
     arrays, attrs = graph.to_arrays(compact=True)
@@ -114,7 +115,7 @@ def graph_store_key(graph, store):
     )
     key = hashlib.sha256(material.encode()).hexdigest()
     if not store.contains("graphs", key):
-        store.put("graphs", key, arrays, dict(attrs, key_material=material, callback=graph._ll.callback_name))
+        store.put("graphs", key, arrays, dict(attrs, key_material=material, callback=of(graph).callback_name))
     return key
 
 
