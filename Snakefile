@@ -32,6 +32,8 @@ report: "workflows/report/workflow.rst"
 localrules:
     all,
     summary,
+    plot,
+    plot_sfs,
 
 
 rule all:

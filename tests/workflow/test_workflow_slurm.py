@@ -1,8 +1,8 @@
 """The workflow on a real Slurm: `--profile profiles/slurm` unchanged, jobs submitted with sbatch.
 
 Uses the session fixture ``slurm`` (tests/slurm_cluster.py), which skips visibly where Slurm
-cannot start.  Only the partition is added on the command line (as a user would), plus a short
-first status check so the test does not wait the plugin's default 40 s before polling.
+cannot start.  Only the partition is added on the command line, as a user would; the profile itself sets the
+first status check to 1 s after a submission and groups a model's steps into one job.
 """
 
 import json
@@ -61,8 +61,6 @@ def test_workflow_runs_through_slurm(slurm, tmp_path):
         str(REPO / "profiles" / "slurm"),
         "--default-resources",
         f"slurm_partition={slurm.partition}",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
         "--configfile",
         str(config),
         "--config",
@@ -77,7 +75,9 @@ def test_workflow_runs_through_slurm(slurm, tmp_path):
     counts = job_counts(output)
     assert counts["build_graph"] == counts["record_trace"] == counts["evaluate"] == counts["summary"] == 1
     ids = set(re.findall(r"submitted with SLURM jobid (\d+)", output))
-    assert len(ids) == 3, output[-3000:]  # build_graph, record_trace, evaluate; summary is a localrule
+    # build_graph, record_trace and evaluate of the model run as one group job (the profile's
+    # `groups`); summary is a localrule; the profile's first status check comes after 1 s
+    assert len(ids) == 1 and "Group job model" in output, output[-3000:]
     assert ids <= slurm.completed_job_ids(), (ids, slurm.jobcomp_records()[-5:])
     assert marker.read_text()  # the callback ran (on the node)
 
