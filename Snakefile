@@ -45,6 +45,12 @@ rule all:
 
 
 onsuccess:
+    link_build_logs()
     print(f"phasic: results in {os.path.abspath(RESULTS_DIR)} (summary.tsv, <model>/*.tsv, *.png)")
     print(f"phasic: graphs and traces in the store {CACHE_DIR}")
     print(f"phasic: HTML report: snakemake --report {RESULTS_DIR}/report.html")
+
+
+onerror:
+    link_build_logs()
+    print("phasic: each model's logs are in logs/<model>/ (build_graph.log, record_trace.log, evaluate.log, plot.log)")

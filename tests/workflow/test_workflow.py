@@ -176,6 +176,16 @@ def test_first_run_outputs_and_reuse(cache_env):
         for png in ("pdf", "cdf", "moments"):
             assert (res / name / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (res / "sfs" / "sfs.png").read_bytes()[:4] == b"\x89PNG"
+    # every log of a model is under logs/<model>/, its build log included (a link to the
+    # key-named log of the build_graph job); kingman's graph was not built by the workflow
+    logs = first["work"] / "logs"
+    for name in ("sfs", "countdown"):
+        link = logs / name / "build_graph.log"
+        assert link.is_symlink() and json.loads(link.read_text())["vertices"] > 0, name
+        assert {"record_trace.log", "evaluate.log", "plot.log"} <= {p.name for p in (logs / name).iterdir()}
+    assert not (logs / "kingman" / "build_graph.log").exists()
+    header, rows = _read_tsv(res / "summary.tsv")
+    assert {row[0]: row[header.index("logs")] for row in rows} == {n: f"logs/{n}/" for n in ("kingman", "sfs", "countdown")}
 
 
 def test_entries_are_the_library_store_paths(cache_env):
@@ -393,7 +403,7 @@ def test_failing_callback_fails_only_its_jobs(cache_env):
     assert not entry.exists()  # ... and left no entry
     leftovers = [p.name for p in entry.parent.glob("*")] if entry.parent.exists() else []
     assert leftovers == [], leftovers  # no partial, temporary or lock files either
-    log = next((work / "logs" / "build_graph").rglob("*.log")).read_text()
+    log = (work / "logs" / "broken" / "build_graph.log").read_text()  # named by model (onerror links it)
     assert "broken on purpose at n=2" in log and "nothing was stored" in log
     assert "Error in rule build_graph" in proc.output
 

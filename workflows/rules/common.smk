@@ -101,6 +101,35 @@ def build_spec_name(wildcards):
     return json.loads(build_spec(wildcards))["name"]
 
 
+def build_log(name):
+    """The log of model `name`'s build_graph job (the rule's log is named by the graph key, as its
+    output is; models with identical specs share one)."""
+    key = pm.entry_key(GRAPH_ENTRY[name])[2]
+    return f"logs/build_graph/{key[:2]}/{key[2:]}.log"
+
+
+def model_logs(name):
+    """Where model `name`'s logs are: logs/<model>/ (build_graph.log, record_trace.log, ...)."""
+    return f"logs/{name}/"
+
+
+def link_build_logs():
+    """logs/<model>/build_graph.log -> the key-named log of the model's build job, for every
+    model whose build ran (so every log of a model is found under logs/<model>/)."""
+    for name in MODEL_NAMES:
+        target = Path(build_log(name))
+        if not target.is_file():
+            continue
+        link = Path(model_logs(name)) / "build_graph.log"
+        relative = os.path.relpath(target, link.parent)
+        if link.is_symlink() and os.readlink(link) == relative:
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(relative)
+
+
 def graph_entry(wildcards):
     return GRAPH_ENTRY[wildcards.model]
 

@@ -11,6 +11,7 @@ rule summary:
         "logs/summary.log",
     params:
         models=MODEL_NAMES,
+        logs=[model_logs(name) for name in MODEL_NAMES],
     threads: 1
     resources:
         mem_mb=500,

@@ -22,12 +22,13 @@ COLUMNS = [
     "expectation_max",
     "graph_entry",
     "trace_entry",
+    "logs",
 ]
 
 
 def main(smk):
     rows = []
-    for model, pointer, moments in zip(smk.params.models, smk.input.pointers, smk.input.moments):
+    for model, pointer, moments, logs in zip(smk.params.models, smk.input.pointers, smk.input.moments, smk.params.logs):
         info = json.loads(Path(pointer).read_text())
         _, table = split_moments(moments)
         rewards = list(next(iter(table.values())))
@@ -46,6 +47,7 @@ def main(smk):
                 repr(max(first)),
                 info["graph_entry"],
                 info["trace_entry"],
+                logs,
             ]
         )
     tmp = f"{smk.output.table}.tmp.{os.getpid()}"
