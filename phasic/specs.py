@@ -54,6 +54,7 @@ __all__ = [
     "cache_root",
     "theta_matrix",
     "theta_names",
+    "check_theta_dim",
     "reward_vectors",
     "entry_key",
     "spec_json",
@@ -535,6 +536,57 @@ def theta_matrix(spec=None, theta=None, theta_grid=None):
     if not np.all(np.isfinite(arr)):
         raise ParameterError(f"{label}: theta {short_repr(theta, 120)} has non-finite entries")
     return arr
+
+
+def check_theta_dim(thetas, p, name, source):
+    """Refuse parameter vectors that do not fit a graph with `p` parameters.
+
+    Parameters
+    ----------
+    thetas : numpy.ndarray or None
+        ``(B, q)`` parameter vectors (:func:`theta_matrix`), or None when none were given.
+    p : int
+        The graph's parameter count (0 for a graph of numbers).
+    name : str
+        The model's name, for the message.
+    source : {"theta", "theta_grid", "--theta", "--theta-grid"}
+        Where the vectors came from: a key of the model's config entry or a command-line flag,
+        so the message says what to change.
+
+    Raises
+    ------
+    ParameterError
+        Naming the model, both sizes and the key or flag to fix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_theta_dim(np.ones((3, 1)), 2, "islands", "theta_grid")
+    Traceback (most recent call last):
+    ...
+    phasic.exceptions.ParameterError: model 'islands': theta vectors have length 1, its graph has 2 parameters; set `theta_grid` with 2 axes (one list of values per parameter)
+    """
+    fix = {
+        "theta": f"set `theta` to vectors of {p} numbers",
+        "theta_grid": f"set `theta_grid` with {p} axes (one list of values per parameter)",
+        "--theta": f"give --theta vectors of {p} numbers",
+        "--theta-grid": f"give --theta-grid {p} lists of values",
+    }
+    if p and thetas is None:
+        where = "`theta` or `theta_grid`" if not source.startswith("-") else "--theta or --theta-grid"
+        raise ParameterError(
+            f"model {name!r}: its graph has {p} parameters (coefficient edges) and no parameter "
+            f"vectors are given; set {where}"
+        )
+    if not p and thetas is not None:
+        raise ParameterError(
+            f"model {name!r}: its graph has no coefficient edges, so it takes no theta (got "
+            f"{thetas.tolist()!r:.80} from {source}); its rates are fixed by the callback's params"
+        )
+    if p and thetas.shape[1] != p:
+        raise ParameterError(
+            f"model {name!r}: theta vectors have length {thetas.shape[1]}, its graph has {p} parameters; {fix[source]}"
+        )
 
 
 def theta_names(spec, p):

@@ -518,7 +518,7 @@ def _evaluate(args):
     import numpy as np
 
     from phasic.exceptions import ParameterError, TraceError
-    from phasic.specs import reward_vectors, rewards_reference, theta_matrix, theta_names
+    from phasic.specs import check_theta_dim, reward_vectors, rewards_reference, theta_matrix, theta_names
 
     t0 = time.perf_counter()
     to_stdout = [f for f in ("moments_out", "distribution_out") if getattr(args, f) == STDIO]
@@ -530,7 +530,7 @@ def _evaluate(args):
         return loaded
     g, info, spec, store = loaded
     spec = spec or {}
-    name = spec.get("name") or spec.get("callback") or info["graph_key"][:12]
+    name = args.name or spec.get("name") or spec.get("callback") or info["graph_key"][:12]
     if args.trace:
         try:
             pointer = json.loads(sys.stdin.read() if args.trace == STDIO else Path(args.trace).read_text())
@@ -548,23 +548,14 @@ def _evaluate(args):
     grid = _json_arg(args.theta_grid, "--theta-grid") if args.theta_grid is not None else None
     if theta is not None or grid is not None:
         thetas = theta_matrix(theta=theta, theta_grid=grid)
+        source = "--theta-grid" if grid is not None else "--theta"
+        if args.name:  # the workflow: the flags carry the model's config entry
+            source = source.lstrip("-").replace("-", "_")
     else:
         thetas = theta_matrix(spec)
+        source = ("theta_grid" if spec.get("theta_grid") is not None else "theta") if spec else "--theta"
     p = g.theta_dim or 0
-    if p and thetas is None:
-        raise ParameterError(
-            f"the graph of {name!r} has {p} parameters (coefficient edges); give the "
-            "parameter vectors with --theta '[[...], ...]' or --theta-grid, or theta/theta_grid in the spec"
-        )
-    if not p and thetas is not None:
-        raise ParameterError(
-            f"the graph of {name!r} has no coefficient edges, so it takes no theta "
-            f"(got {thetas.tolist()!r:.80}); its rates are fixed by the callback's params"
-        )
-    if p and thetas.shape[1] != p:
-        raise ParameterError(
-            f"theta vectors of length {thetas.shape[1]} given, the graph of {name!r} has {p} parameters"
-        )
+    check_theta_dim(thetas, p, name, source)
     names = args.theta_names.split(",") if args.theta_names else None
     names = theta_names({**spec, "theta_names": names} if names else spec, p) if p else []
     rewards = args.rewards if args.rewards is not None else rewards_reference(spec)
@@ -748,6 +739,12 @@ def register(subparsers):
         help="one list of values per parameter (Cartesian product), e.g. '[[1.0], [0.1, 1, 10]]'",
     )
     p.add_argument("--theta-names", metavar="A,B", help="column names of the parameters")
+    p.add_argument(
+        "--name",
+        metavar="NAME",
+        help="the model's name in its config: errors name it and its config keys (theta, theta_grid) instead of "
+        "flags; the workflow passes it",
+    )
     p.add_argument("--moments", type=int, metavar="K", help="number of moments (default 2)")
     p.add_argument("--rewards", metavar="R", help="'sfs', 'columns' or FILE.py:function (per-vertex rewards)")
     p.add_argument("--times", metavar="GRID", help="auto, auto:N, START:STOP:NUM or a JSON list (default auto)")

@@ -185,7 +185,9 @@ def test_first_run_outputs_and_reuse(cache_env):
         assert {"record_trace.log", "evaluate.log", "plot.log"} <= {p.name for p in (logs / name).iterdir()}
     assert not (logs / "kingman" / "build_graph.log").exists()
     header, rows = _read_tsv(res / "summary.tsv")
-    assert {row[0]: row[header.index("logs")] for row in rows} == {n: f"logs/{n}/" for n in ("kingman", "sfs", "countdown")}
+    assert {row[0]: row[header.index("logs")] for row in rows} == {
+        n: f"logs/{n}/" for n in ("kingman", "sfs", "countdown")
+    }
 
 
 def test_entries_are_the_library_store_paths(cache_env):
@@ -408,6 +410,24 @@ def test_failing_callback_fails_only_its_jobs(cache_env):
     assert "Error in rule build_graph" in proc.output
 
 
+def test_theta_that_does_not_fit_a_built_graph_fails_at_parse_time(cache_env):
+    """kingman's graph is in the store (1 parameter): a config giving it a 2-axis theta_grid is
+    refused before any job runs, naming the model and the config key to change."""
+    first = cache_env
+    base = first["base"]
+    work = base / "work_theta"
+    work.mkdir()
+    spec = {**first["specs"][0], "name": "islands", "theta_grid": [[1.0], [0.5, 2.0]]}
+    config = write_config(base / "theta.yaml", [spec])
+    proc = snakemake(work, "results/summary.tsv", "-n", cache=first["cache"], configfile=config)
+    assert proc.returncode != 0
+    assert (
+        "model 'islands': theta vectors have length 2, its graph has 1 parameters; "
+        "set `theta_grid` with 1 axes (one list of values per parameter)"
+    ) in proc.output
+    assert not (work / "results").exists() and "build_graph" not in proc.output
+
+
 def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint", cache=tmp_path / "cache")
     _ok(proc)
@@ -472,9 +492,15 @@ def test_cli_commands_and_their_errors(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["built"] is False
     entry = built["graph_entry"]
     assert main(["evaluate", entry]) == 2
-    assert "give the parameter vectors" in capsys.readouterr().err
+    assert "no parameter vectors are given; set --theta or --theta-grid" in capsys.readouterr().err
     assert main(["evaluate", entry, "--theta", "[[1, 2]]"]) == 2
-    assert "length 2" in capsys.readouterr().err
+    assert "length 2, its graph has 1 parameters; give --theta vectors of 1 numbers" in capsys.readouterr().err
+    # as the workflow calls it: the model's config name and config keys, not flags and keys
+    assert main(["evaluate", entry, "--theta-grid", "[[1], [2, 3]]", "--name", "islands"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "phasic: error: model 'islands': theta vectors have length 2, its graph has 1 parameters; "
+        "set `theta_grid` with 1 axes (one list of values per parameter)"
+    )
     assert main(["evaluate", entry, "--theta", "[[1.0]]", "--times", "1:0:x"]) == 2
     assert "--times '1:0:x'" in capsys.readouterr().err
     assert main(["trace", "record", str(tmp_path / "nope.h5")]) == 2

@@ -71,6 +71,27 @@ SPEC_OF_KEY = {pm.entry_key(path)[2]: MODELS[name] for name, path in GRAPH_ENTRY
 SFS_MODELS = [name for name, spec in MODELS.items() if spec.get("rewards") == "sfs"]
 
 
+def _check_built_models():
+    """What can be checked before any job runs: a model whose graph is already in the store
+    must be given parameter vectors that fit it (the entry records its parameter count)."""
+    from phasic.store import Store
+
+    store = Store(CACHE_DIR)
+    for name, spec in MODELS.items():
+        path = GRAPH_ENTRY[name]
+        if not os.path.isfile(path):
+            continue
+        found = store.get("graphs", pm.entry_key(path)[2])
+        if found is None:  # unreadable or damaged: the build job rebuilds it and reports
+            continue
+        thetas = pm.theta_matrix(spec)
+        source = "theta_grid" if spec.get("theta_grid") is not None else "theta"
+        pm.check_theta_dim(thetas, int(found[1].get("theta_dim") or 0), name, source)
+
+
+_check_built_models()
+
+
 def _model_regex(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 

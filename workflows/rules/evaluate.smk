@@ -32,6 +32,6 @@ rule evaluate:
     conda:
         "../envs/phasic.yaml"
     shell:
-        "phasic --cache-dir {params.cache_dir:q} evaluate {input.graph:q} --trace {input.trace:q}"
+        "phasic --cache-dir {params.cache_dir:q} evaluate {input.graph:q} --trace {input.trace:q} --name {wildcards.model:q}"
         " {params.settings} --moments-out {output.moments:q}"
         " --distribution-out {output.distribution:q} --json > {log:q} 2>&1"
