@@ -19,8 +19,9 @@ building anything) and the entry's path (:meth:`ModelSpec.entry_path`).  The Sna
 ``phasic trace record`` / ``phasic evaluate`` commands both go through this module, so a graph
 built by either one is found by the other and by library calls.
 
-Relative model files are looked up in the current directory first and then in each of
-``search_dirs`` (the workflow passes its own directory).
+Relative model files are looked up in each of ``search_dirs`` in order, ``"."`` being the working
+directory (see :func:`resolve_spec`): the workflow and the command line both pass the config
+file's directory first, then ``"."``, then their own places.
 """
 
 from __future__ import annotations
@@ -316,12 +317,20 @@ def check_spec(spec):
 
 
 def _search(path, search_dirs):
+    """``(found or None, places tried)`` for a model file: an absolute path as it is; a relative
+    one in each of `search_dirs` in order, ``"."`` standing for the working directory (tried
+    first when `search_dirs` does not place it). Each place is tried and listed once."""
     p = Path(path).expanduser()
     if p.is_absolute():
         return p if p.is_file() else None, [str(p)]
+    dirs = [str(d) for d in (search_dirs or ())]
+    if "." not in dirs:
+        dirs.insert(0, ".")
     tried = []
-    for base in [Path.cwd(), *[Path(d) for d in (search_dirs or ())]]:
-        candidate = (base / p).resolve()
+    for base in dirs:
+        candidate = (Path(base).expanduser() / p).resolve()
+        if str(candidate) in tried:
+            continue
         tried.append(str(candidate))
         if candidate.is_file():
             return candidate, tried
@@ -329,7 +338,12 @@ def _search(path, search_dirs):
 
 
 def resolve_spec(spec, search_dirs=()):
-    """Check ``spec`` and make its ``file`` absolute (looked up in the cwd, then ``search_dirs``).
+    """Check ``spec`` and make its ``file`` absolute.
+
+    A relative ``file`` is looked up in each of ``search_dirs`` in order (``"."`` is the working
+    directory, tried first unless ``search_dirs`` places it): the workflow and the command line
+    both pass the config (or spec) file's directory first, then ``"."``, then their own
+    places, so a config resolves its models the same way in both.
 
     Returns
     -------
@@ -342,8 +356,8 @@ def resolve_spec(spec, search_dirs=()):
         if found is None:
             raise ParameterError(
                 f"{_label(spec)}: model file {spec['file']!r} not found (looked at "
-                f"{', '.join(map(repr, tried))}); give a path relative to the working "
-                "directory or an absolute path"
+                f"{', '.join(map(repr, tried))}); give a path relative to the config file or the "
+                "working directory, or an absolute path"
             )
         spec["file"] = str(found)
     return spec

@@ -84,7 +84,7 @@ def read_models(path, names=None):
         if names and name not in names:
             continue
         try:
-            out.append((name or f"model-{i}", ModelSpec.from_dict(spec, search_dirs=[str(path.parent)])))
+            out.append((name or f"model-{i}", ModelSpec.from_dict(spec, search_dirs=[str(path.parent), "."])))
         except ParameterError as exc:
             raise ParameterError(f"{str(path)!r}, models[{i}]: {exc}") from None
     missing = sorted(set(names or ()) - {name for name, _ in out})

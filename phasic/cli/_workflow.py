@@ -80,7 +80,7 @@ def _add_spec_args(p, entry=False):
         metavar="DIR",
         action="append",
         default=[],
-        help="where relative model files are looked for after the working directory",
+        help="where relative model files are looked for after the spec file's directory and the working directory",
     )
 
 
@@ -128,8 +128,10 @@ def _spec_from_args(args, required=True):
     if args.spec == "@" + STDIO:  # the spec (or config) from standard input; files relative to the cwd
         args.spec = sys.stdin.read()
     spec = read_spec(args.spec, model=args.model) if args.spec is not None else {}
-    if args.spec is not None and args.spec.startswith("@"):  # files relative to the spec file, too
-        args.search_dir = [*args.search_dir, str(Path(args.spec[1:]).expanduser().resolve().parent)]
+    # relative model files: the spec (config) file's directory first, as in the workflow, then
+    # the working directory, then --search-dir
+    first = [str(Path(args.spec[1:]).expanduser().resolve().parent)] if (args.spec or "").startswith("@") else []
+    args.search_dir = [*first, ".", *args.search_dir]
     if args.spec is None and args.model is not None:
         spec["name"] = args.model
     if "file" in flags or "module" in flags:

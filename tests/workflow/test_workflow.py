@@ -428,6 +428,21 @@ def test_theta_that_does_not_fit_a_built_graph_fails_at_parse_time(cache_env):
     assert not (work / "results").exists() and "build_graph" not in proc.output
 
 
+def test_relative_model_file_resolves_relative_to_the_config_first(tmp_path):
+    """As the command line does: a config's relative `file:` is its own directory's file, even
+    when the working directory has one of the same name (dry run; the build command shows it)."""
+    cfg, work = tmp_path / "cfg", tmp_path / "work"
+    cfg.mkdir()
+    work.mkdir()
+    (cfg / "models.py").write_text(WORKFLOW_MODELS_PY)
+    (work / "models.py").write_text(WORKFLOW_MODELS_PY)
+    spec = {"name": "k", "file": "models.py", "callback": "kingman", "theta_grid": [[1.0]]}
+    config = write_config(cfg / "config.yaml", [spec])
+    proc = snakemake(work, "results/summary.tsv", "-n", "-p", cache=tmp_path / "cache", configfile=config)
+    assert proc.returncode == 0, proc.output[-3000:]
+    assert str(cfg / "models.py") in proc.output and str(work / "models.py") not in proc.output
+
+
 def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint", cache=tmp_path / "cache")
     _ok(proc)

@@ -61,8 +61,17 @@ CACHE_DIR = str(pm.cache_root(config.get("cache_dir")))
 # in them use the same store
 os.environ.update(PHASIC_CACHE_DIR=CACHE_DIR)
 DEFAULT_RESOURCES = {"mem_mb": 1000, "runtime": 15, "threads": 1, **config.get("resources", {})}
-# relative model files: the working directory, then the config files' directories, then ours
-SEARCH_DIRS = [*(Path(str(f)).resolve().parent for f in workflow.configfiles), WORKFLOW_DIR]
+# relative model files: the config files' directories first (the embedded default config is
+# read from Snakemake's source cache, a temporary copy: its models are relative to this
+# workflow), then the working directory, then this workflow's directory; `phasic` commands
+# given a config file resolve in the same order
+SEARCH_DIRS = [
+    *dict.fromkeys(
+        Path(str(f)).resolve().parent for f in workflow.configfiles if "source-cache" not in Path(str(f)).parts
+    ),
+    ".",
+    WORKFLOW_DIR,
+]
 MODELS = {spec["name"]: pm.resolve_spec(spec, SEARCH_DIRS) for spec in config["models"]}
 MODEL_NAMES = list(MODELS)
 GRAPH_ENTRY = {name: str(pm.ModelSpec.from_dict(spec).entry_path(CACHE_DIR)) for name, spec in MODELS.items()}
