@@ -473,6 +473,26 @@ def _evaluate_thetas(g, thetas, k, vectors, times, progress):
     return mom, dist
 
 
+def _distribution_per_theta(g, thetas, grids, progress):
+    """``[(density, cdf)]`` per parameter vector, each on its own time grid (``grids[b]``)."""
+    import numpy as np
+
+    from phasic.batch import evaluate_batch
+
+    out = []
+    h = g.copy() if g.discrete else None
+    for b, grid in enumerate(grids):
+        if g.discrete:
+            h.update_weights(thetas[b])
+            steps = grid.astype(np.int64)
+            out.append((h.pmf(steps), h.cdf(steps)))
+        else:
+            row = thetas[b : b + 1]
+            out.append((evaluate_batch(g, row, "pdf", times=grid)[0], evaluate_batch(g, row, "cdf", times=grid)[0]))
+        progress.update(1)
+    return out
+
+
 def _evaluate_plain(g, k, vectors, times):
     import numpy as np
 
@@ -600,21 +620,30 @@ def _evaluate(args):
                         else _evaluate_thetas(g, thetas, 2, None, None, Progress("", enabled=False))[0][0]
                     )
                 sd = np.sqrt(np.maximum(tm[:, 1] - tm[:, 0] ** 2, 0.0))
-                grid_t = _auto_grid(tm[:, 0], sd, times[1], g.discrete)
+                if thetas is not None and method != "dask":  # each vector's own peak and tail
+                    grids = [_auto_grid(tm[b : b + 1, 0], sd[b : b + 1], times[1], g.discrete) for b in range(B)]
+                else:  # one grid (a Dask sweep evaluates every vector on the same times)
+                    grids = [_auto_grid(tm[:, 0], sd, times[1], g.discrete)] * B
             else:
-                grid_t = times
-            if B * grid_t.size > MAX_DISTRIBUTION_ROWS:
+                grids = [times] * B
+            grid_t = grids[0]
+            total = sum(x.size for x in grids)
+            if total > MAX_DISTRIBUTION_ROWS:
                 raise ParameterError(
-                    f"the distribution table would have {B} parameter vectors x {grid_t.size} "
-                    f"times = {B * grid_t.size} rows; at most {MAX_DISTRIBUTION_ROWS}: use fewer "
+                    f"the distribution table would have {B} parameter vectors x {total // B} "
+                    f"times = {total} rows; at most {MAX_DISTRIBUTION_ROWS}: use fewer "
                     "times (--times) or split the parameter vectors"
                 )
-            if thetas is None:
-                _, dist = _evaluate_plain(g, 1, None, grid_t)
-            elif method == "dask":
-                _, dist = _sweep_dask(info, store, thetas, 1, None, grid_t)
+            if thetas is not None and method != "dask" and any(x is not grid_t for x in grids):
+                curves = _distribution_per_theta(g, thetas, grids, progress)
             else:
-                _, dist = _evaluate_thetas(g, thetas, 1, None, grid_t, progress)
+                if thetas is None:
+                    _, dist = _evaluate_plain(g, 1, None, grid_t)
+                elif method == "dask":
+                    _, dist = _sweep_dask(info, store, thetas, 1, None, grid_t)
+                else:
+                    _, dist = _evaluate_thetas(g, thetas, 1, None, grid_t, progress)
+                curves = [(dist[0, b], dist[1, b]) for b in range(B)]
         else:
             progress.update(B)
     theta_rows = [[]] if thetas is None else [[_fmt(x) for x in row] for row in thetas]
@@ -644,9 +673,9 @@ def _evaluate(args):
         tcol, dcol = ("k", "pmf") if g.discrete else ("t", "pdf")
         rows = []
         for b in range(B):
-            for j, t in enumerate(grid_t):
+            for j, t in enumerate(grids[b]):
                 tv = str(int(t)) if g.discrete else _fmt(t)
-                rows.append(theta_rows[b] + [tv, _fmt(dist[0, b, j]), _fmt(dist[1, b, j])])
+                rows.append(theta_rows[b] + [tv, _fmt(curves[b][0][j]), _fmt(curves[b][1][j])])
         if args.distribution_out == STDIO:
             if stdout_used:
                 print()
@@ -662,7 +691,9 @@ def _evaluate(args):
         "moments": k,
         "method": method,
         "expectation": [float(x) for x in mom[0, :, 0]],
-        "times": None if grid_t is None else [float(grid_t[0]), float(grid_t[-1]), int(grid_t.size)],
+        "times": None
+        if grid_t is None
+        else [float(min(x[0] for x in grids)), float(max(x[-1] for x in grids)), int(grid_t.size)],
         "moments_out": args.moments_out,
         "distribution_out": args.distribution_out,
         "seconds": round(time.perf_counter() - t0, 6),

@@ -61,3 +61,27 @@ def test_evaluate_prints_a_readable_table_and_dash_means_stdout(env):
     out = env.run("evaluate", "--spec", "@-", "--moments-out", "-", stdin=spec)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.splitlines()[1].split("\t")[1]) == pytest.approx(0.75, rel=1e-12)
+
+
+def test_auto_time_grid_follows_each_parameter_vector(tmp_path, monkeypatch):
+    """`--times auto` gives every parameter vector its own grid, to mean + 5 sd of its own
+    distribution: Kingman from 4 genes at coal=2 gets its peak covered, not 5 of 100 points."""
+    import numpy as np
+
+    from phasic.cli import main
+    from tests.models import WORKFLOW_MODELS_PY
+
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "models.py").write_text(WORKFLOW_MODELS_PY)
+    out = tmp_path / "dist.tsv"
+    args = ["evaluate", "--file", str(tmp_path / "models.py"), "--callback", "kingman", "--theta", "[[0.05], [2.0]]"]
+    assert main([*args, "--times", "auto", "--distribution-out", str(out), "--json"]) == 0
+    lines = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    for coal in (0.05, 2.0):
+        t = np.array([float(row[1]) for row in lines if float(row[0]) == coal])
+        # T = sum of Exp(coal * i (i-1) / 2) for i = 4, 3, 2: mean and variance in closed form
+        rates = coal * np.array([6.0, 3.0, 1.0])
+        mean, sd = (1 / rates).sum(), np.sqrt((1 / rates**2).sum())
+        assert t.size == 100 and t[0] == 0.0
+        assert t[-1] == pytest.approx(mean + 5 * sd, rel=1e-9)
+        assert (t <= mean).sum() >= 20  # the bulk of this vector's density is on its grid

@@ -443,6 +443,20 @@ def test_relative_model_file_resolves_relative_to_the_config_first(tmp_path):
     assert str(cfg / "models.py") in proc.output and str(work / "models.py") not in proc.output
 
 
+def test_moments_plot_joins_points_only_along_one_ordered_axis():
+    import importlib.util
+
+    path = REPO / "workflows" / "scripts" / "plot.py"
+    spec = importlib.util.spec_from_file_location("phasic_plot_script", path)
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    assert plot.one_axis([(1.0, 0.5), (2.0, 0.5), (3.0, 0.5)]) == 0
+    assert plot.one_axis([(1.0, 3.0), (1.0, 2.0), (1.0, 1.0)]) == 1  # decreasing is ordered too
+    assert plot.one_axis([(1.0, 0.5), (2.0, 0.5), (1.5, 0.5)]) is None  # not ordered
+    assert plot.one_axis([(1.0, 0.5), (2.0, 1.0)]) is None  # two parameters vary: a grid, not a curve
+    assert plot.one_axis([(1.0,)]) is None and plot.one_axis([()]) is None
+
+
 def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint", cache=tmp_path / "cache")
     _ok(proc)
