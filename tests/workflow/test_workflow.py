@@ -183,6 +183,10 @@ def test_first_run_outputs_and_reuse(cache_env):
         link = logs / name / "build_graph.log"
         assert link.is_symlink() and json.loads(link.read_text())["vertices"] > 0, name
         assert {"record_trace.log", "evaluate.log", "plot.log"} <= {p.name for p in (logs / name).iterdir()}
+        # Snakemake's benchmark records of the model's jobs, next to their logs
+        for rule in ("build_graph", "record_trace", "evaluate"):
+            header, rows = _read_tsv(logs / name / f"{rule}.benchmark.tsv")
+            assert header[:2] == ["s", "h:m:s"] and len(rows) == 1 and float(rows[0][0]) > 0, (name, rule)
     assert not (logs / "kingman" / "build_graph.log").exists()
     header, rows = _read_tsv(res / "summary.tsv")
     assert {row[0]: row[header.index("logs")] for row in rows} == {

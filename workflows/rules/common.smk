@@ -144,20 +144,23 @@ def model_logs(name):
 
 
 def link_build_logs():
-    """logs/<model>/build_graph.log -> the key-named log of the model's build job, for every
-    model whose build ran (so every log of a model is found under logs/<model>/)."""
+    """logs/<model>/build_graph.log (and .benchmark.tsv) -> the key-named log (and benchmark) of
+    the model's build job, for every model whose build ran (so every log of a model is found
+    under logs/<model>/)."""
     for name in MODEL_NAMES:
-        target = Path(build_log(name))
-        if not target.is_file():
-            continue
-        link = Path(model_logs(name)) / "build_graph.log"
-        relative = os.path.relpath(target, link.parent)
-        if link.is_symlink() and os.readlink(link) == relative:
-            continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(relative)
+        log = build_log(name)
+        for target, link_name in ((log, "build_graph.log"), (log[: -len(".log")] + ".benchmark.tsv", "build_graph.benchmark.tsv")):
+            target = Path(target)
+            if not target.is_file():
+                continue
+            link = Path(model_logs(name)) / link_name
+            relative = os.path.relpath(target, link.parent)
+            if link.is_symlink() and os.readlink(link) == relative:
+                continue
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(relative)
 
 
 def graph_entry(wildcards):

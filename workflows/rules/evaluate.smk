@@ -22,6 +22,8 @@ rule evaluate:
         ),
     log:
         "logs/{model}/evaluate.log",
+    benchmark:
+        "logs/{model}/evaluate.benchmark.tsv"
     params:
         cache_dir=lambda wildcards, input: store_root(input.graph),
         settings=evaluation_args,

@@ -15,6 +15,8 @@ rule build_graph:
         entry=update(f"{CACHE_DIR}/graphs/{{prefix}}/{{rest}}.h5"),
     log:
         "logs/build_graph/{prefix}/{rest}.log",
+    benchmark:
+        "logs/build_graph/{prefix}/{rest}.benchmark.tsv"
     params:
         spec=build_spec,
         cache_dir=lambda wildcards, output: store_root(output.entry),

@@ -15,6 +15,8 @@ rule record_trace:
         pointer="results/{model}/trace.json",
     log:
         "logs/{model}/record_trace.log",
+    benchmark:
+        "logs/{model}/record_trace.benchmark.tsv"
     params:
         cache_dir=lambda wildcards, input: store_root(input.graph),
     threads: 1
