@@ -477,3 +477,23 @@ def test_cli_build_models_yaml(cluster, store, tmp_path):
     models.write_text("models:\n  - {name: broken, module: tests.models, callback: nope}\n")
     bad = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "models[0]" in bad.stderr and "'nope'" in bad.stderr
+
+
+def test_script_without_main_guard_gets_one_clear_error(tmp_path):
+    """A script that starts phasic's local cluster at its top level, unguarded, gets one
+    DistributedError naming the line and the guard to add, before any worker starts."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import phasic.distributed as pd\n"
+        "from tests.models import coalescent\n"
+        "\n"
+        "pd.build([pd.ModelSpec(coalescent, theta=1.0)], progress=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHASIC_SCHEDULER", "PHASIC_CLUSTER", "DASK_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PHASIC_CACHE_DIR"] = str(tmp_path / "cache")
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert f"{script}, line 4: phasic.distributed starts a local Dask cluster here" in run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr and "DistributedError" in run.stderr
+    assert "Nanny" not in run.stderr and run.stderr.count("Traceback") == 1

@@ -4,4 +4,5 @@ import sys
 
 from phasic.cli._main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # Dask's worker processes may import this module again
+    sys.exit(main())

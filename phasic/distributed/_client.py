@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import warnings
 
 from phasic._progress import Progress
@@ -142,8 +143,56 @@ def _start_slurm(jobs, detail):
     return cluster
 
 
+def _unguarded_script_line():
+    """``(script, line)`` when this call comes from the top level of the ``__main__`` script
+    outside an ``if __name__ == "__main__":`` block, else None.
+
+    Dask starts a local cluster's workers as fresh processes that import the main script
+    again; unguarded, each would start a cluster of its own, and the user sees hundreds of
+    lines of "Nanny failed to start" instead of the one thing to change.
+    """
+    import ast
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    frame = sys._getframe(1)
+    while frame is not None and not (
+        frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") in ("__main__", "__mp_main__")
+    ):
+        frame = frame.f_back
+    if frame is None or path is None or frame.f_code.co_filename != path:
+        return None  # not from a script's top level (a function, an interactive session, -c)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in node.test.comparators)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+        ):
+            return None
+    return path, line
+
+
 def _start_local():
     from distributed import LocalCluster
+
+    unguarded = _unguarded_script_line()
+    if unguarded is not None:
+        raise DistributedError(
+            f"{unguarded[0]}, line {unguarded[1]}: phasic.distributed starts a local Dask cluster "
+            'here, at the top level of the script without an `if __name__ == "__main__":` '
+            "guard; its worker processes import the script again and would each start a cluster. "
+            'Put the script\'s work under `if __name__ == "__main__":` (or pass client=, or set '
+            "PHASIC_SCHEDULER to a running scheduler)"
+        )
 
     try:
         n = len(os.sched_getaffinity(0))
