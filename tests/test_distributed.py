@@ -497,3 +497,24 @@ def test_script_without_main_guard_gets_one_clear_error(tmp_path):
     assert f"{script}, line 4: phasic.distributed starts a local Dask cluster here" in run.stderr
     assert 'if __name__ == "__main__":' in run.stderr and "DistributedError" in run.stderr
     assert "Nanny" not in run.stderr and run.stderr.count("Traceback") == 1
+
+
+def test_session_serves_many_calls_with_one_cluster_and_prints_its_dashboard(store, capfd):
+    """Inside `session()` every build()/sweep() uses the session's client: the LocalCluster
+    phasic starts is started once (its dashboard link printed), and closed with the block."""
+    import phasic.distributed as pd
+    from phasic.distributed._client import connect
+
+    with pd.session(cluster="local") as s:
+        err = capfd.readouterr().err
+        assert "phasic: started a local Dask cluster" in err and "dashboard: http://" in err, err
+        (k1,) = pd.build([pd.ModelSpec(dm.coalescent_param)], progress=False)
+        (k2,) = pd.build([pd.ModelSpec(dm.two_island_param, ipv=[2, 1])], progress=False)
+        table = pd.sweep(k1, np.array([[1.0], [2.0]]), k=1, progress=False)
+        with connect() as inner:
+            assert inner is s  # a call without client= gets the session's connection
+        assert "started a" not in capfd.readouterr().err  # no second cluster
+        assert k1 != k2 and np.asarray(table).shape[0] == 2
+    assert s.client.status == "closed"
+    with connect(cluster="local") as again:  # outside, calls choose their own client again
+        assert again is not s

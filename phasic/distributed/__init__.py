@@ -26,6 +26,7 @@ Which Dask client is used
 1. the ``client=`` argument;
 2. an explicit ``scheduler=`` address or ``cluster=`` kind (the CLI's ``--scheduler`` and
    ``--cluster``);
+2b. the client of the innermost open :func:`session` block (one cluster for many calls);
 3. the current default client (``distributed.get_client()`` inside a task, else
    ``distributed.default_client()``) if one exists;
 4. a scheduler address from the environment variable ``PHASIC_SCHEDULER``, else from the
@@ -36,7 +37,8 @@ Which Dask client is used
    jobs (default 2);
 6. a ``LocalCluster`` with one single-threaded worker process per available core.
 
-A client or cluster that phasic started (4-6, and 2) is closed again when the call ends.
+A client or cluster that phasic started (4-6, and 2) is closed again when the call ends, or,
+for a :func:`session`, when its block ends. A cluster phasic starts prints its dashboard link.
 Other Dask config keys: ``phasic.connect-timeout`` (default ``20s``) and
 ``phasic.worker-timeout`` (default ``300s``: how long to wait for a first worker before
 failing instead of hanging).  Scripts that let phasic start a ``LocalCluster`` need the usual
@@ -53,8 +55,8 @@ exception's ``__notes__``) and the cause.
 """
 
 from phasic.distributed._build import build
-from phasic.distributed._client import Connection, connect
+from phasic.distributed._client import Connection, connect, session
 from phasic.distributed._sweep import sweep
 from phasic.specs import ModelSpec
 
-__all__ = ["ModelSpec", "build", "sweep", "connect", "Connection"]
+__all__ = ["ModelSpec", "build", "sweep", "connect", "session", "Connection"]

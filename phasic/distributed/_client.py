@@ -34,7 +34,7 @@ class Connection:
     source : str
         Why this client: ``"argument"`` (``client=``), ``"default"`` (the current default
         client), ``"address"`` (a scheduler address), ``"slurm"`` or ``"local"`` (a cluster
-        phasic started).
+        phasic started); a call inside :func:`session` gets the session's connection.
     detail : str
         Where the choice came from, e.g. ``"environment variable PHASIC_SCHEDULER"``.
     cluster : object or None
@@ -198,14 +198,8 @@ def _start_local():
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         n = os.cpu_count() or 1
-    # no dashboard; the scheduler's small HTTP server on a free port (not a busy 8787)
-    return LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": ":0"},
-    )
+    # the dashboard on a free port (not a busy 8787); its link is printed when the cluster starts
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
 
 
 def wait_for_workers(client, what="the tasks"):
@@ -266,6 +260,9 @@ def connect(client=None, *, scheduler=None, cluster=None, jobs=None):
         address, detail = scheduler, "the scheduler= argument"
     elif cluster is not None:
         kind, detail = cluster, "the cluster= argument"
+    elif _SESSIONS:
+        yield _SESSIONS[-1]  # the session's client: it outlives this call
+        return
     else:
         current = _current_client()
         if current is not None:
@@ -295,12 +292,61 @@ def connect(client=None, *, scheduler=None, cluster=None, jobs=None):
         except BaseException:
             started.close()
             raise
+        _announce(conn)
     try:
         yield conn
     finally:
         conn.client.close()
         if conn.cluster is not None:
             conn.cluster.close()
+
+
+#: the connections of the open :func:`session` blocks, innermost last
+_SESSIONS = []
+
+
+def _announce(conn):
+    """Say on stderr which cluster phasic started and where its dashboard is."""
+    link = getattr(conn.cluster, "dashboard_link", None) or getattr(conn.client, "dashboard_link", None)
+    workers = len(conn.client.scheduler_info().get("workers", {}))
+    where = f"; dashboard: {link}" if link else ""
+    print(f"phasic: started a {conn.source} Dask cluster ({workers} workers){where}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def session(client=None, *, scheduler=None, cluster=None, jobs=None):
+    """One Dask client for every :func:`build` and :func:`sweep` in the ``with`` block.
+
+    Without a session each call chooses (and, if needed, starts and stops) its own client
+    (see :func:`connect`); inside one, calls that are not given ``client=`` use the
+    session's, so a cluster phasic starts is started once, its dashboard stays up between
+    calls (the link is printed when it starts), and it is closed when the block ends.
+
+    Parameters
+    ----------
+    client, scheduler, cluster, jobs
+        As for :func:`connect`.
+
+    Yields
+    ------
+    Connection
+
+    Examples
+    --------
+    ::
+
+        import phasic.distributed as pd
+        if __name__ == "__main__":
+            with pd.session() as s:          # a LocalCluster unless configured otherwise
+                keys = pd.build([pd.ModelSpec(coalescent, theta=2.0)])
+                table = pd.sweep(keys[0], thetas)
+    """
+    with connect(client, scheduler=scheduler, cluster=cluster, jobs=jobs) as conn:
+        _SESSIONS.append(conn)
+        try:
+            yield conn
+        finally:
+            _SESSIONS.remove(conn)
 
 
 def wait(client, futures, progress, label):
