@@ -26,18 +26,18 @@ Which Dask client is used
 1. the ``client=`` argument;
 2. an explicit ``scheduler=`` address or ``cluster=`` kind (the CLI's ``--scheduler`` and
    ``--cluster``);
-2b. the client of the innermost open :func:`session` block (one cluster for many calls);
-3. the current default client (``distributed.get_client()`` inside a task, else
+3. the client of the innermost open :func:`session` block (one cluster for many calls);
+4. the current default client (``distributed.get_client()`` inside a task, else
    ``distributed.default_client()``) if one exists;
-4. a scheduler address from the environment variable ``PHASIC_SCHEDULER``, else from the
+5. a scheduler address from the environment variable ``PHASIC_SCHEDULER``, else from the
    Dask config key ``phasic.scheduler-address``;
-5. a dask-jobqueue ``SLURMCluster`` when ``PHASIC_CLUSTER=slurm`` or the Dask config key
+6. a dask-jobqueue ``SLURMCluster`` when ``PHASIC_CLUSTER=slurm`` or the Dask config key
    ``phasic.cluster`` is ``slurm``; it reads the standard ``jobqueue.slurm.*`` config
    (cores, memory, queue, walltime, ...) and is scaled to ``PHASIC_JOBS`` / ``phasic.jobs``
    jobs (default 2);
-6. a ``LocalCluster`` with one single-threaded worker process per available core.
+7. a ``LocalCluster`` with one single-threaded worker process per available core.
 
-A client or cluster that phasic started (4-6, and 2) is closed again when the call ends, or,
+A client or cluster that phasic started (5-7, and 2) is closed again when the call ends, or,
 for a :func:`session`, when its block ends. A cluster phasic starts prints its dashboard link.
 Other Dask config keys: ``phasic.connect-timeout`` (default ``20s``) and
 ``phasic.worker-timeout`` (default ``300s``: how long to wait for a first worker before
