@@ -33,7 +33,6 @@ import sys
 from pathlib import Path
 
 from phasic.graph import Graph
-from phasic.jax import clear_jax_cache, get_jax_cache_stats, print_jax_cache_info
 from phasic.keys import callback_attrs, graph_key, split_graph_kwargs
 from phasic.store import Store
 
@@ -184,11 +183,15 @@ def print_trace_cache_info(file=None):
 
 def get_all_cache_stats():
     """Stats of every cache: ``{'jax': ..., 'graph': ..., 'trace': ...}``."""
+    from phasic.jax import get_jax_cache_stats  # on use: importing the cache API stays light
+
     return {"jax": get_jax_cache_stats(), "graph": get_graph_cache_stats(), "trace": get_trace_cache_stats()}
 
 
 def print_all_cache_info(file=None):
     """Print the JAX, graph and trace cache frames."""
+    from phasic.jax import print_jax_cache_info
+
     print_jax_cache_info(file=file)
     print_graph_cache_info(file=file)
     print_trace_cache_info(file=file)
@@ -215,6 +218,8 @@ def clear_caches(verbose=True):
         ``{'graphs': n, 'traces': n, 'jax': n}`` removed.
     """
     removed = clear_model_cache()
+    from phasic.jax import clear_jax_cache
+
     removed["jax"] = clear_jax_cache()
     if verbose:
         print(f"Cleared {removed['graphs']} graphs, {removed['traces']} traces and {removed['jax']} JAX cache files")

@@ -82,8 +82,12 @@ SFS_MODELS = [name for name, spec in MODELS.items() if spec.get("rewards") == "s
 
 def _check_built_models():
     """What can be checked before any job runs: a model whose graph is already in the store
-    must be given parameter vectors that fit it (the entry records its parameter count)."""
+    must be given parameter vectors that fit it (the entry records its parameter count). Done
+    once, by the process that plans the run, not again by every job (each re-reads the workflow)."""
     from phasic.store import Store
+
+    if getattr(workflow, "remote_exec", False) or getattr(workflow, "subprocess_exec", False):
+        return
 
     store = Store(CACHE_DIR)
     for name, spec in MODELS.items():
