@@ -425,18 +425,91 @@ def test_local_cluster_fallback_sized_to_machine_and_closed(store):
 # ------------------------------------------------------------------------------ progress, report
 
 
-def test_progress_bar_and_performance_report(client, store, tmp_path, capsys):
-    from phasic.distributed import ModelSpec, build, sweep
+def test_build_progress_line_and_performance_report(client, store, tmp_path, capsys):
+    from phasic.distributed import ModelSpec, build
 
     report = tmp_path / "report.html"
-    (key,) = build(
-        [ModelSpec(dm.two_island_param, ipv=[2, 1])], client=client, progress=True, performance_report=report
-    )
+    build([ModelSpec(dm.two_island_param, ipv=[2, 1])], client=client, progress=True, performance_report=report)
     assert "phasic build (1 models)" in capsys.readouterr().err
     assert report.stat().st_size > 1000 and "Dask Performance Report" in report.read_text()
-    sweep(key, np.ones((6, 2)), chunk_size=2, client=client, progress=True)
-    err = capsys.readouterr().err
-    assert "phasic sweep" in err and "3/3" in err
+
+
+def test_sweep_progress_is_dasks_display_and_changes_no_result(client, store, capfd):
+    """progress=True draws Dask's own text bar (distributed.progress, on stdout as Dask
+    writes it); the numbers are the same bit for bit with progress on, off and by default."""
+    from phasic.distributed import ModelSpec, build, sweep
+
+    (key,) = build([ModelSpec(dm.two_island_param, ipv=[3, 2])], client=client, progress=False)
+    thetas = np.random.default_rng(7).uniform(0.5, 2.0, size=(60, 2))
+    capfd.readouterr()
+    shown = sweep(key, thetas, k=2, chunk_size=7, client=client, progress=True)
+    out, err = capfd.readouterr()
+    assert "] | 100% Completed |" in out and out.startswith("\r["), out
+    assert out.endswith("\x1b[2K\r")  # Dask erases its bar at the end
+    assert "phasic sweep" not in err + out  # not phasic's own line any more
+    quiet = sweep(key, thetas, k=2, chunk_size=7, client=client, progress=False)
+    default = sweep(key, thetas, k=2, chunk_size=7, client=client)  # stdout is not a terminal here
+    assert capfd.readouterr() == ("", "")
+    assert np.array_equal(shown, quiet) and np.array_equal(shown, default)
+    np.testing.assert_array_equal(shown, evaluate_batch(Graph.from_arrays(*store.get("graphs", key)), thetas, k=2))
+    # a chunk whose inputs fail is reported the same way with the bar on
+    bad = thetas.copy()
+    bad[9, 1] = -3.0
+    with pytest.raises(DistributedError, match=r"rows 7:14 .*negative rate"):
+        sweep(key, bad, chunk_size=7, client=client, progress=True)
+    assert "100% Completed" in capfd.readouterr().out
+
+
+def test_sweep_progress_is_dasks_widget_in_a_jupyter_kernel(cluster, store):
+    """In a Jupyter kernel progress=True (and the default) shows Dask's widget, and it is
+    drawn while the sweep blocks the cell: finished before the call returns, which Dask's own
+    listener on the kernel's loop would only be after the cell (runs where ipykernel,
+    ipywidgets and nbclient are installed)."""
+    for name in ("ipykernel", "ipywidgets", "nbclient", "nbformat"):
+        pytest.importorskip(name)
+    import nbformat
+    from nbclient import NotebookClient
+
+    from phasic.distributed import ModelSpec, build
+
+    (key,) = build([ModelSpec(dm.two_island_param, ipv=[4, 4])], progress=False)
+    code = (
+        "import sys, numpy as np, distributed, ipywidgets\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from phasic.distributed import sweep\n"
+        f"c = distributed.Client({cluster.scheduler_address!r}, set_as_default=False)\n"
+        "th = np.random.default_rng(1).uniform(0.5, 2.0, size=(4000, 2))\n"
+        "bars = lambda: [w for w in list(ipywidgets.widgets.widget._instances.values())\n"
+        "                if isinstance(w, ipywidgets.FloatProgress)]\n"
+        f"shown = sweep({key!r}, th, chunk_size=40, client=c, progress=True)\n"
+        "drawn = [(b.value, b.bar_style) for b in bars()]\n"
+        f"same = np.array_equal(shown, sweep({key!r}, th, chunk_size=40, client=c))\n"
+        "print('RESULT', same, drawn, len(bars()))\n"
+        "c.close()\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    env = {"PHASIC_CACHE_DIR": str(store.root)}
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute(
+        env={**os.environ, **env}
+    )
+    outputs = nb.cells[0].outputs
+    views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert len(views) == 2, outputs  # the default in a kernel shows the widget too
+    assert "RESULT True [(1.0, 'success')] 2" in text, text
+    assert "Completed" not in text  # the widget, not the text bar
+
+
+def test_dask_progress_ends_when_a_task_fails(client, capfd):
+    """Dask's bar stops at a task that raised; the wait goes on until every task is done."""
+    from phasic.distributed._client import wait_with_dask_progress
+
+    futures = [client.submit(sum, [i, 1], pure=False) for i in range(4)]
+    futures.append(client.submit(int, "not a number", pure=False))
+    wait_with_dask_progress(client, futures, True)
+    assert [f.status for f in futures] == ["finished"] * 4 + ["error"]
+    assert client.gather(futures[:4]) == [1, 2, 3, 4]
+    assert "% Completed |" in capfd.readouterr().out
 
 
 # ------------------------------------------------------------------------------ command line
@@ -511,10 +584,14 @@ def test_session_serves_many_calls_with_one_cluster_and_prints_its_dashboard(sto
         (k1,) = pd.build([pd.ModelSpec(dm.coalescent_param)], progress=False)
         (k2,) = pd.build([pd.ModelSpec(dm.two_island_param, ipv=[2, 1])], progress=False)
         table = pd.sweep(k1, np.array([[1.0], [2.0]]), k=1, progress=False)
+        assert "Completed" not in capfd.readouterr().out
+        shown = pd.sweep(k1, np.array([[1.0], [2.0]]), k=1, chunk_size=1, progress=True)
+        out, err = capfd.readouterr()
+        assert "] | 100% Completed |" in out  # Dask's bar, through the session's client
         with connect() as inner:
             assert inner is s  # a call without client= gets the session's connection
-        assert "started a" not in capfd.readouterr().err  # no second cluster
-        assert k1 != k2 and np.asarray(table).shape[0] == 2
+        assert "started a" not in err + capfd.readouterr().err  # no second cluster
+        assert k1 != k2 and np.asarray(table).shape[0] == 2 and np.array_equal(shown, table)
     assert s.client.status == "closed"
     with connect(cluster="local") as again:  # outside, calls choose their own client again
         assert again is not s

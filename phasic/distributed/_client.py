@@ -1,8 +1,9 @@
-"""Choosing the Dask client (order documented in :mod:`phasic.distributed`), progress bars
-and performance reports.  Dask is imported inside the functions only."""
+"""Choosing the Dask client (order documented in :mod:`phasic.distributed`), progress
+displays and performance reports.  Dask is imported inside the functions only."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -360,6 +361,60 @@ def wait(client, futures, progress, label):
         except BaseException:
             client.cancel(futures)
             raise
+
+
+def _isatty(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def wait_with_dask_progress(client, futures, progress):
+    """Wait for every future, showing Dask's own progress display; cancels the rest on
+    KeyboardInterrupt.
+
+    The display is :func:`distributed.progress`: in a Jupyter kernel a widget (when
+    ipywidgets is installed) that updates while the call blocks; elsewhere Dask's text bar
+    on stdout, drawn until the tasks end (or one of them fails) and then erased, as Dask does.
+    ``progress=None`` shows it in a Jupyter kernel or when stdout is a terminal.
+    """
+    from distributed import as_completed
+    from distributed import progress as dask_progress
+    from distributed.utils import is_kernel
+
+    notebook = is_kernel()
+    if progress is None:
+        progress = notebook or _isatty(sys.stdout)
+    listener = None
+    try:
+        if progress and futures:
+            # the scheduler's address: phasic's clients are not Dask's default client
+            address = client.scheduler.address
+            bar = None
+            if notebook:
+                try:
+                    bar = dask_progress(futures, notebook=True, scheduler=address)
+                    from IPython.display import display
+                except ImportError:  # no ipywidgets: Dask's text bar in the cell's output
+                    bar = None
+            if bar is not None:
+                display(bar.widget)
+                # Dask starts a widget's listener on the kernel's own loop, which waits for
+                # the cell to end; the client's loop thread draws it while this call blocks.
+                listener = asyncio.run_coroutine_threadsafe(bar.listen(), client.loop.asyncio_loop)
+            else:
+                dask_progress(futures, notebook=False, scheduler=address)  # blocks while it draws
+        for _ in as_completed(futures, loop=client.loop):
+            pass
+    except BaseException:
+        client.cancel(futures)
+        if listener is not None:
+            listener.cancel()
+        raise
+    if listener is not None:
+        with contextlib.suppress(Exception):  # the widget's last state only; the results count
+            listener.result(timeout=5)
 
 
 @contextlib.contextmanager

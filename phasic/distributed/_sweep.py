@@ -215,7 +215,13 @@ def sweep(
     retries : int
         Retries of a chunk whose worker died.
     progress : bool, optional
-        Progress bar on stderr (default: when stderr is a terminal).
+        Show Dask's own progress display (:func:`distributed.progress`) while the chunks run:
+        a widget in a Jupyter notebook (when ipywidgets is installed), else Dask's text bar
+        on stdout, which Dask erases again when the tasks end.  Default (None): in a notebook
+        or when stdout is a terminal; False shows nothing.  The results are the same either
+        way.  With ``as_dask_array=True`` nothing runs here, so nothing is shown: wrap the
+        caller's compute in ``dask.diagnostics.ProgressBar`` (local scheduler), or call
+        :func:`distributed.progress` on the ``persist()``-ed array.
     performance_report : path-like, optional
         Write Dask's HTML performance report there (needs bokeh).
 
@@ -236,6 +242,11 @@ def sweep(
     ::
 
         m = sweep(keys[0], np.array([[1.0, 0.5], [2.0, 0.5]]), what="moments", k=2)
+
+    With Dask's progress bar (in a terminal; a widget in Jupyter)::
+
+        m = sweep(keys[0], thetas, k=2, progress=True)
+        # [########################################] | 100% Completed |  3.2s
     """
     from phasic.graph import Graph
     from phasic.store import Store
@@ -282,7 +293,7 @@ def sweep(
         return np.empty((0,) + width)
     from dask.base import tokenize
 
-    from phasic.distributed._client import connect, report, wait, wait_for_workers
+    from phasic.distributed._client import connect, report, wait_for_workers, wait_with_dask_progress
 
     with connect(client) as conn:
         c = conn.client
@@ -309,7 +320,7 @@ def sweep(
                 key=keys,
                 retries=retries,
             )
-            wait(c, futures, progress, f"phasic sweep ({n} x {m} chunks)")
+            wait_with_dask_progress(c, futures, progress)
             for (lo, hi), fut in zip(bounds, futures):
                 if fut.status != "finished":
                     try:
