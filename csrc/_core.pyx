@@ -116,6 +116,16 @@ cdef extern from "dist.hpp" namespace "phasic":
                                    cbool discrete, uint64_t seed, int64_t n, double* outv) nogil
 
 
+cdef extern from "transient.hpp" namespace "phasic":
+    cdef cppclass TransientStats:
+        double dropped
+        int64_t steps, intervals
+        cbool exceeded
+    void transient_propagate(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
+                             const double* lam, double* p, double T, int64_t nt, const double* times,
+                             double* trans, double* flow, double* absd, double* soj, int64_t J, double* mom, double eps,
+                             double mu_target, int64_t max_steps, TransientStats& st) except + nogil
+
 # ---------------------------------------------------------------------------------------
 # states
 
@@ -1064,3 +1074,35 @@ def sample(const int64_t[::1] indptr, const int32_t[::1] target, const double[::
             c_sample(indptr.shape[0] - 1, &indptr[0], &target[0] if target.shape[0] else NULL,
                      &w[0] if w.shape[0] else NULL, &lam[0], rp, discrete, seed, n, &o[0])
     return out
+
+
+def transient(const int64_t[::1] indptr, const int32_t[::1] target, const double[::1] w,
+              const double[::1] lam, double[::1] p, double T, const double[::1] times,
+              double[::1] soj=None, int64_t moments=0, double eps=1e-20, double mu_target=200.0,
+              int64_t max_steps=100_000_000):
+    """Propagates the mass vector ``p`` (in place) over a time ``T`` by adaptive
+    uniformisation (transient.hpp). Returns ``(trans, flow, absorbed, mom, stats)``: the
+    transient mass, the absorption density and the absorbed mass at ``times`` (offsets in
+    [0, T], increasing), the integrals
+    of ``u^j`` times the transient mass for ``j < moments``, and a dict of counts (``exceeded``:
+    it stopped after ``max_steps`` steps, the results are incomplete); ``soj`` (per vertex) gets
+    the integral of ``p`` added."""
+    cdef int64_t V = indptr.shape[0] - 1, nt = times.shape[0], E = target.shape[0]
+    if p.shape[0] != V or lam.shape[0] != V or w.shape[0] != E or (soj is not None and soj.shape[0] != V):
+        raise ValueError("transient(): array lengths do not match the graph")
+    if V and p[0] != 0.0:
+        raise ValueError("transient(): the start vertex must hold no mass")
+    trans = np.zeros(nt)
+    flow = np.zeros(nt)
+    absd = np.zeros(nt)
+    mom = np.zeros(max(moments, 0))
+    cdef double[::1] tv = trans, fv = flow, av = absd, mv = mom
+    cdef TransientStats st
+    with nogil:
+        transient_propagate(V, &indptr[0], &target[0] if E else NULL, &w[0] if E else NULL, &lam[0],
+                            &p[0] if V else NULL, T, nt, &times[0] if nt else NULL,
+                            &tv[0] if nt else NULL, &fv[0] if nt else NULL, &av[0] if nt else NULL,
+                            &soj[0] if soj is not None and V else NULL, max(moments, 0),
+                            &mv[0] if moments > 0 else NULL, eps, mu_target, max_steps, st)
+    return trans, flow, absd, mom, {"dropped": st.dropped, "steps": st.steps, "intervals": st.intervals,
+                              "exceeded": bool(st.exceeded)}

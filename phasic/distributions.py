@@ -1,8 +1,9 @@
 """Distribution functions, sampling and the matrix view, on the low-level graph (:class:`phasic._csr.CSR`;
 :class:`phasic.Graph`'s methods document them).
 
-Continuous: uniformisation on the sparse graph (exact to ~1e-12 absolute; the number of
-steps follows from the largest exit rate and the largest time, no tuning knob). Discrete:
+Continuous: adaptive uniformisation on the sparse graph (``csrc/transient.hpp``; ~1e-15
+absolute: the rate of each stretch follows the states that still hold mass, so a coalescent's
+cost grows with the logarithm of largest rate x time, not with the product). Discrete:
 the forward algorithm.
 """
 
@@ -31,8 +32,11 @@ def _check_absorbing(g):
             )
 
 
-#: pdf/cdf refuse a largest rate x time beyond this (the steps, and their memory, grow with it)
-MAX_RATE_TIME = 1e8
+#: pdf/cdf stop (and refuse) after this many uniformisation steps (a class of states that
+#: keeps its mass cycling at a high rate over a long time)
+MAX_STEPS = 100_000_000
+#: mass below this in a transient state is dropped (adaptive uniformisation, see _cph)
+DROP_EPS = 1e-20
 #: discrete pmf/cdf refuse jump counts beyond this
 MAX_JUMPS = 100_000_000
 #: sample() refuses more draws than this in one call (8 bytes each)
@@ -48,22 +52,54 @@ def _times(t, name="t"):
     return arr
 
 
+def initial_mass(g, w=None):
+    """Mass per vertex at time 0 (the start vertex's out-weights, from `w` or the graph's
+    weights; the start vertex holds none)."""
+    w = g.w if w is None else w
+    p = np.zeros(g.vertices_length())
+    lo, hi = g.indptr[0], g.indptr[1]
+    np.add.at(p, g.target[lo:hi], w[lo:hi])
+    p[0] = 0.0
+    return p
+
+
+def propagate(g, w, lam, p, T, times=(), soj=None, moments=0):
+    """Adaptive uniformisation of mass `p` (in place) over time `T` with weights `w` (see
+    ``csrc/transient.hpp``): ``(transient mass, absorption density, absorbed mass)`` at
+    offsets `times`, the time-power integrals of the transient mass, the counts."""
+    tm = np.ascontiguousarray(times, dtype=np.float64)
+    trans, flow, absorbed, mom, st = _core.transient(
+        g.indptr, g.target, w, lam, p, float(T), tm, soj, moments, DROP_EPS, 200.0, MAX_STEPS
+    )
+    if st["exceeded"]:
+        raise ParameterError(
+            f"the distribution up to t={float(T)!r} needs more than {MAX_STEPS:.0e} uniformisation steps: "
+            "some states keep their mass moving at a high rate for that long"
+        )
+    return trans, flow, absorbed, mom, st
+
+
 def _cph(g, t):
+    """pdf and cdf by adaptive uniformisation: one pass over the sorted times; the rate of
+    each stretch is the largest out-rate of the states that hold (or can receive) mass then,
+    so the cost follows the states still occupied, not the fastest state of the graph."""
     arr = _times(t)
     flat = arr.reshape(-1)
-    pos = np.ascontiguousarray(np.maximum(flat, 0.0))
+    order = np.argsort(flat, kind="stable")
+    ts = np.maximum(flat[order], 0.0)
     lam = out_rates(g)
-    top = float(lam[1:].max(initial=0.0)) * float(pos.max(initial=0.0))
-    if top > MAX_RATE_TIME:
-        raise ParameterError(
-            f"largest rate x largest time = {top:.3g}: uniformisation would need more "
-            f"than {MAX_RATE_TIME:.0e} steps (times up to {float(pos.max())!r})"
-        )
-    pdf, cdf = _core.uniformisation(g.indptr, g.target, g.w, lam, pos)
+    p = initial_mass(g)
+    defect = max(0.0, 1.0 - float(p.sum()))  # initial mass missing: absorbed at time 0
+    T = float(ts[-1]) if ts.size else 0.0
+    _, flow, absorbed, _, _ = propagate(g, g.w, lam, p, T, ts)
+    pdf = np.empty(flat.size)
+    cdf = np.empty(flat.size)
+    pdf[order] = flow
+    cdf[order] = np.clip(defect + absorbed, 0.0, 1.0)
     neg = flat < 0
     pdf[neg] = 0.0
     cdf[neg] = 0.0
-    return pdf.reshape(arr.shape), np.clip(cdf, 0.0, 1.0).reshape(arr.shape)
+    return pdf.reshape(arr.shape), cdf.reshape(arr.shape)
 
 
 def _steps(k):

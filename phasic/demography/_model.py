@@ -1,0 +1,200 @@
+"""A Demes model on a phasic graph: :func:`from_demes` and :class:`DemographicModel`."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from phasic.demography import _demes, _spaces
+from phasic.demography._epochs import Epochs
+from phasic.exceptions import ParameterError
+from phasic.graph import Graph
+
+STATE_SPACES = ("sfs", "lineages")
+
+
+class DemographicModel:
+    """A Demes model with its graph and epoch schedule (made by :func:`from_demes`).
+
+    Attributes
+    ----------
+    graph : phasic.Graph
+        The parameterised graph (its structure depends on the demes, samples and which
+        deme pairs exchange lineages, not on sizes, times or rates).
+    epochs : phasic.demography.Epochs
+        The schedule: breakpoints, a parameter vector per epoch, the maps at splits and pulses.
+    state_space : str
+        ``"sfs"`` (block counting per sampled deme) or ``"lineages"`` (lineage counting).
+    samples : dict
+        Haploid genome counts per sampled deme.
+    demes : list of str
+        The demes of the state space (one for the one-deme lineage-counting route).
+    time_units : str
+        The Demes graph's time units; every time and expectation is in them.
+    """
+
+    def __init__(self, graph, plan, samples, state_space, demes_graph):
+        self.graph = graph
+        self.plan = plan
+        self.samples = dict(samples)
+        self.state_space = state_space
+        self.demes = list(plan.demes)
+        self.time_units = plan.time_units
+        self.demes_graph = demes_graph
+        layout = (plan.n_demes, 1 if state_space == "lineages" else len(_spaces.block_types(plan.sample_sizes)[0]))
+        maps = [partial(_map, layout=layout, events=ev) if ev else None for ev in plan.events]
+        self.epochs = Epochs(graph, plan.breaks, plan.thetas, maps)
+
+    def __repr__(self):
+        return (
+            f"<DemographicModel samples={self.samples} state_space={self.state_space!r} "
+            f"vertices={self.graph.vertices_length()} epochs={len(self.epochs.thetas)}>"
+        )
+
+    # the T_MRCA
+    def expectation(self) -> float:
+        """``E[T_MRCA]`` in the model's time units."""
+        return self.epochs.expectation()
+
+    def variance(self) -> float:
+        """``Var(T_MRCA)``."""
+        return self.epochs.variance()
+
+    def moments(self, power: int = 2):
+        """``[E[T_MRCA], ..., E[T_MRCA^power]]``."""
+        return self.epochs.moments(power)
+
+    def pdf(self, t):
+        """Density of the T_MRCA at times `t`."""
+        return self.epochs.pdf(t)
+
+    def cdf(self, t):
+        """``P(T_MRCA <= t)``."""
+        return self.epochs.cdf(t)
+
+    def expected_sfs(self) -> np.ndarray:
+        """The expected site frequency spectrum as branch lengths: entry ``(i, j, ...)`` is the
+        expected total length of branches subtending ``i`` sampled genomes of the first sampled
+        deme, ``j`` of the second, ... (model time units; multiply by the mutation rate per
+        unit time and the sequence length for expected site counts). Shape ``(n_1 + 1, ...)``;
+        the corners (no and all samples) are 0."""
+        plan = self.plan
+        if self.state_space == "lineages":
+            if not plan.single_deme:
+                raise ParameterError(
+                    "the SFS of a lineage-counting model is exact only for one sampled deme whose ancestry no "
+                    "migration or pulse touches; build the model with state_space='sfs'"
+                )
+            n = plan.sample_sizes[0]
+            states = self.graph.states()
+            sojourn = self.epochs.sojourn()
+            T = np.zeros(n + 1)
+            k = states[1:, 0]
+            np.add.at(T, k, sojourn[1:])
+            W = _spaces.lineage_sfs_weights(n)
+            return W @ T
+        states = self.graph.states()
+        R = _spaces.sfs_rewards(states, plan.n_demes, plan.sample_sizes)
+        out = self.epochs.expected_rewards(R)
+        return out.reshape(tuple(n + 1 for n in plan.sample_sizes))
+
+
+def _map(state, layout, events):
+    return _demes.scatter(state, layout, events)
+
+
+def from_demes(
+    graph,
+    samples,
+    state_space=None,
+    cache=False,
+    *,
+    growth_tolerance=0.01,
+    max_states=_spaces.MAX_STATES,
+):
+    """A Demes model as a phase-type model: the SFS and the T_MRCA under its demography.
+
+    Parameters
+    ----------
+    graph : demes.Graph, str or pathlib.Path
+        A Demes model (an object, a YAML file or YAML text).
+    samples : dict
+        Haploid genome counts per deme, e.g. ``{"A": 4, "B": 4}`` (taken at time 0).
+    state_space : {"sfs", "lineages"}, optional
+        ``"sfs"``: block counting per sampled deme (the joint SFS; grows fast with the sample).
+        ``"lineages"``: lineage counting (the T_MRCA; and the SFS of one sampled deme whose
+        ancestry is one panmictic line). Default: ``"lineages"`` where it gives the exact SFS,
+        else ``"sfs"``.
+    cache : bool
+        Build the graph through the store (``Graph(..., cache=True)``): a later call with the
+        same topology and samples loads it and its trace, whatever the sizes, times and rates.
+    growth_tolerance : float
+        Size changes within an epoch become constant pieces spanning at most a factor
+        ``exp(growth_tolerance)`` of size each (see ``phasic.demography._demes``).
+    max_states : int
+        Refuse (:class:`phasic.exceptions.StateSpaceTooLarge`) a state space that may exceed
+        this many states, before building it.
+
+    Returns
+    -------
+    DemographicModel
+
+    Examples
+    --------
+    >>> import demes
+    >>> from phasic import demography
+    >>> b = demes.Builder(time_units="generations")
+    >>> _ = b.add_deme("A", epochs=[dict(start_size=1000)])
+    >>> m = demography.from_demes(b.resolve(), samples={"A": 4})
+    >>> [round(float(x), 6) for x in m.expected_sfs()]   # 4N / i
+    [0.0, 4000.0, 2000.0, 1333.333333, 0.0]
+    >>> round(m.expectation(), 6)                      # 4N (1 - 1/n)
+    3000.0
+    """
+    g = _demes.load(graph)
+    sampled, sizes = _demes._samples(g, samples)
+    exact_line = _demes.one_panmictic_ancestry(g, sampled)
+    if state_space is None:
+        state_space = "lineages" if exact_line else "sfs"
+    if state_space not in STATE_SPACES:
+        raise ParameterError(f"state_space must be one of {STATE_SPACES}, got {state_space!r}")
+    single = state_space == "lineages" and exact_line
+    plan = _demes.compile_plan(g, samples, single_deme=single, growth_tolerance=growth_tolerance)
+    D = plan.n_demes
+    if state_space == "lineages":
+        n = sum(plan.sample_sizes)
+        _spaces.check_size(_spaces.count_lineage_states(D, n), D, max_states, f"lineage counting of {n} genomes")
+        start = [0] * D
+        for d, k in zip(plan.sampled, plan.sample_sizes):
+            start[d] += k
+        built = Graph(
+            _spaces.lineage_counting,
+            ipv=start,
+            cache=cache,
+            n_demes=D,
+            moves=[list(m) for m in plan.moves],
+            max_vertices=max_states,
+        )
+    else:
+        B = len(_spaces.block_types(plan.sample_sizes)[0])
+        bound = _spaces.count_block_states(D, plan.sample_sizes)
+        _spaces.check_size(bound, D * B, max_states, f"block counting of samples {dict(samples)}")
+        start = _spaces.block_counting_start(D, plan.sampled, plan.sample_sizes)
+        built = Graph(
+            _spaces.block_counting,
+            ipv=start,
+            cache=cache,
+            n_demes=D,
+            sample_sizes=list(plan.sample_sizes),
+            moves=[list(m) for m in plan.moves],
+            max_vertices=max_states,
+        )
+    if built.theta_dim != D + len(plan.moves):
+        raise ParameterError(f"internal: graph has {built.theta_dim} parameters, the plan {D + len(plan.moves)}")
+    return DemographicModel(built, plan, {k: v for k, v in samples.items() if v}, state_space, g)
+
+
+def sfs_shape(samples):
+    """The shape of the expected SFS of `samples`."""
+    return tuple(int(n) + 1 for n in samples.values() if n)

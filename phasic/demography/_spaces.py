@@ -1,0 +1,217 @@
+"""The standard coalescent state spaces, as library callbacks.
+
+Every callback is a plain module-level function with keyword parameters, so
+``Graph(callback, ipv=..., **params)`` builds it, ``cache=True`` keys it like any user
+callback, and a user can wrap one to add transitions (see the example in
+:func:`lineage_counting`). Rates are coefficient lists, so one graph serves every size,
+rate and time; the parameter vector is laid out as
+
+``theta = [coal_0, ..., coal_{D-1}, move_0, ..., move_{M-1}]``
+
+``coal_d``: the rate at which one pair of lineages in deme ``d`` coalesces (``1 / (2 N_d)`` per
+generation for a diploid size ``N_d``); ``move_i``: the rate at which each lineage in deme
+``moves[i][0]`` moves to deme ``moves[i][1]`` (backwards in time: migration, and the edges
+that carry lineages of a deme that has ended into its ancestors).
+
+States: ``lineage_counting`` counts lineages per deme (``D`` entries); ``block_counting``
+counts, per deme, the lineages of each type ``b`` (the numbers of sampled descendants in each
+sampled deme), ``D * B`` entries with ``B`` types (see :func:`block_types`). A state with one
+lineage left is absorbing (the most recent common ancestor).
+"""
+
+from __future__ import annotations
+
+import itertools
+from math import comb, prod
+
+import numpy as np
+
+from phasic.exceptions import ParameterError, StateSpaceTooLarge
+
+
+def _add(out, state, coef_index, value, p):
+    key = tuple(state)
+    row = out.get(key)
+    if row is None:
+        row = out[key] = [0.0] * p
+    row[coef_index] += value
+
+
+def lineage_counting(state, *, n_demes=1, moves=()):
+    """Lineages per deme: coalescence within demes and moves between them.
+
+    Parameters
+    ----------
+    state : sequence of int
+        Lineages in each of the ``n_demes`` demes.
+    n_demes : int
+        ``D``; the first ``D`` parameters are the pair coalescence rates per deme.
+    moves : sequence of (int, int)
+        One parameter per ``(from, to)`` pair: each lineage in ``from`` moves to ``to`` at that rate.
+
+    Examples
+    --------
+    A Kingman coalescent of 4 lineages; a user adds a second kind of event by wrapping it
+    (here a lineage-count-independent "extinction" at rate ``theta[1]``, for illustration).
+
+    >>> from phasic import Graph
+    >>> from phasic.demography import lineage_counting
+    >>> g = Graph(lineage_counting, ipv=[4])
+    >>> g.update_weights([1.0]); round(g.expectation(), 6)   # 2 (1 - 1/4)
+    1.5
+    >>> def with_extinction(state):
+    ...     return [[s, c + [1.0 if s == [0] else 0.0]] for s, c in lineage_counting(state)] + (
+    ...         [[[0], [0.0, 1.0]]] if sum(state) > 1 else [])
+    >>> h = Graph(with_extinction, ipv=[4]); h.update_weights([1.0, 0.5]); h.expectation() < 1.5
+    True
+    """
+    D = int(n_demes)
+    p = D + len(moves)
+    if sum(state) <= 1:
+        return []
+    out = {}
+    s = list(state)
+    for d in range(D):
+        k = s[d]
+        if k >= 2:
+            s[d] -= 1
+            _add(out, s, d, k * (k - 1) / 2, p)
+            s[d] += 1
+    for i, (a, b) in enumerate(moves):
+        k = s[a]
+        if k >= 1:
+            s[a] -= 1
+            s[b] += 1
+            _add(out, s, D + i, float(k), p)
+            s[a] += 1
+            s[b] -= 1
+    return [[list(k), v] for k, v in out.items()]
+
+
+def block_types(sample_sizes):
+    """The lineage types of a block-counting space: every vector ``b`` with ``0 <= b_s <= n_s``
+    except zero (the numbers of sampled descendants in each sampled deme), in
+    ``itertools.product`` order, and a dict from type to its index."""
+    types = [b for b in itertools.product(*(range(n + 1) for n in sample_sizes)) if any(b)]
+    return types, {b: i for i, b in enumerate(types)}
+
+
+def block_counting(state, *, n_demes=1, sample_sizes=(2,), moves=()):
+    """Lineages per deme and type (block counting): the state of the joint SFS.
+
+    ``state[d * B + t]`` is the number of lineages in deme ``d`` of type ``types[t]`` (see
+    :func:`block_types`); the parameters are laid out as in :func:`lineage_counting`.
+    """
+    D = int(n_demes)
+    types, index = block_types(sample_sizes)
+    B = len(types)
+    p = D + len(moves)
+    if sum(state) <= 1:
+        return []
+    out = {}
+    s = list(state)
+    for d in range(D):
+        present = [t for t in range(B) if s[d * B + t]]
+        for x, t1 in enumerate(present):
+            c1 = s[d * B + t1]
+            for t2 in present[x:]:
+                c2 = s[d * B + t2]
+                pairs = c1 * (c1 - 1) / 2 if t1 == t2 else c1 * c2
+                if pairs <= 0:
+                    continue
+                merged = index[tuple(u + v for u, v in zip(types[t1], types[t2]))]
+                s[d * B + t1] -= 1
+                s[d * B + t2] -= 1
+                s[d * B + merged] += 1
+                _add(out, s, d, float(pairs), p)
+                s[d * B + merged] -= 1
+                s[d * B + t2] += 1
+                s[d * B + t1] += 1
+    for i, (a, b) in enumerate(moves):
+        for t in range(B):
+            c = s[a * B + t]
+            if c:
+                s[a * B + t] -= 1
+                s[b * B + t] += 1
+                _add(out, s, D + i, float(c), p)
+                s[a * B + t] += 1
+                s[b * B + t] -= 1
+    return [[list(k), v] for k, v in out.items()]
+
+
+def block_counting_start(n_demes, sampled, sample_sizes):
+    """The start state of :func:`block_counting`: every sample its own lineage, in its deme."""
+    types, index = block_types(sample_sizes)
+    B = len(types)
+    s = [0] * (n_demes * B)
+    for j, (d, n) in enumerate(zip(sampled, sample_sizes)):
+        unit = tuple(1 if i == j else 0 for i in range(len(sample_sizes)))
+        s[d * B + index[unit]] += n
+    return s
+
+
+def sfs_rewards(states, n_demes, sample_sizes):
+    """Reward matrix ``(V, prod(n_s + 1))`` of the joint SFS: the reward of a state for cell
+    ``b`` is its number of lineages of type ``b`` (all demes); cells 0 and the full sample
+    stay 0 (a lineage ancestral to the whole sample is the root)."""
+    types, _ = block_types(sample_sizes)
+    B = len(types)
+    shape = tuple(n + 1 for n in sample_sizes)
+    cells = np.ravel_multi_index(np.array(types).T, shape)
+    counts = states[:, :].reshape(len(states), n_demes, B).sum(axis=1)
+    R = np.zeros((len(states), prod(shape)))
+    R[:, cells] = counts
+    R[:, -1] = 0.0  # the full sample
+    R[0] = 0.0
+    return R
+
+
+def count_block_states(n_demes, sample_sizes):
+    """An upper bound on the states of :func:`block_counting`: multisets of (type, deme)
+    pairs whose types sum to the sample (the coefficient of ``x^n`` in
+    ``prod_b (1 - x^b)^-D``), plus the start state."""
+    shape = tuple(n + 1 for n in sample_sizes)
+    types, _ = block_types(sample_sizes)
+    f = np.zeros(shape, dtype=object)
+    f[(0,) * len(shape)] = 1
+    for b in types:
+        for _ in range(n_demes):  # (1 - x^b)^-1, D times: an unbounded knapsack pass over b
+            for idx in itertools.product(*(range(n + 1) for n in sample_sizes)):
+                prev = tuple(i - j for i, j in zip(idx, b))
+                if min(prev) >= 0:
+                    f[idx] += f[prev]
+    return int(f[tuple(sample_sizes)]) + 1
+
+
+def count_lineage_states(n_demes, n):
+    """States of :func:`lineage_counting` from ``n`` lineages: every way to place k = 1..n
+    lineages in D demes, plus the start state."""
+    return sum(comb(k + n_demes - 1, n_demes - 1) for k in range(1, n + 1)) + 1
+
+
+#: the default largest state space from_demes builds (vertices)
+MAX_STATES = 2_000_000
+#: bytes per vertex and per state entry, for the memory estimate of a refusal
+_BYTES_PER_VERTEX = 200
+
+
+def check_size(count, state_length, limit, what):
+    if count > limit:
+        need = count * (_BYTES_PER_VERTEX + 4 * state_length)
+        raise StateSpaceTooLarge(
+            f"{what} has up to {count:,} states (about {need / 2**30:.1f} GiB to build and eliminate), more than "
+            f"max_states={limit:,}; use fewer samples, state_space='lineages' for the T_MRCA and one-deme "
+            "SFS, or raise max_states"
+        )
+
+
+def lineage_sfs_weights(n):
+    """``W[i, k]``: E[xi_i] = sum_k W[i, k] E[T_k] for one panmictic deme (Griffiths & Tavare
+    1998; Polanski & Kimmel 2003): ``k C(n-i-1, k-2) / C(n-1, k-1)``, i = 1..n-1, k = 2..n."""
+    if n < 2:
+        raise ParameterError(f"an SFS needs at least 2 samples, got {n}")
+    W = np.zeros((n + 1, n + 1))
+    for i in range(1, n):
+        for k in range(2, n - i + 2):
+            W[i, k] = k * comb(n - i - 1, k - 2) / comb(n - 1, k - 1)
+    return W
