@@ -517,8 +517,9 @@ def _use_stored_trace(g, store):
     traces.attach_trace(g, store)
 
 
-def _sweep_dask(info, store, thetas, k, vectors, times):
-    """Large sweeps through :func:`phasic.distributed.sweep` (Dask workers read the stored graph)."""
+def _sweep_dask(info, store, thetas, k, vectors, times, progress=False):
+    """Large sweeps through :func:`phasic.distributed.sweep` (Dask workers read the stored graph).
+    `progress`: Dask's progress bar (on stdout: never with ``--json`` or ``--quiet``)."""
     import numpy as np
 
     from phasic.distributed import sweep
@@ -528,11 +529,24 @@ def _sweep_dask(info, store, thetas, k, vectors, times):
     mom = np.empty((R, thetas.shape[0], k))
     for r in range(R):
         mom[r] = np.asarray(
-            sweep(key, thetas, what="moments", k=k, cache_dir=root, rewards=None if vectors is None else vectors[r])
+            sweep(
+                key,
+                thetas,
+                what="moments",
+                k=k,
+                cache_dir=root,
+                rewards=None if vectors is None else vectors[r],
+                progress=progress,
+            )
         ).reshape(-1, k)
     dist = None
     if times is not None:
-        dist = np.stack([np.asarray(sweep(key, thetas, what=w, times=times, cache_dir=root)) for w in ("pdf", "cdf")])
+        dist = np.stack(
+            [
+                np.asarray(sweep(key, thetas, what=w, times=times, cache_dir=root, progress=progress))
+                for w in ("pdf", "cdf")
+            ]
+        )
     return mom, dist
 
 
@@ -605,7 +619,7 @@ def _evaluate(args):
         if thetas is None:
             mom, _ = _evaluate_plain(g, k, vectors, None)
         elif method == "dask":
-            mom, _ = _sweep_dask(info, store, thetas, k, vectors, None)
+            mom, _ = _sweep_dask(info, store, thetas, k, vectors, None, _dask_progress(args))
         else:
             mom, _ = _evaluate_thetas(g, thetas, k, vectors, None, Progress("", enabled=False))
         grid_t = None
@@ -640,7 +654,7 @@ def _evaluate(args):
                 if thetas is None:
                     _, dist = _evaluate_plain(g, 1, None, grid_t)
                 elif method == "dask":
-                    _, dist = _sweep_dask(info, store, thetas, 1, None, grid_t)
+                    _, dist = _sweep_dask(info, store, thetas, 1, None, grid_t, _dask_progress(args))
                 else:
                     _, dist = _evaluate_thetas(g, thetas, 1, None, grid_t, progress)
                 curves = [(dist[0, b], dist[1, b]) for b in range(B)]
@@ -712,6 +726,12 @@ def _evaluate(args):
 
 def _where(path):
     return "standard output" if path == STDIO else path
+
+
+def _dask_progress(args):
+    """Dask's bar writes to stdout: shown only where stdout is a terminal for a reader (not with
+    --json, whose JSON goes there, nor with --quiet)."""
+    return False if (args.quiet or args.json) else None
 
 
 def _have_dask_sweep():
