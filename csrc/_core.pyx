@@ -256,6 +256,19 @@ cdef class StateSpace:
         fill_state(state, self.d, self.buf.data(), "find_vertex")
         return self.t.find(self.buf.data())
 
+    def find_many(self, states):
+        """Vertex index of each row of `states` (``(n, d)`` integers; -1 where absent)."""
+        cdef int32_t[:, ::1] s = np.ascontiguousarray(states, dtype=np.int32)
+        if s.shape[1] != self.d:
+            raise ValueError(f"find_many: states have length {s.shape[1]}, expected {self.d}")
+        self._ensure_index()
+        out = np.empty(s.shape[0], dtype=np.int64)
+        cdef int64_t[::1] o = out
+        cdef Py_ssize_t i
+        for i in range(s.shape[0]):
+            o[i] = self.t.find(&s[i, 0])
+        return out
+
     def find_or_create(self, state):
         cdef cbool created = False
         self._ensure_index()
@@ -287,6 +300,42 @@ cdef class StateSpace:
 
 # ---------------------------------------------------------------------------------------
 # construction from a callback (Alg. 1): visit vertices in creation order
+
+cdef object _coef_row(object rate):
+    """A list or tuple of Python floats/ints as a float64 array, or None (NumPy handles the
+    rest: other element types, arrays, non-finite values are checked by the caller)."""
+    cdef Py_ssize_t k, n
+    cdef object x
+    cdef double v
+    if not (type(rate) is list or type(rate) is tuple):
+        return None
+    n = len(rate)
+    if n == 0:
+        return None
+    out = cnp.PyArray_EMPTY(1, [n], cnp.NPY_FLOAT64, 0)
+    cdef double* o = <double*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    for k in range(n):
+        x = rate[k]
+        if type(x) is float:
+            v = <double>x
+        elif type(x) is int and -9007199254740992 <= x <= 9007199254740992:
+            v = <double>x
+        else:
+            return None
+        if not isfinite(v):
+            return None
+        o[k] = v
+    return out
+
+
+cdef double _row_sum(object crow):
+    cdef const double[::1] c = crow
+    cdef double s = 0.0
+    cdef Py_ssize_t k
+    for k in range(c.shape[0]):
+        s += c[k]
+    return s
+
 
 cdef inline bint is_number(object r):
     if type(r) is float or type(r) is int:
@@ -373,8 +422,14 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
                         f"rates must be finite and >= 0")
                 crow = None
             elif isinstance(rate, (list, tuple, np.ndarray)):
-                crow = np.asarray(rate, dtype=np.float64)
-                if crow.ndim != 1 or crow.size == 0 or not np.all(np.isfinite(crow)):
+                # a list of Python numbers is read without NumPy (one C loop; the common case
+                # of library and user callbacks), anything else through np.asarray
+                crow = _coef_row(rate)
+                if crow is None:
+                    crow = np.asarray(rate, dtype=np.float64)
+                    if crow.ndim != 1 or crow.size == 0 or not np.all(np.isfinite(crow)):
+                        crow = None
+                if crow is None:
                     raise GraphConstructionError(
                         f"callback returned coefficients {_plain(rate)!r} for state {state_arr.tolist()!r}; "
                         f"expected a non-empty list of finite numbers")
@@ -384,7 +439,7 @@ def build(callback, list ipv, int d, dict params, int64_t max_vertices, object t
                     raise GraphConstructionError(
                         f"callback returned {crow.size} coefficients {_plain(rate)!r} for state "
                         f"{state_arr.tolist()!r}, but theta has dimension {p}")
-                r = crow.sum()
+                r = _row_sum(crow)
             else:
                 raise GraphConstructionError(
                     f"callback returned rate {_plain(rate)!r} ({type(rate).__name__}) for state "
@@ -1104,5 +1159,5 @@ def transient(const int64_t[::1] indptr, const int32_t[::1] target, const double
                             &tv[0] if nt else NULL, &fv[0] if nt else NULL, &av[0] if nt else NULL,
                             &soj[0] if soj is not None and V else NULL, max(moments, 0),
                             &mv[0] if moments > 0 else NULL, eps, mu_target, max_steps, st)
-    return trans, flow, absd, mom, {"dropped": st.dropped, "steps": st.steps, "intervals": st.intervals,
-                              "exceeded": bool(st.exceeded)}
+    stats = {"dropped": st.dropped, "steps": st.steps, "intervals": st.intervals, "exceeded": bool(st.exceeded)}
+    return trans, flow, absd, mom, stats

@@ -105,7 +105,9 @@ class Epochs:
     maps : sequence, optional
         ``K - 1`` state maps applied at the breakpoints (None for none): a callable
         ``state -> [(state, probability), ...]`` (return None or ``[]`` to keep a state) or a
-        ``(V, V)`` array. Every state a map produces must be a state of the graph.
+        ``(V, V)`` array. Every state a map produces must be a state of the graph. A callable
+        is evaluated only for the states that hold mass when it applies; one with a method
+        ``map_rows(csr, vertices) -> {v: (targets, probs)}`` (or None) does many at once.
 
     Examples
     --------
@@ -189,7 +191,8 @@ class Epochs:
         held = np.flatnonzero(p)
         missing = [int(v) for v in held if v not in cache]
         if missing:
-            cache.update(_map_rows(self._ll, m, float(self.breaks[k]), missing))
+            fast = m.map_rows(self._ll, np.asarray(missing)) if hasattr(m, "map_rows") else None
+            cache.update(fast if fast is not None else _map_rows(self._ll, m, float(self.breaks[k]), missing))
         out = np.zeros_like(p)
         for v in held:
             targets, probs = cache[int(v)]

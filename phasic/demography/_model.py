@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from phasic.demography import _demes, _spaces
@@ -43,7 +41,7 @@ class DemographicModel:
         self.time_units = plan.time_units
         self.demes_graph = demes_graph
         layout = (plan.n_demes, 1 if state_space == "lineages" else len(_spaces.block_types(plan.sample_sizes)[0]))
-        maps = [partial(_map, layout=layout, events=ev) if ev else None for ev in plan.events]
+        maps = [DemesMap(layout, ev) if ev else None for ev in plan.events]
         self.epochs = Epochs(graph, plan.breaks, plan.thetas, maps)
 
     def __repr__(self):
@@ -100,8 +98,35 @@ class DemographicModel:
         return out.reshape(tuple(n + 1 for n in plan.sample_sizes))
 
 
-def _map(state, layout, events):
-    return _demes.scatter(state, layout, events)
+class DemesMap:
+    """The state map of a breakpoint's Demes events (splits, admixtures, pulses): called on a
+    state it gives ``[(state, p), ...]`` (:func:`phasic.demography._demes.scatter`);
+    :meth:`map_rows` does the deterministic case (every event moves all lineages of a deme to
+    one other deme: a split) for many vertices at once."""
+
+    def __init__(self, layout, events):
+        self.layout = layout
+        self.events = events
+        self.deterministic = all(len(dests) == 1 and dests[0][1] == 1.0 for _, dests in events)
+
+    def __call__(self, state):
+        return _demes.scatter(state, self.layout, self.events)
+
+    def map_rows(self, ll, vertices):
+        """``{v: (targets, probs)}`` for `vertices`, or None (use the per-state call)."""
+        if not self.deterministic:
+            return None
+        D, B = self.layout
+        states = ll.states()[vertices].astype(np.int64)
+        blocks = states.reshape(len(vertices), D, B)
+        for d, ((to, _),) in self.events:
+            blocks[:, to] += blocks[:, d]
+            blocks[:, d] = 0
+        targets = ll.space.find_many(blocks.reshape(len(vertices), D * B))
+        if np.any(targets <= 0):
+            return None  # a target outside the graph: the per-state path names it
+        one = np.ones(1)
+        return {int(v): (np.array([t]), one) for v, t in zip(vertices, targets)}
 
 
 def from_demes(
@@ -192,6 +217,13 @@ def from_demes(
         )
     if built.theta_dim != D + len(plan.moves):
         raise ParameterError(f"internal: graph has {built.theta_dim} parameters, the plan {D + len(plan.moves)}")
+    if cache:
+        # the trace lives in the store next to the graph: a later model of the same topology
+        # (any sizes, times, rates) loads both instead of recording the elimination again
+        from phasic import traces
+
+        if not traces.attach_trace(built):
+            traces.ensure_trace(built)
     return DemographicModel(built, plan, {k: v for k, v in samples.items() if v}, state_space, g)
 
 

@@ -21,6 +21,7 @@ lineage left is absorbing (the most recent common ancestor).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from math import comb, prod
 
@@ -91,7 +92,13 @@ def lineage_counting(state, *, n_demes=1, moves=()):
 def block_types(sample_sizes):
     """The lineage types of a block-counting space: every vector ``b`` with ``0 <= b_s <= n_s``
     except zero (the numbers of sampled descendants in each sampled deme), in
-    ``itertools.product`` order, and a dict from type to its index."""
+    ``itertools.product`` order, and a dict from type to its index (do not modify them: they
+    are shared, computed once per sample sizes)."""
+    return _block_types(tuple(int(n) for n in sample_sizes))
+
+
+@functools.lru_cache(maxsize=64)
+def _block_types(sample_sizes):
     types = [b for b in itertools.product(*(range(n + 1) for n in sample_sizes)) if any(b)]
     return types, {b: i for i, b in enumerate(types)}
 
@@ -158,9 +165,9 @@ def sfs_rewards(states, n_demes, sample_sizes):
     B = len(types)
     shape = tuple(n + 1 for n in sample_sizes)
     cells = np.ravel_multi_index(np.array(types).T, shape)
-    counts = states[:, :].reshape(len(states), n_demes, B).sum(axis=1)
     R = np.zeros((len(states), prod(shape)))
-    R[:, cells] = counts
+    for d in range(n_demes):  # a loop over the few demes: summing a strided axis is slow
+        R[:, cells] += states[:, d * B : (d + 1) * B]
     R[:, -1] = 0.0  # the full sample
     R[0] = 0.0
     return R
@@ -170,6 +177,11 @@ def count_block_states(n_demes, sample_sizes):
     """An upper bound on the states of :func:`block_counting`: multisets of (type, deme)
     pairs whose types sum to the sample (the coefficient of ``x^n`` in
     ``prod_b (1 - x^b)^-D``), plus the start state."""
+    return _count_block_states(int(n_demes), tuple(int(n) for n in sample_sizes))
+
+
+@functools.lru_cache(maxsize=64)
+def _count_block_states(n_demes, sample_sizes):
     shape = tuple(n + 1 for n in sample_sizes)
     types, _ = block_types(sample_sizes)
     f = np.zeros(shape, dtype=object)
@@ -207,11 +219,26 @@ def check_size(count, state_length, limit, what):
 
 def lineage_sfs_weights(n):
     """``W[i, k]``: E[xi_i] = sum_k W[i, k] E[T_k] for one panmictic deme (Griffiths & Tavare
-    1998; Polanski & Kimmel 2003): ``k C(n-i-1, k-2) / C(n-1, k-1)``, i = 1..n-1, k = 2..n."""
-    if n < 2:
-        raise ParameterError(f"an SFS needs at least 2 samples, got {n}")
-    W = np.zeros((n + 1, n + 1))
-    for i in range(1, n):
-        for k in range(2, n - i + 2):
-            W[i, k] = k * comb(n - i - 1, k - 2) / comb(n - 1, k - 1)
+    1998; Polanski & Kimmel 2003): ``k C(n-i-1, k-2) / C(n-1, k-1)``, i = 1..n-1, k = 2..n.
+    A read-only ``(n + 1, n + 1)`` array, computed once per n (log-gamma, vectorised)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ParameterError(f"an SFS needs at least 2 samples, got {n!r}")
+    return _sfs_weights(int(n))
+
+
+def _log_comb(a, b):
+    from scipy.special import gammaln
+
+    return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _sfs_weights(n):
+    i = np.arange(n + 1)[:, None]
+    k = np.arange(n + 1)[None, :]
+    ok = (i >= 1) & (i <= n - 1) & (k >= 2) & (k <= n - i + 1)
+    a1, b1 = np.where(ok, n - i - 1, 0), np.where(ok, k - 2, 0)
+    a2, b2 = np.where(ok, n - 1, 1), np.where(ok, k - 1, 0)
+    W = np.where(ok, k * np.exp(_log_comb(a1, b1) - _log_comb(a2, b2)), 0.0)
+    W.setflags(write=False)
     return W
