@@ -4,14 +4,22 @@ change, splits, migration, pulses) with their SFS and T_MRCA.
 
 - :class:`Epochs`: piecewise-constant parameters on a :class:`phasic.Graph`, with state maps
   at the breakpoints;
-- :func:`lineage_counting`, :func:`block_counting`: the coalescent state spaces;
+- :func:`lineage_counting`, :func:`block_counting`, :func:`islands`: the coalescent state
+  spaces, as library callbacks;
 - :func:`from_demes`: a Demes model as a :class:`DemographicModel` (``expected_sfs()``,
   ``expectation()``, ``variance()``, ``moments()``, ``pdf()``, ``cdf()``).
 """
 
 from phasic.demography._epochs import Epochs
 from phasic.demography._model import DemographicModel, from_demes, sfs_shape
-from phasic.demography._spaces import block_counting, block_types, lineage_counting, lineage_sfs_weights
+from phasic.demography._spaces import (
+    block_counting,
+    block_types,
+    island_moves,
+    islands,
+    lineage_counting,
+    lineage_sfs_weights,
+)
 
 __all__ = [
     "DemographicModel",
@@ -19,6 +27,8 @@ __all__ = [
     "block_counting",
     "block_types",
     "from_demes",
+    "island_moves",
+    "islands",
     "lineage_counting",
     "lineage_sfs_weights",
     "sfs_shape",

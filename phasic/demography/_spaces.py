@@ -89,6 +89,28 @@ def lineage_counting(state, *, n_demes=1, moves=()):
     return [[list(k), v] for k, v in out.items()]
 
 
+def islands(state, *, n_demes=2):
+    """The island model: lineages per deme, coalescence within demes, and a move between every
+    ordered pair of demes (``theta = [coal_0..coal_{D-1}, m_01, m_02, ..., m_10, ...]``, the
+    pairs in :func:`island_moves` order). :func:`lineage_counting` with those moves.
+
+    Examples
+    --------
+    >>> from phasic import Graph
+    >>> from phasic.demography import islands
+    >>> g = Graph(islands, ipv=[2, 0], n_demes=2)
+    >>> g.update_weights([1.0, 1.0, 0.5, 0.5])   # two equal islands, m = 1/2 each way
+    >>> round(g.expectation(), 6)   # a pair from one island: D / pair rate, for any m (Strobeck 1987)
+    2.0
+    """
+    return lineage_counting(state, n_demes=n_demes, moves=island_moves(n_demes))
+
+
+def island_moves(n_demes):
+    """Every ordered pair ``(a, b)``, ``a != b``, of ``n_demes`` demes, in a fixed order."""
+    return [(a, b) for a in range(int(n_demes)) for b in range(int(n_demes)) if a != b]
+
+
 def block_types(sample_sizes):
     """The lineage types of a block-counting space: every vector ``b`` with ``0 <= b_s <= n_s``
     except zero (the numbers of sampled descendants in each sampled deme), in

@@ -79,3 +79,15 @@ def test_sfs_weights_give_four_n_over_i_for_constant_size():
 def test_refusal_names_the_count_and_memory():
     with pytest.raises(StateSpaceTooLarge, match=r"up to 1,001 states \(about .* GiB.*max_states=1,000"):
         _spaces.check_size(1001, 10, 1000, "a test space")
+
+
+@pytest.mark.parametrize("D", [2, 3])
+def test_islands_within_deme_pair_time_is_d_for_any_migration(D):
+    from phasic.demography import islands
+
+    g = Graph(islands, ipv=[2] + [0] * (D - 1), n_demes=D)
+    for m in (0.05, 1.0, 7.0):
+        g.update_weights([1.0] * D + [m] * (D * (D - 1)))
+        # symmetric island model: E[T] of two lineages from one island is D / (pair rate),
+        # whatever the migration rate (Strobeck 1987)
+        assert g.expectation() == pytest.approx(D, rel=1e-12)
