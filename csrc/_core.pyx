@@ -116,6 +116,16 @@ cdef extern from "dist.hpp" namespace "phasic":
                                    cbool discrete, uint64_t seed, int64_t n, double* outv) nogil
 
 
+cdef extern from "coalescent.hpp" namespace "phasic":
+    cdef cppclass CoalescentBuild:
+        vector[int64_t] indptr
+        vector[int32_t] target
+        vector[double] coef
+        int64_t overflow_vertex
+    void build_coalescent(int64_t D, int64_t B, const int32_t* merged, int64_t M, const int32_t* moves,
+                          const int32_t* start, int64_t max_vertices, StateTable& T,
+                          CoalescentBuild& out) except + nogil
+
 cdef extern from "transient.hpp" namespace "phasic":
     cdef cppclass TransientStats:
         double dropped
@@ -1161,3 +1171,39 @@ def transient(const int64_t[::1] indptr, const int32_t[::1] target, const double
                             &mv[0] if moments > 0 else NULL, eps, mu_target, max_steps, st)
     stats = {"dropped": st.dropped, "steps": st.steps, "intervals": st.intervals, "exceeded": bool(st.exceeded)}
     return trans, flow, absd, mom, stats
+
+
+def build_coalescent_space(int64_t D, int64_t B, merged, moves, start, int64_t max_vertices):
+    """The structured block-counting (lineage counting: ``B = 1``) state space from ``start``
+    (coalescent.hpp): the same ``(StateSpace, indptr, target, weight, coef)`` as :func:`build`
+    with ``phasic.demography.block_counting``, without a Python call per state.
+    ``merged``: ``(B, B)`` int32 type of two merged types (-1: impossible); ``moves``: ``(M, 2)``."""
+    cdef const int32_t[:, ::1] mg = np.ascontiguousarray(merged, dtype=np.int32).reshape(B, B)
+    cdef const int32_t[:, ::1] mv = np.ascontiguousarray(moves, dtype=np.int32).reshape(-1, 2)
+    cdef const int32_t[::1] st = np.ascontiguousarray(start, dtype=np.int32)
+    cdef int64_t M = mv.shape[0], d = D * B, E, k, j, p = D + M
+    if st.shape[0] != d:
+        raise ValueError(f"build_coalescent_space: start has length {st.shape[0]}, expected {d}")
+    cdef StateSpace sp = StateSpace(<int>d)
+    cdef CoalescentBuild out
+    with nogil:
+        build_coalescent(D, B, &mg[0, 0], M, &mv[0, 0] if M else NULL, &st[0], max_vertices, sp.t[0], out)
+    if out.overflow_vertex >= 0:
+        raise StateSpaceTooLarge(
+            f"the state space grew past max_vertices={max_vertices} (while expanding vertex "
+            f"{out.overflow_vertex}); use fewer samples or pass a larger max_vertices=")
+    E = out.target.size()
+    ip = np.asarray(<int64_t[:out.indptr.size()]>out.indptr.data()).copy()
+    tg = np.asarray(<int32_t[:E]>out.target.data()).copy()
+    coef = np.asarray(<double[:E * p]>out.coef.data()).copy().reshape(E, p) if p else np.zeros((E, 0))
+    wt = np.empty(E)
+    cdef double[:, ::1] cv = coef
+    cdef double[::1] wv = wt
+    cdef double acc
+    for k in range(E):  # the generic build's weight: the coefficients summed left to right
+        acc = 0.0
+        for j in range(p):
+            acc += cv[k, j]
+        wv[k] = acc
+    wv[0] = 1.0  # the start vertex's edge: probability 1
+    return sp, ip, tg, wt, coef

@@ -193,8 +193,12 @@ class Graph:
             )
         call_params = dict(params)
         call_params.update(accepted_extras(callback, {"model": model, "indexer": indexer}))
+        # a library state space may build itself without a Python call per state (the same
+        # graph, made faster: phasic.demography's coalescent spaces); None: the generic build
+        fast = getattr(callback, "_phasic_fast_build", None)
+        built = fast(ipv_pairs, call_params, max_vertices, theta_dim, discrete) if fast is not None else None
         try:
-            space, indptr, target, weight, coef = _core.build(
+            space, indptr, target, weight, coef = built or _core.build(
                 callback, ipv_pairs, d, call_params, max_vertices, theta_dim, discrete
             )
         except ValueError as exc:

@@ -27,6 +27,7 @@ from math import comb, prod
 
 import numpy as np
 
+from phasic import _core
 from phasic.exceptions import ParameterError, StateSpaceTooLarge
 
 
@@ -264,3 +265,71 @@ def _sfs_weights(n):
     W = np.where(ok, k * np.exp(_log_comb(a1, b1) - _log_comb(a2, b2)), 0.0)
     W.setflags(write=False)
     return W
+
+
+# ---------------------------------------------------------------- builds without a Python call per state
+def _merge_table(sample_sizes):
+    types, index = block_types(sample_sizes)
+    B = len(types)
+    merged = np.full((B, B), -1, dtype=np.int32)
+    for i, a in enumerate(types):
+        for j, b in enumerate(types):
+            c = tuple(x + y for x, y in zip(a, b))
+            if c in index:
+                merged[i, j] = index[c]
+    return merged
+
+
+@functools.lru_cache(maxsize=64)
+def _merge_table_cached(sample_sizes):
+    m = _merge_table(sample_sizes)
+    m.setflags(write=False)
+    return m
+
+
+def _fast_build(kind):
+    """``Graph``'s hook for the library spaces: the compiled builder (csrc/coalescent.hpp) for
+    the arguments it knows, else None (the generic build then runs the callback, and reports
+    what is wrong with the arguments)."""
+
+    def build(ipv_pairs, params, max_vertices, theta_dim, discrete):
+        if discrete or len(ipv_pairs) != 1 or float(ipv_pairs[0][1]) != 1.0:
+            return None
+        allowed = {
+            "lineages": {"n_demes", "moves"},
+            "islands": {"n_demes"},
+            "blocks": {"n_demes", "sample_sizes", "moves"},
+        }
+        if set(params) - allowed[kind]:
+            return None
+        try:
+            D = params.get("n_demes", 1)
+            if isinstance(D, bool) or not isinstance(D, (int, np.integer)) or D < 1:
+                return None
+            moves = island_moves(D) if kind == "islands" else params.get("moves", ())
+            mv = np.asarray([list(m) for m in moves], dtype=np.int64).reshape(-1, 2)
+            if mv.size and (mv.min() < 0 or mv.max() >= D):
+                return None
+            if kind == "blocks":
+                sizes = tuple(int(n) for n in params.get("sample_sizes", (2,)))
+                if not sizes or min(sizes) < 0:
+                    return None
+                merged = _merge_table_cached(sizes)
+            else:
+                merged = np.zeros((1, 1), dtype=np.int32)
+            B = merged.shape[0]
+            start = np.asarray(ipv_pairs[0][0], dtype=np.int64)
+        except (TypeError, ValueError):
+            return None
+        if start.shape != (D * B,) or start.min() < 0:
+            return None
+        if theta_dim is not None and theta_dim != D + len(mv):
+            return None
+        return _core.build_coalescent_space(D, B, merged, mv, start, max_vertices)
+
+    return build
+
+
+lineage_counting._phasic_fast_build = _fast_build("lineages")
+islands._phasic_fast_build = _fast_build("islands")
+block_counting._phasic_fast_build = _fast_build("blocks")

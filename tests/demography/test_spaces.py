@@ -91,3 +91,45 @@ def test_islands_within_deme_pair_time_is_d_for_any_migration(D):
         # symmetric island model: E[T] of two lineages from one island is D / (pair rate),
         # whatever the migration rate (Strobeck 1987)
         assert g.expectation() == pytest.approx(D, rel=1e-12)
+
+
+def _generic(callback, **kwargs):
+    """The graph made by the generic build (the callback called per state)."""
+    fast = callback._phasic_fast_build
+    del callback._phasic_fast_build
+    try:
+        return Graph(callback, **kwargs)
+    finally:
+        callback._phasic_fast_build = fast
+
+
+@pytest.mark.parametrize(
+    "callback, kwargs",
+    [
+        ("lineage_counting", dict(ipv=[7])),
+        ("lineage_counting", dict(ipv=[3, 2, 0], n_demes=3, moves=[[0, 1], [1, 0], [0, 2], [1, 2]])),
+        ("islands", dict(ipv=[2, 1, 1], n_demes=3)),
+        ("block_counting", dict(ipv="3:0,1:3,2", n_demes=3, sample_sizes=[3, 2], moves=[[1, 0], [0, 2], [1, 2]])),
+        ("block_counting", dict(ipv="1:0:6", n_demes=1, sample_sizes=[6])),
+    ],
+)
+def test_the_compiled_build_makes_the_callbacks_graph(callback, kwargs):
+    from phasic import _csr, demography
+
+    cb = getattr(demography, callback)
+    if isinstance(kwargs["ipv"], str):  # "D:sampled:sizes"
+        D, sampled, sizes = kwargs["ipv"].split(":")
+        sampled = [int(x) for x in sampled.split(",")]
+        sizes = [int(x) for x in sizes.split(",")]
+        kwargs = {**kwargs, "ipv": _spaces.block_counting_start(int(D), sampled, sizes)}
+    a, b = _csr.of(_generic(cb, **kwargs)), _csr.of(Graph(cb, **kwargs))
+    assert np.array_equal(a.states(), b.states())
+    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.target, b.target)
+    assert np.array_equal(a.coef, b.coef) and np.array_equal(a.w, b.w)
+
+
+def test_the_compiled_build_refuses_past_max_vertices():
+    with pytest.raises(StateSpaceTooLarge, match="max_vertices=10"):
+        Graph(
+            block_counting, ipv=_spaces.block_counting_start(1, [0], [8]), n_demes=1, sample_sizes=[8], max_vertices=10
+        )
