@@ -330,6 +330,29 @@ def test_report(cache_env):
     _ok(proc)
     html = (first["work"] / "results" / "report.html").read_text(errors="replace")
     assert "kingman" in html and "sfs.png" in html
+    # the report's sections: the summary first, then one per model with its plots and tables
+    categories = json.loads(re.search(r"^\s*var categories = (.*);$", html, flags=re.M).group(1))
+    assert categories["(all models)"] == {"summary": ["results/summary.tsv"]}
+    for name in ("kingman", "sfs", "countdown"):
+        assert set(categories[name]) == {"plots", "tables"}, name
+        assert sorted(categories[name]["tables"]) == [f"results/{name}/distribution.tsv", f"results/{name}/moments.tsv"]
+        assert f"results/{name}/pdf.png" in categories[name]["plots"]
+    assert set(categories) == {"(all models)", "kingman", "sfs", "countdown"}
+    assert _menu_order(list(categories)) == ["(all models)", "countdown", "kingman", "sfs"]
+    # the start page points at the summary
+    assert "app.showResultInfo('results/summary.tsv')" in html
+
+
+def _menu_order(names):
+    """The order of the report's menu: its script sorts the sections with localeCompare (run by
+    node where it is installed; else the rule it relies on: punctuation sorts before letters
+    and digits, which start every model name, and the rest compare case-insensitively)."""
+    node = shutil.which("node")
+    if node is None:
+        return sorted(names, key=lambda n: (n[:1].isalnum(), n.casefold()))
+    script = "console.log(JSON.stringify(JSON.parse(process.argv[1]).sort((a, b) => a.localeCompare(b))))"
+    proc = subprocess.run([node, "-e", script, json.dumps(names)], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
 
 
 def test_deleted_results_recompute_only_evaluations(cache_env):
