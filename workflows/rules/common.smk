@@ -60,7 +60,10 @@ CACHE_DIR = str(pm.cache_root(config.get("cache_dir")))
 # jobs (also on cluster nodes: the Slurm executor exports this environment) and library calls
 # in them use the same store
 os.environ.update(PHASIC_CACHE_DIR=CACHE_DIR)
-DEFAULT_RESOURCES = {"mem_mb": 1000, "runtime": 15, "threads": 1, **config.get("resources", {})}
+# resources every model gets unless it or the config's top-level `resources` sets them; the
+# mem_mb and runtime of record_trace and evaluate follow the graph's size instead (sizing.py)
+CONFIG_RESOURCES = config.get("resources") or {}
+DEFAULT_RESOURCES = {"mem_mb": 1000, "runtime": 15, "threads": 1, **CONFIG_RESOURCES}
 # relative model files: the config files' directories first (the embedded default config is
 # read from Snakemake's source cache, a temporary copy: its models are relative to this
 # workflow), then the working directory, then this workflow's directory; `phasic` commands
@@ -125,6 +128,38 @@ def build_spec(wildcards):
 def model_resource(name, what):
     """A resource of a model: its own `resources`, else the config's, else the default."""
     return MODELS[name].get("resources", {}).get(what, DEFAULT_RESOURCES[what])
+
+
+def _load_sizing():
+    """workflows/scripts/sizing.py (plain Python, tested on its own), also when the workflow
+    is used as a module (source_path gives a local copy of a remote workflow's file)."""
+    import importlib.util
+
+    path = workflow.source_path("../scripts/sizing.py")
+    spec = importlib.util.spec_from_file_location("phasic_workflow_sizing", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+sizing = _load_sizing()
+
+
+def sized_resource(step, what):
+    """The resource `what` of the jobs of `step` (record_trace or evaluate), as a callable for
+    their `resources`: the model's own `resources`, else the config's top-level `resources`,
+    else the size sizing.py computes from the graph's store entry. Snakemake calls it again when the job is ready to run, i.e. once
+    build_graph has stored the entry; before that (a dry run from an empty store, or a Slurm
+    group job that builds the graph itself) it gives sizing.FLOOR."""
+
+    def resource(wildcards, input):
+        name = wildcards.model
+        explicit = MODELS[name].get("resources", {}).get(what, CONFIG_RESOURCES.get(what))
+        if explicit is not None:
+            return explicit
+        return sizing.resources(step, MODELS[name], str(input.graph))[what]
+
+    return resource
 
 
 def key_resource(wildcards, what):

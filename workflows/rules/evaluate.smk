@@ -29,8 +29,8 @@ rule evaluate:
         settings=evaluation_args,
     threads: lambda wildcards: model_resource(wildcards.model, "threads")
     resources:
-        mem_mb=lambda wildcards: model_resource(wildcards.model, "mem_mb"),
-        runtime=lambda wildcards: model_resource(wildcards.model, "runtime"),
+        mem_mb=sized_resource("evaluate", "mem_mb"),
+        runtime=sized_resource("evaluate", "runtime"),
     conda:
         "../envs/phasic.yaml"
     shell:

@@ -21,8 +21,8 @@ rule record_trace:
         cache_dir=lambda wildcards, input: store_root(input.graph),
     threads: 1
     resources:
-        mem_mb=lambda wildcards: model_resource(wildcards.model, "mem_mb"),
-        runtime=lambda wildcards: model_resource(wildcards.model, "runtime"),
+        mem_mb=sized_resource("record_trace", "mem_mb"),
+        runtime=sized_resource("record_trace", "runtime"),
     conda:
         "../envs/phasic.yaml"
     shell:
