@@ -56,6 +56,31 @@ def _ensure_phasic_on_path():
 
 _ensure_phasic_on_path()
 
+
+def _deploys(method):
+    """Whether Snakemake runs the jobs with `--sdm <method>` (conda, apptainer)."""
+    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", ()) or ()
+    return any(getattr(m, "name", str(m)).lower() == method for m in methods)
+
+
+def _set_phasic_source():
+    """$PHASIC_SOURCE: where workflows/envs/phasic.yaml has pip install phasic from under
+    `--sdm conda` (pip expands it in the env file's `pip:` list). Unset: this workflow's own
+    checkout, when it is one; a workflow without phasic's source next to it (used as a module
+    from a remote copy) must be told where phasic is."""
+    if os.environ.get("PHASIC_SOURCE"):
+        return
+    if (WORKFLOW_DIR / "pyproject.toml").is_file() and (WORKFLOW_DIR / "phasic" / "__init__.py").is_file():
+        os.environ.update(PHASIC_SOURCE=str(WORKFLOW_DIR))
+    elif _deploys("conda"):
+        raise pm.ParameterError(
+            f"--sdm conda installs phasic from $PHASIC_SOURCE, and {WORKFLOW_DIR} is no phasic checkout; "
+            "set PHASIC_SOURCE to the absolute path of phasic's source directory or of a phasic wheel"
+        )
+
+
+_set_phasic_source()
+
 CACHE_DIR = str(pm.cache_root(config.get("cache_dir")))
 # jobs (also on cluster nodes: the Slurm executor exports this environment) and library calls
 # in them use the same store
