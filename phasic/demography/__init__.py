@@ -11,7 +11,7 @@ change, splits, migration, pulses) with their SFS and T_MRCA.
 """
 
 from phasic.demography._epochs import Epochs
-from phasic.demography._model import DemographicModel, from_demes, sfs_shape
+from phasic.demography._model import DemographicModel, from_demes, graph_spec, sfs_shape
 from phasic.demography._spaces import (
     block_counting,
     block_types,
@@ -27,6 +27,7 @@ __all__ = [
     "block_counting",
     "block_types",
     "from_demes",
+    "graph_spec",
     "island_moves",
     "islands",
     "lineage_counting",

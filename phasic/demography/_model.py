@@ -129,6 +129,55 @@ class DemesMap:
         return {int(v): (np.array([t]), one) for v, t in zip(vertices, targets)}
 
 
+def _plan_and_spec(g, samples, state_space, growth_tolerance, max_states):
+    sampled, _ = _demes._samples(g, samples)
+    exact_line = _demes.one_panmictic_ancestry(g, sampled)
+    if state_space is None:
+        state_space = "lineages" if exact_line else "sfs"
+    if state_space not in STATE_SPACES:
+        raise ParameterError(f"state_space must be one of {STATE_SPACES}, got {state_space!r}")
+    single = state_space == "lineages" and exact_line
+    plan = _demes.compile_plan(g, samples, single_deme=single, growth_tolerance=growth_tolerance)
+    D = plan.n_demes
+    moves = [list(m) for m in plan.moves]
+    if state_space == "lineages":
+        n = sum(plan.sample_sizes)
+        _spaces.check_size(_spaces.count_lineage_states(D, n), D, max_states, f"lineage counting of {n} genomes")
+        start = [0] * D
+        for d, k in zip(plan.sampled, plan.sample_sizes):
+            start[d] += k
+        spec = {"callback": _spaces.lineage_counting, "ipv": start, "params": {"n_demes": D, "moves": moves}}
+    else:
+        B = len(_spaces.block_types(plan.sample_sizes)[0])
+        bound = _spaces.count_block_states(D, plan.sample_sizes)
+        _spaces.check_size(bound, D * B, max_states, f"block counting of samples {dict(samples)}")
+        start = _spaces.block_counting_start(D, plan.sampled, plan.sample_sizes)
+        params = {"n_demes": D, "sample_sizes": list(plan.sample_sizes), "moves": moves}
+        spec = {"callback": _spaces.block_counting, "ipv": start, "params": params}
+    return plan, state_space, spec
+
+
+def graph_spec(graph, samples, state_space=None, *, max_states=_spaces.MAX_STATES):
+    """What :func:`from_demes` builds, without building it: ``{"callback", "module", "ipv",
+    "params", "state_space"}`` (the library callback, its module's name, the start state and the
+    keyword parameters), so that a model spec of the workflow or of ``phasic graph build`` can
+    name the same graph (same graph key) as ``from_demes(..., cache=True)``.
+
+    Examples
+    --------
+    >>> import demes
+    >>> from phasic.demography import graph_spec
+    >>> b = demes.Builder(time_units="generations")
+    >>> _ = b.add_deme("A", epochs=[dict(start_size=1000)])
+    >>> s = graph_spec(b.resolve(), {"A": 3})
+    >>> s["module"], s["callback"].__name__, s["ipv"], s["params"]
+    ('phasic.demography._spaces', 'lineage_counting', [3], {'n_demes': 1, 'moves': []})
+    """
+    g = _demes.load(graph)
+    _, space, spec = _plan_and_spec(g, samples, state_space, 0.01, max_states)
+    return {**spec, "module": spec["callback"].__module__, "state_space": space}
+
+
 def from_demes(
     graph,
     samples,
@@ -178,43 +227,9 @@ def from_demes(
     3000.0
     """
     g = _demes.load(graph)
-    sampled, sizes = _demes._samples(g, samples)
-    exact_line = _demes.one_panmictic_ancestry(g, sampled)
-    if state_space is None:
-        state_space = "lineages" if exact_line else "sfs"
-    if state_space not in STATE_SPACES:
-        raise ParameterError(f"state_space must be one of {STATE_SPACES}, got {state_space!r}")
-    single = state_space == "lineages" and exact_line
-    plan = _demes.compile_plan(g, samples, single_deme=single, growth_tolerance=growth_tolerance)
+    plan, state_space, spec = _plan_and_spec(g, samples, state_space, growth_tolerance, max_states)
+    built = Graph(spec["callback"], ipv=spec["ipv"], cache=cache, max_vertices=max_states, **spec["params"])
     D = plan.n_demes
-    if state_space == "lineages":
-        n = sum(plan.sample_sizes)
-        _spaces.check_size(_spaces.count_lineage_states(D, n), D, max_states, f"lineage counting of {n} genomes")
-        start = [0] * D
-        for d, k in zip(plan.sampled, plan.sample_sizes):
-            start[d] += k
-        built = Graph(
-            _spaces.lineage_counting,
-            ipv=start,
-            cache=cache,
-            n_demes=D,
-            moves=[list(m) for m in plan.moves],
-            max_vertices=max_states,
-        )
-    else:
-        B = len(_spaces.block_types(plan.sample_sizes)[0])
-        bound = _spaces.count_block_states(D, plan.sample_sizes)
-        _spaces.check_size(bound, D * B, max_states, f"block counting of samples {dict(samples)}")
-        start = _spaces.block_counting_start(D, plan.sampled, plan.sample_sizes)
-        built = Graph(
-            _spaces.block_counting,
-            ipv=start,
-            cache=cache,
-            n_demes=D,
-            sample_sizes=list(plan.sample_sizes),
-            moves=[list(m) for m in plan.moves],
-            max_vertices=max_states,
-        )
     if built.theta_dim != D + len(plan.moves):
         raise ParameterError(f"internal: graph has {built.theta_dim} parameters, the plan {D + len(plan.moves)}")
     if cache:
