@@ -18,6 +18,11 @@ min_version("8.0")
 configfile: workflow.source_path("workflows/config/default.yaml")
 
 
+# the image of every job under --sdm apptainer (config `container`: workflows/container/Dockerfile
+# builds one); none by default
+container: config.get("container")
+
+
 include: "workflows/rules/common.smk"
 include: "workflows/rules/graphs.smk"
 include: "workflows/rules/traces.smk"

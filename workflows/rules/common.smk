@@ -160,7 +160,7 @@ def _load_sizing():
     is used as a module (source_path gives a local copy of a remote workflow's file)."""
     import importlib.util
 
-    path = workflow.source_path("../scripts/sizing.py")
+    path = str(workflow.source_path("../scripts/sizing.py"))  # a str subclass: marshal refuses it
     spec = importlib.util.spec_from_file_location("phasic_workflow_sizing", path)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
