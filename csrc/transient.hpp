@@ -4,7 +4,7 @@
 // on each, p(t) = sum_k Pois(k; L u) v_k with v_{k+1} = v_k (I + Q / L), where the rate L
 // is the largest out-rate of the vertices that hold mass now or can receive it (the
 // downstream closure of the vertices with mass), not the largest rate of the whole graph.
-// Mass below `eps` in a transient vertex is dropped (and counted), so a vertex that has
+// Mass below `eps` times the transient mass in a vertex is dropped (and counted), so a vertex that has
 // emptied stops setting L: in a coalescent the states with many lineages are left early,
 // and the steps then follow the rates of the states that still hold mass. The total step
 // count grows with the logarithm of (largest rate x time) for such graphs, not with the
@@ -108,11 +108,17 @@ inline void transient_propagate(int64_t V, const int64_t* indptr, const int32_t*
   };
 
   for (;;) {
-    // drop negligible mass; the vertices that hold mass
+    // drop negligible mass (relative to the transient mass now, so that far in the tail,
+    // where all of it is small, the density keeps its relative accuracy); the vertices that
+    // hold mass
     members.clear();
+    double held = 0.0;
+    for (int64_t v = 1; v < V; ++v)
+      if (!absorbing[v]) held += p[v];
+    const double floor_mass = std::max(eps * held, 1e-300);  // and nothing near underflow
     for (int64_t v = 1; v < V; ++v) {
       if (absorbing[v] || p[v] == 0.0) continue;
-      if (p[v] < eps) {
+      if (p[v] < floor_mass) {
         st.dropped += p[v];
         p[v] = 0.0;
         continue;
