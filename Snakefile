@@ -39,13 +39,16 @@ localrules:
     summary,
     plot,
     plot_sfs,
+    plot_demes_sfs,
+    plot_demes,
 
 
 rule all:
     input:
         "results/summary.tsv",
         expand("results/{model}/{plot}.png", model=MODEL_NAMES, plot=("pdf", "cdf", "moments")),
-        expand("results/{model}/sfs.png", model=SFS_MODELS),
+        expand("results/{model}/sfs.png", model=dict.fromkeys(SFS_MODELS + DEMES_MODELS)),
+        expand("results/{model}/demes.png", model=DEMES_MODELS),
     default_target: True
 
 
@@ -58,4 +61,4 @@ onsuccess:
 
 onerror:
     link_build_logs()
-    print("phasic: each model's logs are in logs/<model>/ (build_graph.log, record_trace.log, evaluate.log, plot.log)")
+    print("phasic: each model's logs are in logs/<model>/ (build_graph.log, record_trace.log, evaluate.log, plot*.log)")

@@ -19,6 +19,17 @@ building anything) and the entry's path (:meth:`ModelSpec.entry_path`).  The Sna
 ``phasic trace record`` / ``phasic evaluate`` commands both go through this module, so a graph
 built by either one is found by the other and by library calls.
 
+A *Demes model* names a Demes YAML file instead of a callback::
+
+    name: im
+    demes: workflows/models/im.yaml    # relative paths are found like `file:`
+    samples: {A: 4, B: 4}              # haploid genomes per deme
+    state_space: sfs                   # optional: sfs or lineages (default: from_demes' choice)
+
+:func:`resolve_spec` turns it into the callback spec of the graph
+``phasic.demography.from_demes(file, samples, cache=True)`` builds (same store key); it takes
+no ``theta``/``theta_grid`` (the Demes file holds the parameters).
+
 Relative model files are looked up in each of ``search_dirs`` in order, ``"."`` being the working
 directory (see :func:`resolve_spec`): the workflow and the command line both pass the config
 file's directory first, then ``"."``, then their own places.
@@ -45,6 +56,7 @@ from phasic.keys import graph_key, split_graph_kwargs
 __all__ = [
     "SPEC_KEYS",
     "SPEC_OPTIONS",
+    "DEMES_SPEC_KEYS",
     "read_spec",
     "check_spec",
     "resolve_spec",
@@ -81,7 +93,16 @@ SPEC_KEYS = (
     "times",
     "sweep",
     "resources",
+    "demes",
+    "samples",
+    "state_space",
 )
+#: The keys of a Demes model's spec (``demes:`` a Demes YAML file instead of a callback);
+#: :func:`resolve_spec` adds the callback keys of the graph :func:`phasic.demography.from_demes`
+#: builds (``module``, ``callback``, ``ipv``, ``params``).
+DEMES_SPEC_KEYS = ("name", "demes", "samples", "state_space", "moments", "times", "resources")
+#: The module of the library callbacks a Demes model's graph is built with.
+DEMES_MODULE = "phasic.demography._spaces"
 #: Spec keys passed to ``Graph`` as options (``params`` are passed as keyword parameters).
 #: The ``Graph`` options a model spec may set (next to its ``params``).
 SPEC_OPTIONS = ("ipv", "discrete", "theta_dim", "max_vertices")
@@ -276,6 +297,8 @@ def check_spec(spec):
         raise ParameterError(
             f"model name {short_repr(name)} must be letters, digits, '_', '-' or '.' (it names the results directory)"
         )
+    if "demes" in spec:
+        return _check_demes_spec(spec, label)
     if ("file" in spec) == ("module" in spec):
         raise ParameterError(
             f"{label}: give exactly one of 'file' (a .py path) or 'module' "
@@ -316,6 +339,82 @@ def check_spec(spec):
     return spec
 
 
+def _check_demes_spec(spec, label):
+    """check_spec for a Demes model: ``demes`` (a path), ``samples``, ``state_space``; no
+    callback keys (except those :func:`resolve_spec` puts there) and no parameter vectors."""
+    resolved = spec.get("module") == DEMES_MODULE
+    for key in sorted(set(spec) - set(DEMES_SPEC_KEYS)):
+        if resolved and key in ("module", "callback", "ipv", "params"):
+            continue
+        if key == "params" and not spec[key]:  # the schema's default, {}
+            continue
+        if key in ("theta", "theta_grid", "theta_names"):
+            raise ParameterError(
+                f"{label}: a Demes model takes no {key!r}: its parameters (sizes, times, migration "
+                "rates) come from its Demes file; drop it, or edit the Demes file"
+            )
+        raise ParameterError(
+            f"{label}: {key!r} does not go with 'demes' (the graph is made from the Demes file); "
+            f"a Demes model has the keys {', '.join(DEMES_SPEC_KEYS)}"
+        )
+    demes = spec["demes"]
+    if not isinstance(demes, str) or not demes:
+        raise ParameterError(f"{label}: 'demes' must be the path of a Demes YAML file, got {short_repr(demes)}")
+    samples = spec.get("samples")
+    if (
+        not isinstance(samples, dict)
+        or not samples
+        or not all(isinstance(k, str) for k in samples)
+        or not all(type(v) is int and v >= 0 for v in samples.values())
+    ):
+        raise ParameterError(
+            f"{label}: 'samples' must map deme names to numbers of haploid genomes (integers >= 0), "
+            f"e.g. {{A: 4, B: 4}}; got {short_repr(samples)}"
+        )
+    if spec.get("state_space") not in (None, "sfs", "lineages"):
+        raise ParameterError(
+            f"{label}: 'state_space' must be 'sfs' or 'lineages' (or left out), got {short_repr(spec['state_space'])}"
+        )
+    value = spec.get("moments")
+    if value is not None and (type(value) is not int or value < 1):
+        raise ParameterError(f"{label}: 'moments' must be a positive integer, got {short_repr(value)}")
+    spec.setdefault("params", {})
+    return spec
+
+
+def _resolve_demes(spec, search_dirs):
+    """A Demes model's spec with its file made absolute and the callback keys of the graph
+    ``from_demes(file, samples, state_space, cache=True)`` builds (same graph key)."""
+    label = _label(spec)
+    found, tried = _search(spec["demes"], search_dirs)
+    if found is None:
+        raise ParameterError(
+            f"{label}: Demes file {spec['demes']!r} not found (looked at {', '.join(map(repr, tried))}); "
+            "give a path relative to the config file or the working directory, or an absolute path"
+        )
+    try:
+        from phasic.demography import graph_spec
+    except ImportError as exc:  # demes missing
+        raise ParameterError(f"{label}: a Demes model needs the demes package ({exc}); pip install demes") from None
+    try:
+        made = graph_spec(str(found), spec["samples"], spec.get("state_space"))
+    except ParameterError as exc:
+        try:
+            again = type(exc)(f"{label} (Demes file {str(found)!r}): {exc}")
+        except Exception:
+            again = ParameterError(f"{label} (Demes file {str(found)!r}): {exc}")
+        raise again from None
+    spec.update(
+        demes=str(found),
+        state_space=made["state_space"],
+        module=made["module"],
+        callback=made["callback"].__name__,
+        ipv=list(made["ipv"]),
+        params=made["params"],
+    )
+    return spec
+
+
 def _search(path, search_dirs):
     """``(found or None, places tried)`` for a model file: an absolute path as it is; a relative
     one in each of `search_dirs` in order, ``"."`` standing for the working directory (tried
@@ -338,7 +437,13 @@ def _search(path, search_dirs):
 
 
 def resolve_spec(spec, search_dirs=()):
-    """Check ``spec`` and make its ``file`` absolute.
+    """Check ``spec`` and make its ``file`` (or ``demes``) absolute.
+
+    A Demes model (``demes: FILE.yaml`` with ``samples`` and optionally ``state_space``) also
+    gets the ``module``, ``callback``, ``ipv`` and ``params`` of the graph
+    ``phasic.demography.from_demes(FILE, samples, state_space, cache=True)`` builds
+    (:func:`phasic.demography.graph_spec`), so its graph key is the one that call uses; its
+    ``state_space`` is filled in with ``from_demes``' choice.
 
     A relative ``file`` is looked up in each of ``search_dirs`` in order (``"."`` is the working
     directory, tried first unless ``search_dirs`` places it): the workflow and the command line
@@ -348,9 +453,17 @@ def resolve_spec(spec, search_dirs=()):
     Returns
     -------
     dict
-        A new spec; ``file`` is an absolute path.
+        A new spec; ``file`` (``demes``) is an absolute path.
+
+    Raises
+    ------
+    ParameterError
+        For a missing file, or (a Demes model) a Demes file that is not valid, samples naming
+        a deme it lacks or too few genomes: the message names the model.
     """
     spec = check_spec(spec)
+    if "demes" in spec:
+        return _resolve_demes(spec, search_dirs)
     if "file" in spec:
         found, tried = _search(spec["file"], search_dirs)
         if found is None:
@@ -453,6 +566,7 @@ def load_model(spec, search_dirs=()):
         cb, kw = load_model({"file": "workflows/models/kingman.py", "callback": "kingman"})
         g = phasic.Graph(cb, cache=True, **kw)
     """
+    spec = resolve_spec(spec, search_dirs)  # a Demes model: its callback keys
     return load_callback(spec, search_dirs), graph_kwargs(spec)
 
 

@@ -19,6 +19,15 @@ Examples
     phasic trace record ~/.phasic_cache/graphs/ab/cdef....h5 --out trace.json
     phasic evaluate --spec @workflows/config/default.yaml --model two_island \\
         --moments-out moments.tsv --distribution-out distribution.tsv
+    phasic evaluate --demes workflows/models/im.yaml --samples '{"A": 2, "B": 2}' \\
+        --moments-out moments.tsv --distribution-out distribution.tsv --sfs-out sfs.tsv
+
+``evaluate --demes FILE --samples JSON`` evaluates a Demes model
+(:func:`phasic.demography.from_demes` with ``cache=True``: its graph and trace come from the
+store when present): the T_MRCA's moments and pdf/cdf, and with ``--sfs-out`` the expected
+SFS as a table with one column per sampled deme (the cell's index: how many of that deme's
+genomes are below the branch) and ``branch_length`` (the expected total length of such
+branches, in the model's time units; the corners are 0).
 """
 
 from __future__ import annotations
@@ -550,33 +559,153 @@ def _sweep_dask(info, store, thetas, k, vectors, times, progress=False):
     return mom, dist
 
 
+def _check_pointer(args, graph_key):
+    """The trace pointer of ``--trace`` must belong to the graph `graph_key`."""
+    from phasic.exceptions import TraceError
+
+    if not args.trace:
+        return
+    try:
+        pointer = json.loads(sys.stdin.read() if args.trace == STDIO else Path(args.trace).read_text())
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"cannot read the trace pointer {args.trace!r} ({exc}); run phasic trace record") from None
+    if pointer.get("graph_key") != graph_key:
+        raise TraceError(
+            f"the trace pointer {args.trace!r} belongs to graph {pointer.get('graph_key')!r}, "
+            f"not {graph_key!r}; record it again with phasic trace record"
+        )
+
+
+def _demes_grid(model, times, mean, sd):
+    """The T_MRCA time grid: explicit `times`, or ("auto", num): from 0 to where the cdf
+    reaches 0.999 (starting at E[T] + 5 sd, doubled until it does, at most 40 times)."""
+    import numpy as np
+
+    if not isinstance(times, tuple):
+        return times
+    stop = float(mean + 5.0 * sd)
+    if not math.isfinite(stop) or stop <= 0:
+        stop = 1.0
+    for _ in range(40):
+        if float(np.asarray(model.cdf(np.array([stop])))[0]) >= 0.999:
+            break
+        stop *= 2.0
+    return np.linspace(0.0, stop, times[1])
+
+
+def _evaluate_demes(args):
+    """``phasic evaluate --demes FILE --samples JSON``: a Demes model's T_MRCA moments and
+    distribution, and its expected SFS."""
+    import numpy as np
+
+    from phasic.demography import from_demes
+    from phasic.exceptions import ParameterError
+    from phasic.specs import ModelSpec, entry_key, resolve_spec
+
+    t0 = time.perf_counter()
+    for flag in ("spec", "file", "module", "callback", "ipv", "theta", "theta_grid", "theta_names", "rewards"):
+        if getattr(args, flag, None) is not None:
+            raise ParameterError(
+                f"--{flag.replace('_', '-')} does not go with --demes: a Demes model's graph and parameters "
+                "come from its Demes file and --samples"
+            )
+    if args.samples is None:
+        raise ParameterError('--demes needs --samples, e.g. --samples \'{"A": 4, "B": 4}\'')
+    name = args.name or Path(args.demes).stem
+    spec = {"name": name, "demes": args.demes, "samples": _json_arg(args.samples, "--samples")}
+    if args.state_space is not None:
+        spec["state_space"] = args.state_space
+    spec = resolve_spec(spec, [".", *args.search_dir])  # checks it; names the model in errors
+    key = ModelSpec.from_dict(spec).key
+    if args.entry is not None and entry_key(args.entry)[2] != key:
+        raise ParameterError(
+            f"{args.entry!r} is not the graph of the Demes model {name!r} (its key is {key}); "
+            "give that model's entry, or none"
+        )
+    _check_pointer(args, key)
+    store = _store(args, entry_key(args.entry)[0] if args.entry is not None else None)
+    existed = store.path("graphs", key).is_file()
+    with Progress(f"demes {name}", enabled=None if not args.quiet else False):
+        model = from_demes(spec["demes"], spec["samples"], spec["state_space"], cache=True)
+    g = model.graph
+    k = args.moments if args.moments is not None else 2
+    if k < 1:
+        raise ParameterError(f"--moments {k!r} must be a positive integer")
+    mom = np.asarray(model.moments(max(k, 2)), dtype=np.float64)
+    mean, sd = mom[0], math.sqrt(max(mom[1] - mom[0] ** 2, 0.0))
+    mom = mom[:k]
+    header = ["reward"] + [f"moment_{i + 1}" for i in range(k)] + (["variance"] if k >= 2 else [])
+    row = ["time"] + [_fmt(x) for x in mom] + ([_fmt(mom[1] - mom[0] ** 2)] if k >= 2 else [])
+    if args.moments_out:
+        _write_table(args.moments_out, header, [row])
+    elif not args.json:
+        _print_table(header, [[row[0]] + [_readable(x) for x in row[1:]]])
+    grid = None
+    if args.distribution_out:
+        grid = _demes_grid(model, _parse_times(args.times, False), mean, sd)
+        pdf, cdf = np.asarray(model.pdf(grid)), np.asarray(model.cdf(grid))
+        rows = [[_fmt(t), _fmt(d), _fmt(c)] for t, d, c in zip(grid, pdf, cdf)]
+        _write_table(args.distribution_out, ["t", "pdf", "cdf"], rows)
+    demes_sampled = list(model.samples)
+    sfs = None
+    if args.sfs_out:
+        sfs = np.asarray(model.expected_sfs(), dtype=np.float64)
+        rows = [[str(i) for i in idx] + [_fmt(sfs[idx])] for idx in np.ndindex(sfs.shape)]
+        _write_table(args.sfs_out, demes_sampled + ["branch_length"], rows)
+    info = {"graph_key": key, "graph_entry": str(store.path("graphs", key)), "built": not existed}
+    result = {
+        "name": name,
+        **info,
+        **_graph_info(g),
+        "demes": spec["demes"],
+        "samples": model.samples,
+        "state_space": model.state_space,
+        "time_units": model.time_units,
+        "n_theta": 0,
+        "theta_names": [],
+        "rewards": ["time"],
+        "moments": k,
+        "expectation": [float(mom[0])],
+        "times": None if grid is None else [float(grid[0]), float(grid[-1]), int(grid.size)],
+        "moments_out": args.moments_out,
+        "distribution_out": args.distribution_out,
+        "sfs_out": args.sfs_out,
+        "seconds": round(time.perf_counter() - t0, 6),
+    }
+    outs = [x for x in (args.moments_out, args.distribution_out, args.sfs_out) if x]
+    human = f"evaluated the Demes model {name!r}: E[T_MRCA] = {float(mom[0]):.6g} {model.time_units}" + (
+        f" -> {', '.join(_where(x) for x in outs)}" if outs else ""
+    )
+    if STDIO in outs or (not args.moments_out and not args.json):
+        print(human, file=sys.stderr)
+    else:
+        _emit(args, result, human)
+    return 0
+
+
 def _evaluate(args):
     import numpy as np
 
-    from phasic.exceptions import ParameterError, TraceError
+    from phasic.exceptions import ParameterError
     from phasic.specs import check_theta_dim, reward_vectors, rewards_reference, theta_matrix, theta_names
 
     t0 = time.perf_counter()
-    to_stdout = [f for f in ("moments_out", "distribution_out") if getattr(args, f) == STDIO]
+    to_stdout = [f for f in ("moments_out", "distribution_out", "sfs_out") if getattr(args, f, None) == STDIO]
     if args.json and to_stdout:
         flag = "--" + to_stdout[0].replace("_", "-")
         raise ParameterError(f"{flag} - and --json both write to standard output; give {flag} a file or drop --json")
+    if args.demes is not None:
+        return _evaluate_demes(args)
+    for flag in ("samples", "state_space", "sfs_out"):
+        if getattr(args, flag) is not None:
+            raise ParameterError(f"--{flag.replace('_', '-')} is for a Demes model: give --demes FILE with it")
     loaded = _load_graph_or_fail(args)
     if isinstance(loaded, int):
         return loaded
     g, info, spec, store = loaded
     spec = spec or {}
     name = args.name or spec.get("name") or spec.get("callback") or info["graph_key"][:12]
-    if args.trace:
-        try:
-            pointer = json.loads(sys.stdin.read() if args.trace == STDIO else Path(args.trace).read_text())
-        except (OSError, ValueError) as exc:
-            raise TraceError(f"cannot read the trace pointer {args.trace!r} ({exc}); run phasic trace record") from None
-        if pointer.get("graph_key") != info["graph_key"]:
-            raise TraceError(
-                f"the trace pointer {args.trace!r} belongs to graph {pointer.get('graph_key')!r}, "
-                f"not {info['graph_key']!r}; record it again with phasic trace record"
-            )
+    _check_pointer(args, info["graph_key"])
     k = args.moments if args.moments is not None else spec.get("moments", 2)
     if not isinstance(k, int) or k < 1:
         raise ParameterError(f"--moments {k!r} must be a positive integer")
@@ -818,6 +947,15 @@ def register(subparsers):
     )
     p.add_argument(
         "--distribution-out", metavar="TSV", help="write the pdf/cdf (pmf/cdf) table here ('-': standard output)"
+    )
+    g = p.add_argument_group("Demes model (instead of a model spec)")
+    g.add_argument("--demes", metavar="FILE", help="a Demes YAML file: evaluate from_demes(FILE, samples, cache=True)")
+    g.add_argument("--samples", metavar="JSON", help='haploid genomes per deme, e.g. \'{"A": 4, "B": 4}\'')
+    g.add_argument("--state-space", choices=("sfs", "lineages"), help="default: from_demes' choice")
+    g.add_argument(
+        "--sfs-out",
+        metavar="TSV",
+        help="write the expected SFS here: one column per sampled deme (the cell) and branch_length",
     )
     _add_output_args(p)
     p.set_defaults(func=_evaluate)

@@ -106,6 +106,12 @@ GRAPH_ENTRY = {name: str(pm.ModelSpec.from_dict(spec).entry_path(CACHE_DIR)) for
 # graph key -> the spec that builds it (models with identical specs share one entry)
 SPEC_OF_KEY = {pm.entry_key(path)[2]: MODELS[name] for name, path in GRAPH_ENTRY.items()}
 SFS_MODELS = [name for name, spec in MODELS.items() if spec.get("rewards") == "sfs"]
+# models given by a Demes YAML file (`demes:`): resolve_spec made them the callback spec of the
+# graph phasic.demography.from_demes(..., cache=True) builds, so build_graph and record_trace
+# treat them as any model; they are evaluated by evaluate_demes (with sfs.tsv) and drawn by
+# plot_demes
+DEMES_MODELS = [name for name, spec in MODELS.items() if "demes" in spec]
+CALLBACK_MODELS = [name for name in MODEL_NAMES if name not in DEMES_MODELS]
 
 
 def _check_built_models():
@@ -120,7 +126,7 @@ def _check_built_models():
     store = Store(CACHE_DIR)
     for name, spec in MODELS.items():
         path = GRAPH_ENTRY[name]
-        if not os.path.isfile(path):
+        if name in DEMES_MODELS or not os.path.isfile(path):  # a Demes model: no theta to check
             continue
         found = store.get("graphs", pm.entry_key(path)[2])
         if found is None:  # unreadable or damaged: the build job rebuilds it and reports
@@ -253,6 +259,19 @@ def evaluation_args(wildcards):
     times = spec.get("times", "auto")
     args += ["--times", times if isinstance(times, str) else json.dumps(times, separators=(",", ":"))]
     args += ["--method", spec.get("sweep", "auto"), "--dask-threshold", str(config.get("dask_threshold", 20000))]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def demes_args(wildcards):
+    """The Demes file, samples and evaluation settings of a Demes model as `phasic evaluate`
+    options (shell-quoted)."""
+    import shlex
+
+    spec = MODELS[wildcards.model]
+    args = ["--demes", spec["demes"], "--samples", json.dumps(spec["samples"], separators=(",", ":"))]
+    args += ["--state-space", spec["state_space"], "--moments", str(spec.get("moments", 2))]
+    times = spec.get("times", "auto")
+    args += ["--times", times if isinstance(times, str) else json.dumps(times, separators=(",", ":"))]
     return " ".join(shlex.quote(a) for a in args)
 
 

@@ -30,7 +30,7 @@ def main(smk):
     rows = []
     for model, pointer, moments, logs in zip(smk.params.models, smk.input.pointers, smk.input.moments, smk.params.logs):
         info = json.loads(Path(pointer).read_text())
-        _, table = split_moments(moments)
+        names, table = split_moments(moments)
         rewards = list(next(iter(table.values())))
         first = [row[rewards[0]]["moment_1"] for row in table.values()]
         rows.append(
@@ -41,7 +41,7 @@ def main(smk):
                 info["vertices"],
                 info["edges"],
                 info["theta_dim"],
-                len(table) if info["theta_dim"] else 0,
+                len(table) if info["theta_dim"] and names else 0,  # a Demes model: no theta columns
                 ",".join(rewards),
                 repr(min(first)),
                 repr(max(first)),
