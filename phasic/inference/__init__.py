@@ -1,0 +1,18 @@
+"""Fitting Demes models to an observed site frequency spectrum (SFS), on cached traces.
+
+- :func:`loglik`: the Poisson random-field (known mutation rate x length) or multinomial
+  log-likelihood of an observed SFS under a Demes model with parameters from a moments-style
+  options file;
+- :func:`fit`: maximum likelihood (L-BFGS-B in log-parameter space), standard errors from the
+  observed information, the fitted Demes graph;
+- :func:`read_fs`, :func:`poisson_loglik`, :func:`multinomial_loglik`, :func:`fold`.
+
+Every evaluation builds the model with ``from_demes(..., cache=True)``: the graph and its
+elimination trace are loaded from the store once per topology and replayed.
+"""
+
+from phasic.inference._data import fold, read_fs
+from phasic.inference._fit import FitResult, fit, loglik
+from phasic.inference._likelihood import multinomial_loglik, poisson_loglik, theta_mle
+
+__all__ = ["FitResult", "fit", "fold", "loglik", "multinomial_loglik", "poisson_loglik", "read_fs", "theta_mle"]

@@ -1,0 +1,242 @@
+"""Fitting a Demes model to an observed SFS: the log-likelihood and maximum likelihood."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from phasic.demography import _demes, from_demes, sfs_shape
+from phasic.exceptions import ParameterError
+from phasic.inference._data import observed_sfs
+from phasic.inference._likelihood import multinomial_loglik, poisson_loglik, theta_mle
+from phasic.inference._options import read_options, starting_values, with_values
+
+
+class _Problem:
+    """A Demes graph, its options and the data: the log-likelihood of a parameter vector."""
+
+    def __init__(self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache):
+        g = _demes.load(graph)
+        self.base = g.asdict()
+        self.params, self.constraints = read_options(options)
+        self.p0 = starting_values(self.base, self.params)
+        self.samples = {k: v for k, v in samples.items() if v}
+        self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples))
+        self.folded = file_folded if folded is None else bool(folded)
+        if (mutation_rate is None) != (sequence_length is None):
+            raise ParameterError("give both mutation_rate and sequence_length (Poisson), or neither (multinomial)")
+        self.theta = None if mutation_rate is None else float(mutation_rate) * float(sequence_length)
+        self.state_space = state_space
+        self.cache = cache
+        self.evaluations = 0
+
+    def graph_dict(self, values):
+        return with_values(self.base, self.params, values)
+
+    def expected(self, values):
+        import demes
+
+        try:
+            g = demes.Graph.fromdict(self.graph_dict(values))
+        except Exception as exc:  # demes validates times and sizes: a value it refuses
+            raise ParameterError(
+                f"parameters {dict(zip(self.names, values))} make an invalid Demes graph: {exc}"
+            ) from exc
+        self.evaluations += 1
+        return from_demes(g, self.samples, self.state_space, cache=self.cache).expected_sfs()
+
+    @property
+    def names(self):
+        return [p.name for p in self.params]
+
+    def feasible(self, values):
+        for p, v in zip(self.params, values):
+            if not (p.lower <= v <= p.upper):
+                return False
+        for a, b, kind in self.constraints:
+            if (kind == "greater_than") != (values[a] > values[b]):
+                return False
+        return True
+
+    def loglik(self, values):
+        e = self.expected(values)
+        if self.theta is None:
+            return multinomial_loglik(e, self.counts, self.mask, self.folded)
+        return poisson_loglik(e, self.counts, self.theta, self.mask, self.folded)
+
+
+def loglik(
+    graph,
+    options,
+    data,
+    *,
+    samples,
+    params=None,
+    mutation_rate=None,
+    sequence_length=None,
+    folded=None,
+    state_space=None,
+    cache=True,
+) -> float:
+    """Log-likelihood of an observed SFS under a Demes model.
+
+    Parameters
+    ----------
+    graph : demes.Graph or str
+        The model; its values are used for parameters not given in `params`.
+    options : str or dict
+        The parameters, in moments' Demes options format (see ``phasic.inference._options``).
+    data : array_like or str
+        Observed SFS counts (shape ``(n_1 + 1, ...)`` in the order of `samples`) or a
+        dadi/moments ``.fs`` file.
+    samples : dict
+        Haploid genome counts per deme.
+    params : dict, optional
+        Parameter values by name.
+    mutation_rate, sequence_length : float, optional
+        Both given: Poisson random field with ``theta = mutation_rate x sequence_length`` per
+        model time unit; neither: multinomial (theta profiled out).
+    folded : bool, optional
+        Compare folded spectra (default: as the ``.fs`` file says, else unfolded).
+    """
+    prob = _Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    values = list(prob.p0)
+    for k, v in (params or {}).items():
+        if k not in prob.names:
+            raise ParameterError(f"params name {k!r}, which the options file does not list ({prob.names})")
+        values[prob.names.index(k)] = float(v)
+    return prob.loglik(values)
+
+
+@dataclass
+class FitResult:
+    """The result of :func:`fit` (``method="mle"``)."""
+
+    names: list
+    params: dict
+    stderr: dict
+    loglik: float
+    converged: bool
+    message: str
+    theta: float | None
+    evaluations: int
+    graph_dict: dict = field(repr=False)
+    starts: list = field(default_factory=list, repr=False)
+
+    def to_demes(self):
+        """The fitted Demes graph."""
+        import demes
+
+        return demes.Graph.fromdict(self.graph_dict)
+
+
+def _log_bounds(prob):
+    out = []
+    for p, v in zip(prob.params, prob.p0):
+        lo = math.log(p.lower) if p.lower > 0 else math.log(v) - 30.0
+        hi = math.log(p.upper) if math.isfinite(p.upper) else math.log(v) + 30.0
+        out.append((lo, hi))
+    return out
+
+
+def fit(
+    graph,
+    options,
+    data,
+    *,
+    samples,
+    mutation_rate=None,
+    sequence_length=None,
+    method="mle",
+    starts=1,
+    seed=None,
+    folded=None,
+    state_space=None,
+    maxiter=200,
+    cache=True,
+):
+    """Fit a Demes model's parameters to an observed SFS by maximum likelihood.
+
+    Bounded quasi-Newton (L-BFGS-B) in log-parameter space from the graph's values (and
+    ``starts - 1`` random restarts around them, seeded); the graph and its trace come from the
+    store (``cache=True``), so every evaluation replays one stored trace. Standard errors from
+    the observed information: the inverse Hessian of the negative log-likelihood in log space
+    (central differences), as relative errors times the estimates (unsuitable for linked
+    sites: see the issue notes). Arguments as in :func:`loglik`.
+
+    Returns
+    -------
+    FitResult
+        ``params``, ``stderr``, ``loglik``, ``converged``, ``theta`` (the Poisson theta given,
+        or the multinomial MLE of theta), ``to_demes()``.
+    """
+    from scipy.optimize import minimize
+
+    if method != "mle":
+        raise ParameterError(f"method {method!r} is not available yet (this stage fits by maximum likelihood: 'mle')")
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise ParameterError(f"starts must be a positive integer, got {starts!r}")
+    prob = _Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    bounds = _log_bounds(prob)
+    x0 = np.log(prob.p0)
+
+    def objective(x):
+        v = np.exp(x)
+        if not prob.feasible(v):
+            return 1e300
+        try:
+            ll = prob.loglik(v)
+        except ParameterError:
+            return 1e300
+        return -ll if np.isfinite(ll) else 1e300
+
+    rng = np.random.default_rng(seed)
+    runs = []
+    for s in range(starts):
+        start = (
+            x0 if s == 0 else np.clip(x0 + rng.normal(0, 0.5, x0.size), [b[0] for b in bounds], [b[1] for b in bounds])
+        )
+        r = minimize(objective, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
+        runs.append(r)
+    best = min(runs, key=lambda r: r.fun)
+    values = np.exp(best.x)
+    ll = -float(best.fun)
+    # observed information in log space, by central differences
+    h = 1e-3
+    p = values.size
+    H = np.zeros((p, p))
+    f0 = best.fun
+    for i in range(p):
+        for j in range(i, p):
+            ei, ej = np.eye(p)[i] * h, np.eye(p)[j] * h
+            if i == j:
+                H[i, i] = (objective(best.x + ei) - 2 * f0 + objective(best.x - ei)) / h**2
+            else:
+                H[i, j] = H[j, i] = (
+                    objective(best.x + ei + ej)
+                    - objective(best.x + ei - ej)
+                    - objective(best.x - ei + ej)
+                    + objective(best.x - ei - ej)
+                ) / (4 * h * h)
+    try:
+        cov = np.linalg.inv(H)
+        se_log = np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        se_log = np.full(p, np.nan)
+    stderr = dict(zip(prob.names, (values * se_log).tolist()))
+    e = prob.expected(values)
+    theta = prob.theta if prob.theta is not None else theta_mle(e, prob.counts, prob.mask, prob.folded)
+    return FitResult(
+        names=prob.names,
+        params=dict(zip(prob.names, values.tolist())),
+        stderr=stderr,
+        loglik=ll,
+        converged=bool(best.success),
+        message=str(best.message),
+        theta=theta,
+        evaluations=prob.evaluations,
+        graph_dict=prob.graph_dict(values),
+        starts=[(-float(r.fun), bool(r.success)) for r in runs],
+    )

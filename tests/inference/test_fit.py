@@ -1,0 +1,107 @@
+"""phasic.inference: likelihoods against scipy's distributions, the .fs reader, and a
+maximum-likelihood fit to data simulated with msprime at known parameters."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+demes = pytest.importorskip("demes")
+msprime = pytest.importorskip("msprime")
+
+from phasic import inference  # noqa: E402
+from phasic.exceptions import ParameterError  # noqa: E402
+
+
+def test_poisson_and_multinomial_match_scipy():
+    rng = np.random.default_rng(1)
+    e = np.r_[0.0, rng.uniform(0.5, 3.0, 7), 0.0]
+    d = np.r_[5.0, rng.poisson(40 * e[1:-1]), 3.0]  # corners are masked whatever they hold
+    theta = 40.0
+    ref = scipy.stats.poisson.logpmf(d[1:-1], theta * e[1:-1]).sum()
+    assert inference.poisson_loglik(e, d, theta) == pytest.approx(ref, rel=1e-12)
+    p = e[1:-1] / e[1:-1].sum()
+    coef = scipy.special.gammaln(d[1:-1].sum() + 1) - scipy.special.gammaln(d[1:-1] + 1).sum()
+    ref = scipy.stats.multinomial.logpmf(d[1:-1], d[1:-1].sum(), p) - coef
+    assert inference.multinomial_loglik(e, d) == pytest.approx(ref, rel=1e-12)
+    assert inference.theta_mle(e, d) == pytest.approx(d[1:-1].sum() / e[1:-1].sum())
+
+
+def test_fold_and_fs_file(tmp_path):
+    a = np.arange(6.0)  # n = 5: cells 0..5
+    assert inference.fold(a).tolist() == [0 + 5, 1 + 4, 2 + 3, 0, 0, 0]
+    f = tmp_path / "x.fs"
+    f.write_text("# a comment\n6 unfolded\n0 10 5 3 2 0\n1 0 0 0 0 1\n")
+    counts, mask, folded = inference.read_fs(f)
+    assert counts.tolist() == [0, 10, 5, 3, 2, 0] and mask.tolist() == [1, 0, 0, 0, 0, 1] and not folded
+    (tmp_path / "bad.fs").write_text("6\n1 2 3\n")
+    with pytest.raises(ParameterError, match="3 entries do not fill dimensions"):
+        inference.read_fs(tmp_path / "bad.fs")
+
+
+def model(N1, T, N0):
+    b = demes.Builder(time_units="generations")
+    b.add_deme("A", epochs=[dict(start_size=N0, end_time=T), dict(start_size=N1)])
+    return b.resolve()
+
+
+OPTIONS = {
+    "parameters": [
+        {
+            "name": "N1",
+            "values": [{"demes": {"A": {"epochs": {1: "start_size"}}}}],
+            "lower_bound": 100,
+            "upper_bound": 1e6,
+        },
+        {"name": "T", "values": [{"demes": {"A": {"epochs": {0: "end_time"}}}}], "lower_bound": 1, "upper_bound": 1e5},
+        {
+            "name": "N0",
+            "values": [{"demes": {"A": {"epochs": {0: "start_size"}}}}],
+            "lower_bound": 100,
+            "upper_bound": 1e6,
+        },
+    ]
+}
+
+
+def test_mle_recovers_msprime_truth(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path))
+    truth = {"N1": 20000.0, "T": 1000.0, "N0": 5000.0}
+    mu, L, n = 1e-8, 2e7, 10
+    ts = msprime.sim_ancestry(
+        samples=[msprime.SampleSet(n, population="A", ploidy=1)],
+        demography=msprime.Demography.from_demes(model(**truth)),
+        ploidy=2,
+        sequence_length=L,
+        recombination_rate=1e-8,
+        random_seed=5,
+    )
+    ts = msprime.sim_mutations(ts, rate=mu, random_seed=6, model=msprime.BinaryMutationModel(), discrete_genome=False)
+    data = ts.allele_frequency_spectrum(mode="site", polarised=True, span_normalise=False)
+    start = model(10000, 3000, 10000)
+    r = inference.fit(start, OPTIONS, data, samples={"A": n}, mutation_rate=mu, sequence_length=L)
+    assert r.converged
+    for name, value in truth.items():  # within 3 (unlinked-site) standard errors
+        assert abs(r.params[name] - value) <= 3 * r.stderr[name], (name, r.params[name], r.stderr[name])
+    at_truth = inference.loglik(
+        start, OPTIONS, data, samples={"A": n}, params=truth, mutation_rate=mu, sequence_length=L
+    )
+    assert r.loglik >= at_truth
+    g = r.to_demes()
+    assert g["A"].epochs[0].end_time == pytest.approx(r.params["T"])
+    # multinomial: theta profiled out; the SFS's shape fixes sizes and times only up to a
+    # common scale, so what is identified is theta x N (and the ratios of sizes and times)
+    m = inference.fit(start, OPTIONS, data, samples={"A": n})
+    assert m.theta * m.params["N0"] == pytest.approx(mu * L * truth["N0"], rel=0.25)
+    assert m.params["T"] / m.params["N0"] == pytest.approx(truth["T"] / truth["N0"], rel=0.35)
+
+
+def test_bad_input_names_the_value():
+    d = np.zeros(11)
+    with pytest.raises(ParameterError, match=r"shape \(5,\), the model's samples give \(11,\)"):
+        inference.loglik(model(1e4, 100, 1e4), OPTIONS, np.zeros(5), samples={"A": 10})
+    with pytest.raises(ParameterError, match="'Nx', which the options file does not list"):
+        inference.loglik(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, params={"Nx": 1.0})
+    with pytest.raises(ParameterError, match="give both mutation_rate and sequence_length"):
+        inference.loglik(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, mutation_rate=1e-8)
+    with pytest.raises(ParameterError, match="not available yet"):
+        inference.fit(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, method="svgd")
