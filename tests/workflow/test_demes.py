@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.models import REPO, SNAKEMAKE, write_config
+from tests.models import REPO, SNAKEMAKE, job_counts, write_config
 from tests.workflow.test_workflow import snakemake
 
 pytestmark = [
@@ -123,6 +123,18 @@ def test_rerun_is_up_to_date(run):
     proc = snakemake(work, "--dry-run", cache=cache, configfile=base / "config.yaml")
     assert proc.returncode == 0, proc.output[-3000:]
     assert "Nothing to be done" in proc.output
+
+
+def test_edited_demes_file_reevaluates_without_rebuilding(run):
+    """Sizes are parameters, not structure: the graph entry stays, evaluate_demes reruns."""
+    base, cache, work = run
+    path = base / "bottleneck.yaml"
+    path.write_text(path.read_text().replace("start_size: 1000,", "start_size: 500,"))
+    proc = snakemake(work, "--dry-run", cache=cache, configfile=base / "config.yaml")
+    assert proc.returncode == 0, proc.output[-3000:]
+    counts = job_counts(proc.output)
+    assert counts.get("evaluate_demes") == 1 and counts.get("plot_demes") == 1, counts
+    assert "build_graph" not in counts and "record_trace" not in counts, counts
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ rule evaluate_demes:
     input:
         graph=ancient(graph_entry),
         trace="results/{model}/trace.json",
+        demes=lambda wildcards: MODELS[wildcards.model]["demes"],  # edited sizes/times/rates: rerun
     output:
         moments=report(
             "results/{model}/moments.tsv",
