@@ -402,6 +402,13 @@ def main(argv=None):
         ],
     )
     for r in results:
+        cold, warm = r["cold_s"] / r["moments_s"], r["warm_s"] / r["moments_s"]
+        print(
+            f"{r['label']}: target cold <= 2x moments: {'met' if cold <= 2 else 'MISSED'} ({fmt_r(cold)}); "
+            f"warm <= 1x: {'met' if warm <= 1 else 'MISSED'} ({fmt_r(warm)}); "
+            f"MLE not below moments' estimate: {'yes' if r['ll_phasic'] >= r['ll_moments'] else 'NO'}"
+        )
+    for r in results:
         if r["profile"]:
             print(f"\ncProfile of one warm fit, {r['label']}\n{r['profile']}")
     if args.json:
