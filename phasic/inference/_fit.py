@@ -19,7 +19,9 @@ class _Problem:
 
     def __init__(self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache):
         g = _demes.load(graph)
-        self.base = g.asdict()
+        # the simplified form (what a user writes), as moments' options address it: a split
+        # time set on the ancestor's end moves its children's start with it when demes resolves
+        self.base = g.asdict_simplified()
         self.params, self.constraints = read_options(options)
         self.p0 = starting_values(self.base, self.params)
         self.samples = {k: v for k, v in samples.items() if v}
@@ -182,8 +184,11 @@ def fit(
     bounds = _log_bounds(prob)
     x0 = np.log(prob.p0)
 
+    lo = np.array([p.lower for p in prob.params])
+    hi = np.array([p.upper for p in prob.params])
+
     def objective(x):
-        v = np.exp(x)
+        v = np.clip(np.exp(x), lo, hi)  # exp(log(bound)) may round just outside the bound
         if not prob.feasible(v):
             return 1e300
         try:
@@ -201,7 +206,7 @@ def fit(
         r = minimize(objective, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
         runs.append(r)
     best = min(runs, key=lambda r: r.fun)
-    values = np.exp(best.x)
+    values = np.clip(np.exp(best.x), lo, hi)
     ll = -float(best.fun)
     # observed information in log space, by central differences
     h = 1e-3

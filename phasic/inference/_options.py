@@ -23,8 +23,10 @@ constraints:
 ```
 ``demes.<deme>.epochs.<i>.<field>``, ``demes.<deme>.<field>`` (``start_time``),
 ``migrations.<i>.<field>`` and ``pulses.<i>.<field>`` (``time``; ``proportions`` sets the first
-proportion) are the places understood; a constant epoch's ``start_size`` also sets its
-``end_size``. The values in the graph file are the starting point.
+proportion) are the places understood, in the graph as written (its simplified form: what
+demes fills in, such as a child's start time at its ancestor's end, follows a change); a
+constant epoch written with both sizes keeps them equal. The values in the graph file are the
+starting point.
 """
 
 from __future__ import annotations
@@ -135,8 +137,8 @@ def set_value(d, place, value):
         _deme(d, key)[field] = value
     elif kind == "epoch":
         ep = _deme(d, key)["epochs"][i]
-        if field == "start_size" and ep.get("size_function", "constant") == "constant":
-            ep["end_size"] = value
+        if field == "start_size" and "end_size" in ep and ep["end_size"] == ep.get("start_size"):
+            ep["end_size"] = value  # a constant epoch written with both sizes stays constant
         ep[field] = value
     elif field == "proportions":
         d[kind + "s"][i][field][0] = value

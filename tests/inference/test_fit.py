@@ -105,3 +105,49 @@ def test_bad_input_names_the_value():
         inference.loglik(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, mutation_rate=1e-8)
     with pytest.raises(ParameterError, match="not available yet"):
         inference.fit(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, method="svgd")
+
+
+def test_split_time_and_awkward_bounds_are_fitted(tmp_path, monkeypatch):
+    """A moments-style options file names only the ancestor's end for a split time (the children
+    start there when demes resolves the graph); bounds such as 128 and 1e-7 do not survive
+    exp(log(b)) exactly, which must not make the bound itself infeasible."""
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path))
+
+    def split(T, NA, m):
+        b = demes.Builder(time_units="generations")
+        b.add_deme("anc", epochs=[dict(start_size=5000, end_time=T)])
+        b.add_deme("A", ancestors=["anc"], epochs=[dict(start_size=NA)])
+        b.add_deme("B", ancestors=["anc"], epochs=[dict(start_size=1000)])
+        b.add_migration(source="A", dest="B", rate=m)
+        return b.resolve()
+
+    from phasic import demography
+
+    truth = {"T": 1000.0, "NA": 3000.0, "m": 1e-4}
+    data = np.random.default_rng(1).poisson(
+        demography.from_demes(split(**truth), {"A": 3, "B": 3}).expected_sfs() * 0.5
+    )
+    opts = {
+        "parameters": [
+            {
+                "name": "T",
+                "values": [{"demes": {"anc": {"epochs": {0: "end_time"}}}}],
+                "lower_bound": 128,
+                "upper_bound": 1e5,
+            },
+            {
+                "name": "NA",
+                "values": [{"demes": {"A": {"epochs": {0: "start_size"}}}}],
+                "lower_bound": 128,
+                "upper_bound": 1e5,
+            },
+            {"name": "m", "values": [{"migrations": {0: "rate"}}], "lower_bound": 1e-7, "upper_bound": 1e-2},
+        ]
+    }
+    r = inference.fit(
+        split(2000, 1500, 3e-4), opts, data, samples={"A": 3, "B": 3}, mutation_rate=0.5, sequence_length=1
+    )
+    assert r.converged
+    for name, value in truth.items():
+        assert abs(r.params[name] - value) <= 3 * r.stderr[name], (name, r.params, r.stderr)
+    assert r.to_demes()["A"].start_time == pytest.approx(r.params["T"])
