@@ -23,7 +23,7 @@ class _Problem:
         # time set on the ancestor's end moves its children's start with it when demes resolves
         self.base = g.asdict_simplified()
         self.params, self.constraints = read_options(options)
-        self.p0 = starting_values(self.base, self.params)
+        self.p0 = starting_values(self.base, self.params, g.asdict())
         self.samples = {k: v for k, v in samples.items() if v}
         self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples))
         self.folded = file_folded if folded is None else bool(folded)

@@ -146,10 +146,21 @@ def set_value(d, place, value):
         d[kind + "s"][i][field] = value
 
 
-def starting_values(graph_dict, params):
+def starting_values(graph_dict, params, resolved=None):
+    """Each parameter's value in `graph_dict`; a place the graph as written leaves to demes
+    (a child's start time) is read from the `resolved` form."""
+
+    def value(pl):
+        try:
+            return float(get_value(graph_dict, pl))
+        except ParameterError:
+            if resolved is None:
+                raise
+            return float(get_value(resolved, pl))
+
     vals = []
     for p in params:
-        got = [float(get_value(graph_dict, pl)) for pl in p.places]
+        got = [value(pl) for pl in p.places]
         if len(set(got)) > 1:
             raise ParameterError(f"parameter {p.name!r} starts at different values in the graph: {got}")
         vals.append(got[0])
