@@ -209,3 +209,7 @@ def test_cli_builds_and_evaluates_a_demes_model(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["evaluate", built["graph_entry"], "--sfs-out", "x.tsv"]) == 2
     assert "--sfs-out is for a Demes model" in capsys.readouterr().err
+    # the model named in a config: the same Demes route
+    spec_args = ["evaluate", "--spec", f"@{tmp_path / 'config.yaml'}", "--model", "im", "--json"]
+    assert main(spec_args) == 0
+    assert json.loads(capsys.readouterr().out)["expectation"] == pytest.approx([model.expectation()], rel=1e-12)

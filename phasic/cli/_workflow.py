@@ -704,6 +704,19 @@ def _evaluate(args):
         return loaded
     g, info, spec, store = loaded
     spec = spec or {}
+    if spec.get("demes") is not None:  # --spec naming a Demes model: its own route
+        import argparse
+        import json
+
+        demes_args = argparse.Namespace(**vars(args))
+        demes_args.spec = None
+        demes_args.demes = str(spec["demes"])
+        demes_args.samples = json.dumps(spec["samples"])
+        demes_args.state_space = spec.get("state_space")
+        demes_args.name = args.name or spec.get("name")
+        if demes_args.moments is None:
+            demes_args.moments = spec.get("moments")
+        return _evaluate_demes(demes_args)
     name = args.name or spec.get("name") or spec.get("callback") or info["graph_key"][:12]
     _check_pointer(args, info["graph_key"])
     k = args.moments if args.moments is not None else spec.get("moments", 2)
