@@ -40,10 +40,44 @@ def read_fs(path):
     return data.reshape(dims), mask, folded
 
 
-def observed_sfs(data, shape=None):
-    """``(counts, mask, folded)`` from an array, a list or a ``.fs`` path; checks the shape
-    against the model's (``(n_1 + 1, ...)``) when given."""
-    if isinstance(data, (str, Path)):
+def sfs_from_trees(ts, samples):
+    """The polarised site SFS of a tskit tree sequence (or a ``.trees`` path), with one sample
+    set per deme of `samples` (in its order): the sample nodes of the population of that name,
+    whose number must match."""
+    import tskit
+
+    if isinstance(ts, (str, Path)):
+        try:
+            ts = tskit.load(str(ts))
+        except (OSError, tskit.FileFormatError) as exc:
+            raise ParameterError(f"cannot read the tree sequence {str(ts)!r}: {exc}") from None
+    names = {
+        pop.id: (pop.metadata or {}).get("name") if isinstance(pop.metadata, dict) else None for pop in ts.populations()
+    }
+    sets = []
+    for deme, n in samples.items():
+        ids = [k for k, v in names.items() if v == deme]
+        if not ids:
+            raise ParameterError(
+                f"the tree sequence has no population named {deme!r} (names: {sorted(v for v in names.values() if v)})"
+            )
+        nodes = ts.samples(population=ids[0])
+        if len(nodes) != n:
+            raise ParameterError(
+                f"population {deme!r} has {len(nodes)} sample genomes in the tree sequence; samples says {n}"
+            )
+        sets.append(nodes)
+    return ts.allele_frequency_spectrum(sample_sets=sets, mode="site", polarised=True, span_normalise=False)
+
+
+def observed_sfs(data, shape=None, samples=None):
+    """``(counts, mask, folded)`` from an array, a list, a ``.fs`` path, or a tskit tree
+    sequence (an object or a ``.trees`` path, with `samples` naming the demes); checks the
+    shape against the model's (``(n_1 + 1, ...)``) when given."""
+    if type(data).__name__ == "TreeSequence" or (isinstance(data, (str, Path)) and str(data).endswith(".trees")):
+        counts, mask, folded = sfs_from_trees(data, samples or {}), None, False
+        mask = np.zeros(counts.shape, bool)
+    elif isinstance(data, (str, Path)):
         counts, mask, folded = read_fs(data)
     else:
         counts = np.asarray(data, dtype=np.float64)

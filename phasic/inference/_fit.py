@@ -25,7 +25,7 @@ class _Problem:
         self.params, self.constraints = read_options(options)
         self.p0 = starting_values(self.base, self.params, g.asdict())
         self.samples = {k: v for k, v in samples.items() if v}
-        self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples))
+        self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples), self.samples)
         self.folded = file_folded if folded is None else bool(folded)
         if (mutation_rate is None) != (sequence_length is None):
             raise ParameterError("give both mutation_rate and sequence_length (Poisson), or neither (multinomial)")
@@ -90,9 +90,10 @@ def loglik(
         The model; its values are used for parameters not given in `params`.
     options : str or dict
         The parameters, in moments' Demes options format (see ``phasic.inference._options``).
-    data : array_like or str
-        Observed SFS counts (shape ``(n_1 + 1, ...)`` in the order of `samples`) or a
-        dadi/moments ``.fs`` file.
+    data : array_like, str or tskit.TreeSequence
+        Observed SFS counts (shape ``(n_1 + 1, ...)`` in the order of `samples`), a
+        dadi/moments ``.fs`` file, or a tree sequence (object or ``.trees`` file) whose
+        populations are named like the demes (tskit computes the site SFS of their samples).
     samples : dict
         Haploid genome counts per deme.
     params : dict, optional

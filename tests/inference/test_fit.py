@@ -151,3 +151,28 @@ def test_split_time_and_awkward_bounds_are_fitted(tmp_path, monkeypatch):
     for name, value in truth.items():
         assert abs(r.params[name] - value) <= 3 * r.stderr[name], (name, r.params, r.stderr)
     assert r.to_demes()["A"].start_time == pytest.approx(r.params["T"])
+
+
+def test_tree_sequence_data_give_the_site_sfs(tmp_path):
+    g = model(20000, 1000, 5000)
+    ts = msprime.sim_ancestry(
+        samples=[msprime.SampleSet(6, population="A", ploidy=1)],
+        demography=msprime.Demography.from_demes(g),
+        ploidy=2,
+        sequence_length=1e6,
+        recombination_rate=1e-8,
+        random_seed=7,
+    )
+    ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=8, model=msprime.BinaryMutationModel(), discrete_genome=False)
+    path = tmp_path / "x.trees"
+    ts.dump(path)
+    counts = ts.allele_frequency_spectrum(mode="site", polarised=True, span_normalise=False)
+    for data in (ts, str(path)):
+        ll = inference.loglik(g, OPTIONS, data, samples={"A": 6}, mutation_rate=1e-8, sequence_length=1e6)
+        assert ll == pytest.approx(
+            inference.loglik(g, OPTIONS, counts, samples={"A": 6}, mutation_rate=1e-8, sequence_length=1e6)
+        )
+    with pytest.raises(ParameterError, match="population 'A' has 6 sample genomes"):
+        inference.loglik(g, OPTIONS, ts, samples={"A": 4})
+    with pytest.raises(ParameterError, match="no population named 'B'"):
+        inference.loglik(g, OPTIONS, ts, samples={"B": 6})
