@@ -4,11 +4,30 @@ and one ``phasic: error:`` line) and the error a usage mistake raises."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from phasic.exceptions import ParameterError
 
-__all__ = ["Parser", "usage_error"]
+__all__ = ["Parser", "atomic_write", "usage_error"]
+
+
+def atomic_write(path, text):
+    """Write `text` to `path` through a temporary file and a rename; ``-`` is standard output."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def usage_error(message):

@@ -30,13 +30,13 @@ import argparse
 import os
 import sys
 
-from phasic.cli import _build, _cache, _workflow
+from phasic.cli import _build, _cache, _fit, _workflow
 from phasic.cli._common import Parser, usage_error
 
 __all__ = ["main", "build_parser"]
 
 #: The subcommand groups, in the order ``phasic --help`` lists them.
-GROUPS = (_cache, _workflow, _build)
+GROUPS = (_cache, _workflow, _build, _fit)
 
 
 def _version():

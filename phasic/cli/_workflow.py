@@ -41,6 +41,7 @@ import traceback
 from pathlib import Path
 
 from phasic._progress import Progress
+from phasic.cli._common import atomic_write
 
 __all__ = ["register"]
 
@@ -243,21 +244,7 @@ def _emit(args, result, human):
         print(human)
 
 
-def _atomic_write(path, text):
-    """Write `text` to `path` through a temporary file and a rename; ``-`` is standard output."""
-    if path == STDIO:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+_atomic_write = atomic_write
 
 
 def _callback_failure(spec, exc):
