@@ -489,6 +489,13 @@ class CSR:
             raise ParameterError(f"theta {plain(theta)!r} has length {th.size}, expected {self.coef.shape[1]}")
         if not all(map(isfinite, th.tolist())):
             raise ParameterError(f"theta {plain(theta)!r} has non-finite entries")
+        self.w = self.weights_for(th)
+        self.theta = th
+        self.invalidate()
+
+    def weights_for(self, th):
+        """``base + coef . th`` for a checked float64 `th`, without installing it; a
+        ParameterError names the first edge given a negative rate."""
         w, e = _core.edge_weights(self.base, self.coef, th)  # one pass, first bad edge e
         if e >= 0:
             u = int(np.searchsorted(self.indptr, e, side="right") - 1)
@@ -497,9 +504,7 @@ class CSR:
                 f"theta {th.tolist()!r} gives edge {st[u].tolist()} -> {st[self.target[e]].tolist()} "
                 f"the rate {float(w[e])!r}; rates must be >= 0"
             )
-        self.w = w
-        self.theta = th
-        self.invalidate()
+        return w
 
     def vertices_length(self):
         return len(self.space)

@@ -166,14 +166,7 @@ class Epochs:
     # ------------------------------------------------------------------ parts
     def _epoch_weights(self, theta):
         ll = self._ll
-        w, e = _core.edge_weights(ll.base, ll.coef, theta)
-        if e >= 0:
-            u = int(np.searchsorted(ll.indptr, e, side="right") - 1)
-            st = ll.states()
-            raise ParameterError(
-                f"theta {theta.tolist()!r} gives edge {st[u].tolist()} -> {st[ll.target[e]].tolist()} the rate "
-                f"{float(w[e])!r}; rates must be >= 0"
-            )
+        w = ll.weights_for(theta)
         n = np.diff(ll.indptr)
         lam = np.bincount(np.repeat(np.arange(n.size), n), weights=w, minlength=n.size).astype(np.float64)
         return w, lam
