@@ -7,66 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phasic.demography import _demes, from_demes, sfs_shape
 from phasic.exceptions import ParameterError
-from phasic.inference._data import observed_sfs
-from phasic.inference._likelihood import multinomial_loglik, poisson_loglik, theta_mle
-from phasic.inference._options import read_options, starting_values, with_values
-
-
-class _Problem:
-    """A Demes graph, its options and the data: the log-likelihood of a parameter vector."""
-
-    def __init__(self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache):
-        g = _demes.load(graph)
-        # the simplified form (what a user writes), as moments' options address it: a split
-        # time set on the ancestor's end moves its children's start with it when demes resolves
-        self.base = g.asdict_simplified()
-        self.params, self.constraints = read_options(options)
-        self.p0 = starting_values(self.base, self.params, g.asdict())
-        self.samples = {k: v for k, v in samples.items() if v}
-        self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples), self.samples)
-        self.folded = file_folded if folded is None else bool(folded)
-        if (mutation_rate is None) != (sequence_length is None):
-            raise ParameterError("give both mutation_rate and sequence_length (Poisson), or neither (multinomial)")
-        self.theta = None if mutation_rate is None else float(mutation_rate) * float(sequence_length)
-        self.state_space = state_space
-        self.cache = cache
-        self.evaluations = 0
-
-    def graph_dict(self, values):
-        return with_values(self.base, self.params, values)
-
-    def expected(self, values):
-        import demes
-
-        try:
-            g = demes.Graph.fromdict(self.graph_dict(values))
-        except Exception as exc:  # demes validates times and sizes: a value it refuses
-            raise ParameterError(
-                f"parameters {dict(zip(self.names, values))} make an invalid Demes graph: {exc}"
-            ) from exc
-        self.evaluations += 1
-        return from_demes(g, self.samples, self.state_space, cache=self.cache).expected_sfs()
-
-    @property
-    def names(self):
-        return [p.name for p in self.params]
-
-    def feasible(self, values):
-        for p, v in zip(self.params, values):
-            if not (p.lower <= v <= p.upper):
-                return False
-        for a, b, kind in self.constraints:
-            if (kind == "greater_than") != (values[a] > values[b]):
-                return False
-        return True
-
-    def loglik(self, values):
-        e = self.expected(values)
-        if self.theta is None:
-            return multinomial_loglik(e, self.counts, self.mask, self.folded)
-        return poisson_loglik(e, self.counts, self.theta, self.mask, self.folded)
+from phasic.inference._likelihood import theta_mle
+from phasic.inference._problem import Problem
 
 
 def loglik(
@@ -104,7 +47,7 @@ def loglik(
     folded : bool, optional
         Compare folded spectra (default: as the ``.fs`` file says, else unfolded).
     """
-    prob = _Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
     values = list(prob.p0)
     for k, v in (params or {}).items():
         if k not in prob.names:
@@ -181,7 +124,7 @@ def fit(
         raise ParameterError(f"method {method!r} is not available yet (this stage fits by maximum likelihood: 'mle')")
     if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
         raise ParameterError(f"starts must be a positive integer, got {starts!r}")
-    prob = _Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
     bounds = _log_bounds(prob)
     x0 = np.log(prob.p0)
 
