@@ -135,6 +135,10 @@ cdef extern from "transient.hpp" namespace "phasic":
                              const double* lam, double* p, double T, int64_t nt, const double* times,
                              double* trans, double* flow, double* absd, double* soj, int64_t J, double* mom, double eps,
                              double mu_target, int64_t max_steps, TransientStats& st) except + nogil
+    void transient_adjoint(int64_t V, const int64_t* indptr, const int32_t* target, const double* w,
+                           const double* lam, const double* p0, double T, const double* g, double* lam_io,
+                           double* grad_w, double* p_end, double eps, double mu_target, int64_t max_steps,
+                           TransientStats& st) except + nogil
 
 # ---------------------------------------------------------------------------------------
 # states
@@ -1171,6 +1175,30 @@ def transient(const int64_t[::1] indptr, const int32_t[::1] target, const double
                             &mv[0] if moments > 0 else NULL, eps, mu_target, max_steps, st)
     stats = {"dropped": st.dropped, "steps": st.steps, "intervals": st.intervals, "exceeded": bool(st.exceeded)}
     return trans, flow, absd, mom, stats
+
+
+def transient_reverse(const int64_t[::1] indptr, const int32_t[::1] target, const double[::1] w,
+                      const double[::1] lam, const double[::1] p0, double T, const double[::1] g,
+                      double[::1] lam_io, double[::1] grad_w, double eps=1e-20, double mu_target=200.0,
+                      int64_t max_steps=100_000_000):
+    """Reverse mode of :func:`transient` for ``F = lam_T . p(T) + g . int_0^T p`` from mass
+    ``p0`` (transient.hpp): ``lam_io`` (in: ``lam_T``) becomes ``dF/dp0``, ``grad_w`` gets
+    ``dF/dw`` added (edges of positive weight). Returns ``(p(T), stats)``."""
+    cdef int64_t V = indptr.shape[0] - 1, E = target.shape[0]
+    if (p0.shape[0] != V or lam.shape[0] != V or g.shape[0] != V or lam_io.shape[0] != V
+            or w.shape[0] != E or grad_w.shape[0] != E):
+        raise ValueError("transient_reverse(): array lengths do not match the graph")
+    if V and p0[0] != 0.0:
+        raise ValueError("transient_reverse(): the start vertex must hold no mass")
+    p_end = np.zeros(V)
+    cdef double[::1] pe = p_end
+    cdef TransientStats st
+    with nogil:
+        transient_adjoint(V, &indptr[0], &target[0] if E else NULL, &w[0] if E else NULL, &lam[0],
+                          &p0[0] if V else NULL, T, &g[0] if V else NULL, &lam_io[0] if V else NULL,
+                          &grad_w[0] if E else NULL, &pe[0] if V else NULL, eps, mu_target, max_steps, st)
+    stats = {"dropped": st.dropped, "steps": st.steps, "intervals": st.intervals, "exceeded": bool(st.exceeded)}
+    return p_end, stats
 
 
 def build_coalescent_space(int64_t D, int64_t B, merged, moves, start, int64_t max_vertices):

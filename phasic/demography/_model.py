@@ -40,6 +40,7 @@ class DemographicModel:
         self.demes = list(plan.demes)
         self.time_units = plan.time_units
         self.demes_graph = demes_graph
+        self._rewards = None
         layout = (plan.n_demes, 1 if state_space == "lineages" else len(_spaces.block_types(plan.sample_sizes)[0]))
         maps = [DemesMap(layout, ev) if ev else None for ev in plan.events]
         self.epochs = Epochs(graph, plan.breaks, plan.thetas, maps)
@@ -77,25 +78,53 @@ class DemographicModel:
         deme, ``j`` of the second, ... (model time units; multiply by the mutation rate per
         unit time and the sequence length for expected site counts). Shape ``(n_1 + 1, ...)``;
         the corners (no and all samples) are 0."""
-        plan = self.plan
-        if self.state_space == "lineages":
-            if not plan.single_deme:
-                raise ParameterError(
-                    "the SFS of a lineage-counting model is exact only for one sampled deme whose ancestry no "
-                    "migration or pulse touches; build the model with state_space='sfs'"
-                )
-            n = plan.sample_sizes[0]
+        return self.epochs.expected_rewards(self.sfs_rewards()).reshape(sfs_shape(self.samples))
+
+    def sfs_rewards(self):
+        """The ``(V, cells)`` rewards whose expected accumulation is the flattened expected SFS
+        (per vertex, the branch length it adds to each cell per unit time)."""
+        if self._rewards is None:
+            plan = self.plan
             states = self.graph.states()
-            sojourn = self.epochs.sojourn()
-            T = np.zeros(n + 1)
-            k = states[1:, 0]
-            np.add.at(T, k, sojourn[1:])
-            W = _spaces.lineage_sfs_weights(n)
-            return W @ T
-        states = self.graph.states()
-        R = _spaces.sfs_rewards(states, plan.n_demes, plan.sample_sizes)
-        out = self.epochs.expected_rewards(R)
-        return out.reshape(tuple(n + 1 for n in plan.sample_sizes))
+            if self.state_space == "lineages":
+                if not plan.single_deme:
+                    raise ParameterError(
+                        "the SFS of a lineage-counting model is exact only for one sampled deme whose ancestry no "
+                        "migration or pulse touches; build the model with state_space='sfs'"
+                    )
+                W = _spaces.lineage_sfs_weights(plan.sample_sizes[0])
+                self._rewards = np.ascontiguousarray(W[:, states[:, 0]].T)
+            else:
+                self._rewards = _spaces.sfs_rewards(states, plan.n_demes, plan.sample_sizes)
+        return self._rewards
+
+    def sfs_gradient(self, weights):
+        """``F = sum(weights * expected_sfs())`` and its exact derivatives with respect to the
+        epoch schedule (:meth:`phasic.demography.Epochs.reward_gradient`).
+
+        Parameters
+        ----------
+        weights : array_like or callable
+            SFS-shaped weights, or a callable given the expected SFS and returning them (e.g.
+            a log-likelihood's gradient there: one forward pass serves both).
+
+        Returns
+        -------
+        value : float
+        dthetas : numpy.ndarray, shape (epochs, theta_dim)
+            ``dF/d plan.thetas``.
+        dbreaks : numpy.ndarray, shape (epochs - 1,)
+            ``dF/d plan.breaks``.
+        """
+        shape = sfs_shape(self.samples)
+        if callable(weights):
+            fn = weights
+
+            def flat(e):
+                return np.asarray(fn(e.reshape(shape)), dtype=np.float64).reshape(-1)
+
+            return self.epochs.reward_gradient(self.sfs_rewards(), flat)
+        return self.epochs.reward_gradient(self.sfs_rewards(), np.asarray(weights, dtype=np.float64).reshape(-1))
 
 
 class DemesMap:

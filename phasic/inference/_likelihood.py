@@ -61,3 +61,48 @@ def theta_mle(expected, observed, mask=None, folded=False):
     mask = np.zeros(np.shape(expected), bool) if mask is None else mask
     e, d = _cells(expected, observed, mask, folded)
     return float(d.sum() / e.sum())
+
+
+def cell_matrix(shape, mask=None, folded=False):
+    """The linear map from an expected spectrum (flattened) to the cells the likelihood
+    compares (folding and masks applied): a ``(cells, prod(shape))`` array ``A`` with
+    ``A @ e.ravel()`` the compared expected values."""
+    shape = tuple(shape)
+    n = int(np.prod(shape))
+    mask = np.zeros(shape, bool) if mask is None else np.asarray(mask, bool)
+    zero = np.zeros(shape)
+    basis = np.eye(n)
+    return np.stack([_cells(basis[j].reshape(shape), zero, mask, folded)[0] for j in range(n)], axis=1)
+
+
+def loglik_gradient(expected, observed, theta=None, mask=None, folded=False, cells=None):
+    """``(log L, d log L / d expected)``: the Poisson log-likelihood with `theta` (or the
+    multinomial one when `theta` is None) and its gradient with respect to every cell of the
+    expected spectrum (shape of `expected`). `cells`: :func:`cell_matrix` of the shape, mask
+    and folding, when already made.
+
+    >>> e = np.array([0.0, 2.0, 1.0, 0.0])
+    >>> ll, g = loglik_gradient(e, [0, 5, 3, 0], theta=2.0)
+    >>> bool(np.isclose(ll, poisson_loglik(e, [0, 5, 3, 0], 2.0)))
+    True
+    >>> g.tolist()   # d/dE (D log(theta E) - theta E) = D / E - theta, 0 on the corners
+    [0.0, 0.5, 1.0, 0.0]
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    d = np.asarray(observed, dtype=np.float64)
+    mask = np.zeros(e.shape, bool) if mask is None else mask
+    A = cell_matrix(e.shape, mask, folded) if cells is None else cells
+    ec = A @ e.ravel()
+    dc = _cells(d, d, mask, folded)[1]
+    if theta is None:
+        ll = multinomial_loglik(e, d, mask, folded)
+        total = ec.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            de = np.where(dc > 0, dc / ec, 0.0) - dc.sum() / total
+    else:
+        ll = poisson_loglik(e, d, theta, mask, folded)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            de = np.where(dc > 0, dc / ec, 0.0) - theta
+    if not np.isfinite(ll):
+        return ll, np.zeros(e.shape)
+    return ll, (A.T @ de).reshape(e.shape)
