@@ -3,8 +3,12 @@
 - :func:`loglik`: the Poisson random-field (known mutation rate x length) or multinomial
   log-likelihood of an observed SFS under a Demes model with parameters from a moments-style
   options file;
-- :func:`fit`: maximum likelihood (L-BFGS-B in log-parameter space), standard errors from the
-  observed information, the fitted Demes graph;
+- :func:`fit`: maximum likelihood (L-BFGS-B in log-parameter space with the likelihood's
+  gradient, several starts in-process or as Dask tasks), standard errors from the observed
+  information or, for linked sites, the Godambe information from bootstrap replicates
+  (:class:`FitResult`); or ``method="svgd"``: posterior particles by Stein variational gradient
+  descent under a uniform or log-uniform prior on the bounds (:class:`PosteriorResult`);
+- :func:`block_bootstrap`: block-bootstrap replicates of the SFS of a tree sequence;
 - :func:`read_fs`, :func:`poisson_loglik`, :func:`multinomial_loglik`, :func:`fold`.
 
 Every evaluation builds the model with ``from_demes(..., cache=True)``: the graph and its
@@ -12,7 +16,19 @@ elimination trace are loaded from the store once per topology and replayed.
 """
 
 from phasic.inference._data import fold, read_fs
-from phasic.inference._fit import FitResult, fit, loglik
+from phasic.inference._fit import FitResult, block_bootstrap, fit, loglik
 from phasic.inference._likelihood import multinomial_loglik, poisson_loglik, theta_mle
+from phasic.inference._svgd import PosteriorResult
 
-__all__ = ["FitResult", "fit", "fold", "loglik", "multinomial_loglik", "poisson_loglik", "read_fs", "theta_mle"]
+__all__ = [
+    "FitResult",
+    "PosteriorResult",
+    "block_bootstrap",
+    "fit",
+    "fold",
+    "loglik",
+    "multinomial_loglik",
+    "poisson_loglik",
+    "read_fs",
+    "theta_mle",
+]

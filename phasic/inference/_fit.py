@@ -1,4 +1,6 @@
-"""Fitting a Demes model to an observed SFS: the log-likelihood and maximum likelihood."""
+"""Fitting a Demes model to an observed SFS: the log-likelihood, maximum likelihood (with
+several starts as Dask tasks, standard errors from the observed or the Godambe information)
+and SVGD posterior sampling."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from phasic.exceptions import ParameterError
+from phasic.inference import _tasks, _uncertainty
 from phasic.inference._likelihood import theta_mle
 from phasic.inference._problem import Problem
+from phasic.inference._svgd import svgd
 
 
 def loglik(
@@ -58,7 +62,34 @@ def loglik(
 
 @dataclass
 class FitResult:
-    """The result of :func:`fit` (``method="mle"``)."""
+    """The result of :func:`fit` (``method="mle"``).
+
+    Attributes
+    ----------
+    names : list of str
+        The parameters, in the order of the options file.
+    params : dict
+        The estimates.
+    stderr : dict
+        Their standard errors (from the information named by `uncertainty`).
+    loglik : float
+        The log-likelihood at the estimates.
+    converged : bool
+        Whether the optimiser of the best start reported convergence.
+    message : str
+        The optimiser's message (best start).
+    theta : float or None
+        The Poisson theta given, or the multinomial MLE of theta.
+    evaluations : int
+        Likelihood evaluations in all (over the workers too).
+    starts : list of tuple
+        ``(loglik, converged, params)`` of each start, in the order they were drawn (the first
+        from the graph's values).
+    uncertainty : str
+        ``"hessian"`` or ``"godambe"``.
+    covariance : numpy.ndarray
+        The covariance of the log-parameters (``stderr`` is ``params x sqrt(diagonal)``).
+    """
 
     names: list
     params: dict
@@ -70,6 +101,8 @@ class FitResult:
     evaluations: int
     graph_dict: dict = field(repr=False)
     starts: list = field(default_factory=list, repr=False)
+    uncertainty: str = "hessian"
+    covariance: np.ndarray | None = field(default=None, repr=False)
 
     def to_demes(self):
         """The fitted Demes graph."""
@@ -87,6 +120,50 @@ def _log_bounds(prob):
     return out
 
 
+def _objective(prob):
+    """``x -> (-log L, -gradient)`` in log space (``x = log theta``): the chain rule makes the
+    gradient ``theta dlogL/dtheta``. Values are clipped to the bounds (``exp(log(bound))`` may
+    round just outside); an infeasible point (constraints, a graph demes refuses, a likelihood
+    that is not finite) scores 1e300 with a zero gradient, which the line search backs off from."""
+    lo = np.array([p.lower for p in prob.params])
+    hi = np.array([p.upper for p in prob.params])
+
+    def objective(x):
+        v = np.clip(np.exp(x), lo, hi)
+        ll, g = _tasks.evaluate(prob, v)
+        if not np.isfinite(ll):
+            return 1e300, np.zeros(x.size)
+        return -ll, -g * v
+
+    return objective
+
+
+def _minimise(prob, start, bounds, maxiter):
+    from scipy.optimize import minimize
+
+    r = minimize(
+        _objective(prob),
+        np.asarray(start, float),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": maxiter},
+    )
+    return {"x": np.asarray(r.x), "fun": float(r.fun), "success": bool(r.success), "message": str(r.message)}
+
+
+def start_task(spec, start, bounds, maxiter):
+    """A Dask task: one L-BFGS-B run from `start` with this worker process's Problem."""
+    prob = _tasks.worker_problem(spec)
+    before = prob.evaluations
+    out = _minimise(prob, start, bounds, maxiter)
+    out["evaluations"] = prob.evaluations - before
+    return out
+
+
+UNCERTAINTIES = ("hessian", "godambe")
+
+
 def fit(
     graph,
     options,
@@ -102,90 +179,203 @@ def fit(
     state_space=None,
     maxiter=200,
     cache=True,
+    client=None,
+    uncertainty="hessian",
+    bootstrap=None,
+    blocks=100,
+    n_particles=32,
+    n_iterations=200,
+    prior="loguniform",
+    step_size=0.05,
 ):
-    """Fit a Demes model's parameters to an observed SFS by maximum likelihood.
+    """Fit a Demes model's parameters to an observed SFS: maximum likelihood or SVGD.
 
-    Bounded quasi-Newton (L-BFGS-B) in log-parameter space from the graph's values (and
-    ``starts - 1`` random restarts around them, seeded); the graph and its trace come from the
-    store (``cache=True``), so every evaluation replays one stored trace. Standard errors from
-    the observed information: the inverse Hessian of the negative log-likelihood in log space
-    (central differences), as relative errors times the estimates (unsuitable for linked
-    sites: see the issue notes). Arguments as in :func:`loglik`.
+    ``method="mle"``: bounded quasi-Newton (L-BFGS-B) in log-parameter space with the gradient
+    of ``Problem.loglik_grad`` (chain rule into log space), from the graph's values and
+    ``starts - 1`` random restarts around them (log-normal, sd 0.5, seeded by `seed`); the best
+    run is kept. Standard errors from the observed information (central differences of the
+    gradient in log space, symmetrised; ``uncertainty="hessian"``), or from the Godambe
+    information for linked sites (``uncertainty="godambe"``, with `bootstrap` replicates; see
+    ``phasic.inference._uncertainty``), as relative errors times the estimates.
+
+    ``method="svgd"``: Stein variational gradient descent on the posterior under a
+    ``"loguniform"`` or ``"uniform"`` prior on the bounds (see ``phasic.inference._svgd``);
+    returns a :class:`PosteriorResult`.
+
+    The graph and its trace come from the store (``cache=True``), so every evaluation replays
+    one stored trace. Other arguments as in :func:`loglik`.
+
+    Parameters
+    ----------
+    starts : int
+        L-BFGS-B runs (mle).
+    seed : int, optional
+        Seeds the restarts, the block bootstrap and the SVGD particles.
+    client : dask.distributed.Client or "local", optional
+        Run the starts (mle) or each SVGD iteration's chunks of particles as Dask tasks: on
+        this client, or on a LocalCluster started for the call (``"local"``: one single-threaded
+        worker process per core; a script needs the ``if __name__ == "__main__":`` guard).
+        Workers build their own Problem from the same arguments and must see the same store.
+    uncertainty : {"hessian", "godambe"}
+        How standard errors are computed (mle).
+    bootstrap : list or int, optional
+        For ``uncertainty="godambe"``: a list of bootstrap replicates of the data (SFS arrays or
+        ``.fs`` files, each of the model's shape), or, when `data` is a tree sequence, a number
+        of block-bootstrap replicates that resample `blocks` equal windows of the sequence with
+        replacement (the windows should be long against the extent of linkage).
+    blocks : int
+        Windows of the tree sequence for ``bootstrap=n``.
+    n_particles, n_iterations : int
+        SVGD particles and iterations.
+    prior : {"loguniform", "uniform"}
+        SVGD prior on each parameter's bounds (``"uniform"`` needs finite upper bounds).
+    step_size : float
+        SVGD step scale in log space (decaying like ``1/sqrt(1 + iteration/50)``).
 
     Returns
     -------
-    FitResult
-        ``params``, ``stderr``, ``loglik``, ``converged``, ``theta`` (the Poisson theta given,
-        or the multinomial MLE of theta), ``to_demes()``.
+    FitResult or PosteriorResult
+        ``FitResult``: ``params``, ``stderr``, ``loglik``, ``converged``, ``theta`` (the Poisson
+        theta given, or the multinomial MLE of theta), ``starts``, ``to_demes()``.
+        ``PosteriorResult``: ``samples``, ``summary()``, ``map_params``, ``to_demes()``.
     """
-    from scipy.optimize import minimize
-
-    if method != "mle":
-        raise ParameterError(f"method {method!r} is not available yet (this stage fits by maximum likelihood: 'mle')")
-    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+    if method not in ("mle", "svgd"):
+        raise ParameterError(f"method must be 'mle' or 'svgd', got {method!r}")
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
         raise ParameterError(f"starts must be a positive integer, got {starts!r}")
+    if uncertainty not in UNCERTAINTIES:
+        raise ParameterError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
+    if bootstrap is not None and uncertainty != "godambe":
+        raise ParameterError(
+            f"bootstrap={_short(bootstrap)} is given but uncertainty={uncertainty!r}: the replicates "
+            "are used by uncertainty='godambe' only"
+        )
+    if uncertainty == "godambe" and bootstrap is None:
+        raise ParameterError(
+            "uncertainty='godambe' needs bootstrap= (a list of replicates, or a number with tree-sequence data)"
+        )
+    if method == "svgd" and (uncertainty != "hessian" or starts != 1):
+        raise ParameterError(
+            f"method='svgd' takes neither starts={starts!r} nor uncertainty={uncertainty!r} "
+            "(the posterior particles give the uncertainty)"
+        )
     prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+
+    def spec():
+        return _tasks.spec_of(
+            graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, prob
+        )
+
+    if method == "svgd":
+        return svgd(
+            prob,
+            spec,
+            n_particles=n_particles,
+            n_iterations=n_iterations,
+            seed=seed,
+            prior=prior,
+            step_size=step_size,
+            client=client,
+        )
+
+    replicates = None
+    if uncertainty == "godambe":  # checked before the optimisation, which takes long
+        replicates = _uncertainty.bootstrap_replicates(data, bootstrap, blocks, prob.samples, prob.counts.shape, seed)
+
     bounds = _log_bounds(prob)
     x0 = np.log(prob.p0)
+    blo, bhi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    rng = np.random.default_rng(seed)
+    start_points = [x0] + [np.clip(x0 + rng.normal(0, 0.5, x0.size), blo, bhi) for _ in range(starts - 1)]
+
+    evaluations = 0
+    with _tasks.Connection(client) as conn:
+        if conn.client is None:
+            before = prob.evaluations
+            runs = [_minimise(prob, s, bounds, maxiter) for s in start_points]
+            evaluations += prob.evaluations - before
+        else:
+            [sf] = conn.client.scatter([spec()], broadcast=True, hash=False)
+            futures = [conn.client.submit(start_task, sf, s, bounds, maxiter, pure=False) for s in start_points]
+            runs = conn.client.gather(futures)
+            evaluations += sum(r["evaluations"] for r in runs)
 
     lo = np.array([p.lower for p in prob.params])
     hi = np.array([p.upper for p in prob.params])
+    best = min(runs, key=lambda r: r["fun"])
+    values = np.clip(np.exp(best["x"]), lo, hi)
+    ll = -float(best["fun"])
 
-    def objective(x):
-        v = np.clip(np.exp(x), lo, hi)  # exp(log(bound)) may round just outside the bound
-        if not prob.feasible(v):
-            return 1e300
-        try:
-            ll = prob.loglik(v)
-        except ParameterError:
-            return 1e300
-        return -ll if np.isfinite(ll) else 1e300
-
-    rng = np.random.default_rng(seed)
-    runs = []
-    for s in range(starts):
-        start = (
-            x0 if s == 0 else np.clip(x0 + rng.normal(0, 0.5, x0.size), [b[0] for b in bounds], [b[1] for b in bounds])
-        )
-        r = minimize(objective, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
-        runs.append(r)
-    best = min(runs, key=lambda r: r.fun)
-    values = np.clip(np.exp(best.x), lo, hi)
-    ll = -float(best.fun)
-    # observed information in log space, by central differences
-    h = 1e-3
-    p = values.size
-    H = np.zeros((p, p))
-    f0 = best.fun
-    for i in range(p):
-        for j in range(i, p):
-            ei, ej = np.eye(p)[i] * h, np.eye(p)[j] * h
-            if i == j:
-                H[i, i] = (objective(best.x + ei) - 2 * f0 + objective(best.x - ei)) / h**2
-            else:
-                H[i, j] = H[j, i] = (
-                    objective(best.x + ei + ej)
-                    - objective(best.x + ei - ej)
-                    - objective(best.x - ei + ej)
-                    + objective(best.x - ei - ej)
-                ) / (4 * h * h)
-    try:
-        cov = np.linalg.inv(H)
-        se_log = np.sqrt(np.clip(np.diag(cov), 0, None))
-    except np.linalg.LinAlgError:
-        se_log = np.full(p, np.nan)
-    stderr = dict(zip(prob.names, (values * se_log).tolist()))
+    before = prob.evaluations
+    H = _uncertainty.observed_information(prob, best["x"], bounds)
+    cov = _uncertainty.inverse(H)
+    if replicates is not None:
+        s = spec()
+        scores = []
+        for counts, mask in replicates:
+            rep = _tasks.build(s, counts, s.mask if mask is None else (s.mask | mask))
+            scores.append(_uncertainty.log_gradient(rep, values)[1])
+            evaluations += rep.evaluations
+        cov, _ = _uncertainty.godambe_covariance(H, np.array(scores))
+    evaluations += prob.evaluations - before
+    se_log = _uncertainty.log_stderr(cov)
     e = prob.expected(values)
     theta = prob.theta if prob.theta is not None else theta_mle(e, prob.counts, prob.mask, prob.folded)
     return FitResult(
         names=prob.names,
         params=dict(zip(prob.names, values.tolist())),
-        stderr=stderr,
+        stderr=dict(zip(prob.names, (values * se_log).tolist())),
         loglik=ll,
-        converged=bool(best.success),
-        message=str(best.message),
+        converged=bool(best["success"]),
+        message=str(best["message"]),
         theta=theta,
-        evaluations=prob.evaluations,
+        evaluations=evaluations,
         graph_dict=prob.graph_dict(values),
-        starts=[(-float(r.fun), bool(r.success)) for r in runs],
+        starts=[
+            (-float(r["fun"]), bool(r["success"]), dict(zip(prob.names, np.clip(np.exp(r["x"]), lo, hi).tolist())))
+            for r in runs
+        ],
+        uncertainty=uncertainty,
+        covariance=cov,
     )
+
+
+def block_bootstrap(data, samples, n, *, blocks=100, seed=None):
+    """`n` block-bootstrap replicates of the SFS of a tree sequence, for ``fit(...,
+    uncertainty="godambe", bootstrap=...)``.
+
+    The sequence is cut into `blocks` equal windows; tskit computes the polarised site SFS of
+    each window for one sample set per deme of `samples` (``allele_frequency_spectrum(windows=...,
+    span_normalise=False, polarised=True)``), and each replicate sums `blocks` windows drawn
+    with replacement (seeded by `seed`), so it has the length of the data. This assumes the
+    windows are long against the extent of linkage (nearly independent of each other) and
+    alike in what they measure (same callable length, mutation and recombination rate).
+
+    Parameters
+    ----------
+    data : tskit.TreeSequence or str
+        A tree sequence or a ``.trees`` file, its populations named like the demes.
+    samples : dict
+        Haploid genome counts per deme, in the order of the SFS's axes.
+    n : int
+        Replicates (at least 2).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The replicates, each of shape ``(n_1 + 1, ...)``.
+    """
+    from phasic.demography import sfs_shape
+
+    samples = {k: v for k, v in samples.items() if v}
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ParameterError(f"n must be an integer number of replicates, got {n!r}")
+    if _uncertainty._tree_sequence(data) is None:
+        raise ParameterError(f"block_bootstrap needs a tree sequence or a .trees file, got {_short(data)}")
+    reps = _uncertainty.bootstrap_replicates(data, n, blocks, samples, sfs_shape(samples), seed)
+    return [counts for counts, _ in reps]
+
+
+def _short(x):
+    r = repr(x)
+    return r if len(r) <= 60 else r[:57] + "..."

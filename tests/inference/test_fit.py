@@ -103,8 +103,8 @@ def test_bad_input_names_the_value():
         inference.loglik(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, params={"Nx": 1.0})
     with pytest.raises(ParameterError, match="give both mutation_rate and sequence_length"):
         inference.loglik(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, mutation_rate=1e-8)
-    with pytest.raises(ParameterError, match="not available yet"):
-        inference.fit(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, method="svgd")
+    with pytest.raises(ParameterError, match="method must be 'mle' or 'svgd', got 'bayes'"):
+        inference.fit(model(1e4, 100, 1e4), OPTIONS, d, samples={"A": 10}, method="bayes")
 
 
 def test_split_time_and_awkward_bounds_are_fitted(tmp_path, monkeypatch):
