@@ -11,7 +11,7 @@ change, splits, migration, pulses) with their SFS and T_MRCA.
 """
 
 from phasic.demography._epochs import Epochs
-from phasic.demography._model import DemographicModel, from_demes, graph_spec, sfs_shape
+from phasic.demography._model import DemographicModel, Topologies, from_demes, graph_spec, sfs_shape
 from phasic.demography._spaces import (
     block_counting,
     block_types,
@@ -24,6 +24,7 @@ from phasic.demography._spaces import (
 __all__ = [
     "DemographicModel",
     "Epochs",
+    "Topologies",
     "block_counting",
     "block_types",
     "from_demes",

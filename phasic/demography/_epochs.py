@@ -156,7 +156,9 @@ class Epochs:
         self._ll = ll
         self._weights = [self._epoch_weights(t) for t in th]
         self._maps = [m if m is None or callable(m) else _matrix_map(ll, m, float(t)) for m, t in zip(maps, b)]
-        self._map_cache = [{} for _ in maps]
+        # rows of callable maps, by vertex (a map's own `row_cache` when it has one)
+        self._map_cache = [getattr(m, "row_cache", None) if callable(m) else None for m in self._maps]
+        self._map_cache = [{} if c is None else c for c in self._map_cache]
         self.stats = {"dropped": 0.0, "steps": 0, "intervals": 0}
         self._last = None
         self._p0 = self._initial()
@@ -186,11 +188,10 @@ class Epochs:
         if missing:
             fast = m.map_rows(self._ll, np.asarray(missing)) if hasattr(m, "map_rows") else None
             cache.update(fast if fast is not None else _map_rows(self._ll, m, float(self.breaks[k]), missing))
-        out = np.zeros_like(p)
-        for v in held:
-            targets, probs = cache[int(v)]
-            np.add.at(out, targets, p[v] * probs)
-        return out
+        rows = [cache[int(v)] for v in held]
+        targets = np.concatenate([r[0] for r in rows])
+        mass = np.concatenate([p[v] * r[1] for v, r in zip(held, rows)])
+        return np.bincount(targets, weights=mass, minlength=p.size).astype(np.float64)
 
     def _step(self, k, p, T, times=(), soj=None, moments=0):
         w, lam = self._weights[k]
@@ -283,15 +284,18 @@ class Epochs:
             return m @ lam
         cache = self._map_cache[k]
         out = np.zeros_like(lam)
-        for v in held:
-            targets, probs = cache[int(v)]
-            out[v] = float(probs @ lam[targets])
+        out[held] = [float(probs @ lam[targets]) for targets, probs in (cache[int(v)] for v in held)]
         return out
 
-    def _edge_flux(self, w, p, lam):
-        """``p Q lam``: the rate of change of ``p . lam`` under weights `w`."""
+    def _edge_flux(self, w, out_rates, p, lam):
+        """``p Q lam``: the rate of change of ``p . lam`` under weights `w` (out-rates
+        `out_rates`), ``sum_i p_i (sum_e w_e lam_target(e) - out_rate_i lam_i)``."""
+        from scipy.sparse import csr_matrix
+
         ll = self._ll
-        return float(np.dot(p[self._sources] * w, lam[ll.target] - lam[self._sources]))
+        V = ll.vertices_length()
+        W = csr_matrix((w, ll.target, ll.indptr), shape=(V, V))
+        return float(p @ (W @ lam) - (p * out_rates) @ lam)
 
     def reward_gradient(self, rewards, weights):
         """An expected reward and its exact derivatives with respect to the schedule.
@@ -338,8 +342,6 @@ class Epochs:
         """
         ll = self._ll
         R = self._check_rewards(rewards)
-        if not hasattr(self, "_sources"):
-            self._sources = np.repeat(np.arange(ll.vertices_length()), np.diff(ll.indptr))
         K = self.thetas.shape[0]
         # forward: the distribution at the start and end of every finite epoch
         starts, ends, helds = [], [], []
@@ -371,19 +373,20 @@ class Epochs:
         h = solve(c, g)
         h[0] = 0.0
         h[self._absorbing] = 0.0
-        wK = c.w
+        wK, lamK = self._weights[K - 1]
+        sources = np.repeat(np.arange(ll.vertices_length()), np.diff(ll.indptr))
         dthetas = np.zeros_like(self.thetas)
-        dthetas[K - 1] = ll.coef.T @ (u[self._sources] * (h[ll.target] - h[self._sources]))
+        dthetas[K - 1] = ll.coef.T @ (u[sources] * (h[ll.target] - h[sources]))
         dbreaks = np.zeros(self.breaks.size)
-        lam, p_after, w_after = h, p, wK
+        lam, p_after, w_after, lam_after = h, p, wK, lamK
         mu_target = float(np.clip(2e6 / max(ll.vertices_length(), 1), 20.0, 200.0))  # (K+1) n doubles kept
         for k in range(K - 2, -1, -1):
             w, lamv = self._weights[k]
             lam_end = self._map_adjoint(k, lam, helds[k])
             dbreaks[k] = (
-                self._edge_flux(w, ends[k], lam_end)
+                self._edge_flux(w, lamv, ends[k], lam_end)
                 + float(ends[k] @ g)
-                - self._edge_flux(w_after, p_after, lam)
+                - self._edge_flux(w_after, lam_after, p_after, lam)
                 - float(p_after @ g)
             )
             T = float(self.breaks[k] - (self.breaks[k - 1] if k else 0.0))
@@ -395,7 +398,7 @@ class Epochs:
             if st["exceeded"]:
                 raise ParameterError(f"epoch {k} needs more than {MAX_STEPS:.0e} uniformisation steps")
             dthetas[k] = ll.coef.T @ gw
-            lam, p_after, w_after = lam_io, starts[k], w
+            lam, p_after, w_after, lam_after = lam_io, starts[k], w, lamv
         return value, dthetas, dbreaks
 
     def expectation(self, rewards=None) -> float:

@@ -32,7 +32,7 @@ class DemographicModel:
         The Demes graph's time units; every time and expectation is in them.
     """
 
-    def __init__(self, graph, plan, samples, state_space, demes_graph):
+    def __init__(self, graph, plan, samples, state_space, demes_graph, shared=None):
         self.graph = graph
         self.plan = plan
         self.samples = dict(samples)
@@ -40,9 +40,12 @@ class DemographicModel:
         self.demes = list(plan.demes)
         self.time_units = plan.time_units
         self.demes_graph = demes_graph
-        self._rewards = None
+        # what depends only on the topology (a Topologies entry, shared by its models)
+        self._shared = {"rewards": None, "rows": {}} if shared is None else shared
+        self._rewards = self._shared["rewards"]
         layout = (plan.n_demes, 1 if state_space == "lineages" else len(_spaces.block_types(plan.sample_sizes)[0]))
-        maps = [DemesMap(layout, ev) if ev else None for ev in plan.events]
+        rows = self._shared["rows"]
+        maps = [DemesMap(layout, ev, rows.setdefault(repr(ev), {})) if ev else None for ev in plan.events]
         self.epochs = Epochs(graph, plan.breaks, plan.thetas, maps)
 
     def __repr__(self):
@@ -96,6 +99,7 @@ class DemographicModel:
                 self._rewards = np.ascontiguousarray(W[:, states[:, 0]].T)
             else:
                 self._rewards = _spaces.sfs_rewards(states, plan.n_demes, plan.sample_sizes)
+            self._shared["rewards"] = self._rewards
         return self._rewards
 
     def sfs_gradient(self, weights):
@@ -133,9 +137,12 @@ class DemesMap:
     :meth:`map_rows` does the deterministic case (every event moves all lineages of a deme to
     one other deme: a split) for many vertices at once."""
 
-    def __init__(self, layout, events):
+    def __init__(self, layout, events, row_cache=None):
         self.layout = layout
         self.events = events
+        # {vertex: (targets, probs)}, filled by Epochs as states receive mass (shared by the
+        # models of one topology with these events)
+        self.row_cache = {} if row_cache is None else row_cache
         self.deterministic = all(len(dests) == 1 and dests[0][1] == 1.0 for _, dests in events)
 
     def __call__(self, state):
@@ -257,6 +264,11 @@ def from_demes(
     """
     g = _demes.load(graph)
     plan, state_space, spec = _plan_and_spec(g, samples, state_space, growth_tolerance, max_states)
+    built = _build(spec, plan, cache, max_states)
+    return DemographicModel(built, plan, {k: v for k, v in samples.items() if v}, state_space, g)
+
+
+def _build(spec, plan, cache, max_states):
     built = Graph(spec["callback"], ipv=spec["ipv"], cache=cache, max_vertices=max_states, **spec["params"])
     D = plan.n_demes
     if built.theta_dim != D + len(plan.moves):
@@ -268,7 +280,50 @@ def from_demes(
 
         if not traces.attach_trace(built):
             traces.ensure_trace(built)
-    return DemographicModel(built, plan, {k: v for k, v in samples.items() if v}, state_space, g)
+    return built
+
+
+class Topologies:
+    """:func:`from_demes` for many parameter values of one family of Demes graphs (a fit, a
+    sampler, a scan): the graph (with its trace), the SFS rewards and the maps' rows are made
+    once per topology and kept in this object, so that a new model costs its epoch plan and
+    its propagation only. The models share their graph: do not change its weights.
+
+    Parameters are those of :func:`from_demes`.
+
+    Examples
+    --------
+    >>> import demes
+    >>> from phasic.demography import Topologies
+    >>> def graph(N):
+    ...     b = demes.Builder(time_units="generations")
+    ...     _ = b.add_deme("A", epochs=[dict(start_size=N)])
+    ...     return b.resolve()
+    >>> t = Topologies({"A": 3})
+    >>> a, b = t.model(graph(1000)), t.model(graph(2000))
+    >>> a.graph is b.graph, round(b.expectation() / a.expectation(), 12)
+    (True, 2.0)
+    """
+
+    def __init__(self, samples, state_space=None, cache=False, *, growth_tolerance=0.01, max_states=_spaces.MAX_STATES):
+        self.samples = dict(samples)
+        self.state_space = state_space
+        self.cache = cache
+        self.growth_tolerance = growth_tolerance
+        self.max_states = max_states
+        self._entries = {}
+
+    def model(self, graph):
+        """The :class:`DemographicModel` of Demes graph `graph` (as :func:`from_demes` makes it)."""
+        g = _demes.load(graph)
+        plan, space, spec = _plan_and_spec(g, self.samples, self.state_space, self.growth_tolerance, self.max_states)
+        key = (spec["callback"].__name__, repr(spec["params"]), tuple(spec["ipv"]), space)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = {"graph": _build(spec, plan, self.cache, self.max_states), "rewards": None, "rows": {}}
+            self._entries[key] = entry
+        samples = {k: v for k, v in self.samples.items() if v}
+        return DemographicModel(entry["graph"], plan, samples, space, g, shared=entry)
 
 
 def sfs_shape(samples):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phasic.demography import _demes, from_demes, sfs_shape
+from phasic.demography import Topologies, _demes, sfs_shape
 from phasic.exceptions import ParameterError
 from phasic.inference._data import observed_sfs
 from phasic.inference._likelihood import cell_matrix, loglik_gradient, multinomial_loglik, poisson_loglik
@@ -32,6 +32,8 @@ class Problem:
         self.cache = cache
         self.evaluations = 0
         self._cells = None
+        # the graph, its trace, the SFS rewards and the maps' rows, once per topology
+        self._topologies = Topologies(self.samples, state_space, cache=cache)
 
     def graph_dict(self, values):
         return with_values(self.base, self.params, values)
@@ -51,7 +53,7 @@ class Problem:
         """The :class:`phasic.demography.DemographicModel` at `values` (from the store)."""
         g = self.demes_graph(values)
         self.evaluations += 1
-        return from_demes(g, self.samples, self.state_space, cache=self.cache)
+        return self._topologies.model(g)
 
     def expected(self, values):
         return self.model(values).expected_sfs()
