@@ -13,7 +13,21 @@ from phasic.inference._options import read_options, starting_values, with_values
 
 
 class Problem:
-    """A Demes graph, its options and the data: the log-likelihood of a parameter vector."""
+    """A Demes graph, its options and the data: the log-likelihood of a parameter vector
+    (made by :func:`likelihood`). The graph, its trace, the SFS rewards and the maps' rows are
+    made once per topology and kept, so every evaluation costs the epoch plan and its
+    propagation only.
+
+    Attributes
+    ----------
+    names : list of str
+        The parameters, in the options file's order.
+    p0 : list of float
+        Their values in the Demes graph (the starting point).
+    evaluations : int
+        Models evaluated so far (a gradient counts one, plus two per parameter differenced
+        on the likelihood).
+    """
 
     def __init__(self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache):
         g = _demes.load(graph)
@@ -76,6 +90,42 @@ class Problem:
         if self.theta is None:
             return multinomial_loglik(e, self.counts, self.mask, self.folded)
         return poisson_loglik(e, self.counts, self.theta, self.mask, self.folded)
+
+    def __call__(self, values):
+        """The log-likelihood at `values` (a sequence in :attr:`names` order, or a dict)."""
+        return self.loglik(self._vector(values))
+
+    def gradient(self, values):
+        """``(log-likelihood, gradient)`` at `values` (see :meth:`loglik_grad`)."""
+        return self.loglik_grad(self._vector(values))
+
+    def batch(self, values):
+        """The log-likelihoods of the rows of `values` (shape ``(B, p)``), one after another
+        on the shared topology (infeasible rows, and values demes refuses, give -inf)."""
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != len(self.params):
+            raise ParameterError(f"values have shape {arr.shape!r}; expected (B, {len(self.params)}) for {self.names}")
+        out = np.full(arr.shape[0], -np.inf)
+        for i, row in enumerate(arr):
+            if self.feasible(row):
+                try:
+                    out[i] = self.loglik(row)
+                except ParameterError:
+                    pass
+        return out
+
+    def _vector(self, values):
+        if isinstance(values, dict):
+            v = np.asarray(self.p0, dtype=np.float64).copy()
+            for k, x in values.items():
+                if k not in self.names:
+                    raise ParameterError(f"parameter {k!r} is not in the options file ({self.names})")
+                v[self.names.index(k)] = float(x)
+            return v
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != (len(self.params),) or not np.all(np.isfinite(v)):
+            raise ParameterError(f"values {values!r} must be {len(self.params)} finite numbers for {self.names}")
+        return v
 
     def loglik_grad(self, values):
         """``(log-likelihood, gradient)`` at `values`, the gradient with respect to the
@@ -149,3 +199,40 @@ def _same_structure(a, b):
         and list(a.moves) == list(b.moves)
         and repr(a.events) == repr(b.events)
     )
+
+
+def likelihood(
+    graph,
+    options,
+    data,
+    *,
+    samples,
+    mutation_rate=None,
+    sequence_length=None,
+    folded=None,
+    state_space=None,
+    cache=True,
+):
+    """The log-likelihood of an observed SFS under a Demes model, as a reusable object.
+
+    Arguments as in :func:`phasic.inference.loglik`. The result is called with parameter
+    values (in the options file's order, or a dict by name); :meth:`Problem.gradient` adds
+    the exact gradient, :meth:`Problem.batch` evaluates many vectors. Use it for scans,
+    your own optimisers or samplers: the graph and its trace are loaded once.
+
+    Examples
+    --------
+    >>> import demes, numpy as np
+    >>> from phasic import inference
+    >>> b = demes.Builder(time_units="generations")
+    >>> _ = b.add_deme("A", epochs=[dict(start_size=1000)])
+    >>> options = {"parameters": [{"name": "N", "values": [{"demes": {"A": {"epochs": {0: "start_size"}}}}],
+    ...                            "lower_bound": 10, "upper_bound": 1e6}]}
+    >>> data = np.array([0, 40, 20, 13, 0])
+    >>> ll = inference.likelihood(b.resolve(), options, data, samples={"A": 4},
+    ...                           mutation_rate=1e-8, sequence_length=1e6, cache=False)
+    >>> value, grad = ll.gradient({"N": 1000.0})
+    >>> bool(np.isclose(value, ll([1000.0]))), ll.batch([[900.0], [1000.0]]).shape
+    (True, (2,))
+    """
+    return Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
