@@ -29,6 +29,7 @@ include: "workflows/rules/traces.smk"
 include: "workflows/rules/evaluate.smk"
 include: "workflows/rules/plots.smk"
 include: "workflows/rules/summary.smk"
+include: "workflows/rules/fit.smk"
 
 
 report: "workflows/report/workflow.rst"
@@ -41,20 +42,27 @@ localrules:
     plot_sfs,
     plot_demes_sfs,
     plot_demes,
+    plot_fit,
+    plot_posterior,
 
 
 rule all:
     input:
-        "results/summary.tsv",
+        ["results/summary.tsv"] if MODEL_NAMES else [],
         expand("results/{model}/{plot}.png", model=MODEL_NAMES, plot=("pdf", "cdf", "moments")),
         expand("results/{model}/sfs.png", model=dict.fromkeys(SFS_MODELS + DEMES_MODELS)),
         expand("results/{model}/demes.png", model=DEMES_MODELS),
+        # fits: estimates.tsv, fitted.yaml, sfs.tsv, loglik.tsv (and posterior.tsv) come with these
+        expand("results/{fit}/{plot}.png", fit=FIT_NAMES, plot=("sfs", "loglik", "demes")),
+        expand("results/{fit}/posterior.png", fit=SVGD_FITS),
     default_target: True
 
 
 onsuccess:
     link_build_logs()
     print(f"phasic: results in {os.path.abspath(RESULTS_DIR)} (summary.tsv, <model>/*.tsv, *.png)")
+    if FIT_NAMES:
+        print(f"phasic: fits in {', '.join(f'{RESULTS_DIR}/{name}/' for name in FIT_NAMES)} (estimates.tsv, fitted.yaml, *.png)")
     print(f"phasic: graphs and traces in the store {CACHE_DIR}")
     print(f"phasic: HTML report: snakemake --report {RESULTS_DIR}/report.html")
 
@@ -62,3 +70,5 @@ onsuccess:
 onerror:
     link_build_logs()
     print("phasic: each model's logs are in logs/<model>/ (build_graph.log, record_trace.log, evaluate.log, plot*.log)")
+    if FIT_NAMES:
+        print("phasic: each fit's logs are in logs/<fit>/ (fit.log, scan_fit.log, plot_fit.log)")

@@ -1,13 +1,20 @@
 """`phasic fit`: a Demes model, a moments-style options file and a .fs file in, the estimates
-table and the fitted Demes graph out; usage errors exit with status 2 and one line."""
+table, the fitted Demes graph, the observed and fitted SFS (and for SVGD the posterior sample)
+out; usage errors exit with status 2 and one line."""
+
+import inspect
+import json
 
 import numpy as np
 import pytest
 
 demes = pytest.importorskip("demes")
 
+from phasic import inference  # noqa: E402
 from phasic.cli import main  # noqa: E402
 from phasic.demography import from_demes  # noqa: E402
+
+SVGD = "n_particles" in inspect.signature(inference.fit).parameters
 
 MODEL = """\
 time_units: generations
@@ -75,3 +82,83 @@ def test_fit_usage_errors(tmp_path, capsys):
     assert "give both --mutation-rate and --sequence-length" in capsys.readouterr().err
     assert main([*base, "--samples", '{"A": 4}']) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def _files(tmp_path, data, header="9 unfolded"):
+    (tmp_path / "data.fs").write_text(header + "\n" + " ".join(str(int(x)) for x in data) + "\n")
+    (tmp_path / "start.yaml").write_text(MODEL % (3000, 2000))
+    (tmp_path / "options.yaml").write_text(OPTIONS)
+    return [str(tmp_path / "start.yaml"), str(tmp_path / "options.yaml"), str(tmp_path / "data.fs")]
+
+
+def _table(path):
+    lines = path.read_text().splitlines()
+    return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
+
+
+def test_sfs_out_is_what_the_likelihood_compares(tmp_path, monkeypatch, capsys):
+    """Folded data without a mutation rate: both spectra folded, theta its multinomial MLE,
+    the folded-away half and the monomorphic cells marked unused."""
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
+    truth = demes.loads(MODEL % (8000, 500))
+    data = np.random.default_rng(3).poisson(from_demes(truth, {"A": 8}).expected_sfs() * 2.0)
+    files = _files(tmp_path, data, header="9 folded")
+    args = ["fit", *files, "--samples", '{"A": 8}', "--out", str(tmp_path / "est.tsv")]
+    args += ["--fitted-out", str(tmp_path / "fitted.yaml"), "--sfs-out", str(tmp_path / "sfs.tsv"), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    header, rows = _table(tmp_path / "sfs.tsv")
+    assert header == ["A", "observed", "expected", "used"] and [int(r[0]) for r in rows] == list(range(9))
+    e = from_demes(demes.load(tmp_path / "fitted.yaml"), {"A": 8}).expected_sfs()
+    folded_data = np.array(
+        [data[0] + data[8], data[1] + data[7], data[2] + data[6], data[3] + data[5], data[4], 0, 0, 0, 0]
+    )
+    folded_e = np.array([e[0] + e[8], e[1] + e[7], e[2] + e[6], e[3] + e[5], e[4], 0, 0, 0, 0])
+    theta = folded_data[1:5].sum() / folded_e[1:5].sum()
+    assert summary["folded"] is True and summary["theta"] == pytest.approx(theta, rel=1e-12)
+    np.testing.assert_array_equal([float(r[1]) for r in rows], folded_data)
+    np.testing.assert_allclose([float(r[2]) for r in rows], theta * folded_e, rtol=1e-12, atol=0)
+    assert [r[3] for r in rows] == ["0", "1", "1", "1", "1", "0", "0", "0", "0"]
+    # the JSON summary is the estimates table's
+    _, est = _table(tmp_path / "est.tsv")
+    assert {r[0]: float(r[1]) for r in est} == summary["params"]
+
+
+def test_svgd_options_need_the_method(tmp_path, capsys):
+    base = ["fit", "m.yaml", "o.yaml", "d.fs", "--samples", '{"A": 4}']
+    assert main([*base, "--particles", "8"]) == 2
+    assert "--particles goes with --method svgd (the method is 'mle')" in capsys.readouterr().err
+    assert main([*base, "--posterior-out", "p.tsv"]) == 2
+    assert "--posterior-out goes with --method svgd" in capsys.readouterr().err
+    assert main([*base, "--method", "svgd", "--iterations", "0"]) == 2
+    assert "--iterations must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--method", "mcmc"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'mcmc'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not SVGD, reason="phasic.inference.fit has no method='svgd' yet")
+def test_svgd_writes_the_posterior(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
+    truth = demes.loads(MODEL % (8000, 500))
+    data = np.random.default_rng(2).poisson(from_demes(truth, {"A": 8}).expected_sfs() * 2.0)
+    files = _files(tmp_path, data)
+    args = ["fit", *files, "--samples", '{"A": 8}', "--mutation-rate", "2.0", "--sequence-length", "1"]
+    args += ["--method", "svgd", "--particles", "5", "--iterations", "20", "--seed", "1", "--json"]
+    args += ["--out", str(tmp_path / "est.tsv"), "--posterior-out", str(tmp_path / "post.tsv")]
+    args += ["--fitted-out", str(tmp_path / "fitted.yaml")]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    names, rows = _table(tmp_path / "post.tsv")
+    assert names == ["N0", "T"] and len(rows) == 5
+    sample = np.array([[float(x) for x in r] for r in rows])
+    header, est = _table(tmp_path / "est.tsv")
+    assert header == ["parameter", "mean", "sd", "q05", "median", "q95"] and [r[0] for r in est] == ["N0", "T"]
+    for i, r in enumerate(est):
+        assert float(r[1]) == pytest.approx(sample[:, i].mean(), rel=1e-12)
+        assert float(r[2]) == pytest.approx(sample[:, i].std(ddof=1), rel=1e-9)
+        assert float(r[4]) == pytest.approx(np.median(sample[:, i]), rel=1e-12)
+    assert summary["method"] == "svgd" and summary["n_particles"] == 5
+    assert set(summary["map_params"]) == {"N0", "T"}
+    assert demes.load(tmp_path / "fitted.yaml")["A"].epochs[0].end_time == pytest.approx(float(est[1][4]))

@@ -19,12 +19,13 @@ WORKFLOW_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).
 RESULTS_DIR = "results"
 
 
-def _check_models(models):
-    """Clear errors for malformed model specs before the schema's generic ones."""
-    if not isinstance(models, list) or not models:
+def _check_models(models, fits=None):
+    """Clear errors for malformed model specs before the schema's generic ones. `models` may be
+    empty when the config lists fits (a workflow that only fits)."""
+    if not isinstance(models, list) or not (models or fits):
         raise pm.ParameterError(
-            f"config 'models' must be a non-empty list of model specs, got {models!r:.100}; "
-            "see workflows/config/default.yaml"
+            f"config 'models' must be a non-empty list of model specs (or [] when 'fits' lists fits), "
+            f"got {models!r:.100}; see workflows/config/default.yaml"
         )
     for spec in models:
         pm.check_spec(spec)
@@ -37,7 +38,67 @@ def _check_models(models):
         raise pm.ParameterError(f"model name {dupes[0]!r} is used twice in config 'models'; names must be unique")
 
 
-_check_models(config.get("models"))
+def _drop_unasked_examples():
+    """The default config's example models and fit come as a set: a config file of one's own
+    (--configfile) that lists `models:` but no `fits:` gets no example fit, and one that lists
+    `fits:` but no `models:` gets no example models (Snakemake would keep the default list of
+    the key the file does not set)."""
+    import yaml
+
+    default = (WORKFLOW_DIR / "workflows" / "config" / "default.yaml").resolve()
+    given = set()
+    for f in workflow.configfiles:
+        p = Path(str(f))
+        if "source-cache" in p.parts or p.resolve() == default:
+            continue
+        try:
+            data = yaml.safe_load(p.read_text())
+        except (OSError, yaml.YAMLError):  # Snakemake itself reports a file it cannot read
+            continue
+        if isinstance(data, dict):
+            given |= set(data)
+    if "models" in given and "fits" not in given:
+        config["fits"] = []
+    elif "fits" in given and "models" not in given:
+        config["models"] = []
+
+
+_drop_unasked_examples()
+_check_models(config.get("models"), config.get("fits"))
+
+# relative model files: the config files' directories first (the embedded default config is
+# read from Snakemake's source cache, a temporary copy: its models are relative to this
+# workflow), then the working directory, then this workflow's directory; `phasic` commands
+# given a config file resolve in the same order
+SEARCH_DIRS = [
+    *dict.fromkeys(
+        Path(str(f)).resolve().parent for f in workflow.configfiles if "source-cache" not in Path(str(f)).parts
+    ),
+    ".",
+    WORKFLOW_DIR,
+]
+
+
+def _load_script(name):
+    """workflows/scripts/<name>.py (plain Python, tested on its own), also when the workflow
+    is used as a module (source_path gives a local copy of a remote workflow's file)."""
+    import importlib.util
+
+    path = str(workflow.source_path(f"../scripts/{name}.py"))  # a str subclass: marshal refuses it
+    spec = importlib.util.spec_from_file_location(f"phasic_workflow_{name}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+sizing = _load_script("sizing")
+fitconf = _load_script("fits")
+# the `fits:` entries (workflows/scripts/fits.py): files found like model files, checked
+# before the schema so that every error names its fit; results/<fit>/, as models' results/<model>/
+FITS = fitconf.resolve_fits(config.get("fits"), SEARCH_DIRS, [m.get("name") for m in config["models"]])
+FIT_NAMES = list(FITS)
+MLE_FITS = [name for name, fit in FITS.items() if fit["method"] == "mle"]
+SVGD_FITS = [name for name, fit in FITS.items() if fit["method"] == "svgd"]
 validate(config, "../schemas/config.schema.yaml")
 
 
@@ -89,17 +150,6 @@ os.environ.update(PHASIC_CACHE_DIR=CACHE_DIR)
 # mem_mb and runtime of record_trace and evaluate follow the graph's size instead (sizing.py)
 CONFIG_RESOURCES = config.get("resources") or {}
 DEFAULT_RESOURCES = {"mem_mb": 1000, "runtime": 15, "threads": 1, **CONFIG_RESOURCES}
-# relative model files: the config files' directories first (the embedded default config is
-# read from Snakemake's source cache, a temporary copy: its models are relative to this
-# workflow), then the working directory, then this workflow's directory; `phasic` commands
-# given a config file resolve in the same order
-SEARCH_DIRS = [
-    *dict.fromkeys(
-        Path(str(f)).resolve().parent for f in workflow.configfiles if "source-cache" not in Path(str(f)).parts
-    ),
-    ".",
-    WORKFLOW_DIR,
-]
 MODELS = {spec["name"]: pm.resolve_spec(spec, SEARCH_DIRS) for spec in config["models"]}
 MODEL_NAMES = list(MODELS)
 GRAPH_ENTRY = {name: str(pm.ModelSpec.from_dict(spec).entry_path(CACHE_DIR)) for name, spec in MODELS.items()}
@@ -161,19 +211,6 @@ def model_resource(name, what):
     return MODELS[name].get("resources", {}).get(what, DEFAULT_RESOURCES[what])
 
 
-def _load_sizing():
-    """workflows/scripts/sizing.py (plain Python, tested on its own), also when the workflow
-    is used as a module (source_path gives a local copy of a remote workflow's file)."""
-    import importlib.util
-
-    path = str(workflow.source_path("../scripts/sizing.py"))  # a str subclass: marshal refuses it
-    spec = importlib.util.spec_from_file_location("phasic_workflow_sizing", path)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-sizing = _load_sizing()
 
 
 def sized_resource(step, what):
@@ -277,3 +314,4 @@ def demes_args(wildcards):
 
 wildcard_constraints:
     model=_model_regex(MODEL_NAMES),
+    fit=_model_regex(FIT_NAMES),

@@ -1,0 +1,258 @@
+"""The config's `fits:` entries, checked and resolved at parse time (loaded by
+workflows/rules/common.smk; plain Python, tested on its own).
+
+Each entry fits a Demes model's parameters to an observed SFS with `phasic fit`; every error
+names the entry (``fit 'name': ...``) and the offending value, before any job runs.
+"""
+
+import math
+import re
+from pathlib import Path
+
+#: the keys of a fit entry (the schema, workflows/schemas/config.schema.yaml, says the types too)
+KEYS = (
+    "name",
+    "model",
+    "options",
+    "data",
+    "samples",
+    "mutation_rate",
+    "sequence_length",
+    "folded",
+    "state_space",
+    "method",
+    "starts",
+    "seed",
+    "n_particles",
+    "n_iterations",
+    "scan",
+    "resources",
+)
+REQUIRED = ("name", "model", "options", "data", "samples")
+METHODS = ("mle", "svgd")
+SVGD_KEYS = ("n_particles", "n_iterations")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: the log-likelihood scan: points per parameter and half-width in standard errors
+SCAN_DEFAULTS = {"points": 21, "width": 3.0}
+
+
+class FitConfigError(ValueError):
+    """A `fits:` entry that cannot be run."""
+
+
+def _short(value, limit=100):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _search(path, search_dirs):
+    """``(absolute path or None, places tried)``: an absolute path as it is, a relative one in
+    each of `search_dirs` in order (as model files are found)."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return (p if p.is_file() else None), [str(p)]
+    tried = []
+    for base in search_dirs:
+        candidate = (Path(str(base)).expanduser() / p).resolve()
+        if str(candidate) in tried:
+            continue
+        tried.append(str(candidate))
+        if candidate.is_file():
+            return candidate, tried
+    return None, tried
+
+
+def _int(label, key, value, minimum):
+    if type(value) is not int or value < minimum:
+        raise FitConfigError(f"{label}: {key!r} must be an integer >= {minimum}, got {_short(value)}")
+
+
+def _positive(label, key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise FitConfigError(f"{label}: {key!r} must be a positive number, got {_short(value)}")
+
+
+def _file(label, key, entry, search_dirs, what):
+    value = entry[key]
+    if not isinstance(value, str) or not value:
+        raise FitConfigError(f"{label}: {key!r} must be the path of {what}, got {_short(value)}")
+    found, tried = _search(value, search_dirs)
+    if found is None:
+        raise FitConfigError(
+            f"{label}: {what} {value!r} not found (looked at {', '.join(map(repr, tried))}); give a path "
+            "relative to the config file or the working directory, or an absolute path"
+        )
+    return str(found)
+
+
+def _check_model(label, path, samples):
+    """The Demes file loads and has every sampled deme."""
+    import demes
+
+    try:
+        graph = demes.load(path)
+    except Exception as exc:  # demes raises several kinds for a file it refuses
+        raise FitConfigError(f"{label}: the Demes file {path!r} cannot be read: {exc}") from None
+    names = [d.name for d in graph.demes]
+    for deme in samples:
+        if deme not in names:
+            raise FitConfigError(f"{label}: samples name the deme {deme!r}, which {path!r} does not have ({names})")
+
+
+def _check_options(label, path):
+    """The options file is YAML with a non-empty `parameters` list of named entries (phasic fit
+    checks the rest: places, bounds, constraints)."""
+    import yaml
+
+    try:
+        options = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FitConfigError(f"{label}: the options file {path!r} cannot be read: {exc}") from None
+    params = options.get("parameters") if isinstance(options, dict) else None
+    if not isinstance(params, list) or not params:
+        raise FitConfigError(
+            f"{label}: the options file {path!r} has no 'parameters' list (moments' Demes options format: "
+            "parameters: [{name: ..., values: [...], lower_bound: ..., upper_bound: ...}])"
+        )
+    for p in params:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise FitConfigError(f"{label}: the options file {path!r} has a parameter without a name: {_short(p)}")
+
+
+def _check_data(label, path, samples):
+    """A .fs file's dimensions match the samples (n + 1 per sampled deme, in their order); a
+    .trees file is read by the job (its populations named like the demes)."""
+    if path.endswith(".trees"):
+        return
+    if not path.endswith(".fs"):
+        raise FitConfigError(f"{label}: 'data' {path!r} must be a dadi/moments .fs file or a tskit .trees file")
+    from phasic.exceptions import PhasicError
+    from phasic.inference import read_fs
+
+    try:
+        counts, _, _ = read_fs(path)
+    except PhasicError as exc:
+        raise FitConfigError(f"{label}: {exc}") from None
+    shape = tuple(n + 1 for n in samples.values() if n)
+    if tuple(counts.shape) != shape:
+        raise FitConfigError(
+            f"{label}: the SFS in {path!r} has dimensions {tuple(counts.shape)}, the samples {samples} give {shape} "
+            "(n + 1 per sampled deme, in the order of 'samples')"
+        )
+
+
+def resolve_fit(entry, search_dirs, taken=()):
+    """One `fits:` entry checked, with its files made absolute and the defaults filled in."""
+    if not isinstance(entry, dict):
+        raise FitConfigError(
+            f"a fit entry must be a mapping with name, model, options, data, samples; got {_short(entry)}"
+        )
+    name = entry.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise FitConfigError(
+            f"the fit entry {_short(entry)} needs a 'name' (letters, digits, '_', '.', '-'; results go to "
+            f"results/<name>/), got {_short(name)}"
+        )
+    label = f"fit {name!r}"
+    if name in taken:
+        raise FitConfigError(f"{label}: the name is already used by a model or another fit; names must be unique")
+    unknown = sorted(set(entry) - set(KEYS))
+    if unknown:
+        raise FitConfigError(f"{label}: unknown key {unknown[0]!r}; the keys of a fit are {', '.join(KEYS)}")
+    missing = [k for k in REQUIRED if k not in entry]
+    if missing:
+        raise FitConfigError(f"{label}: {missing[0]!r} is missing; a fit needs {', '.join(REQUIRED)}")
+    samples = entry["samples"]
+    if (
+        not isinstance(samples, dict)
+        or not samples
+        or not all(isinstance(k, str) for k in samples)
+        or not all(type(v) is int and v >= 0 for v in samples.values())
+    ):
+        raise FitConfigError(
+            f"{label}: 'samples' must map deme names to numbers of haploid genomes (integers >= 0), "
+            f"e.g. {{A: 4, B: 4}}; got {_short(samples)}"
+        )
+    if sum(samples.values()) < 2:
+        raise FitConfigError(f"{label}: 'samples' {samples} has fewer than 2 genomes in all")
+    out = dict(entry)
+    out["model"] = _file(label, "model", entry, search_dirs, "Demes file")
+    out["options"] = _file(label, "options", entry, search_dirs, "options file")
+    out["data"] = _file(label, "data", entry, search_dirs, "data file")
+    _check_model(label, out["model"], samples)
+    _check_options(label, out["options"])
+    _check_data(label, out["data"], samples)
+    has_mu, has_len = entry.get("mutation_rate") is not None, entry.get("sequence_length") is not None
+    if has_mu != has_len:
+        raise FitConfigError(
+            f"{label}: give both 'mutation_rate' and 'sequence_length' (Poisson likelihood) or neither "
+            f"(multinomial); got only {'mutation_rate' if has_mu else 'sequence_length'!r}"
+        )
+    if has_mu:
+        _positive(label, "mutation_rate", entry["mutation_rate"])
+        _positive(label, "sequence_length", entry["sequence_length"])
+    method = entry.get("method", "mle")
+    if method not in METHODS:
+        raise FitConfigError(f"{label}: 'method' must be one of {', '.join(METHODS)}, got {_short(method)}")
+    out["method"] = method
+    for key in SVGD_KEYS:
+        if key in entry:
+            if method != "svgd":
+                raise FitConfigError(f"{label}: {key!r} goes with method: svgd (the method is {method!r})")
+            _int(label, key, entry[key], 1)
+    if "starts" in entry:
+        _int(label, "starts", entry["starts"], 1)
+    if entry.get("seed") is not None:
+        _int(label, "seed", entry["seed"], 0)
+    if "folded" in entry and not isinstance(entry["folded"], bool):
+        raise FitConfigError(f"{label}: 'folded' must be true or false, got {_short(entry['folded'])}")
+    if entry.get("state_space") not in (None, "sfs", "lineages"):
+        raise FitConfigError(
+            f"{label}: 'state_space' must be 'sfs' or 'lineages' (or left out), got {_short(entry['state_space'])}"
+        )
+    scan = entry.get("scan") or {}
+    if not isinstance(scan, dict) or set(scan) - set(SCAN_DEFAULTS):
+        raise FitConfigError(
+            f"{label}: 'scan' takes points and width, e.g. {{points: 21, width: 3}}; got {_short(scan)}"
+        )
+    scan = {**SCAN_DEFAULTS, **scan}
+    _int(label, "scan.points", scan["points"], 3)
+    _positive(label, "scan.width", scan["width"])
+    out["scan"] = scan
+    return out
+
+
+def resolve_fits(fits, search_dirs, model_names=()):
+    """``{name: resolved entry}`` of the config's `fits:` list (None: no fits)."""
+    if fits is None:
+        return {}
+    if not isinstance(fits, list):
+        raise FitConfigError(f"config 'fits' must be a list of fit entries, got {_short(fits)}")
+    out = {}
+    for entry in fits:
+        resolved = resolve_fit(entry, search_dirs, taken=[*model_names, *out])
+        out[resolved["name"]] = resolved
+    return out
+
+
+def fit_args(fit):
+    """The `phasic fit` options of a resolved entry, shell-quoted (the files are the rule's inputs)."""
+    import json
+    import shlex
+
+    args = ["--samples", json.dumps(fit["samples"], separators=(",", ":")), "--method", fit["method"]]
+    if fit.get("mutation_rate") is not None:
+        args += ["--mutation-rate", repr(float(fit["mutation_rate"]))]
+        args += ["--sequence-length", repr(float(fit["sequence_length"]))]
+    if fit.get("folded"):
+        args.append("--folded")
+    if fit.get("state_space"):
+        args += ["--state-space", fit["state_space"]]
+    if fit["method"] == "mle":
+        args += ["--starts", str(fit.get("starts", 1))]
+    if fit.get("seed") is not None:
+        args += ["--seed", str(fit["seed"])]
+    for key, flag in (("n_particles", "--particles"), ("n_iterations", "--iterations")):
+        if fit.get(key) is not None:
+            args += [flag, str(fit[key])]
+    return " ".join(shlex.quote(a) for a in args)
