@@ -15,8 +15,9 @@ Both methods start from the same values (the Demes graph file) with the same opt
 random field with the mutation rate x sequence length known (phasic: ``mutation_rate``,
 ``sequence_length``; moments: ``uL = mutation_rate x sequence_length``, with which
 ``optimize`` uses the Poisson ``moments.Inference.ll`` of ``moments.Demes.SFS(..., u=uL)``
-instead of the multinomial). Both use L-BFGS-B in log-parameter space with finite-difference
-gradients (moments: ``method="lbfgsb"``, its ``epsilon=1e-2``; phasic: scipy's default step).
+instead of the multinomial). Both use L-BFGS-B in log-parameter space, moments with
+finite-difference gradients (``method="lbfgsb"``, its ``epsilon=1e-2``), phasic with its exact
+gradient (reverse mode through the epochs).
 
 Table 1 (MLE), per model:
 
@@ -28,14 +29,18 @@ Table 1 (MLE), per model:
 * ``cold/m``, ``warm/m``: phasic's time over moments' (the issue's targets: <= 2x cold,
   <= 1x warm);
 * ``evals``: likelihood evaluations (moments' objective calls; phasic's
-  ``FitResult.evaluations``, which include the ~2p^2 evaluations of the observed information
-  that ``fit`` always computes for its standard errors; moments computes none);
+  ``FitResult.evaluations``: models evaluated, a value with its gradient counting one, and
+  including the 2p gradients of the observed information that ``fit`` always computes for its
+  standard errors; moments computes none);
 * ``ll``: each method's estimate scored by phasic's exact model
   (``inference.loglik(..., params=estimate)``), and the estimates themselves.
 
-Table 2 (evaluation throughput), warm store: ``inference.loglik`` for one parameter vector,
-and for a batch of 32 vectors, which is 32 sequential ``loglik`` calls (there is no batched
-evaluation yet).
+Table 2 (evaluation throughput), warm store: one ``inference.loglik`` call (it reads the
+options and data and loads the graph each time); then on one ``inference.likelihood`` object
+(graph, trace, rewards and maps kept): one vector, ``batch`` of 32 vectors (one after another:
+there is no vectorised replay of many epoch schedules), the value with its exact gradient
+(``gradient``), and the value with a central-difference gradient (2p more evaluations), which
+the exact one replaces.
 
 The three fits take turns in every round so that they see the same machine load; times are
 the best of a few rounds (``time.perf_counter``); expect 10-30 % noise on a shared machine.
@@ -292,11 +297,30 @@ def bench_case(case, rounds, tmp, profile=False):
     ll_moments = phasic_ll(start, options, data, samples, m_params)
     ll_truth = phasic_ll(start, options, data, samples, truth)
 
-    # throughput, warm: one vector; a batch of 32 (sequential loglik calls)
+    # throughput, warm: one vector by inference.loglik (reads the inputs and loads the graph
+    # each call); then on one inference.likelihood object: one vector, a batch of 32, the
+    # exact gradient, and the central-difference gradient it replaces (2p + 1 evaluations)
     rng = np.random.default_rng(0)
     batch = [{k: v * math.exp(rng.normal(0, 0.1)) for k, v in r.params.items()} for _ in range(32)]
-    t_one = min(_time(lambda: phasic_ll(start, options, data, samples, r.params)) for _ in range(10))
-    t_batch = min(_time(lambda: [phasic_ll(start, options, data, samples, p) for p in batch]) for _ in range(3))
+    t_call = min(_time(lambda: phasic_ll(start, options, data, samples, r.params)) for _ in range(10))
+    from phasic import inference
+
+    lik = inference.likelihood(start, options, data, samples=samples, mutation_rate=MU, sequence_length=LENGTH)
+    x = np.array([r.params[n] for n in lik.names])
+    rows = np.array([[p[n] for n in lik.names] for p in batch])
+    lik(x)
+    t_one = min(_time(lambda: lik(x)) for _ in range(20))
+    t_batch = min(_time(lambda: lik.batch(rows)) for _ in range(3))
+    t_grad = min(_time(lambda: lik.gradient(x)) for _ in range(10))
+
+    def central():
+        for i in range(x.size):
+            for s in (1.0, -1.0):
+                y = x.copy()
+                y[i] *= 1 + s * 1e-6
+                lik(y)
+
+    t_fd = min(_time(lambda: (lik(x), central())) for _ in range(5))
 
     prof = None
     if profile:
@@ -325,8 +349,12 @@ def bench_case(case, rounds, tmp, profile=False):
         "ll_phasic": ll_phasic,
         "ll_moments": ll_moments,
         "ll_truth": ll_truth,
+        "eval_call_s": t_call,
         "eval_one_s": t_one,
         "eval_batch32_s": t_batch,
+        "eval_grad_s": t_grad,
+        "eval_fd_s": t_fd,
+        "n_params": int(x.size),
         "profile": prof,
     }
 
@@ -388,15 +416,21 @@ def main(argv=None):
         ],
     )
     print_table(
-        "Likelihood evaluations per second (warm store; the batch is 32 sequential loglik calls)",
-        ["model", "one: ms", "one: /s", "batch 32: ms", "batch: vectors/s"],
+        "Likelihood evaluations, warm store (ms; loglik(): one inference.loglik call; the others on one "
+        "inference.likelihood object: one vector, a batch of 32, value + exact gradient, value + central "
+        "differences)",
+        ["model", "loglik()", "one", "one: /s", "batch 32", "vectors/s", "grad", "central", "central/grad"],
         [
             [
                 r["label"],
+                f"{r['eval_call_s'] * 1e3:.2f}",
                 f"{r['eval_one_s'] * 1e3:.2f}",
                 f"{1 / r['eval_one_s']:.0f}",
                 f"{r['eval_batch32_s'] * 1e3:.1f}",
                 f"{32 / r['eval_batch32_s']:.0f}",
+                f"{r['eval_grad_s'] * 1e3:.2f}",
+                f"{r['eval_fd_s'] * 1e3:.2f}",
+                fmt_r(r["eval_fd_s"] / r["eval_grad_s"]),
             ]
             for r in results
         ],
