@@ -187,6 +187,7 @@ def fit(
     n_iterations=200,
     prior="loguniform",
     step_size=0.05,
+    init="mle",
 ):
     """Fit a Demes model's parameters to an observed SFS: maximum likelihood or SVGD.
 
@@ -231,6 +232,11 @@ def fit(
         SVGD prior on each parameter's bounds (``"uniform"`` needs finite upper bounds).
     step_size : float
         SVGD step scale in log space (decaying like ``1/sqrt(1 + iteration/50)``).
+    init : {"mle", "start"}
+        Where the SVGD particles start: drawn from the Laplace approximation at the MLE (an
+        L-BFGS-B run first; normal in log space with the inverse observed information as
+        covariance, each direction's variance capped at 0.25), or log-normally around the
+        graph's values (sd 0.5).
 
     Returns
     -------
@@ -247,7 +253,7 @@ def fit(
         raise ParameterError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
     if bootstrap is not None and uncertainty != "godambe":
         raise ParameterError(
-            f"bootstrap={_short(bootstrap)} is given but uncertainty={uncertainty!r}: the replicates "
+            f"bootstrap ({_describe(bootstrap)}) is given but uncertainty={uncertainty!r}: the replicates "
             "are used by uncertainty='godambe' only"
         )
     if uncertainty == "godambe" and bootstrap is None:
@@ -267,6 +273,15 @@ def fit(
         )
 
     if method == "svgd":
+        if init not in ("mle", "start"):
+            raise ParameterError(f"init must be 'mle' or 'start', got {init!r}")
+        center = cov = None
+        if init == "mle":
+            # the Laplace approximation at the MLE: where the particles start
+            bounds = _log_bounds(prob)
+            best = _minimise(prob, np.log(prob.p0), bounds, maxiter)
+            center = best["x"]
+            cov = _uncertainty.inverse(_uncertainty.observed_information(prob, center, bounds))
         return svgd(
             prob,
             spec,
@@ -276,6 +291,8 @@ def fit(
             prior=prior,
             step_size=step_size,
             client=client,
+            center=center,
+            cov=cov,
         )
 
     replicates = None
@@ -374,6 +391,14 @@ def block_bootstrap(data, samples, n, *, blocks=100, seed=None):
         raise ParameterError(f"block_bootstrap needs a tree sequence or a .trees file, got {_short(data)}")
     reps = _uncertainty.bootstrap_replicates(data, n, blocks, samples, sfs_shape(samples), seed)
     return [counts for counts, _ in reps]
+
+
+def _describe(x):
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape}"
+    if isinstance(x, (list, tuple)):
+        return f"a list of {len(x)} replicates"
+    return _short(x)
 
 
 def _short(x):

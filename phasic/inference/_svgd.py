@@ -17,11 +17,14 @@ near the posterior, so the particles settle whatever its width), within a trust 
 - Each iteration evaluates every particle's log-likelihood and gradient: in this process one
   after another, or with a Dask client as tasks over chunks of particles (one Problem per
   worker process, built on its first chunk and reused).
-- A particle that is infeasible (outside a constraint, or a graph demes refuses) or whose
-  likelihood is not finite has log posterior ``-inf`` and zero gradient; it is pulled back
-  halfway towards the nearest particle with a finite log posterior at every iteration instead
-  of moving by the Stein update (the feasible set is convex in log space for bounds and
-  ``greater_than`` / ``less_than`` constraints, so it soon is feasible again).
+- Constraints of the options file (``greater_than`` / ``less_than``): the particles start
+  inside them (a draw outside is drawn again), and a move that would cross one is halved until
+  it does not (the check costs no likelihood evaluation).
+- A particle that is infeasible all the same (a graph demes refuses) or whose likelihood is not
+  finite has log posterior ``-inf`` and zero gradient; it is pulled back halfway towards the
+  nearest particle with a finite log posterior at every iteration instead of moving by the
+  Stein update (the feasible set is convex in log space for bounds and constraints, so it soon
+  is feasible again), and is left out of the preconditioner and the kernel's metric.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 from phasic.exceptions import ParameterError
 from phasic.inference import _tasks
-from phasic.jax._svgd import preconditioned_step, stein_direction, step_size_at
+from phasic.jax._svgd import particle_metric, preconditioned_step, stein_direction, step_size_at
 
 PRIORS = ("loguniform", "uniform")
 
@@ -146,6 +149,20 @@ def log_bounds(prob, prior):
     return np.array(lo), np.array(hi)
 
 
+def laplace_covariance(cov, spread, p):
+    """`cov` (the inverse observed information in log space) made fit to draw starting
+    particles from: symmetric, its eigenvalues between ``1e-12`` and ``spread^2`` (a direction
+    the data hardly inform starts spread like the default start); ``spread^2 I`` where it is
+    not finite."""
+    cov = None if cov is None else np.asarray(cov, dtype=np.float64)
+    if cov is None or cov.shape != (p, p) or not np.all(np.isfinite(cov)):
+        return np.eye(p) * spread**2
+    w, V = np.linalg.eigh(0.5 * (cov + cov.T))
+    if np.any(w <= 0):  # not positive definite: not a maximum, or a bound
+        return np.eye(p) * spread**2
+    return (V * np.clip(w, 1e-12, spread**2)) @ V.T
+
+
 def reflect(z, lo, hi):
     """`z` reflected back at the bounds it crossed (then clipped, for a move across both)."""
     z = np.where(z > hi, 2 * hi - z, z)
@@ -204,9 +221,15 @@ def svgd(
     spread=0.5,
     client=None,
     tolerance=0.05,
+    center=None,
+    cov=None,
 ):
     """SVGD on `prob` (a :class:`Problem`); see the module docstring. `spec_factory` makes the
-    :class:`~phasic.inference._tasks.ProblemSpec` for Dask tasks (called only with a client)."""
+    :class:`~phasic.inference._tasks.ProblemSpec` for Dask tasks (called only with a client).
+
+    The particles start drawn from ``N(center, cov)`` in log space (the Laplace approximation
+    at the MLE, from :func:`phasic.inference.fit`), or, without `center`, from
+    ``N(log p0, spread^2)``."""
     n_particles = _positive_int("n_particles", n_particles)
     if n_particles < 2:
         raise ParameterError(
@@ -219,23 +242,28 @@ def svgd(
         raise ParameterError(f"spread must be a positive number, got {spread!r}")
     lo, hi = log_bounds(prob, prior)
     p0 = np.asarray(prob.p0, dtype=np.float64)
-    if not prob.feasible(p0):
+    if center is None and not prob.feasible(p0):
         raise ParameterError(
             f"the starting values {dict(zip(prob.names, p0.tolist()))} are outside the bounds or "
             "constraints of the options file"
         )
-    z0 = np.log(p0)
+    if center is None:
+        center, cov = np.log(p0), np.eye(p0.size) * spread**2
+    else:
+        center = np.asarray(center, dtype=np.float64)
+        cov = laplace_covariance(cov, spread, p0.size)
+    chol = np.linalg.cholesky(cov)
     rng = np.random.default_rng(seed)
-    # particles start log-normally spread around the graph's values, inside the bounds and
-    # constraints (a draw outside them is drawn again, at worst replaced by the start)
+    # particles start normally distributed in log space around `center`, inside the bounds and
+    # constraints (a draw outside them is drawn again, at worst replaced by the centre)
     z = np.empty((n_particles, p0.size))
     for i in range(n_particles):
         for _ in range(100):
-            zi = reflect(z0 + rng.normal(0.0, spread, p0.size), lo, hi)
+            zi = reflect(center + chol @ rng.normal(0.0, 1.0, p0.size), lo, hi)
             if prob.feasible(_values(zi, prob)):
                 break
         else:
-            zi = z0
+            zi = center
         z[i] = zi
     uniform = prior == "uniform"
 
@@ -265,7 +293,8 @@ def svgd(
                     f"SVGD iteration {it}: no particle has a finite log posterior (all are infeasible "
                     "or their likelihood is not finite); check the bounds, constraints and data"
                 )
-            phi, density, drive = stein_direction(z, g, np)
+            metric = particle_metric(z[ok] if ok.sum() > 1 else z, np)
+            phi, density, drive = stein_direction(z, g, np, metric)
             trace.append(float(np.mean(np.linalg.norm(phi, axis=1))))
             ratios.append(float(trace[-1] / drive) if drive > 0 else 0.0)
             radius = step_size_at(step_size, it) * math.sqrt(p0.size)
@@ -273,6 +302,13 @@ def svgd(
             if ok.sum() > 1:  # the preconditioner from the particles with a finite log posterior
                 move[ok] = preconditioned_step(z[ok], g[ok], phi[ok], density[ok], radius, xp=np)
             z_new = reflect(z + move, lo, hi)
+            for i in np.flatnonzero(ok):  # a move across a constraint is halved until it is not
+                t = 1.0
+                while not prob.feasible(_values(z_new[i], prob)):
+                    t *= 0.5
+                    z_new[i] = z[i] + t * (z_new[i] - z[i]) if t > 1e-6 else z[i]
+                    if t <= 1e-6:
+                        break
             if not ok.all():
                 good = np.flatnonzero(ok)
                 for i in np.flatnonzero(~ok):  # halfway towards the nearest good particle

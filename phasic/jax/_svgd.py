@@ -22,27 +22,44 @@ import numpy as np
 from phasic.exceptions import ParameterError
 
 
-def stein_direction(z, g, xp=np):
-    """The SVGD update direction of particles `z` (shape ``(m, p)``) with log-density
-    gradients `g` (same shape): ``phi_i = (1/m) sum_j [k(x_j, x_i) g_j + grad_{x_j} k(x_j, x_i)]``.
-
-    The kernel is RBF, ``k(x, y) = exp(-|x - y|^2 / h)``, with the median heuristic
-    ``h = median_ij |x_i - x_j|^2 / log(m + 1)``. `xp` is the array module (numpy, or
-    ``jax.numpy`` under ``jit``). Returns ``(phi, density, drive)``: ``density`` is each
-    particle's mean kernel weight ``(1/m) sum_j k(x_j, x_i)`` (small where particles are
-    sparse), ``drive`` the mean over particles of ``|attraction| + |repulsion|`` (the two terms
-    of phi before they cancel), a scale for judging how near ``phi`` is to zero.
-    """
+def particle_metric(z, xp=np):
+    """The inverse of the particles' covariance (shrunk a tenth towards its diagonal, so it
+    stays positive definite with few particles; a pseudo-inverse, so a coordinate all particles
+    share, such as a fixed parameter, does not count): the kernel's metric in
+    :func:`stein_direction`."""
     m = z.shape[0]
+    zc = z - xp.mean(z, axis=0)
+    C = zc.T @ zc / max(m - 1, 1)
+    return xp.linalg.pinv(0.9 * C + 0.1 * xp.diag(xp.diag(C)))
+
+
+def stein_direction(z, g, xp=np, metric=None):
+    """The SVGD update direction of particles `z` (shape ``(m, p)``) with log-density
+    gradients `g` (same shape): ``phi_i = (1/m) sum_j [k(x_j, x_i) g_j + A grad_{x_j} k(x_j, x_i)]``.
+
+    The kernel is RBF in the metric ``A`` (`metric`; default the identity),
+    ``k(x, y) = exp(-(x - y)' A (x - y) / h)``, with the median heuristic
+    ``h = median_ij (x_i - x_j)' A (x_i - x_j) / log(m + 1)``. With ``A`` the inverse of the
+    particles' covariance (:func:`particle_metric`) this is SVGD in whitened coordinates, mapped
+    back (the map's ``C`` comes with :func:`preconditioned_step`): affine invariant, so a
+    posterior that is narrow in one direction and wide in another is spread over in both.
+    `xp` is the array module (numpy, or ``jax.numpy`` under ``jit``). Returns
+    ``(phi, density, drive)``: ``density`` is each particle's mean kernel weight
+    ``(1/m) sum_j k(x_j, x_i)`` (small where particles are sparse), ``drive`` the mean over
+    particles of ``|attraction| + |repulsion|`` (the two terms of phi before they cancel), a
+    scale for judging how near ``phi`` is to zero.
+    """
+    m, p = z.shape
+    A = xp.eye(p) if metric is None else metric
     diff = z[:, None, :] - z[None, :, :]  # x_i - x_j
-    d2 = xp.sum(diff**2, axis=-1)
+    d2 = xp.sum((diff @ A) * diff, axis=-1)
     h = xp.median(d2) / xp.log(m + 1.0) + 1e-12
     K = xp.exp(-d2 / h)
     attract = (K @ g) / m
-    # grad_{x_j} K(x_j, x_i) = 2 (x_i - x_j) / h K_ij
+    # grad_{x_j} K(x_j, x_i) = 2 A (x_i - x_j) / h K_ij; the A of the whitening cancels it
     repulse = (2.0 / h) * xp.sum(K[:, :, None] * diff, axis=1) / m
-    phi = attract + repulse
-    drive = xp.mean(xp.linalg.norm(attract, axis=1) + xp.linalg.norm(repulse, axis=1))
+    phi = attract + repulse if metric is None else attract + repulse @ A
+    drive = xp.mean(xp.linalg.norm(attract, axis=1) + xp.linalg.norm(phi - attract, axis=1))
     return phi, xp.mean(K, axis=1), drive
 
 
@@ -194,7 +211,7 @@ def svgd(
     def step(z, lr):
         _, g = batch(z)
         g = jnp.where(jnp.isfinite(g), g, 0.0) * free_j
-        phi, density, _ = stein_direction(z, g, jnp)
+        phi, density, _ = stein_direction(z, g, jnp, particle_metric(z, jnp))
         phi = phi * free_j
         z = z + preconditioned_step(z, g, phi, density, lr * np.sqrt(p), xp=jnp) * free_j
         return z, jnp.mean(jnp.linalg.norm(phi, axis=1))

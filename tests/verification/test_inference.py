@@ -163,8 +163,8 @@ def gamma_data(L, seed):
     return d, d[1:-1].sum(), b
 
 
-def svgd_fit(data, L, prior):
-    # the particles start around N = 20000, away from the posterior (near 10000)
+def svgd_fit(data, L, prior, init):
+    # init="start": the particles start around N = 20000, away from the posterior (near 10000)
     return inference.fit(
         constant(20000.0),
         GAMMA_OPTIONS,
@@ -176,6 +176,7 @@ def svgd_fit(data, L, prior):
         n_particles=16,
         n_iterations=60,
         prior=prior,
+        init=init,
         seed=1,
     )
 
@@ -190,7 +191,7 @@ def test_svgd_posterior_of_a_constant_size_is_the_gamma(store):
     L = 4e5
     data, S, b = gamma_data(L, 3)
     assert 300 < S < 500
-    post = svgd_fit(data, L, "loguniform")
+    post = svgd_fit(data, L, "loguniform", "start")
     x = post.samples[:, 0]
     mean, sd = S / b, np.sqrt(S) / b
     assert x.mean() == pytest.approx(mean, rel=0.02), (x.mean(), mean)
@@ -221,7 +222,7 @@ def test_svgd_uniform_prior_adds_one_to_the_shape(store):
     L = 2.5e4
     data, S, b = gamma_data(L, 5)
     assert 15 < S < 40
-    post = svgd_fit(data, L, "uniform")
+    post = svgd_fit(data, L, "uniform", "mle")
     x = post.samples[:, 0]
     assert x.mean() == pytest.approx((S + 1) / b, rel=0.01), (x.mean(), (S + 1) / b, S / b)
     assert x.std(ddof=1) == pytest.approx(np.sqrt(S + 1) / b, rel=0.25)
