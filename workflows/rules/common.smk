@@ -312,6 +312,16 @@ def demes_args(wildcards):
     return " ".join(shlex.quote(a) for a in args)
 
 
+# the inputs and resources of a fit's jobs (workflows/rules/fit.smk)
+def fit_input(key):
+    return lambda wildcards: FITS[wildcards.fit][key]
+
+
+def fit_resource(what):
+    """A fit's own `resources`, else the config's, else the default (1000 MB, 15 minutes)."""
+    return lambda wildcards: FITS[wildcards.fit].get("resources", {}).get(what, DEFAULT_RESOURCES[what])
+
+
 wildcard_constraints:
     model=_model_regex(MODEL_NAMES),
     fit=_model_regex(FIT_NAMES),

@@ -7,21 +7,6 @@
 # Everything goes to results/<fit>/ and the fit's own section of the report.
 
 
-def fit_input(key):
-    return lambda wildcards: FITS[wildcards.fit][key]
-
-
-def fit_resource(what):
-    """A fit's own `resources`, else the config's, else the default (1000 MB, 15 minutes)."""
-    return lambda wildcards: FITS[wildcards.fit].get("resources", {}).get(what, DEFAULT_RESOURCES[what])
-
-
-FIT_SHELL = (
-    "phasic --cache-dir {params.cache_dir:q} fit {input.model:q} {input.options:q} {input.data:q} {params.settings}"
-    " --out {output.estimates:q} --fitted-out {output.fitted:q} --sfs-out {output.sfs:q}"
-)
-
-
 rule fit_mle:
     input:
         model=fit_input("model"),
@@ -57,7 +42,9 @@ rule fit_mle:
     conda:
         "../envs/phasic.yaml"
     shell:
-        FIT_SHELL + " --json > {output.summary:q} 2> {log:q}"
+        "phasic --cache-dir {params.cache_dir:q} fit {input.model:q} {input.options:q} {input.data:q} {params.settings}"
+        " --out {output.estimates:q} --fitted-out {output.fitted:q} --sfs-out {output.sfs:q}"
+        " --json > {output.summary:q} 2> {log:q}"
 
 
 rule fit_svgd:
@@ -101,7 +88,9 @@ rule fit_svgd:
     conda:
         "../envs/phasic.yaml"
     shell:
-        FIT_SHELL + " --posterior-out {output.posterior:q} --json > {output.summary:q} 2> {log:q}"
+        "phasic --cache-dir {params.cache_dir:q} fit {input.model:q} {input.options:q} {input.data:q} {params.settings}"
+        " --out {output.estimates:q} --fitted-out {output.fitted:q} --sfs-out {output.sfs:q}"
+        " --posterior-out {output.posterior:q} --json > {output.summary:q} 2> {log:q}"
 
 
 # The log-likelihood along each parameter, the others at the estimate (a conditional slice, not
