@@ -123,33 +123,103 @@ def _log_bounds(prob):
 def _objective(prob):
     """``x -> (-log L, -gradient)`` in log space (``x = log theta``): the chain rule makes the
     gradient ``theta dlogL/dtheta``. Values are clipped to the bounds (``exp(log(bound))`` may
-    round just outside); an infeasible point (constraints, a graph demes refuses, a likelihood
-    that is not finite) scores 1e300 with a zero gradient, which the line search backs off from."""
+    round just outside).
+
+    An infeasible point (a constraint, a graph demes refuses) is scored by a barrier, not a
+    wall: the last feasible point evaluated and the trial point span a segment; bisection
+    finds its last feasible point ``x_b`` (feasibility only, no likelihood), and the trial
+    point scores ``f(x_b) + c1 d + c2 d^2`` with ``d`` its distance from ``x_b`` and ``c1``
+    larger than the slope of ``f`` towards it there, so the line search sees a finite value
+    that rises across the boundary and backs off to it. (A flat 1e300 with a zero gradient
+    made L-BFGS-B stop at its start and report convergence when its first step reached an
+    infeasible corner of the bounds.) A non-finite likelihood at a feasible point still scores
+    1e300."""
     lo = np.array([p.lower for p in prob.params])
     hi = np.array([p.upper for p in prob.params])
+    last = {}
 
-    def objective(x):
-        v = np.clip(np.exp(x), lo, hi)
+    def values(x):
+        return np.clip(np.exp(x), lo, hi)
+
+    def feasible(x):
+        v = values(x)
+        if not prob.feasible(v):
+            return False
+        try:
+            prob.demes_graph(v)
+        except ParameterError:
+            return False
+        return True
+
+    def evaluate(x):
+        v = values(x)
         ll, g = _tasks.evaluate(prob, v)
         if not np.isfinite(ll):
-            return 1e300, np.zeros(x.size)
+            return None
         return -ll, -g * v
 
+    def boundary(x):
+        """The last feasible point on the segment from the last feasible point evaluated to
+        `x` (bisection, to 1e-9 in log space)."""
+        a, b = 0.0, 1.0  # feasible at a, not at b, along x0 + t (x - x0)
+        x0 = last["x"]
+        for _ in range(60):
+            m = 0.5 * (a + b)
+            if feasible(x0 + m * (x - x0)):
+                a = m
+            else:
+                b = m
+            if (b - a) * np.linalg.norm(x - x0) < 1e-9:
+                break
+        return x0 + a * (x - x0)
+
+    def project(x):
+        """`x` where it is feasible, else its :func:`boundary` point (where the barrier's
+        minimum lies: the optimiser may stop a hair outside it)."""
+        x = np.asarray(x, dtype=np.float64)
+        return x if feasible(x) or not last else boundary(x)
+
+    def objective(x):
+        x = np.asarray(x, dtype=np.float64)
+        if feasible(x) or not last:
+            out = evaluate(x)
+            if out is None:
+                return 1e300, np.zeros(x.size)
+            last["x"] = x.copy()
+            return out
+        xb = boundary(x)
+        out = evaluate(xb)
+        if out is None:
+            return 1e300, np.zeros(x.size)
+        fb, gb = out
+        step = x - xb
+        d = float(np.linalg.norm(step))
+        if d == 0.0:
+            return fb, gb
+        u = step / d
+        c1 = max(0.0, -float(gb @ u)) + 1.0
+        c2 = 1.0 + 0.01 * abs(fb)
+        return fb + c1 * d + c2 * d * d, gb + (c1 + 2.0 * c2 * d) * u
+
+    objective.project = project
     return objective
 
 
 def _minimise(prob, start, bounds, maxiter):
     from scipy.optimize import minimize
 
+    objective = _objective(prob)
     r = minimize(
-        _objective(prob),
+        objective,
         np.asarray(start, float),
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
         options={"maxiter": maxiter},
     )
-    return {"x": np.asarray(r.x), "fun": float(r.fun), "success": bool(r.success), "message": str(r.message)}
+    x = objective.project(r.x)
+    fun = float(r.fun) if np.array_equal(x, r.x) else float(objective(x)[0])
+    return {"x": np.asarray(x), "fun": fun, "success": bool(r.success), "message": str(r.message)}
 
 
 def start_task(spec, start, bounds, maxiter):

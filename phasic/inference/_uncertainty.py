@@ -44,15 +44,31 @@ def observed_information(prob, x, log_bounds, h=1e-3):
     lo = np.array([b[0] for b in log_bounds])
     hi = np.array([b[1] for b in log_bounds])
     g0 = None
+
+    def grad_at(y):
+        """The log-space gradient at `y`, None where the values are infeasible (a constraint,
+        a graph demes refuses: an estimate on such a boundary is differenced one-sided)."""
+        v = np.exp(y)
+        if not prob.feasible(v):
+            return None
+        try:
+            return log_gradient(prob, v)[1]
+        except ParameterError:
+            return None
+
     for i in range(p):
         up, dn = x.copy(), x.copy()
         up[i] = min(x[i] + h, hi[i])
         dn[i] = max(x[i] - h, lo[i])
-        if up[i] == x[i] or dn[i] == x[i]:
+        gu = grad_at(up) if up[i] != x[i] else None
+        gd = grad_at(dn) if dn[i] != x[i] else None
+        if gu is None or gd is None:
             if g0 is None:
                 g0 = log_gradient(prob, np.exp(x))[1]
-        gu = log_gradient(prob, np.exp(up))[1] if up[i] != x[i] else g0
-        gd = log_gradient(prob, np.exp(dn))[1] if dn[i] != x[i] else g0
+            if gu is None:
+                gu, up = g0, x.copy()
+            if gd is None:
+                gd, dn = g0, x.copy()
         step = up[i] - dn[i]
         if step <= 0:
             H[:, i] = np.nan
