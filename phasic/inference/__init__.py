@@ -11,13 +11,15 @@
 - :func:`likelihood`: the log-likelihood as a reusable object (:class:`Problem`) with its exact
   gradient (reverse mode through the epochs) and batches, for scans and your own samplers;
 - :func:`block_bootstrap`: block-bootstrap replicates of the SFS of a tree sequence;
+- :func:`observed_sfs`: the observed SFS of an array, a ``.fs`` file, a tree sequence or a VCF
+  with a population map;
 - :func:`read_fs`, :func:`poisson_loglik`, :func:`multinomial_loglik`, :func:`fold`.
 
 Every evaluation builds the model on the graph and elimination trace of its topology, loaded
 from the store once (``cache=True``) and replayed.
 """
 
-from phasic.inference._data import fold, read_fs
+from phasic.inference._data import fold, observed_sfs, read_fs
 from phasic.inference._fit import FitResult, block_bootstrap, fit, loglik
 from phasic.inference._likelihood import multinomial_loglik, poisson_loglik, theta_mle
 from phasic.inference._problem import Problem, likelihood
@@ -33,6 +35,7 @@ __all__ = [
     "likelihood",
     "loglik",
     "multinomial_loglik",
+    "observed_sfs",
     "poisson_loglik",
     "read_fs",
     "theta_mle",

@@ -28,6 +28,7 @@ def loglik(
     folded=None,
     state_space=None,
     cache=True,
+    popmap=None,
 ) -> float:
     """Log-likelihood of an observed SFS under a Demes model.
 
@@ -39,8 +40,10 @@ def loglik(
         The parameters, in moments' Demes options format (see ``phasic.inference._options``).
     data : array_like, str or tskit.TreeSequence
         Observed SFS counts (shape ``(n_1 + 1, ...)`` in the order of `samples`), a
-        dadi/moments ``.fs`` file, or a tree sequence (object or ``.trees`` file) whose
-        populations are named like the demes (tskit computes the site SFS of their samples).
+        dadi/moments ``.fs`` file, a tree sequence (object or ``.trees`` file) whose
+        populations are named like the demes (tskit computes the site SFS of their samples),
+        or a VCF/BCF file (``.vcf``, ``.vcf.gz``, ``.bcf``, with `popmap`): see
+        :func:`observed_sfs`.
     samples : dict
         Haploid genome counts per deme.
     params : dict, optional
@@ -50,8 +53,10 @@ def loglik(
         model time unit; neither: multinomial (theta profiled out).
     folded : bool, optional
         Compare folded spectra (default: as the ``.fs`` file says, else unfolded).
+    popmap : dict or str, optional
+        VCF data: sample name -> deme, or a file of ``sample deme`` lines.
     """
-    prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, popmap)
     values = list(prob.p0)
     for k, v in (params or {}).items():
         if k not in prob.names:
@@ -253,6 +258,7 @@ def fit(
     uncertainty="hessian",
     bootstrap=None,
     blocks=100,
+    popmap=None,
     n_particles=32,
     n_iterations=200,
     prior="loguniform",
@@ -296,6 +302,8 @@ def fit(
         replacement (the windows should be long against the extent of linkage).
     blocks : int
         Windows of the tree sequence for ``bootstrap=n``.
+    popmap : dict or str, optional
+        VCF data: sample name -> deme, or a file of ``sample deme`` lines (as in :func:`loglik`).
     n_particles, n_iterations : int
         SVGD particles and iterations.
     prior : {"loguniform", "uniform"}
@@ -335,7 +343,7 @@ def fit(
             f"method='svgd' takes neither starts={starts!r} nor uncertainty={uncertainty!r} "
             "(the posterior particles give the uncertainty)"
         )
-    prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, popmap)
 
     def spec():
         return _tasks.spec_of(

@@ -29,7 +29,9 @@ class Problem:
         on the likelihood).
     """
 
-    def __init__(self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache):
+    def __init__(
+        self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, popmap=None
+    ):
         g = _demes.load(graph)
         # the simplified form (what a user writes), as moments' options address it: a split
         # time set on the ancestor's end moves its children's start with it when demes resolves
@@ -37,7 +39,7 @@ class Problem:
         self.params, self.constraints = read_options(options)
         self.p0 = starting_values(self.base, self.params, g.asdict())
         self.samples = {k: v for k, v in samples.items() if v}
-        self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples), self.samples)
+        self.counts, self.mask, file_folded = observed_sfs(data, sfs_shape(self.samples), self.samples, popmap)
         self.folded = file_folded if folded is None else bool(folded)
         if (mutation_rate is None) != (sequence_length is None):
             raise ParameterError("give both mutation_rate and sequence_length (Poisson), or neither (multinomial)")
@@ -212,6 +214,7 @@ def likelihood(
     folded=None,
     state_space=None,
     cache=True,
+    popmap=None,
 ):
     """The log-likelihood of an observed SFS under a Demes model, as a reusable object.
 
@@ -235,4 +238,4 @@ def likelihood(
     >>> bool(np.isclose(value, ll([1000.0]))), ll.batch([[900.0], [1000.0]]).shape
     (True, (2,))
     """
-    return Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache)
+    return Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, popmap)
