@@ -10,16 +10,39 @@ import sys
 from phasic.cli._common import atomic_write, usage_error
 
 METHODS = ("mle", "svgd")
+UNCERTAINTIES = ("hessian", "godambe")
+#: the windows of the block bootstrap when --blocks is not given (inference.fit's default)
+BLOCKS = 100
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".bcf")
 #: the columns of the estimates table of each method
 ESTIMATE_COLUMNS = {"mle": ("estimate", "stderr"), "svgd": ("mean", "sd", "q05", "median", "q95")}
 
 
-def _observed(data, samples):
+def _observed(data, samples, popmap=None, skipped=None):
     """``(counts, mask, folded)`` of the data as the likelihood reads them (a ``.fs`` file with
-    its mask and folding; a ``.trees`` file: the site SFS of each deme's samples)."""
-    from phasic.inference._data import observed_sfs
+    its mask and folding; a ``.trees`` file: the site SFS of each deme's samples; a VCF with
+    its popmap: the SFS of its biallelic SNPs, the records skipped counted in `skipped`)."""
+    from phasic import inference
 
-    return observed_sfs(data, None, samples)
+    return inference.observed_sfs(data, None, samples, popmap, skipped=skipped)
+
+
+def _bootstrap(text):
+    """``--bootstrap``: a number of block-bootstrap replicates, or a comma-separated list of
+    ``.fs`` files."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    files = [f.strip() for f in text.split(",")]
+    if not all(files):
+        raise usage_error(f"--bootstrap {text!r}: an empty file name in the list")
+    bad = [f for f in files if not f.endswith(".fs")]
+    if bad:
+        raise usage_error(
+            f"--bootstrap {text!r}: {bad[0]!r} is not a .fs file; give a number of block-bootstrap "
+            "replicates (tree-sequence data) or a comma-separated list of .fs files"
+        )
+    return files
 
 
 def _used_cells(shape, mask, folded):
@@ -117,6 +140,43 @@ def _fit(args):
         if value is not None and value < 1:
             raise usage_error(f"{flag} must be a positive integer, got {value!r}")
     kwargs = {}
+    uncertainty = args.uncertainty or "hessian"
+    if args.method != "mle":
+        given = [f for f, v in (("--uncertainty", args.uncertainty), ("--bootstrap", args.bootstrap)) if v is not None]
+        given += ["--blocks"] if args.blocks is not None else []
+        if given:
+            raise usage_error(f"{given[0]} goes with --method mle (the method is {args.method!r})")
+    if uncertainty == "godambe" and args.bootstrap is None:
+        raise usage_error(
+            "--uncertainty godambe needs --bootstrap (a number of block-bootstrap replicates with .trees data, "
+            "or a comma-separated list of .fs replicates)"
+        )
+    if args.bootstrap is not None:
+        if uncertainty != "godambe":
+            raise usage_error("--bootstrap goes with --uncertainty godambe")
+        kwargs["bootstrap"] = _bootstrap(args.bootstrap)
+    if args.blocks is not None:
+        if not isinstance(kwargs.get("bootstrap"), int):
+            raise usage_error("--blocks goes with --bootstrap N (block-bootstrap replicates of .trees data)")
+        if args.blocks < 2:
+            raise usage_error(f"--blocks must be an integer of at least 2, got {args.blocks!r}")
+        kwargs["blocks"] = args.blocks
+    if args.method == "mle":
+        kwargs["uncertainty"] = uncertainty
+    data, sites = args.data, None
+    if args.popmap is None and str(args.data).lower().endswith(VCF_SUFFIXES):
+        raise usage_error(f"the VCF {args.data!r} needs --popmap FILE (one 'sample deme' line per sample)")
+    if args.popmap is not None:
+        # a VCF is read once, here: its SFS goes to the fit and the SFS table; what it gave (records
+        # used and skipped) to the log and the JSON
+        sites = {}
+        data, _, _ = _observed(args.data, samples, args.popmap, sites)
+        print(
+            f"VCF: {sites['used']} of {sites['records']} records used; skipped: {sites['not_biallelic_snp']} not "
+            f"biallelic SNPs, {sites['missing_genotype']} with a missing genotype, {sites['ancestral_unknown']} "
+            "whose INFO/AA is neither REF nor ALT",
+            file=sys.stderr,
+        )
     if args.method == "svgd":
         kwargs.update(
             {k: v for k, v in (("n_particles", args.particles), ("n_iterations", args.iterations)) if v is not None}
@@ -125,7 +185,7 @@ def _fit(args):
     res = inference.fit(
         args.model,
         args.options,
-        args.data,
+        data,
         samples=samples,
         mutation_rate=args.mutation_rate,
         sequence_length=args.sequence_length,
@@ -147,7 +207,18 @@ def _fit(args):
         atomic_write(args.posterior_out, _posterior(res))
     summary = {"method": args.method, "names": list(res.names), "loglik": res.loglik, "converged": converged}
     if args.method == "mle":
-        summary.update(params=res.params, stderr=res.stderr, theta=res.theta, evaluations=res.evaluations)
+        summary.update(
+            params=res.params,
+            stderr=res.stderr,
+            theta=res.theta,
+            evaluations=res.evaluations,
+            uncertainty=res.uncertainty,
+        )
+        if args.bootstrap is not None:
+            b = kwargs["bootstrap"]
+            summary.update(bootstrap=b if isinstance(b, int) else len(b))
+            if isinstance(b, int):
+                summary.update(blocks=kwargs.get("blocks", BLOCKS))
     else:
         summary.update(
             stationarity=getattr(res, "stationarity", None),
@@ -155,9 +226,11 @@ def _fit(args):
             summary={row[0]: dict(zip(ESTIMATE_COLUMNS["svgd"], map(float, row[1:]))) for row in res.summary()},
             n_particles=len(res.samples),
         )
+    if sites is not None:
+        summary.update(vcf_records=sites)
     if args.sfs_out:
         text, theta, used_folded = sfs_table(
-            fitted, args.data, samples, args.mutation_rate, args.sequence_length, folded, args.state_space
+            fitted, data, samples, args.mutation_rate, args.sequence_length, folded, args.state_space
         )
         atomic_write(args.sfs_out, text)
         summary.update(theta=theta, folded=used_folded)
@@ -187,7 +260,11 @@ def register(subparsers):
     )
     p.add_argument("model", help="the Demes YAML file (its values are the starting point)")
     p.add_argument("options", help="the options YAML file (parameters, bounds, constraints; moments' format)")
-    p.add_argument("data", help="the observed SFS: a dadi/moments .fs file or a tskit .trees file")
+    p.add_argument(
+        "data",
+        help="the observed SFS: a dadi/moments .fs file, a tskit .trees file, or a VCF/BCF file (.vcf, .vcf.gz, "
+        ".bcf; with --popmap)",
+    )
     p.add_argument(
         "--samples", required=True, metavar="JSON", help='haploid genomes per deme, e.g. \'{"A": 4, "B": 4}\''
     )
@@ -199,6 +276,29 @@ def register(subparsers):
     p.add_argument("--particles", type=int, metavar="N", help="svgd: the number of particles")
     p.add_argument("--iterations", type=int, metavar="N", help="svgd: the number of iterations")
     p.add_argument("--folded", action="store_true", help="compare folded spectra")
+    p.add_argument(
+        "--popmap",
+        metavar="FILE",
+        help="VCF data: the deme of each sample, one 'sample deme' line each (whitespace or tab separated)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        choices=UNCERTAINTIES,
+        help="mle: standard errors from the observed information (hessian, default) or the Godambe information "
+        "for linked sites (godambe, with --bootstrap)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        metavar="N_OR_FILES",
+        help="godambe: a number of block-bootstrap replicates of .trees data, or a comma-separated list of .fs "
+        "files (bootstrap replicates of the data)",
+    )
+    p.add_argument(
+        "--blocks",
+        type=int,
+        metavar="N",
+        help=f"--bootstrap N: equal windows of the tree sequence resampled (default {BLOCKS})",
+    )
     p.add_argument("--state-space", choices=("sfs", "lineages"), help="the model's state space (default: automatic)")
     p.add_argument(
         "--out",

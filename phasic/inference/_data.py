@@ -214,7 +214,7 @@ def read_vcf(path, popmap, samples):
     return counts, skipped
 
 
-def observed_sfs(data, shape=None, samples=None, popmap=None):
+def observed_sfs(data, shape=None, samples=None, popmap=None, *, skipped=None):
     """The observed SFS as the likelihoods read it: ``(counts, mask, folded)``.
 
     Parameters
@@ -230,6 +230,9 @@ def observed_sfs(data, shape=None, samples=None, popmap=None):
         Haploid genomes per deme, in the order of the SFS's axes (tree sequences and VCFs).
     popmap : dict or str, optional
         For a VCF: sample name -> deme, or a file of ``sample deme`` lines.
+    skipped : dict, optional
+        For a VCF: filled with the number of ``records`` read, those ``used``, and those
+        skipped as ``not_biallelic_snp``, ``missing_genotype`` and ``ancestral_unknown``.
 
     Returns
     -------
@@ -256,7 +259,9 @@ def observed_sfs(data, shape=None, samples=None, popmap=None):
     if popmap is not None and not is_vcf(data):
         raise ParameterError(f"popmap goes with VCF data (.vcf, .vcf.gz, .bcf); the data are {_short(data)}")
     if is_vcf(data):
-        counts, _ = read_vcf(data, popmap, samples or {})
+        counts, stats = read_vcf(data, popmap, samples or {})
+        if skipped is not None:
+            skipped.update(stats)
         mask, folded = np.zeros(counts.shape, bool), False
     elif type(data).__name__ == "TreeSequence" or (isinstance(data, (str, Path)) and str(data).endswith(".trees")):
         counts, mask, folded = sfs_from_trees(data, samples or {}), None, False

@@ -162,3 +162,85 @@ def test_svgd_writes_the_posterior(tmp_path, monkeypatch, capsys):
     assert summary["method"] == "svgd" and summary["n_particles"] == 5
     assert set(summary["map_params"]) == {"N0", "T"}
     assert demes.load(tmp_path / "fitted.yaml")["A"].epochs[0].end_time == pytest.approx(float(est[1][4]))
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory):
+    """MODEL at N0 = 8000, T = 500: 4 diploid individuals over 2 Mb with recombination, as a
+    tree sequence and as a VCF with its popmap file."""
+    msprime = pytest.importorskip("msprime")
+    base = tmp_path_factory.mktemp("linked")
+    ts = msprime.sim_ancestry(
+        samples=[msprime.SampleSet(4, population="A", ploidy=2)],
+        demography=msprime.Demography.from_demes(demes.loads(MODEL % (8000, 500))),
+        sequence_length=2e6,
+        recombination_rate=1e-8,
+        random_seed=11,
+    )
+    ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=12, model=msprime.BinaryMutationModel(), discrete_genome=True)
+    ts.dump(str(base / "data.trees"))
+    with open(base / "data.vcf", "w") as f:
+        ts.write_vcf(f, position_transform=lambda x: 1 + np.asarray(x))
+    (base / "pops.txt").write_text("".join(f"tsk_{ind.id}\tA\n" for ind in ts.individuals()))
+    (base / "start.yaml").write_text(MODEL % (3000, 2000))
+    (base / "options.yaml").write_text(OPTIONS)
+    return base, ts
+
+
+def _run_json(args, capsys):
+    assert main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_godambe_on_a_tree_sequence_and_a_vcf_with_popmap(linked, tmp_path, monkeypatch, capsys):
+    """The block bootstrap of a .trees file gives Godambe standard errors; the VCF of the same
+    simulation, with its popmap, gives the same SFS and so the same estimates (Hessian errors)."""
+    pytest.importorskip("cyvcf2")
+    monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path / "cache"))
+    base, ts = linked
+    common = [str(base / "start.yaml"), str(base / "options.yaml")]
+    flags = ["--samples", '{"A": 8}', "--mutation-rate", "1e-8", "--sequence-length", "2e6", "--seed", "1", "--json"]
+    god = _run_json(
+        ["fit", *common, str(base / "data.trees"), *flags, "--out", str(tmp_path / "god.tsv")]
+        + ["--uncertainty", "godambe", "--bootstrap", "20", "--blocks", "20"],
+        capsys,
+    )
+    assert god["uncertainty"] == "godambe" and god["bootstrap"] == 20 and god["blocks"] == 20
+    vcf = _run_json(
+        ["fit", *common, str(base / "data.vcf"), *flags, "--out", str(tmp_path / "vcf.tsv")]
+        + ["--popmap", str(base / "pops.txt"), "--sfs-out", str(tmp_path / "sfs.tsv")],
+        capsys,
+    )
+    assert vcf["uncertainty"] == "hessian" and "bootstrap" not in vcf
+    assert vcf["vcf_records"] == {
+        "records": ts.num_sites,
+        "used": ts.num_sites,
+        "not_biallelic_snp": 0,
+        "missing_genotype": 0,
+        "ancestral_unknown": 0,
+    }
+    _, rows = _table(tmp_path / "sfs.tsv")
+    ref = ts.allele_frequency_spectrum(polarised=True, span_normalise=False, mode="site")
+    np.testing.assert_array_equal([float(r[1]) for r in rows], ref)
+    for name in ("N0", "T"):
+        assert vcf["params"][name] == pytest.approx(god["params"][name], rel=1e-9)
+        assert 0 < god["stderr"][name] and 0 < vcf["stderr"][name]
+        assert god["stderr"][name] != pytest.approx(vcf["stderr"][name], rel=1e-3)
+
+
+def test_uncertainty_usage_errors(tmp_path, capsys):
+    base = ["fit", "m.yaml", "o.yaml", "d.trees", "--samples", '{"A": 4}']
+    assert main([*base, "--uncertainty", "godambe"]) == 2
+    assert "--uncertainty godambe needs --bootstrap" in capsys.readouterr().err
+    assert main([*base, "--bootstrap", "20"]) == 2
+    assert "--bootstrap goes with --uncertainty godambe" in capsys.readouterr().err
+    assert main([*base, "--uncertainty", "godambe", "--bootstrap", "a.fs,b.txt"]) == 2
+    assert "'b.txt' is not a .fs file" in capsys.readouterr().err
+    assert main([*base, "--uncertainty", "godambe", "--bootstrap", "a.fs,b.fs", "--blocks", "10"]) == 2
+    assert "--blocks goes with --bootstrap N" in capsys.readouterr().err
+    assert main([*base, "--method", "svgd", "--uncertainty", "godambe"]) == 2
+    assert "--uncertainty goes with --method mle" in capsys.readouterr().err
+    assert main(["fit", "m.yaml", "o.yaml", "d.vcf.gz", "--samples", '{"A": 4}']) == 2
+    assert "the VCF 'd.vcf.gz' needs --popmap FILE" in capsys.readouterr().err
+    assert main([*base, "--popmap", "p.txt"]) == 2
+    assert "popmap goes with VCF data" in capsys.readouterr().err
