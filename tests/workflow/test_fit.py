@@ -92,7 +92,21 @@ SPLIT_FIT = {
     "data": "split.trees",
     "samples": {"A": 3, "B": 3},
     "scan": {"points": 5, "width": 2},
+    "uncertainty": "godambe",
+    "bootstrap": 10,
+    "blocks": 10,
+    "seed": 7,
 }
+# the same data as a VCF of haploid individuals with a popmap, and the same block-bootstrap
+# replicates (same seed and blocks) as .fs files: the same estimates and Godambe errors
+SPLIT_VCF = {
+    **SPLIT_FIT,
+    "name": "split_vcf",
+    "data": "split.vcf",
+    "popmap": "split_pops.txt",
+    "bootstrap": [f"split_rep{i}.fs" for i in range(10)],
+}
+del SPLIT_VCF["blocks"]
 POSTERIOR = {
     **{k: v for k, v in EXPANSION.items() if k != "scan"},
     "name": "expansion_svgd",
@@ -126,6 +140,14 @@ def _split_data(base):
     )
     ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=4, model=msprime.BinaryMutationModel(), discrete_genome=False)
     ts.dump(str(base / "split.trees"))
+    with open(base / "split.vcf", "w") as f:  # positions rounded, from 1
+        ts.write_vcf(f, position_transform=lambda x: 1 + np.floor(np.asarray(x)))
+    pops = {p.id: p.metadata["name"] for p in ts.populations()}
+    popmap = [f"tsk_{ind.id} {pops[ts.node(ind.nodes[0]).population]}" for ind in ts.individuals()]
+    (base / "split_pops.txt").write_text("\n".join(popmap) + "\n")
+    reps = inference.block_bootstrap(ts, SPLIT_FIT["samples"], 10, blocks=10, seed=SPLIT_FIT["seed"])
+    for i, rep in enumerate(reps):
+        (base / f"split_rep{i}.fs").write_text("4 4 unfolded\n" + " ".join(repr(float(x)) for x in rep.ravel()) + "\n")
     (base / "split.yaml").write_text(SPLIT % (1000, 2000))
     (base / "split_options.yaml").write_text(SPLIT_OPTIONS)
     return ts
@@ -138,7 +160,7 @@ def run(tmp_path_factory):
     ts = _split_data(base)
     cache, work = base / "cache", base / "work"
     work.mkdir()
-    fits = [EXPANSION, SPLIT_FIT] + ([POSTERIOR] if SVGD else [])
+    fits = [EXPANSION, SPLIT_FIT, SPLIT_VCF] + ([POSTERIOR] if SVGD else [])
     config = write_config(base / "config.yaml", [], fits=fits)
     proc = snakemake(work, cache=cache, configfile=config)
     assert proc.returncode == 0, proc.output[-4000:]
@@ -151,7 +173,7 @@ def _estimates(path):
 
 
 def test_outputs_exist(run):
-    for fit in [EXPANSION, SPLIT_FIT] + ([POSTERIOR] if SVGD else []):
+    for fit in [EXPANSION, SPLIT_FIT, SPLIT_VCF] + ([POSTERIOR] if SVGD else []):
         out = run["work"] / "results" / fit["name"]
         names = ["estimates.tsv", "fitted.yaml", "sfs.tsv", "fit.json", "loglik.tsv", "sfs.png", "loglik.png"]
         names += ["demes.png"] + (["posterior.tsv", "posterior.png"] if fit.get("method") == "svgd" else [])
@@ -230,10 +252,30 @@ def test_sfs_tables(run, monkeypatch):
     theta = ref[inner].sum() / e[inner].sum()
     np.testing.assert_allclose(exp, theta * e, rtol=1e-10)
     assert json.loads((out / "fit.json").read_text())["theta"] == pytest.approx(theta, rel=1e-10)
+    # the VCF with its popmap: the same observed SFS
+    _, vcf_rows = _read_tsv(run["work"] / "results" / "split_vcf" / "sfs.tsv")
+    assert [r[:3] for r in vcf_rows] == [r[:3] for r in rows]
+
+
+def test_godambe_from_the_block_bootstrap_and_from_fs_replicates(run):
+    """uncertainty: godambe with `bootstrap: 10, blocks: 10` on the .trees file, and with the
+    same replicates as .fs files on the VCF: the same estimates and standard errors, and not
+    the Hessian's."""
+    out = run["work"] / "results"
+    trees = json.loads((out / "split" / "fit.json").read_text())
+    vcf = json.loads((out / "split_vcf" / "fit.json").read_text())
+    assert trees["uncertainty"] == vcf["uncertainty"] == "godambe"
+    assert trees["bootstrap"] == vcf["bootstrap"] == 10 and trees["blocks"] == 10 and "blocks" not in vcf
+    assert vcf["vcf_records"]["used"] == vcf["vcf_records"]["records"] == run["ts"].num_sites
+    for name in ("T", "NA"):
+        assert vcf["params"][name] == pytest.approx(trees["params"][name], rel=1e-9)
+        assert vcf["stderr"][name] == pytest.approx(trees["stderr"][name], rel=1e-6)
+    _, est = _estimates(out / "split" / "estimates.tsv")
+    assert {k: v["stderr"] for k, v in est.items()} == pytest.approx(trees["stderr"], rel=1e-12)
 
 
 def test_scan_peaks_at_the_estimate(run):
-    for fit in (EXPANSION, SPLIT_FIT):
+    for fit in (EXPANSION, SPLIT_FIT, SPLIT_VCF):
         out = run["work"] / "results" / fit["name"]
         header, rows = _read_tsv(out / "loglik.tsv")
         assert header == ["parameter", "value", "loglik", "at_estimate"]
@@ -297,12 +339,18 @@ def test_rerun_is_up_to_date_and_edits_rerun_the_fit(run):
     proc = snakemake(work, "--dry-run", cache=cache, configfile=base / "config.yaml")
     assert proc.returncode == 0, proc.output[-3000:]
     assert "Nothing to be done" in proc.output
-    path = base / "split_options.yaml"  # an edited input: that fit (and what follows it) again
-    path.write_text(path.read_text().replace("upper_bound: 10000\n", "upper_bound: 9000\n"))
+    path = base / "split_pops.txt"  # an edited popmap: the VCF's fit (and what follows it) again
+    path.write_text("".join(reversed(path.read_text().splitlines(keepends=True))))
     proc = snakemake(work, "--dry-run", cache=cache, configfile=base / "config.yaml")
     assert proc.returncode == 0, proc.output[-3000:]
     counts = job_counts(proc.output)
     assert counts.get("fit_mle") == 1 and counts.get("scan_fit") == 1 and counts.get("plot_fit") == 1, counts
+    path = base / "split_options.yaml"  # an edited input of both split fits
+    path.write_text(path.read_text().replace("upper_bound: 10000\n", "upper_bound: 9000\n"))
+    proc = snakemake(work, "--dry-run", cache=cache, configfile=base / "config.yaml")
+    assert proc.returncode == 0, proc.output[-3000:]
+    counts = job_counts(proc.output)
+    assert counts.get("fit_mle") == 2 and counts.get("scan_fit") == 2 and counts.get("plot_fit") == 2, counts
 
 
 @pytest.mark.parametrize(
@@ -336,8 +384,20 @@ def test_bad_entry_fails_at_parse_time(tmp_path, change, words):
         ({"starts": 0}, "'starts' must be an integer >= 1, got 0"),
         ({"sead": 1}, "unknown key 'sead'"),
         ({"scan": {"points": 2}}, "'scan.points' must be an integer >= 3, got 2"),
-        ({"data": "expansion.yaml"}, "must be a dadi/moments .fs file or a tskit .trees file"),
+        ({"data": "expansion.yaml"}, "must be a dadi/moments .fs file, a tskit .trees file or a VCF/BCF file"),
         ({"options": "expansion.fs"}, "has no 'parameters' list"),
+        ({"uncertainty": "sandwich"}, "'uncertainty' must be one of hessian, godambe, got 'sandwich'"),
+        ({"uncertainty": "godambe"}, "uncertainty: godambe needs 'bootstrap'"),
+        ({"bootstrap": 10}, "'bootstrap' goes with uncertainty: godambe"),
+        ({"uncertainty": "godambe", "bootstrap": 10}, "'bootstrap' 10 (block-bootstrap replicates) needs .trees"),
+        (
+            {"uncertainty": "godambe", "bootstrap": ["expansion.fs", "nope.fs"]},
+            "bootstrap replicate 'nope.fs' not found",
+        ),
+        ({"uncertainty": "godambe", "bootstrap": ["expansion.fs"] * 2, "blocks": 5}, "'blocks' goes with a number"),
+        ({"method": "svgd", "uncertainty": "hessian"}, "'uncertainty' goes with method: mle"),
+        ({"popmap": "expansion.yaml"}, "'popmap' goes with VCF data"),
+        ({"data": "x.vcf.gz"}, "data file 'x.vcf.gz' not found"),
     ],
 )
 def test_fit_entry_checks(tmp_path, change, words):

@@ -317,6 +317,11 @@ def fit_input(key):
     return lambda wildcards: FITS[wildcards.fit][key]
 
 
+def fit_extra_inputs(wildcards):
+    """A fit's popmap and bootstrap files (inputs, so that edits rerun the fit)."""
+    return fitconf.extra_inputs(FITS[wildcards.fit])
+
+
 def fit_resource(what):
     """A fit's own `resources`, else the config's, else the default (1000 MB, 15 minutes)."""
     return lambda wildcards: FITS[wildcards.fit].get("resources", {}).get(what, DEFAULT_RESOURCES[what])

@@ -1,6 +1,7 @@
 # Fits (config `fits:`): a Demes model's parameters (named in a moments-style options file)
-# fitted to an observed SFS (.fs or .trees) by `phasic fit`, by maximum likelihood (fit_mle) or
-# SVGD (fit_svgd); the log-likelihood scanned along each parameter around the estimate
+# fitted to an observed SFS (.fs, .trees, or a VCF with a popmap) by `phasic fit`, by maximum
+# likelihood (fit_mle; standard errors from the Hessian or, with bootstrap replicates, the
+# Godambe information) or SVGD (fit_svgd); the log-likelihood scanned along each parameter around the estimate
 # (scan_fit, through phasic.inference.loglik); plots (plot_fit, plot_posterior). The fit's
 # graph and trace are found in (or written to) the store by the library (from_demes with
 # cache=True): a rerun, another fit of the same model or a scan replays the stored trace.
@@ -12,6 +13,7 @@ rule fit_mle:
         model=fit_input("model"),
         options=fit_input("options"),
         data=fit_input("data"),
+        extra=fit_extra_inputs,
     output:
         estimates=report(
             "results/{fit}/estimates.tsv",
@@ -52,6 +54,7 @@ rule fit_svgd:
         model=fit_input("model"),
         options=fit_input("options"),
         data=fit_input("data"),
+        extra=fit_extra_inputs,
     output:
         estimates=report(
             "results/{fit}/estimates.tsv",

@@ -1,8 +1,9 @@
 """The config's `fits:` entries, checked and resolved at parse time (loaded by
 workflows/rules/common.smk; plain Python, tested on its own).
 
-Each entry fits a Demes model's parameters to an observed SFS with `phasic fit`; every error
-names the entry (``fit 'name': ...``) and the offending value, before any job runs.
+Each entry fits a Demes model's parameters to an observed SFS (a .fs file, a .trees file, or a
+VCF with a popmap) with `phasic fit`; every error names the entry (``fit 'name': ...``) and the
+offending value, before any job runs.
 """
 
 import math
@@ -25,11 +26,18 @@ KEYS = (
     "seed",
     "n_particles",
     "n_iterations",
+    "popmap",
+    "uncertainty",
+    "bootstrap",
+    "blocks",
     "scan",
     "resources",
 )
 REQUIRED = ("name", "model", "options", "data", "samples")
 METHODS = ("mle", "svgd")
+UNCERTAINTIES = ("hessian", "godambe")
+#: data files by kind (their endings)
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".bcf")
 SVGD_KEYS = ("n_particles", "n_iterations")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: the log-likelihood scan: points per parameter and half-width in standard errors
@@ -119,13 +127,21 @@ def _check_options(label, path):
             raise FitConfigError(f"{label}: the options file {path!r} has a parameter without a name: {_short(p)}")
 
 
-def _check_data(label, path, samples):
+def is_vcf(path):
+    return str(path).lower().endswith(VCF_SUFFIXES)
+
+
+def _check_data(label, path, samples, key="data"):
     """A .fs file's dimensions match the samples (n + 1 per sampled deme, in their order); a
-    .trees file is read by the job (its populations named like the demes)."""
-    if path.endswith(".trees"):
+    .trees file (its populations named like the demes) and a VCF (with its popmap) are read by
+    the job."""
+    if path.endswith(".trees") or is_vcf(path):
         return
     if not path.endswith(".fs"):
-        raise FitConfigError(f"{label}: 'data' {path!r} must be a dadi/moments .fs file or a tskit .trees file")
+        raise FitConfigError(
+            f"{label}: {key!r} {path!r} must be a dadi/moments .fs file, a tskit .trees file or a VCF/BCF file "
+            "(.vcf, .vcf.gz, .bcf, with a popmap)"
+        )
     from phasic.exceptions import PhasicError
     from phasic.inference import read_fs
 
@@ -139,6 +155,68 @@ def _check_data(label, path, samples):
             f"{label}: the SFS in {path!r} has dimensions {tuple(counts.shape)}, the samples {samples} give {shape} "
             "(n + 1 per sampled deme, in the order of 'samples')"
         )
+
+
+def _check_uncertainty(label, entry, out, search_dirs, samples):
+    """`uncertainty`, `bootstrap` (a number of block-bootstrap replicates of .trees data, or a
+    list of .fs replicates found like the data file) and `blocks`."""
+    method = out["method"]
+    uncertainty = entry.get("uncertainty", "hessian")
+    if uncertainty not in UNCERTAINTIES:
+        raise FitConfigError(
+            f"{label}: 'uncertainty' must be one of {', '.join(UNCERTAINTIES)}, got {_short(uncertainty)}"
+        )
+    if method != "mle":
+        for key in ("uncertainty", "bootstrap", "blocks"):
+            if key in entry:
+                raise FitConfigError(f"{label}: {key!r} goes with method: mle (the method is {method!r})")
+        return
+    out["uncertainty"] = uncertainty
+    bootstrap = entry.get("bootstrap")
+    if uncertainty == "godambe" and bootstrap is None:
+        raise FitConfigError(
+            f"{label}: uncertainty: godambe needs 'bootstrap' (a number of block-bootstrap replicates with .trees "
+            "data, or a list of .fs files)"
+        )
+    if bootstrap is not None and uncertainty != "godambe":
+        raise FitConfigError(
+            f"{label}: 'bootstrap' goes with uncertainty: godambe (the uncertainty is {uncertainty!r})"
+        )
+    if type(bootstrap) is int:
+        _int(label, "bootstrap", bootstrap, 2)
+        if not out["data"].endswith(".trees"):
+            raise FitConfigError(
+                f"{label}: 'bootstrap' {bootstrap} (block-bootstrap replicates) needs .trees data, the data are "
+                f"{entry['data']!r}; give a list of .fs replicates instead"
+            )
+    elif bootstrap is not None:
+        if not isinstance(bootstrap, list) or len(bootstrap) < 2:
+            raise FitConfigError(
+                f"{label}: 'bootstrap' must be an integer >= 2 or a list of at least 2 .fs files, got {_short(bootstrap)}"
+            )
+        files = []
+        for i, item in enumerate(bootstrap):
+            key = f"bootstrap[{i}]"
+            path = _file(label, key, {key: item}, search_dirs, "bootstrap replicate")
+            if not path.endswith(".fs") or "," in path:
+                raise FitConfigError(
+                    f"{label}: {key!r} {item!r} must be a dadi/moments .fs file (without ',' in its path)"
+                )
+            _check_data(label, path, samples, key)
+            files.append(path)
+        out["bootstrap"] = files
+    if "blocks" in entry:
+        if type(bootstrap) is not int:
+            raise FitConfigError(f"{label}: 'blocks' goes with a number of block-bootstrap replicates ('bootstrap': n)")
+        _int(label, "blocks", entry["blocks"], 2)
+
+
+def extra_inputs(fit):
+    """The popmap and bootstrap files of a resolved entry (inputs of its jobs: edits rerun them)."""
+    files = [fit["popmap"]] if fit.get("popmap") else []
+    if isinstance(fit.get("bootstrap"), list):
+        files += fit["bootstrap"]
+    return files
 
 
 def resolve_fit(entry, search_dirs, taken=()):
@@ -182,6 +260,16 @@ def resolve_fit(entry, search_dirs, taken=()):
     _check_model(label, out["model"], samples)
     _check_options(label, out["options"])
     _check_data(label, out["data"], samples)
+    if is_vcf(out["data"]) and entry.get("popmap") is None:
+        raise FitConfigError(
+            f"{label}: the VCF {entry['data']!r} needs a 'popmap' (a file of 'sample deme' lines, found like the data)"
+        )
+    if entry.get("popmap") is not None:
+        if not is_vcf(out["data"]):
+            raise FitConfigError(
+                f"{label}: 'popmap' goes with VCF data (.vcf, .vcf.gz, .bcf); the data are {entry['data']!r}"
+            )
+        out["popmap"] = _file(label, "popmap", entry, search_dirs, "popmap file")
     has_mu, has_len = entry.get("mutation_rate") is not None, entry.get("sequence_length") is not None
     if has_mu != has_len:
         raise FitConfigError(
@@ -195,6 +283,7 @@ def resolve_fit(entry, search_dirs, taken=()):
     if method not in METHODS:
         raise FitConfigError(f"{label}: 'method' must be one of {', '.join(METHODS)}, got {_short(method)}")
     out["method"] = method
+    _check_uncertainty(label, entry, out, search_dirs, samples)
     for key in SVGD_KEYS:
         if key in entry:
             if method != "svgd":
@@ -250,6 +339,14 @@ def fit_args(fit):
         args += ["--state-space", fit["state_space"]]
     if fit["method"] == "mle":
         args += ["--starts", str(fit.get("starts", 1))]
+        args += ["--uncertainty", fit.get("uncertainty", "hessian")]
+    if fit.get("popmap"):
+        args += ["--popmap", fit["popmap"]]
+    bootstrap = fit.get("bootstrap")
+    if bootstrap is not None:
+        args += ["--bootstrap", str(bootstrap) if type(bootstrap) is int else ",".join(bootstrap)]
+    if fit.get("blocks") is not None:
+        args += ["--blocks", str(fit["blocks"])]
     if fit.get("seed") is not None:
         args += ["--seed", str(fit["seed"])]
     for key, flag in (("n_particles", "--particles"), ("n_iterations", "--iterations")):

@@ -63,9 +63,9 @@ def grid(centre, below, above, lower, upper, points, width):
 
 
 def observed_data(data, sfs_path):
-    """What loglik reads: a .fs file as it is (its mask and folding); for a .trees file, the
-    observed SFS the fit job computed (sfs.tsv), rather than tskit's statistics once per value."""
-    if not str(data).endswith(".trees"):
+    """What loglik reads: a .fs file as it is (its mask and folding); for a .trees or VCF file,
+    the observed SFS the fit job computed (sfs.tsv), rather than reading the file once per value."""
+    if not str(data).lower().endswith((".trees", ".vcf", ".vcf.gz", ".bcf")):
         return data
     header, rows = read_table(sfs_path)
     d = header.index("observed")
