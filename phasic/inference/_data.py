@@ -135,6 +135,7 @@ def read_vcf(path, popmap, samples):
     `skipped` counts the records: ``records`` (all), ``used``, ``not_biallelic_snp``,
     ``missing_genotype``, ``ancestral_unknown``.
     """
+    unsampled = [k for k, v in samples.items() if not v]
     samples = {k: v for k, v in samples.items() if v}
     if not samples:
         raise ParameterError(f"reading the VCF {str(path)!r} needs samples (haploid genomes per deme)")
@@ -145,6 +146,11 @@ def read_vcf(path, popmap, samples):
     mapping = read_popmap(popmap)
     demes = list(samples)
     for sample, deme in mapping.items():
+        if deme in unsampled:
+            raise ParameterError(
+                f"popmap maps sample {sample!r} to deme {deme!r}, which has 0 genomes in samples; "
+                "leave that sample out of the popmap"
+            )
         if deme not in samples:
             raise ParameterError(
                 f"popmap maps sample {sample!r} to deme {deme!r}, which is not in samples ({demes}); "

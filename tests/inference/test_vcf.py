@@ -142,6 +142,8 @@ def test_errors(sim, tmp_path):
         inference.observed_sfs(vcf, None, SAMPLES, {**popmap, "nobody": "A"})
     with pytest.raises(ParameterError, match=r"to deme 'C', which is not in samples \(\['A', 'B'\]"):
         inference.observed_sfs(vcf, None, SAMPLES, {**popmap, "tsk_0": "C"})
+    with pytest.raises(ParameterError, match=r"to deme 'B', which has 0 genomes in samples"):
+        inference.observed_sfs(vcf, None, {"A": 6, "B": 0}, popmap)
     with pytest.raises(ParameterError, match=r"has 6 genomes of deme 'A' at 1:\d+ .*samples says 8"):
         inference.observed_sfs(vcf, None, {"A": 8, "B": 4}, popmap)
     with pytest.raises(ParameterError, match=r"popmap maps no sample to deme 'B'"):
