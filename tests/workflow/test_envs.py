@@ -45,7 +45,7 @@ def test_env_file_installs_phasic_from_phasic_source():
     # pip to install phasic, a compiler to build it, snakemake for the script: rules
     assert {"python", "pip", "cxx-compiler", "numpy", "h5py", "snakemake-minimal"} <= set(names)
     # a bare "phasic" would be the other project of that name on PyPI
-    assert _pip_specs() == ["phasic @ file://${PHASIC_SOURCE}"]
+    assert _pip_specs() == ["phasic[demography,vcf] @ file://${PHASIC_SOURCE}"]
 
 
 @pytest.mark.slow
@@ -72,7 +72,8 @@ def test_pip_part_of_the_env_resolves_to_this_phasic(tmp_path):
     phasic = install["phasic"]
     assert phasic["requested"] and phasic["download_info"]["url"] == source.as_uri()
     assert phasic["metadata"]["version"] == _pyproject_version()
-    assert {"numpy", "h5py", "pyyaml"} <= set(install)
+    # and the extras the Demes models and fits of the workflow need
+    assert {"numpy", "h5py", "pyyaml", "demes", "demesdraw", "scipy", "cyvcf2"} <= set(install)
 
 
 def _pyproject_version():
