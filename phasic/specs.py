@@ -360,17 +360,7 @@ def _check_demes_spec(spec, label):
     demes = spec["demes"]
     if not isinstance(demes, str) or not demes:
         raise ParameterError(f"{label}: 'demes' must be the path of a Demes YAML file, got {short_repr(demes)}")
-    samples = spec.get("samples")
-    if (
-        not isinstance(samples, dict)
-        or not samples
-        or not all(isinstance(k, str) for k in samples)
-        or not all(type(v) is int and v >= 0 for v in samples.values())
-    ):
-        raise ParameterError(
-            f"{label}: 'samples' must map deme names to numbers of haploid genomes (integers >= 0), "
-            f"e.g. {{A: 4, B: 4}}; got {short_repr(samples)}"
-        )
+    check_samples(spec.get("samples"), label)
     if spec.get("state_space") not in (None, "sfs", "lineages"):
         raise ParameterError(
             f"{label}: 'state_space' must be 'sfs' or 'lineages' (or left out), got {short_repr(spec['state_space'])}"
@@ -380,6 +370,21 @@ def _check_demes_spec(spec, label):
         raise ParameterError(f"{label}: 'moments' must be a positive integer, got {short_repr(value)}")
     spec.setdefault("params", {})
     return spec
+
+
+def check_samples(samples, label, error=ParameterError):
+    """Refuses (raising `error`, naming `label`) `samples` that are not a non-empty mapping of
+    deme names to haploid genome counts (integers >= 0)."""
+    if (
+        not isinstance(samples, dict)
+        or not samples
+        or not all(isinstance(k, str) for k in samples)
+        or not all(type(v) is int and v >= 0 for v in samples.values())
+    ):
+        raise error(
+            f"{label}: 'samples' must map deme names to numbers of haploid genomes (integers >= 0), "
+            f"e.g. {{A: 4, B: 4}}; got {short_repr(samples)}"
+        )
 
 
 def _resolve_demes(spec, search_dirs):

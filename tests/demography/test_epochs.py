@@ -48,23 +48,27 @@ def swap_islands(state):  # a map: every lineage in island 1 moves to island 2 w
     return [([a - j, b + j], comb(a, j) * 0.5**a) for j in range(a + 1)]
 
 
+def swap_matrix(graph, tv):
+    """The map of swap_islands as a dense matrix over the transient vertices `tv`."""
+    states = graph.states()
+    index = {tuple(states[v]): i for i, v in enumerate(tv)}
+    M = np.zeros((len(tv), len(tv)))
+    for i, v in enumerate(tv):
+        out = swap_islands(states[v])
+        if out is None:
+            M[i, i] = 1
+        else:
+            for s, p in out:
+                if tuple(s) in index:
+                    M[i, index[tuple(s)]] += p
+    return M
+
+
 def reference(graph, maps):
     """Survival function, E[T], E[T^2], E[T^3] and the sojourns, from dense matrices."""
     mats = [dense(graph, th) for th in THETAS]
     alpha, _, tv = mats[0]
-    states = graph.states()
-    index = {tuple(states[v]): i for i, v in enumerate(tv)}
-    M = np.eye(len(tv))
-    if maps:
-        M = np.zeros((len(tv), len(tv)))
-        for i, v in enumerate(tv):
-            out = swap_islands(states[v])
-            if out is None:
-                M[i, i] = 1
-            else:
-                for s, p in out:
-                    if tuple(s) in index:
-                        M[i, index[tuple(s)]] += p
+    M = swap_matrix(graph, tv) if maps else np.eye(len(tv))
     edges = [0.0, *BREAKS, np.inf]
     starts = [alpha]
     for k in range(2):

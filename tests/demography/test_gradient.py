@@ -11,7 +11,7 @@ import scipy.linalg
 from phasic import Graph, _core, _csr
 from phasic.demography import Epochs
 from phasic.exceptions import ParameterError
-from tests.demography.test_epochs import dense, swap_islands, two_island
+from tests.demography.test_epochs import dense, swap_islands, swap_matrix, two_island
 
 BREAKS = [0.3, 0.9]
 THETAS = np.array([[1.0, 0.2, 0.5, 0.1], [0.05, 3.0, 0.3, 2.0], [1.0, 1.0, 0.4, 0.4]])
@@ -22,20 +22,8 @@ def dense_expected(graph, breaks, thetas, r, maps):
     epoch, (-S)^-1 in the last; the map of swap_islands at the first break when `maps`."""
     mats = [dense(graph, th) for th in thetas]
     alpha, _, tv = mats[0]
-    states = graph.states()
-    index = {tuple(states[v]): i for i, v in enumerate(tv)}
     n = len(tv)
-    M = np.eye(n)
-    if maps:
-        M = np.zeros((n, n))
-        for i, v in enumerate(tv):
-            out = swap_islands(states[v])
-            if out is None:
-                M[i, i] = 1
-            else:
-                for s, p in out:
-                    if tuple(s) in index:
-                        M[i, index[tuple(s)]] += p
+    M = swap_matrix(graph, tv) if maps else np.eye(n)
     edges = [0.0, *breaks]
     p = alpha
     total = 0.0

@@ -10,6 +10,8 @@ import math
 import re
 from pathlib import Path
 
+from phasic.specs import check_samples, short_repr
+
 #: the keys of a fit entry (the schema, workflows/schemas/config.schema.yaml, says the types too)
 KEYS = (
     "name",
@@ -48,9 +50,8 @@ class FitConfigError(ValueError):
     """A `fits:` entry that cannot be run."""
 
 
-def _short(value, limit=100):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _short(value):
+    return short_repr(value, 100)
 
 
 def _search(path, search_dirs):
@@ -241,16 +242,7 @@ def resolve_fit(entry, search_dirs, taken=()):
     if missing:
         raise FitConfigError(f"{label}: {missing[0]!r} is missing; a fit needs {', '.join(REQUIRED)}")
     samples = entry["samples"]
-    if (
-        not isinstance(samples, dict)
-        or not samples
-        or not all(isinstance(k, str) for k in samples)
-        or not all(type(v) is int and v >= 0 for v in samples.values())
-    ):
-        raise FitConfigError(
-            f"{label}: 'samples' must map deme names to numbers of haploid genomes (integers >= 0), "
-            f"e.g. {{A: 4, B: 4}}; got {_short(samples)}"
-        )
+    check_samples(samples, label, FitConfigError)
     if sum(samples.values()) < 2:
         raise FitConfigError(f"{label}: 'samples' {samples} has fewer than 2 genomes in all")
     out = dict(entry)
