@@ -131,8 +131,9 @@ def _objective(prob):
     round just outside).
 
     An infeasible point (a constraint, a graph demes refuses) is scored by a barrier, not a
-    wall: the last feasible point evaluated and the trial point span a segment; bisection
-    finds its last feasible point ``x_b`` (feasibility only, no likelihood), and the trial
+    wall: the trial point with the coordinate that crossed the boundary set back (else the last
+    feasible point evaluated) and the trial point span a segment; bisection finds its last
+    feasible point ``x_b`` (feasibility only, no likelihood), and the trial
     point scores ``f(x_b) + c1 d + c2 d^2`` with ``d`` its distance from ``x_b`` and ``c1``
     larger than the slope of ``f`` towards it there, so the line search sees a finite value
     that rises across the boundary and backs off to it. (A flat 1e300 with a zero gradient
@@ -164,10 +165,21 @@ def _objective(prob):
         return -ll, -g * v
 
     def boundary(x):
-        """The last feasible point on the segment from the last feasible point evaluated to
-        `x` (bisection, to 1e-9 in log space)."""
-        a, b = 0.0, 1.0  # feasible at a, not at b, along x0 + t (x - x0)
+        """The last feasible point on a segment to `x` (bisection, to 1e-9 in log space). The
+        segment starts at `x` with one coordinate set back to the last feasible point
+        evaluated, where that is feasible (the coordinate that crossed the boundary: the
+        others keep their progress, and the barrier pushes back along that one), else at
+        the last feasible point itself."""
         x0 = last["x"]
+        for i in np.argsort(-np.abs(x - x0), kind="stable"):
+            if x[i] == x0[i]:
+                break
+            y = x.copy()
+            y[i] = x0[i]
+            if feasible(y):
+                x0 = y
+                break
+        a, b = 0.0, 1.0  # feasible at a, not at b, along x0 + t (x - x0)
         for _ in range(60):
             m = 0.5 * (a + b)
             if feasible(x0 + m * (x - x0)):
