@@ -20,7 +20,11 @@ def read_fs(path):
     p = Path(path)
     if not p.is_file():
         raise ParameterError(f"SFS file {str(path)!r} not found")
-    lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise ParameterError(f"SFS file {str(path)!r} is not a text file (a dadi/moments .fs file is)") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) < 2:
         raise ParameterError(f"SFS file {str(path)!r} has no dimensions line and data line")
     head = lines[0].split()
@@ -30,11 +34,17 @@ def read_fs(path):
         data = np.array([float(x) for x in lines[1].split()])
     except ValueError as exc:
         raise ParameterError(f"SFS file {str(path)!r} is malformed: {exc}") from None
+    if any(n < 1 for n in dims):
+        raise ParameterError(f"SFS file {str(path)!r}: the dimensions {dims} must be positive")
     if not dims or data.size != int(np.prod(dims)):
         raise ParameterError(f"SFS file {str(path)!r}: {data.size} entries do not fill dimensions {dims}")
     mask = np.zeros(dims, bool)
     if len(lines) > 2:
-        flags = np.array([int(x) for x in lines[2].split()])
+        flags = lines[2].split()
+        bad = [x for x in flags if x not in ("0", "1")]
+        if bad:
+            raise ParameterError(f"SFS file {str(path)!r}: the mask line has {bad[0]!r}; its flags are 0 or 1")
+        flags = np.array([int(x) for x in flags])
         if flags.size != data.size:
             raise ParameterError(f"SFS file {str(path)!r}: the mask has {flags.size} entries, the data {data.size}")
         mask = flags.reshape(dims).astype(bool)
@@ -275,11 +285,24 @@ def observed_sfs(data, shape=None, samples=None, popmap=None, *, skipped=None):
     elif isinstance(data, (str, Path)):
         counts, mask, folded = read_fs(data)
     else:
-        counts = np.asarray(data, dtype=np.float64)
+        try:
+            raw = np.asarray(data)
+            if raw.dtype.kind not in "biuf":
+                raise TypeError
+            counts = raw.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"the observed SFS must be an array of counts (or a .fs, .trees or VCF file), got {_short(data)}"
+            ) from None
         mask = np.zeros(counts.shape, bool)
         folded = False
-    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-        raise ParameterError("the observed SFS has negative or non-finite entries")
+    bad = ~np.isfinite(counts) | (counts < 0)
+    if np.any(bad):
+        cell = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ParameterError(
+            f"the observed SFS has negative or non-finite entries: {float(counts[cell])!r} at cell {cell}"
+            f"{' (and ' + str(int(bad.sum()) - 1) + ' more)' if bad.sum() > 1 else ''}"
+        )
     if shape is not None and tuple(counts.shape) != tuple(shape):
         raise ParameterError(
             f"the observed SFS has shape {counts.shape}, the model's samples give {tuple(shape)} "

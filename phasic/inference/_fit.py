@@ -57,12 +57,12 @@ def loglik(
         VCF data: sample name -> deme, or a file of ``sample deme`` lines.
     """
     prob = Problem(graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, popmap)
-    values = list(prob.p0)
-    for k, v in (params or {}).items():
+    if params is not None and not isinstance(params, dict):
+        raise ParameterError(f"params must be a dict of parameter values by name, got {_short(params)}")
+    for k in params or {}:
         if k not in prob.names:
             raise ParameterError(f"params name {k!r}, which the options file does not list ({prob.names})")
-        values[prob.names.index(k)] = float(v)
-    return prob.loglik(values)
+    return prob.loglik(prob._vector(dict(params or {})))
 
 
 @dataclass
@@ -339,6 +339,10 @@ def fit(
         raise ParameterError(f"method must be 'mle' or 'svgd', got {method!r}")
     if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
         raise ParameterError(f"starts must be a positive integer, got {starts!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ParameterError(f"seed must be a non-negative integer or None, got {seed!r}")
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        raise ParameterError(f"maxiter must be a positive integer, got {maxiter!r}")
     if uncertainty not in UNCERTAINTIES:
         raise ParameterError(f"uncertainty must be one of {UNCERTAINTIES}, got {uncertainty!r}")
     if bootstrap is not None and uncertainty != "godambe":

@@ -55,8 +55,11 @@ def _load_yaml(obj, what):
     p = Path(str(obj))
     if not p.is_file():
         raise ParameterError(f"{what} {str(obj)!r} not found")
-    with open(p) as fh:
-        out = yaml.safe_load(fh)
+    try:
+        with open(p) as fh:
+            out = yaml.safe_load(fh)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"{what} {str(obj)!r} is not valid YAML: {exc}") from None
     if not isinstance(out, dict):
         raise ParameterError(f"{what} {str(obj)!r} is not a YAML mapping")
     return out
@@ -70,32 +73,69 @@ def _places(name, values):
         if not isinstance(v, dict) or len(v) != 1:
             raise ParameterError(f"parameter {name!r}: a value {v!r} must name one of demes, migrations, pulses")
         ((kind, spec),) = v.items()
+        if kind in ("demes", "migrations", "pulses") and not (isinstance(spec, dict) and spec):
+            raise ParameterError(f"parameter {name!r}: the place {v!r} must map {kind} to what the parameter sets")
         if kind == "demes":
             for deme, what in spec.items():
                 if isinstance(what, str):
-                    out.append(("deme", deme, None, what))
-                elif isinstance(what, dict) and set(what) == {"epochs"}:
+                    out.append(("deme", deme, None, _field(name, what)))
+                elif isinstance(what, dict) and set(what) == {"epochs"} and isinstance(what["epochs"], dict):
                     for i, field in what["epochs"].items():
-                        out.append(("epoch", deme, int(i), field))
+                        out.append(("epoch", deme, _index(name, "epoch", i), _field(name, field)))
                 else:
                     raise ParameterError(f"parameter {name!r}: cannot read the place {v!r}")
         elif kind in ("migrations", "pulses"):
             for i, field in spec.items():
-                out.append((kind[:-1], None, int(i), field))
+                out.append((kind[:-1], None, _index(name, kind[:-1], i), _field(name, field)))
         else:
             raise ParameterError(f"parameter {name!r}: unknown place {kind!r} (demes, migrations, pulses)")
     return out
+
+
+def _index(name, what, i):
+    """A non-negative integer index (YAML may give it as a string of digits)."""
+    if isinstance(i, str) and i.strip().isdigit():
+        return int(i)
+    if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+        raise ParameterError(f"parameter {name!r}: {what} index {i!r} must be a non-negative integer")
+    return i
+
+
+def _field(name, field):
+    if not isinstance(field, str) or not field or field == "name":
+        raise ParameterError(f"parameter {name!r}: {field!r} is not a field of the Demes graph a value can set")
+    return field
+
+
+def _bound(p, key, default):
+    x = p.get(key, default)
+    try:
+        if isinstance(x, bool):
+            raise TypeError
+        x = float(x)
+    except (TypeError, ValueError):
+        raise ParameterError(f"parameter {p['name']!r}: {key} {x!r} is not a number") from None
+    if math.isnan(x):
+        raise ParameterError(f"parameter {p['name']!r}: {key} is {x!r}")
+    return x
 
 
 def read_options(options):
     """``(parameters, constraints)`` from an options file (path or mapping)."""
     o = _load_yaml(options, "options file")
     params = []
-    for p in o.get("parameters") or []:
-        if "name" not in p:
+    plist = o.get("parameters") or []
+    if not isinstance(plist, list):
+        raise ParameterError(f"the options file's 'parameters' must be a list, got {plist!r}")
+    for p in plist:
+        if not isinstance(p, dict) or "name" not in p:
             raise ParameterError(f"an options parameter {p!r} has no name")
-        lo = float(p.get("lower_bound", 0.0))
-        hi = float(p.get("upper_bound", math.inf))
+        if not isinstance(p["name"], str) or not p["name"]:
+            raise ParameterError(f"an options parameter's name must be a non-empty string, got {p['name']!r}")
+        lo = _bound(p, "lower_bound", 0.0)
+        hi = _bound(p, "upper_bound", math.inf)
+        if lo > hi or lo == math.inf or hi == -math.inf:
+            raise ParameterError(f"parameter {p['name']!r}: lower_bound {lo!r} and upper_bound {hi!r} leave no values")
         params.append(Parameter(str(p["name"]), _places(p["name"], p.get("values")), lo, hi))
     if not params:
         raise ParameterError("the options file lists no parameters")
@@ -103,10 +143,19 @@ def read_options(options):
     if len(set(names)) != len(names):
         raise ParameterError(f"the options file names a parameter twice: {names}")
     constraints = []
-    for c in o.get("constraints") or []:
-        a, b = c.get("params", [None, None])
-        if a not in names or b not in names or c.get("constraint") not in ("greater_than", "less_than"):
+    clist = o.get("constraints") or []
+    if not isinstance(clist, list):
+        raise ParameterError(f"the options file's 'constraints' must be a list, got {clist!r}")
+    for c in clist:
+        pair = c.get("params") if isinstance(c, dict) else None
+        if not isinstance(pair, list) or len(pair) != 2 or c.get("constraint") not in ("greater_than", "less_than"):
             raise ParameterError(f"constraint {c!r}: expected params [a, b] and greater_than or less_than")
+        a, b = pair
+        for x in (a, b):
+            if x not in names:
+                raise ParameterError(f"constraint {c!r} names {x!r}, which is not a parameter ({names})")
+        if a == b:
+            raise ParameterError(f"constraint {c!r} compares {a!r} with itself")
         constraints.append((names.index(a), names.index(b), c["constraint"]))
     return params, constraints
 
@@ -152,11 +201,18 @@ def starting_values(graph_dict, params, resolved=None):
 
     def value(pl):
         try:
-            return float(get_value(graph_dict, pl))
+            got = get_value(graph_dict, pl)
         except ParameterError:
             if resolved is None:
                 raise
-            return float(get_value(resolved, pl))
+            got = get_value(resolved, pl)
+        try:
+            if isinstance(got, bool):
+                raise TypeError
+            return float(got)
+        except (TypeError, ValueError):
+            where = ".".join(str(x) for x in pl if x is not None)
+            raise ParameterError(f"the Demes graph's {where} is {got!r}, not a number a parameter can set") from None
 
     vals = []
     for p in params:

@@ -32,6 +32,13 @@ class Problem:
     def __init__(
         self, graph, options, data, samples, mutation_rate, sequence_length, folded, state_space, cache, popmap=None
     ):
+        if not isinstance(samples, dict) or not samples:
+            raise ParameterError(f"samples must be a dict of deme -> haploid genomes, e.g. {{'A': 4}}; got {samples!r}")
+        for k, n in samples.items():
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise ParameterError(f"samples[{k!r}] = {n!r}; expected a number of haploid genomes (int >= 0)")
+        if folded is not None and not isinstance(folded, (bool, np.bool_)):
+            raise ParameterError(f"folded must be True, False or None, got {folded!r}")
         g = _demes.load(graph)
         # the simplified form (what a user writes), as moments' options address it: a split
         # time set on the ancestor's end moves its children's start with it when demes resolves
@@ -43,7 +50,11 @@ class Problem:
         self.folded = file_folded if folded is None else bool(folded)
         if (mutation_rate is None) != (sequence_length is None):
             raise ParameterError("give both mutation_rate and sequence_length (Poisson), or neither (multinomial)")
-        self.theta = None if mutation_rate is None else float(mutation_rate) * float(sequence_length)
+        self.theta = (
+            None
+            if mutation_rate is None
+            else _rate("mutation_rate", mutation_rate) * _rate("sequence_length", sequence_length)
+        )
         self.state_space = state_space
         self.cache = cache
         self.evaluations = 0
@@ -104,7 +115,10 @@ class Problem:
     def batch(self, values):
         """The log-likelihoods of the rows of `values` (shape ``(B, p)``), one after another
         on the shared topology (infeasible rows, and values demes refuses, give -inf)."""
-        arr = np.asarray(values, dtype=np.float64)
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(f"values {values!r} must be numbers, shape (B, {len(self.params)})") from None
         if arr.ndim != 2 or arr.shape[1] != len(self.params):
             raise ParameterError(f"values have shape {arr.shape!r}; expected (B, {len(self.params)}) for {self.names}")
         out = np.full(arr.shape[0], -np.inf)
@@ -122,10 +136,18 @@ class Problem:
             for k, x in values.items():
                 if k not in self.names:
                     raise ParameterError(f"parameter {k!r} is not in the options file ({self.names})")
-                v[self.names.index(k)] = float(x)
+                try:
+                    v[self.names.index(k)] = float(x)
+                except (TypeError, ValueError):
+                    raise ParameterError(f"parameter {k!r}: {x!r} is not a number") from None
+                if not np.isfinite(v[self.names.index(k)]):
+                    raise ParameterError(f"parameter {k!r}: {x!r} is not a finite number")
             return v
-        v = np.asarray(values, dtype=np.float64)
-        if v.shape != (len(self.params),) or not np.all(np.isfinite(v)):
+        try:
+            v = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            v = None
+        if v is None or v.shape != (len(self.params),) or not np.all(np.isfinite(v)):
             raise ParameterError(f"values {values!r} must be {len(self.params)} finite numbers for {self.names}")
         return v
 
@@ -190,6 +212,15 @@ class Problem:
         up[i] += h
         dn[i] -= h
         return (self.loglik(up) - self.loglik(dn)) / (2 * h)
+
+
+def _rate(name, x):
+    try:
+        if isinstance(x, bool):
+            raise TypeError
+        return float(x)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {x!r}") from None
 
 
 def _same_structure(a, b):
