@@ -44,6 +44,22 @@ def model(N1, T, N0):
     return b.resolve()
 
 
+def simulate(graph, n, length, seed, mu=1e-8):
+    """An msprime tree sequence of `n` haploid genomes of deme A under Demes `graph`
+    (recombination 1e-8, binary mutations at `mu`; seeds `seed` and `seed + 1`)."""
+    ts = msprime.sim_ancestry(
+        samples=[msprime.SampleSet(n, population="A", ploidy=1)],
+        demography=msprime.Demography.from_demes(graph),
+        ploidy=2,
+        sequence_length=length,
+        recombination_rate=1e-8,
+        random_seed=seed,
+    )
+    return msprime.sim_mutations(
+        ts, rate=mu, random_seed=seed + 1, model=msprime.BinaryMutationModel(), discrete_genome=False
+    )
+
+
 OPTIONS = {
     "parameters": [
         {
@@ -67,15 +83,7 @@ def test_mle_recovers_msprime_truth(tmp_path, monkeypatch):
     monkeypatch.setenv("PHASIC_CACHE_DIR", str(tmp_path))
     truth = {"N1": 20000.0, "T": 1000.0, "N0": 5000.0}
     mu, L, n = 1e-8, 2e7, 10
-    ts = msprime.sim_ancestry(
-        samples=[msprime.SampleSet(n, population="A", ploidy=1)],
-        demography=msprime.Demography.from_demes(model(**truth)),
-        ploidy=2,
-        sequence_length=L,
-        recombination_rate=1e-8,
-        random_seed=5,
-    )
-    ts = msprime.sim_mutations(ts, rate=mu, random_seed=6, model=msprime.BinaryMutationModel(), discrete_genome=False)
+    ts = simulate(model(**truth), n, L, seed=5, mu=mu)
     data = ts.allele_frequency_spectrum(mode="site", polarised=True, span_normalise=False)
     start = model(10000, 3000, 10000)
     r = inference.fit(start, OPTIONS, data, samples={"A": n}, mutation_rate=mu, sequence_length=L)
@@ -155,15 +163,7 @@ def test_split_time_and_awkward_bounds_are_fitted(tmp_path, monkeypatch):
 
 def test_tree_sequence_data_give_the_site_sfs(tmp_path):
     g = model(20000, 1000, 5000)
-    ts = msprime.sim_ancestry(
-        samples=[msprime.SampleSet(6, population="A", ploidy=1)],
-        demography=msprime.Demography.from_demes(g),
-        ploidy=2,
-        sequence_length=1e6,
-        recombination_rate=1e-8,
-        random_seed=7,
-    )
-    ts = msprime.sim_mutations(ts, rate=1e-8, random_seed=8, model=msprime.BinaryMutationModel(), discrete_genome=False)
+    ts = simulate(g, 6, 1e6, seed=7)
     path = tmp_path / "x.trees"
     ts.dump(path)
     counts = ts.allele_frequency_spectrum(mode="site", polarised=True, span_normalise=False)

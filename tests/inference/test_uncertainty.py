@@ -11,7 +11,7 @@ msprime = pytest.importorskip("msprime")
 
 from phasic import demography, inference  # noqa: E402
 from phasic.exceptions import ParameterError  # noqa: E402
-from tests.inference.test_fit import OPTIONS, model  # noqa: E402
+from tests.inference.test_fit import OPTIONS, model, simulate  # noqa: E402
 
 TRUTH = {"N1": 20000.0, "T": 1000.0, "N0": 5000.0}
 MU, N = 1e-8, 10
@@ -27,15 +27,7 @@ def store(tmp_path, monkeypatch):
 def linked():
     """20 Mb with recombination 1e-8: sites within ~100 kb share their genealogy."""
     L = 2e7
-    ts = msprime.sim_ancestry(
-        samples=[msprime.SampleSet(N, population="A", ploidy=1)],
-        demography=msprime.Demography.from_demes(model(**TRUTH)),
-        ploidy=2,
-        sequence_length=L,
-        recombination_rate=1e-8,
-        random_seed=5,
-    )
-    ts = msprime.sim_mutations(ts, rate=MU, random_seed=6, model=msprime.BinaryMutationModel(), discrete_genome=False)
+    ts = simulate(model(**TRUTH), N, L, seed=5, mu=MU)
     return ts, L
 
 

@@ -22,6 +22,7 @@ yaml = pytest.importorskip("yaml")
 import moments.Demes.Inference as MI  # noqa: E402
 
 from phasic import inference  # noqa: E402
+from tests.inference.test_fit import model, simulate  # noqa: E402
 
 MU, L, N = 1e-8, 1e7, 10
 TRUTH = {"N1": 20000.0, "T": 1000.0, "N0": 5000.0}
@@ -51,23 +52,9 @@ OPTIONS = {
 }
 
 
-def model(N1, T, N0):
-    b = demes.Builder(time_units="generations")
-    b.add_deme("A", epochs=[dict(start_size=N0, end_time=T), dict(start_size=N1)])
-    return b.resolve()
-
-
 @pytest.fixture(scope="module")
 def data():
-    ts = msprime.sim_ancestry(
-        samples=[msprime.SampleSet(N, population="A", ploidy=1)],
-        demography=msprime.Demography.from_demes(model(**TRUTH)),
-        ploidy=2,
-        sequence_length=L,
-        recombination_rate=1e-8,
-        random_seed=11,
-    )
-    ts = msprime.sim_mutations(ts, rate=MU, random_seed=12, model=msprime.BinaryMutationModel(), discrete_genome=False)
+    ts = simulate(model(**TRUTH), N, L, seed=11, mu=MU)
     return np.asarray(ts.allele_frequency_spectrum(mode="site", polarised=True, span_normalise=False), float)
 
 
