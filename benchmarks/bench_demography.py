@@ -78,7 +78,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from timing import best_of  # noqa: E402
+from timing import best_of, print_table  # noqa: E402
 
 PHASEGEN_VENV = HERE / ".phasegen-venv"
 PHASEGEN_PY = PHASEGEN_VENV / "bin" / "python"
@@ -190,16 +190,6 @@ def fmt_r(x):
 
 def fmt_e(x):
     return "-" if x is None else f"{x:.1e}"
-
-
-def print_table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(str(h).rjust(w) for h, w in zip(header, widths))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
 
 
 # ------------------------------------------------------------------- 1. SFS vs moments

@@ -75,6 +75,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timing import print_table  # noqa: E402
+
 MU, LENGTH, RECOMB = 1e-8, 2e7, 1e-8
 
 # Bounds are chosen so that exp(log(bound)) stays inside [lower, upper]: phasic's fit checks
@@ -248,16 +251,6 @@ def fmt_r(x):
 
 def fmt_p(params):
     return ", ".join(f"{k}={v:.3g}" for k, v in params.items())
-
-
-def print_table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(str(h).rjust(w) for h, w in zip(header, widths))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
 
 
 def fresh_store(root):

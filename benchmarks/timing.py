@@ -40,3 +40,14 @@ def compile_bytecode(pycache):
         capture_output=True,
     )
     return env
+
+
+def print_table(title, header, rows):
+    """Prints `rows` under `header` as right-aligned columns, after a blank line and `title`."""
+    print(f"\n{title}")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(str(h).rjust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
