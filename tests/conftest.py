@@ -1,4 +1,5 @@
-"""Shared pytest set-up: the single-node Slurm fixture (`slurm`), a private cache root per test
+"""Shared pytest set-up: the single-node Slurm fixture (`slurm`), a Dask cluster with a decoy
+store (`decoy`, tests/dask_cluster.py), a private cache root per test
 (`cache_dir`) or per module (`isolated_cache`), and the harness for checks run as another user
 (`world`, `run_child`).  The models and references the tests share are in tests/models.py."""
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.slurm_cluster"]
+pytest_plugins = ["tests.slurm_cluster", "tests.dask_cluster"]
 
 REPO = Path(__file__).resolve().parents[1]
 

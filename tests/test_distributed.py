@@ -26,6 +26,7 @@ from phasic.exceptions import DistributedError, ParameterError, PhasicError, Unh
 from phasic.store import Store
 from phasic.traces import trace_key
 from tests import models as dm
+from tests.dask_cluster import decoy_cluster
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parent.parent
@@ -34,30 +35,9 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def decoy(tmp_path_factory):
-    """The store the workers' own environment points at: tasks must never use it."""
-    return tmp_path_factory.mktemp("decoy-store")
-
-
-@pytest.fixture(scope="module")
 def cluster(decoy):
-    old = os.environ.get("PHASIC_CACHE_DIR")
-    os.environ["PHASIC_CACHE_DIR"] = str(decoy)  # inherited by the worker processes
-    try:
-        with distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": ":0"},
-        ) as lc:
-            yield lc
-    finally:
-        if old is None:
-            os.environ.pop("PHASIC_CACHE_DIR", None)
-        else:
-            os.environ["PHASIC_CACHE_DIR"] = old
-    assert not any(p.is_file() for p in Path(decoy).rglob("*")), "a task used the workers' own cache dir"
+    with decoy_cluster(decoy) as lc:
+        yield lc
 
 
 @pytest.fixture(scope="module")

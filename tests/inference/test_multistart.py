@@ -2,9 +2,6 @@
 starts as tasks, SVGD iterations as tasks over chunks of particles; both give what the
 in-process run gives, and the tasks use the client's store (not the workers' own)."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,6 +10,7 @@ distributed = pytest.importorskip("distributed")
 
 from phasic import demography, inference  # noqa: E402
 from phasic.exceptions import ParameterError  # noqa: E402
+from tests.dask_cluster import decoy_cluster  # noqa: E402
 from tests.inference.test_fit import OPTIONS, model  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
@@ -20,28 +18,10 @@ MU, N, L = 1e-8, 10, 5e7
 
 
 @pytest.fixture(scope="module")
-def decoy(tmp_path_factory):
-    """The store the workers' own environment points at: tasks must never use it."""
-    return tmp_path_factory.mktemp("decoy-store")
-
-
-@pytest.fixture(scope="module")
 def client(decoy):
-    old = os.environ.get("PHASIC_CACHE_DIR")
-    os.environ["PHASIC_CACHE_DIR"] = str(decoy)  # inherited by the worker processes
-    try:
-        with (
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc,
-            distributed.Client(lc, set_as_default=False) as c,
-        ):
-            c.wait_for_workers(2, timeout=60)
-            yield c
-    finally:
-        if old is None:
-            os.environ.pop("PHASIC_CACHE_DIR", None)
-        else:
-            os.environ["PHASIC_CACHE_DIR"] = old
-    assert not any(p.is_file() for p in Path(decoy).rglob("*")), "a task used the workers' own cache dir"
+    with decoy_cluster(decoy) as lc, distributed.Client(lc, set_as_default=False) as c:
+        c.wait_for_workers(2, timeout=60)
+        yield c
 
 
 @pytest.fixture
